@@ -1,0 +1,7 @@
+// Package systemtest starts real rafter agent processes on 127.0.0.1-3 and
+// drives them through the admin API: kill -9, restarts, leader loss, and
+// linearizability of the API under failures.
+//
+// The tests build ./cmd/rafter once per run. Every process a test starts is
+// killed in t.Cleanup; traffic goes only to loopback addresses.
+package systemtest
