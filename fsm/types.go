@@ -73,7 +73,7 @@ type ListenerSpec struct {
 	// Edge marks a listener that faces untrusted clients: X-Forwarded-For is
 	// overwritten with the client address instead of appended to.
 	Edge   bool           `json:"edge,omitempty"`
-	Limits ListenerLimits `json:"limits,omitempty"`
+	Limits ListenerLimits `json:"limits,omitzero"`
 }
 
 // ListenerTLS names the certificate files every node reads for an https listener.
@@ -104,7 +104,7 @@ type Route struct {
 type RouteSpec struct {
 	Listener string      `json:"listener"`
 	Priority int         `json:"priority,omitempty"` // higher wins; beats host and path specificity
-	Match    RouteMatch  `json:"match"`
+	Match    RouteMatch  `json:"match,omitzero"`
 	Action   RouteAction `json:"action"`
 	Rewrite  *Rewrite    `json:"rewrite,omitempty"`
 	// Request headers set before forwarding / removed before forwarding.
@@ -113,7 +113,7 @@ type RouteSpec struct {
 	// Response headers set / removed before answering the client.
 	ResponseHeadersAdd    map[string]string `json:"response_headers_add,omitempty"`
 	ResponseHeadersRemove []string          `json:"response_headers_remove,omitempty"`
-	Timeouts              RouteTimeouts     `json:"timeouts,omitempty"`
+	Timeouts              RouteTimeouts     `json:"timeouts,omitzero"`
 	Retries               *RetryPolicy      `json:"retries,omitempty"`
 	MaxBody               int64             `json:"max_body,omitempty"` // bytes; 0 = listener limit
 }
@@ -123,7 +123,7 @@ type RouteMatch struct {
 	// Hosts are exact ("app.example.com") or a leading wildcard
 	// ("*.example.com"); compared case-insensitively, port ignored. Empty: any host.
 	Hosts   []string     `json:"hosts,omitempty"`
-	Path    PathMatch    `json:"path,omitempty"`
+	Path    PathMatch    `json:"path,omitzero"`
 	Methods []string     `json:"methods,omitempty"`
 	Headers []ValueMatch `json:"headers,omitempty"`
 	Query   []ValueMatch `json:"query,omitempty"`

@@ -1,0 +1,115 @@
+package fsm
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestFSMApply(t *testing.T) {
+	f := New()
+	if c := f.Config(); c.Index != 0 || c.Listeners == nil || c.Nodes == nil {
+		t.Fatalf("New: %+v", c)
+	}
+	ch := f.Changed()
+	b, _ := EncodeCommand(PutCommand(obj(KindListener, "web", `{"port":80}`), nil))
+	if err := f.Apply(5, b); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-ch:
+	default:
+		t.Fatal("Changed not closed by Apply")
+	}
+	if l := f.Config().Listeners["web"]; l == nil || l.ModifyIndex != 5 || f.Config().Index != 5 {
+		t.Fatalf("after apply: %+v", f.Config())
+	}
+	// A refused entry leaves the document but advances the index.
+	before := f.Config()
+	ch = f.Changed()
+	b, _ = EncodeCommand(PutCommand(obj(KindListener, "web", `{"port":0}`), nil))
+	if err := f.Apply(6, b); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("Apply of an invalid put: %v", err)
+	}
+	after := f.Config()
+	if after.Index != 6 || after.Listeners["web"].Spec.Port != 80 || before.Index != 5 {
+		t.Fatalf("after refused entry: index %d port %d (old index %d)", after.Index, after.Listeners["web"].Spec.Port, before.Index)
+	}
+	select {
+	case <-ch:
+	default:
+		t.Fatal("Changed not closed by a refused entry")
+	}
+	if err := f.Apply(7, []byte("garbage")); !errors.Is(err, ErrInvalid) || f.Config().Index != 7 {
+		t.Fatalf("garbage entry: %v, index %d", err, f.Config().Index)
+	}
+	ch = f.Changed()
+	f.Restore(nil)
+	<-ch
+	if c := f.Config(); c.Index != 0 || len(c.Listeners) != 0 {
+		t.Fatal("Restore(nil) did not empty the document")
+	}
+	partial := &Config{Index: 9}
+	f.Restore(partial)
+	if c := f.Config(); c.Index != 9 || c.Routes == nil || partial.Routes != nil {
+		t.Fatal("Restore must fill maps without modifying its argument")
+	}
+}
+
+// TestFSMConcurrentReaders runs readers against a writer; with -race it
+// shows that Config and Changed need no locking by callers.
+func TestFSMConcurrentReaders(t *testing.T) {
+	f := New()
+	const writes = 200
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for r := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var last uint64
+			for {
+				ch := f.Changed()
+				c := f.Config()
+				if c.Index < last {
+					errs <- fmt.Errorf("reader %d: index went back from %d to %d", r, last, c.Index)
+					return
+				}
+				last = c.Index
+				for _, o := range c.List(KindPool) {
+					_ = o.Spec
+				}
+				if c.Index == writes {
+					return
+				}
+				select {
+				case <-ch:
+				case <-done:
+					return
+				}
+			}
+		}()
+	}
+	for i := 1; i <= writes; i++ {
+		b, _ := EncodeCommand(PutCommand(obj(KindPool, fmt.Sprintf("p%d", i%10), fmt.Sprintf(`{"panic_threshold":%d}`, i%100)), nil))
+		if err := f.Apply(uint64(i), b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waited := make(chan struct{})
+	go func() { wg.Wait(); close(waited) }()
+	select {
+	case <-waited:
+	case <-time.After(30 * time.Second):
+		close(done)
+		<-waited
+		t.Fatal("readers did not see the last index")
+	}
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}

@@ -1,0 +1,146 @@
+package fsm
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"unicode"
+)
+
+// validateName checks an object name: a DNS-label-like word of lower-case
+// letters, digits and "-_." that starts and ends with a letter or digit.
+func validateName(field, name string) error {
+	if name == "" {
+		return invalidf(field, "required")
+	}
+	if len(name) > maxNameLen {
+		return invalidf(field, "%q is longer than %d characters", name, maxNameLen)
+	}
+	for i := 0; i < len(name); i++ {
+		ch := name[i]
+		alnum := ch >= 'a' && ch <= 'z' || ch >= '0' && ch <= '9'
+		inner := ch == '-' || ch == '_' || ch == '.'
+		if alnum || inner && i > 0 && i < len(name)-1 {
+			continue
+		}
+		return invalidf(field, "%q is not a valid name (lower-case letters, digits, '-', '_', '.'; starting and ending with a letter or digit)", name)
+	}
+	return nil
+}
+
+// validateNodeID accepts the identifiers operators give with --node-id.
+func validateNodeID(field, id string) error {
+	if id == "" {
+		return invalidf(field, "required")
+	}
+	if len(id) > maxNodeIDLen {
+		return invalidf(field, "longer than %d characters", maxNodeIDLen)
+	}
+	for _, r := range id {
+		if r == '/' || r > unicode.MaxASCII || !unicode.IsPrint(r) || unicode.IsSpace(r) {
+			return invalidf(field, "%q: only printable ASCII without spaces or '/'", id)
+		}
+	}
+	return nil
+}
+
+func validateZoneName(field, z string) error { return validateNodeID(field, z) }
+
+func validateNode(field string, n *Node) error {
+	if err := validateNodeID(field+".id", n.ID); err != nil {
+		return err
+	}
+	if err := validateNodeID(field+".zone", n.Zone); n.Zone != "" && err != nil {
+		return err
+	}
+	if n.RaftAddr == "" {
+		return invalidf(field+".raft_addr", "required")
+	}
+	if msg := hostPortProblem(n.RaftAddr); msg != "" {
+		return invalidf(field+".raft_addr", "%s", msg)
+	}
+	for _, a := range []struct{ f, v string }{{"admin_addr", n.AdminAddr}, {"data_addr", n.DataAddr}} {
+		if strings.ContainsFunc(a.v, unicode.IsSpace) {
+			return invalidf(field+"."+a.f, "%q contains whitespace", a.v)
+		}
+	}
+	return nil
+}
+
+// hostnameProblem describes why h is not a host name a route may match
+// (exact, or with wildcard a leading "*."), or returns "".
+func hostnameProblem(h string, wildcard bool) string {
+	if h == "" {
+		return "empty host"
+	}
+	name := h
+	if strings.HasPrefix(h, "*.") && wildcard {
+		name = h[2:]
+	}
+	if strings.ContainsRune(h, ':') {
+		return fmt.Sprintf("%q: a host must not contain a port", h)
+	}
+	if len(name) > 253 {
+		return fmt.Sprintf("%q is longer than 253 characters", h)
+	}
+	for _, label := range strings.Split(name, ".") {
+		if label == "" || len(label) > 63 {
+			return fmt.Sprintf("%q is not a valid host name", h)
+		}
+		for i := 0; i < len(label); i++ {
+			ch := label[i]
+			ok := ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch >= '0' && ch <= '9' || ch == '-' || ch == '_'
+			if !ok {
+				if ch == '*' {
+					return fmt.Sprintf("%q: a wildcard is only allowed as a leading \"*.\"", h)
+				}
+				return fmt.Sprintf("%q is not a valid host name", h)
+			}
+		}
+	}
+	return ""
+}
+
+// hostPortProblem describes why addr is not host:port with a valid port.
+func hostPortProblem(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Sprintf("%q is not host:port", addr)
+	}
+	if host == "" {
+		return fmt.Sprintf("%q has no host", addr)
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 1 || n > 65535 || port[0] == '+' || port[0] == '0' {
+		return fmt.Sprintf("%q: port must be 1..65535", addr)
+	}
+	if _, err := netip.ParseAddr(host); err == nil {
+		return ""
+	}
+	if strings.Contains(addr, "[") {
+		return fmt.Sprintf("%q: bracketed host is not an IP address", addr)
+	}
+	if msg := hostnameProblem(host, false); msg != "" {
+		return msg
+	}
+	return ""
+}
+
+// isToken reports whether s is an RFC 9110 token (header names, methods).
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		ch := s[i]
+		switch {
+		case ch >= 'a' && ch <= 'z', ch >= 'A' && ch <= 'Z', ch >= '0' && ch <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", ch) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
