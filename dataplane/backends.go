@@ -1,0 +1,141 @@
+package dataplane
+
+import (
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// connSettings are the parts of a pool's spec baked into a backend's
+// HostClient; a change replaces the client.
+type connSettings struct {
+	maxConns int
+	maxWait  time.Duration
+}
+
+// backendState is what survives a table swap for a backend that stays in
+// its pool: the connection pool and the active request count.
+type backendState struct {
+	pool, addr string
+	settings   connSettings
+	hc         *fasthttp.HostClient
+	active     atomic.Int64
+}
+
+// poolState survives swaps for a pool that stays: its active requests and
+// retries in flight, which bound the retry budget.
+type poolState struct {
+	active  atomic.Int64
+	retries atomic.Int64
+}
+
+type backendKey struct{ pool, addr string }
+
+// registry owns every backendState and poolState. Only the compile path
+// (the watcher goroutine) writes it; requests hold pointers into it taken
+// from the table and never look it up.
+type registry struct {
+	dial func(addr string, timeout time.Duration) (net.Conn, error)
+
+	mu       sync.Mutex
+	backends map[backendKey]*backendState
+	pools    map[string]*poolState
+	retired  []*backendState
+}
+
+func newRegistry(dial func(addr string, timeout time.Duration) (net.Conn, error)) *registry {
+	if dial == nil {
+		dial = func(addr string, timeout time.Duration) (net.Conn, error) {
+			return (&net.Dialer{Timeout: timeout}).Dial("tcp", addr)
+		}
+	}
+	return &registry{dial: dial, backends: map[backendKey]*backendState{}, pools: map[string]*poolState{}}
+}
+
+func (r *registry) pool(name string) *poolState {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ps := r.pools[name]
+	if ps == nil {
+		ps = &poolState{}
+		r.pools[name] = ps
+	}
+	return ps
+}
+
+func (r *registry) backend(pool, addr string, s connSettings) *backendState {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	k := backendKey{pool, addr}
+	if b := r.backends[k]; b != nil {
+		if b.settings == s {
+			return b
+		}
+		r.retired = append(r.retired, b)
+	}
+	b := &backendState{pool: pool, addr: addr, settings: s}
+	dial := r.dial
+	b.hc = &fasthttp.HostClient{
+		Addr:                          addr,
+		NoDefaultUserAgentHeader:      true,
+		DisableHeaderNamesNormalizing: true,
+		DisablePathNormalizing:        true,
+		StreamResponseBody:            true,
+		MaxConns:                      s.maxConns,
+		MaxConnWaitTimeout:            s.maxWait,
+		// The data plane decides about retries (on another backend);
+		// fasthttp must never resend on its own.
+		MaxIdemponentCallAttempts: 1,
+		RetryIf:                   func(*fasthttp.Request) bool { return false },
+		ReadBufferSize:            DefaultMaxHeaderBytes,
+		MaxIdleConnDuration:       60 * time.Second,
+		Dial:                      func(a string) (net.Conn, error) { return dial(a, DefaultConnectTimeout) },
+	}
+	r.backends[k] = b
+	return b
+}
+
+// sweep closes the idle connections of backends the live table no longer
+// references. Requests still using them finish; their connections close
+// when released because nothing is pooled any more after CloseIdleConnections.
+func (r *registry) sweep(t *Table) {
+	live := map[*backendState]bool{}
+	livePools := map[string]bool{}
+	for name, p := range t.pools {
+		livePools[name] = true
+		for i := range p.backends {
+			live[p.backends[i].st] = true
+		}
+	}
+	r.mu.Lock()
+	var gone []*backendState
+	for k, b := range r.backends {
+		if !live[b] {
+			delete(r.backends, k)
+			gone = append(gone, b)
+		}
+	}
+	gone = append(gone, r.retired...)
+	r.retired = nil
+	for name := range r.pools {
+		if !livePools[name] {
+			delete(r.pools, name)
+		}
+	}
+	r.mu.Unlock()
+	for _, b := range gone {
+		b.hc.CloseIdleConnections()
+	}
+}
+
+// closeAll closes every pooled connection (at shutdown).
+func (r *registry) closeAll() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, b := range r.backends {
+		b.hc.CloseIdleConnections()
+	}
+}

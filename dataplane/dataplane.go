@@ -1,0 +1,300 @@
+package dataplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rafterlb/rafter/fsm"
+	"github.com/valyala/fasthttp"
+)
+
+// Dataplane serves every configured listener on this node from the latest
+// compiled Table.
+type Dataplane struct {
+	opts      Options
+	log       *slog.Logger
+	accessLog *slog.Logger
+	health    HealthView
+	reg       *registry
+	metrics   *metrics
+	dial      func(addr string, timeout time.Duration) (net.Conn, error)
+	listen    func(name, addr string) (net.Listener, error)
+
+	table     atomic.Pointer[Table]
+	exchanges sync.Pool
+	tunnels   tunnels
+	ready     chan struct{}
+
+	mu        sync.Mutex
+	listeners map[string]*listenerServer
+	stopping  sync.WaitGroup // servers being shut down after removal
+}
+
+// New checks opts and builds a Dataplane; nothing is bound until Run.
+func New(opts Options) (*Dataplane, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	if opts.DrainTimeout == 0 {
+		opts.DrainTimeout = DefaultDrainTimeout
+	}
+	d := &Dataplane{
+		opts: opts, log: opts.Logger, accessLog: opts.AccessLog, health: opts.Health,
+		dial: opts.Dial, listen: opts.Listen,
+		ready: make(chan struct{}), listeners: map[string]*listenerServer{},
+	}
+	if d.log == nil {
+		d.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if d.health == nil {
+		d.health = AllHealthy{}
+	}
+	if d.dial == nil {
+		d.dial = func(addr string, timeout time.Duration) (net.Conn, error) {
+			return (&net.Dialer{Timeout: timeout}).Dial("tcp", addr)
+		}
+	}
+	if d.listen == nil {
+		d.listen = func(_, addr string) (net.Listener, error) { return net.Listen("tcp", addr) }
+	}
+	dial := d.dial
+	d.reg = newRegistry(func(addr string, timeout time.Duration) (net.Conn, error) {
+		c, err := dial(addr, timeout)
+		if err != nil {
+			return nil, &dialError{err}
+		}
+		return c, nil
+	})
+	m, err := newMetrics(opts.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("register metrics: %w", err)
+	}
+	d.metrics = m
+	d.exchanges.New = func() any { return newExchange() }
+	d.table.Store(compile(nil, d.reg, opts.Zone))
+	return d, nil
+}
+
+// Ready is closed once the first table is served.
+func (d *Dataplane) Ready() <-chan struct{} { return d.ready }
+
+// Table returns the table being served.
+func (d *Dataplane) Table() *Table { return d.table.Load() }
+
+// ListenerAddr is the address listener name is bound to ("" if it is not).
+func (d *Dataplane) ListenerAddr(name string) string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if ls := d.listeners[name]; ls != nil {
+		return ls.addr
+	}
+	return ""
+}
+
+// Run serves until ctx is done, following configuration changes, then
+// stops gracefully: listeners stop accepting, in-flight requests get up
+// to Options.DrainTimeout, Upgrade tunnels are closed.
+func (d *Dataplane) Run(ctx context.Context) error {
+	src := d.opts.Source
+	changed := src.Changed()
+	d.apply(src.Snapshot())
+	close(d.ready)
+	for {
+		select {
+		case <-ctx.Done():
+			return d.stop()
+		case <-changed:
+			// Changes that arrive while compiling collapse into the next
+			// Snapshot: only the latest configuration is compiled.
+			changed = src.Changed()
+			d.apply(src.Snapshot())
+		}
+	}
+}
+
+func (d *Dataplane) apply(cfg *fsm.Config) {
+	start := time.Now()
+	t := compile(cfg, d.reg, d.opts.Zone)
+	d.metrics.compile.Observe(time.Since(start).Seconds())
+	for _, err := range t.errors {
+		d.log.Warn("configuration object skipped", "index", t.index, "err", err)
+	}
+	d.reconcileListeners(t, true)
+	d.table.Store(t)
+	d.metrics.swaps.Inc()
+	d.metrics.tableIndex.Set(float64(t.index))
+	d.reconcileListeners(t, false)
+	d.reg.sweep(t)
+}
+
+// reconcileListeners starts servers for new listeners (before the table
+// that routes them is stored, so they serve at once) and, after the swap,
+// stops the servers of removed or changed listeners without touching the
+// others.
+func (d *Dataplane) reconcileListeners(t *Table, starting bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !starting {
+		for name, ls := range d.listeners {
+			lt := t.listeners[name]
+			if lt != nil && lt.spec == ls.spec {
+				continue
+			}
+			delete(d.listeners, name)
+			d.stopping.Add(1)
+			go func() {
+				defer d.stopping.Done()
+				ls.shutdown(d.opts.DrainTimeout)
+			}()
+		}
+		// A listener whose spec changed was stopped above; bind it anew
+		// (its port may be the same, so only after the old one let go).
+		starting = true
+	}
+	for name, lt := range t.listeners {
+		if ls := d.listeners[name]; ls != nil {
+			continue
+		}
+		if lt.spec.Protocol == "https" {
+			d.log.Error("https listeners are not served yet", "listener", name)
+			continue
+		}
+		ls, err := d.startListener(name, lt)
+		if err != nil {
+			d.log.Error("listener not bound", "listener", name, "err", err)
+			continue
+		}
+		d.listeners[name] = ls
+	}
+}
+
+type listenerServer struct {
+	name string
+	spec fsm.ListenerSpec
+	srv  *fasthttp.Server
+	ln   net.Listener
+	addr string
+	done chan struct{}
+}
+
+func (d *Dataplane) startListener(name string, lt *listenerTable) (*listenerServer, error) {
+	ip := d.opts.BindIP
+	if ip == "" {
+		ip = "0.0.0.0"
+	}
+	addr := net.JoinHostPort(ip, strconv.Itoa(lt.spec.Port))
+	// A removed listener on the same port may still be letting go of its
+	// socket; wait briefly for it rather than fail the bind.
+	var ln net.Listener
+	var err error
+	for i := 0; i < 50; i++ {
+		if ln, err = d.listen(name, addr); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("listen %s: %w", addr, err)
+	}
+	lim := lt.limits
+	conns := d.metrics.connections.WithLabelValues(name)
+	srv := &fasthttp.Server{
+		Handler:                       func(ctx *fasthttp.RequestCtx) { d.handle(ctx, name) },
+		ErrorHandler:                  d.parseError,
+		Name:                          "rafter",
+		NoDefaultServerHeader:         true,
+		NoDefaultDate:                 true,
+		NoDefaultContentType:          true,
+		DisableHeaderNamesNormalizing: true,
+		DisablePreParseMultipartForm:  true,
+		StreamRequestBody:             true,
+		ReadBufferSize:                lim.maxHeaderBytes,
+		ReadTimeout:                   lim.readTimeout,
+		WriteTimeout:                  lim.writeTimeout,
+		IdleTimeout:                   lim.idleTimeout,
+		Concurrency:                   lim.maxConns,
+		MaxRequestBodySize:            int(min(lim.maxBodyBytes, 1<<30)),
+		ReduceMemoryUsage:             true,
+		CloseOnShutdown:               true,
+		Logger:                        fasthttpLogger{d.log},
+		ConnState: func(_ net.Conn, s fasthttp.ConnState) {
+			switch s {
+			case fasthttp.StateNew:
+				conns.Inc()
+			case fasthttp.StateClosed, fasthttp.StateHijacked:
+				conns.Dec()
+			}
+		},
+	}
+	ls := &listenerServer{name: name, spec: lt.spec, srv: srv, ln: ln, addr: ln.Addr().String(), done: make(chan struct{})}
+	go func() {
+		defer close(ls.done)
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, net.ErrClosed) {
+			d.log.Error("listener stopped", "listener", name, "err", err)
+		}
+	}()
+	return ls, nil
+}
+
+func (ls *listenerServer) shutdown(timeout time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	_ = ls.srv.ShutdownWithContext(ctx)
+	_ = ls.ln.Close()
+	<-ls.done
+}
+
+func (d *Dataplane) stop() error {
+	d.mu.Lock()
+	servers := make([]*listenerServer, 0, len(d.listeners))
+	for name, ls := range d.listeners {
+		servers = append(servers, ls)
+		delete(d.listeners, name)
+	}
+	d.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, ls := range servers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ls.shutdown(d.opts.DrainTimeout)
+		}()
+	}
+	wg.Wait()
+	d.stopping.Wait()
+	d.tunnels.closeAll()
+	d.reg.closeAll()
+	return nil
+}
+
+// parseError answers requests fasthttp refused while reading them.
+func (d *Dataplane) parseError(ctx *fasthttp.RequestCtx, err error) {
+	status := fasthttp.StatusBadRequest
+	var small *fasthttp.ErrSmallBuffer
+	var ne net.Error
+	switch {
+	case errors.As(err, &small):
+		status = fasthttp.StatusRequestHeaderFieldsTooLarge
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		status = fasthttp.StatusRequestEntityTooLarge
+	case errors.As(err, &ne) && ne.Timeout():
+		status = fasthttp.StatusRequestTimeout
+	}
+	d.metrics.clientErrors.WithLabelValues(strconv.Itoa(status)).Inc()
+	ctx.Response.Header.SetNoDefaultContentType(true)
+	ctx.Error(fasthttp.StatusMessage(status)+"\n", status)
+}
+
+type fasthttpLogger struct{ l *slog.Logger }
+
+func (f fasthttpLogger) Printf(format string, args ...any) {
+	f.l.Debug(fmt.Sprintf(format, args...), "component", "fasthttp")
+}

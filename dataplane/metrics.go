@@ -1,0 +1,118 @@
+package dataplane
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/valyala/fasthttp"
+)
+
+type metrics struct {
+	requests       *prometheus.CounterVec
+	latency        *prometheus.HistogramVec
+	upstreamErrors *prometheus.CounterVec
+	retries        *prometheus.CounterVec
+	retryBudget    *prometheus.CounterVec
+	inflight       prometheus.Gauge
+	connections    *prometheus.GaugeVec
+	swaps          prometheus.Counter
+	compile        prometheus.Histogram
+	tableIndex     prometheus.Gauge
+	clientErrors   *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rafter_requests_total", Help: "Requests answered, by route, pool and status class.",
+		}, []string{"route", "pool", "class"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "rafter_request_duration_seconds", Help: "Time to the response head, by route.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"route"}),
+		upstreamErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rafter_upstream_errors_total", Help: "Failed upstream exchanges by pool and kind.",
+		}, []string{"pool", "kind"}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rafter_retries_total", Help: "Retries sent to another backend, by pool.",
+		}, []string{"pool"}),
+		retryBudget: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rafter_retry_budget_exhausted_total", Help: "Retries not sent because the pool's budget was used up.",
+		}, []string{"pool"}),
+		inflight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "rafter_requests_in_flight", Help: "Requests being handled.",
+		}),
+		connections: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "rafter_client_connections", Help: "Open client connections by listener.",
+		}, []string{"listener"}),
+		swaps: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "rafter_table_swaps_total", Help: "Routing tables compiled and swapped in.",
+		}),
+		compile: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "rafter_table_compile_seconds", Help: "Time to compile a routing table.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
+		}),
+		tableIndex: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "rafter_table_index", Help: "Configuration index of the table being served.",
+		}),
+		clientErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rafter_client_errors_total", Help: "Requests refused before routing (parse errors, limits), by status.",
+		}, []string{"status"}),
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{m.requests, m.latency, m.upstreamErrors, m.retries,
+			m.retryBudget, m.inflight, m.connections, m.swaps, m.compile, m.tableIndex, m.clientErrors} {
+			if err := reg.Register(c); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return m, nil
+}
+
+func statusClass(code int) string {
+	switch code / 100 {
+	case 1:
+		return "1xx"
+	case 2:
+		return "2xx"
+	case 3:
+		return "3xx"
+	case 4:
+		return "4xx"
+	}
+	return "5xx"
+}
+
+// finish records one request in the metrics and the access log.
+func (d *Dataplane) finish(ctx *fasthttp.RequestCtx, ex *exchange) {
+	code := ctx.Response.StatusCode()
+	routeName, poolName := "", ""
+	if ex.route != nil {
+		routeName = ex.route.name
+	}
+	if ex.pool != nil {
+		poolName = ex.pool.name
+	}
+	dur := time.Since(ex.start)
+	d.metrics.requests.WithLabelValues(routeName, poolName, statusClass(code)).Inc()
+	d.metrics.latency.WithLabelValues(routeName).Observe(dur.Seconds())
+	if d.accessLog == nil {
+		return
+	}
+	d.accessLog.LogAttrs(context.Background(), slog.LevelInfo, "request",
+		slog.String("client", ctx.RemoteIP().String()),
+		slog.String("method", string(ctx.Method())),
+		slog.String("host", string(ctx.Request.Header.Host())),
+		slog.String("uri", string(ctx.Request.Header.RequestURI())),
+		slog.Int("status", code),
+		slog.Duration("duration", dur),
+		slog.String("route", routeName),
+		slog.String("pool", poolName),
+		slog.String("backend", ex.backend),
+		slog.Int("retries", ex.retries),
+		slog.String("error", ex.kind),
+	)
+}

@@ -1,0 +1,87 @@
+package dataplane
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Defaults applied where the configuration leaves a limit at zero.
+const (
+	DefaultMaxHeaderBytes     = 16 << 10
+	DefaultMaxBodyBytes       = 8 << 20
+	DefaultReadTimeout        = 60 * time.Second
+	DefaultWriteTimeout       = 60 * time.Second
+	DefaultIdleTimeout        = 90 * time.Second
+	DefaultMaxConns           = 10000
+	DefaultConnectTimeout     = 5 * time.Second
+	DefaultRequestTimeout     = 60 * time.Second
+	DefaultMaxConnsPerBackend = 512
+	DefaultMaxConnWait        = time.Second
+	DefaultZoneMinHealthy     = 70
+	DefaultRetryBudgetPercent = 20
+	DefaultDrainTimeout       = 30 * time.Second
+	// minRetryConcurrency lets a lightly loaded pool retry at all even
+	// when BudgetPercent of its active requests rounds down to zero.
+	minRetryConcurrency = 3
+	// bufferBodyLimit: request bodies up to this size with a known length
+	// are read into memory so that they can be replayed on a retry; larger
+	// or chunked bodies are streamed.
+	bufferBodyLimit = 64 << 10
+)
+
+// Options configure a Dataplane.
+type Options struct {
+	// Source supplies the replicated configuration. Required.
+	Source ConfigSource
+	// BindIP is the address every listener binds (the node's --bind).
+	BindIP string
+	// Zone is this node's availability zone (for zone-aware pools).
+	Zone string
+	// Logger receives operational messages; nil discards them.
+	Logger *slog.Logger
+	// AccessLog receives one JSON-able record per request; nil turns the
+	// access log off at no per-request cost.
+	AccessLog *slog.Logger
+	// Registerer receives the data plane's metrics; nil keeps them
+	// unregistered (they are still counted).
+	Registerer prometheus.Registerer
+	// Health is consulted by the balancers; nil means AllHealthy.
+	Health HealthView
+	// DrainTimeout bounds how long Run waits for in-flight requests after
+	// its context is done.
+	DrainTimeout time.Duration
+	// Listen opens a listener's socket; nil means net.Listen("tcp", addr).
+	// Tests pass in-memory listeners here. A listener whose configured port
+	// is 0 binds an ephemeral port; ListenerAddr reports it.
+	Listen func(name, addr string) (net.Listener, error)
+	// Dial opens upstream connections (HTTP and Upgrade tunnels); nil
+	// means a net.Dialer with the route's connect timeout.
+	Dial func(addr string, timeout time.Duration) (net.Conn, error)
+}
+
+// DefaultOptions returns Options with every optional field at its default.
+func DefaultOptions() Options {
+	return Options{BindIP: "0.0.0.0", DrainTimeout: DefaultDrainTimeout}
+}
+
+// ErrInvalidOptions is wrapped by every Options.Validate error.
+var ErrInvalidOptions = errors.New("invalid dataplane options")
+
+// Validate reports the first invalid field by name.
+func (o *Options) Validate() error {
+	if o.Source == nil {
+		return fmt.Errorf("%w: source: required", ErrInvalidOptions)
+	}
+	if o.BindIP != "" && net.ParseIP(o.BindIP) == nil {
+		return fmt.Errorf("%w: bind_ip: %q is not an IP address", ErrInvalidOptions, o.BindIP)
+	}
+	if o.DrainTimeout < 0 {
+		return fmt.Errorf("%w: drain_timeout: must not be negative", ErrInvalidOptions)
+	}
+	return nil
+}

@@ -1,0 +1,507 @@
+package dataplane
+
+import (
+	"errors"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// exchange is per-request scratch memory, pooled so that a request does
+// not allocate for routing, header rewriting or picking.
+type exchange struct {
+	view    requestView
+	hostBuf []byte
+	uriBuf  []byte
+	valBuf  []byte
+	keyBuf  []byte
+	keys    []span
+	tokens  [][]byte
+	tried   []int32
+	sc      pickScratch
+	body    []byte
+	stream  bodyReader
+	start   time.Time
+	route   *route
+	pool    *pool
+	backend string
+	kind    string
+	retries int
+}
+
+func newExchange() *exchange {
+	return &exchange{hostBuf: make([]byte, 0, 256), uriBuf: make([]byte, 0, 256), valBuf: make([]byte, 0, 256)}
+}
+
+func (ex *exchange) reset() {
+	ex.view = requestView{}
+	ex.route, ex.pool, ex.backend, ex.kind, ex.retries = nil, nil, "", "", 0
+	ex.stream = bodyReader{}
+	ex.tried = ex.tried[:0]
+	if cap(ex.body) > 4*bufferBodyLimit {
+		ex.body = nil
+	}
+}
+
+// Errors the proxy maps to client statuses.
+var (
+	errBodyTooLarge = errors.New("request body too large")
+	errClientBody   = errors.New("reading the request body failed")
+)
+
+// dialError marks a failure to connect, which is always safe to retry.
+type dialError struct{ err error }
+
+func (e *dialError) Error() string { return "dial: " + e.err.Error() }
+func (e *dialError) Unwrap() error { return e.err }
+
+// bodyReader replays a buffered prefix then continues with the client's
+// stream, enforcing the body limit. It records whether anything was read
+// from it (then it cannot be replayed on a retry) and why it failed.
+type bodyReader struct {
+	prefix   []byte
+	off      int
+	rest     io.Reader
+	read     int64
+	limit    int64
+	consumed bool
+	err      error
+}
+
+func (b *bodyReader) Read(p []byte) (int, error) {
+	b.consumed = true
+	if b.off < len(b.prefix) {
+		n := copy(p, b.prefix[b.off:])
+		b.off += n
+		b.read += int64(n)
+		return n, nil
+	}
+	if b.rest == nil {
+		return 0, io.EOF
+	}
+	n, err := b.rest.Read(p)
+	b.read += int64(n)
+	if b.read > b.limit {
+		b.err = errBodyTooLarge
+		return n, errBodyTooLarge
+	}
+	if err != nil && err != io.EOF {
+		b.err = errClientBody
+	}
+	return n, err
+}
+
+// handle serves one request on listener lt's server.
+func (d *Dataplane) handle(ctx *fasthttp.RequestCtx, listener string) {
+	ex := d.exchanges.Get().(*exchange)
+	ex.start = time.Now()
+	d.metrics.inflight.Inc()
+	defer func() {
+		d.metrics.inflight.Dec()
+		d.finish(ctx, ex)
+		ex.reset()
+		d.exchanges.Put(ex)
+	}()
+	t := d.table.Load()
+	lt := t.listeners[listener]
+	if lt == nil {
+		ctx.SetConnectionClose()
+		d.errorResponse(ctx, ex, fasthttp.StatusServiceUnavailable, "listener_removed")
+		return
+	}
+	hdr := &ctx.Request.Header
+	// fasthttp rejects duplicate Host and Content-Length fields itself; a
+	// Content-Length beside Transfer-Encoding it accepts (TE wins), but a
+	// proxy must refuse it (RFC 9112 6.1) so no backend can disagree about
+	// where the request ends.
+	if hdr.ContentLength() == -1 && hasRawField(hdr.RawHeaders(), "content-length") {
+		ctx.SetConnectionClose()
+		d.errorResponse(ctx, ex, fasthttp.StatusBadRequest, "framing")
+		return
+	}
+	authority, path, query := splitRequestURI(hdr.RequestURI())
+	host := hdr.Host()
+	if len(authority) > 0 {
+		host = authority
+	}
+	if len(host) == 0 && hdr.IsHTTP11() {
+		ctx.SetConnectionClose()
+		d.errorResponse(ctx, ex, fasthttp.StatusBadRequest, "host")
+		return
+	}
+	ex.view = requestView{
+		method: hdr.Method(), host: normalizeHost(ex.hostBuf, host),
+		path: path, query: query, hdr: hdr,
+	}
+	r := lt.lookup(&ex.view)
+	if r == nil {
+		d.errorResponse(ctx, ex, fasthttp.StatusNotFound, "no_route")
+		return
+	}
+	ex.route = r
+	switch r.action {
+	case actionRespond:
+		ctx.SetStatusCode(r.respond.status)
+		for _, kv := range r.respond.headers {
+			ctx.Response.Header.Set(kv.key, kv.value)
+		}
+		ctx.Response.SetBodyRaw(r.respond.body)
+		d.addResponseHeaders(ctx, ex, r)
+		return
+	case actionRedirect:
+		d.redirect(ctx, ex, r, host, path, query)
+		return
+	}
+	if len(r.split) == 0 {
+		d.errorResponse(ctx, ex, fasthttp.StatusServiceUnavailable, "no_pool")
+		return
+	}
+	leg := r.split[0]
+	if len(r.split) > 1 {
+		w := rand.IntN(r.total)
+		for _, l := range r.split {
+			if w < l.cum {
+				leg = l
+				break
+			}
+		}
+	}
+	ex.pool = leg.pool
+	maxBody := r.maxBody
+	if maxBody <= 0 {
+		maxBody = lt.limits.maxBodyBytes
+	}
+	if cl := hdr.ContentLength(); cl > 0 && int64(cl) > maxBody {
+		ctx.SetConnectionClose()
+		d.errorResponse(ctx, ex, fasthttp.StatusRequestEntityTooLarge, "body_too_large")
+		return
+	}
+	if isUpgrade(hdr, ex) {
+		d.upgrade(ctx, ex, lt, r, leg.pool, host, path, query)
+		return
+	}
+	d.forward(ctx, ex, lt, r, leg.pool, host, path, query, maxBody)
+}
+
+// prepareBody reads up to bufferBodyLimit of the request body. A body that
+// ends within it is sent with a Content-Length and can be replayed on a
+// retry; a broken chunked body is refused before any backend sees it.
+// Longer bodies are streamed.
+func (d *Dataplane) prepareBody(ctx *fasthttp.RequestCtx, ex *exchange, maxBody int64) (streamed bool, status int) {
+	cl := ctx.Request.Header.ContentLength()
+	if cl == 0 || cl == -2 {
+		return false, 0
+	}
+	src := ctx.RequestBodyStream()
+	if src == nil {
+		ex.body = append(ex.body[:0], ctx.Request.Body()...)
+		return false, 0
+	}
+	if cap(ex.body) < bufferBodyLimit+1 {
+		ex.body = make([]byte, 0, bufferBodyLimit+1)
+	}
+	buf := ex.body[:bufferBodyLimit+1]
+	n := 0
+	var err error
+	for n < len(buf) && err == nil {
+		var m int
+		m, err = src.Read(buf[n:])
+		n += m
+	}
+	ex.body = buf[:n]
+	if int64(n) > maxBody {
+		return false, fasthttp.StatusRequestEntityTooLarge
+	}
+	switch {
+	case err == io.EOF:
+		return false, 0
+	case err != nil:
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			return false, fasthttp.StatusRequestTimeout
+		}
+		return false, fasthttp.StatusBadRequest
+	}
+	ex.stream = bodyReader{prefix: ex.body, rest: src, read: 0, limit: maxBody}
+	return true, 0
+}
+
+func (d *Dataplane) forward(ctx *fasthttp.RequestCtx, ex *exchange, lt *listenerTable, r *route, p *pool, host, path, query []byte, maxBody int64) {
+	streamed, status := d.prepareBody(ctx, ex, maxBody)
+	if status != 0 {
+		ctx.SetConnectionClose()
+		d.errorResponse(ctx, ex, status, "client_body")
+		return
+	}
+	out := fasthttp.AcquireRequest()
+	defer fasthttp.ReleaseRequest(out)
+	d.buildRequest(ctx, ex, out, lt, r, host, path, query)
+	idempotent := isIdempotentMethod(ex.view.method)
+	key := d.hashKey(ctx, p, ex)
+	ps := p.state
+	ps.active.Add(1)
+	defer ps.active.Add(-1)
+
+	resp := &ctx.Response
+	for try := 0; try <= r.retry.attempts; try++ {
+		if try > 0 {
+			budget := max(minRetryConcurrency, ps.active.Load()*int64(r.retry.budgetPercent)/100)
+			if ps.retries.Add(1) > budget {
+				ps.retries.Add(-1)
+				d.metrics.retryBudget.WithLabelValues(p.name).Inc()
+				break
+			}
+			ex.retries++
+			d.metrics.retries.WithLabelValues(p.name).Inc()
+		}
+		cand := p.candidates(d.health, &ex.sc, ex.tried)
+		if len(cand) == 0 {
+			if try > 0 {
+				ps.retries.Add(-1)
+				break
+			}
+			d.errorResponse(ctx, ex, fasthttp.StatusServiceUnavailable, "no_healthy_backend")
+			return
+		}
+		idx := p.pick(cand, key, &ex.sc)
+		b := &p.backends[idx]
+		ex.tried = append(ex.tried, idx)
+		ex.backend = b.addr
+		if len(out.Header.Host()) == 0 {
+			out.Header.SetHost(b.addr)
+		}
+		if streamed {
+			out.SetBodyStream(&ex.stream, ctx.Request.Header.ContentLength())
+		} else if len(ex.body) > 0 {
+			out.SetBodyRaw(ex.body)
+		}
+		out.SetTimeout(r.requestTimeout)
+		b.st.active.Add(1)
+		err := b.st.hc.Do(out, resp)
+		b.st.active.Add(-1)
+		if try > 0 {
+			ps.retries.Add(-1)
+		}
+		if err == nil {
+			code := resp.StatusCode()
+			if code >= 500 {
+				d.health.Observe(p.name, b.addr, Outcome5xx)
+			} else {
+				d.health.Observe(p.name, b.addr, OutcomeSuccess)
+			}
+			replayable := !streamed || !ex.stream.consumed
+			if try < r.retry.attempts && idempotent && replayable && retryStatus(r.retry.statuses, code) {
+				_ = resp.CloseBodyStream()
+				continue
+			}
+			d.finishResponse(ctx, ex, r)
+			return
+		}
+		kind, status, outcome := classify(err, &ex.stream)
+		ex.kind = kind
+		d.metrics.upstreamErrors.WithLabelValues(p.name, kind).Inc()
+		if outcome != OutcomeSuccess {
+			d.health.Observe(p.name, b.addr, outcome)
+		}
+		if status == fasthttp.StatusRequestEntityTooLarge || kind == "client_body" {
+			resp.Reset()
+			ctx.SetConnectionClose()
+			d.errorResponse(ctx, ex, status, kind)
+			return
+		}
+		replayable := !streamed || !ex.stream.consumed
+		retry := false
+		switch kind {
+		case "connect", "conn_limit":
+			retry = r.retry.onConnect && replayable
+		case "timeout":
+			retry = r.retry.onTimeout && idempotent && replayable
+		case "reset":
+			retry = r.retry.onReset && idempotent && replayable
+		}
+		if !retry || try == r.retry.attempts {
+			resp.Reset()
+			d.errorResponse(ctx, ex, status, kind)
+			return
+		}
+		resp.Reset()
+	}
+	resp.Reset()
+	if ex.kind == "" {
+		ex.kind = "retry_budget"
+	}
+	d.errorResponse(ctx, ex, fasthttp.StatusBadGateway, ex.kind)
+}
+
+// classify maps an upstream error to a metric kind, the client status and
+// the passive health outcome.
+func classify(err error, body *bodyReader) (kind string, status int, o Outcome) {
+	var de *dialError
+	switch {
+	case body.err == errBodyTooLarge:
+		return "body_too_large", fasthttp.StatusRequestEntityTooLarge, OutcomeSuccess
+	case body.err != nil:
+		return "client_body", fasthttp.StatusBadRequest, OutcomeSuccess
+	case errors.As(err, &de):
+		var ne net.Error
+		if errors.As(de.err, &ne) && ne.Timeout() {
+			return "connect", fasthttp.StatusGatewayTimeout, OutcomeConnectError
+		}
+		return "connect", fasthttp.StatusBadGateway, OutcomeConnectError
+	case errors.Is(err, fasthttp.ErrNoFreeConns):
+		return "conn_limit", fasthttp.StatusServiceUnavailable, OutcomeSuccess
+	case errors.Is(err, fasthttp.ErrTimeout):
+		return "timeout", fasthttp.StatusGatewayTimeout, OutcomeTimeout
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return "timeout", fasthttp.StatusGatewayTimeout, OutcomeTimeout
+	}
+	return "reset", fasthttp.StatusBadGateway, OutcomeReset
+}
+
+func retryStatus(statuses []int, code int) bool {
+	for _, s := range statuses {
+		if s == code {
+			return true
+		}
+	}
+	return false
+}
+
+func isIdempotentMethod(m []byte) bool {
+	switch string(m) {
+	case "GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE":
+		return true
+	}
+	return false
+}
+
+func (d *Dataplane) hashKey(ctx *fasthttp.RequestCtx, p *pool, ex *exchange) []byte {
+	if p.balancer != "hash" {
+		return nil
+	}
+	switch {
+	case p.hash.Header != "":
+		if v, ok := peekHeader(&ctx.Request.Header, p.hash.Header); ok {
+			return v
+		}
+	case p.hash.Cookie != "":
+		if v := ctx.Request.Header.Cookie(p.hash.Cookie); len(v) > 0 {
+			return v
+		}
+	case p.hash.ClientIP:
+		ex.valBuf = appendClientIP(ex.valBuf[:0], ctx)
+		return ex.valBuf
+	}
+	return nil
+}
+
+func appendClientIP(dst []byte, ctx *fasthttp.RequestCtx) []byte {
+	if ta, ok := ctx.RemoteAddr().(*net.TCPAddr); ok {
+		if a, ok := netip.AddrFromSlice(ta.IP); ok {
+			return a.Unmap().AppendTo(dst)
+		}
+	}
+	return append(dst, ctx.RemoteIP().String()...)
+}
+
+// finishResponse makes the backend's response the client's: hop-by-hop
+// fields out, the route's changes in, Via added.
+func (d *Dataplane) finishResponse(ctx *fasthttp.RequestCtx, ex *exchange, r *route) {
+	h := &ctx.Response.Header
+	cleanResponseHeader(h, ex, r.respRemove)
+	d.addResponseHeaders(ctx, ex, r)
+	ex.valBuf = ex.valBuf[:0]
+	if v := peekResponseHeader(h, "via"); len(v) > 0 {
+		ex.valBuf = append(append(ex.valBuf, v...), ", "...)
+		h.Del("Via")
+		h.Del("via")
+	}
+	ex.valBuf = append(ex.valBuf, "1.1 rafter"...)
+	h.SetBytesV("Via", ex.valBuf)
+}
+
+func (d *Dataplane) addResponseHeaders(ctx *fasthttp.RequestCtx, ex *exchange, r *route) {
+	for _, kv := range r.respAdd {
+		ctx.Response.Header.Set(kv.key, kv.value)
+	}
+}
+
+func peekResponseHeader(h *fasthttp.ResponseHeader, lname string) []byte {
+	for k, v := range h.All() {
+		if equalFoldLower(k, lname) {
+			return v
+		}
+	}
+	return nil
+}
+
+// errorResponse answers with a short plain-text error the proxy generated.
+func (d *Dataplane) errorResponse(ctx *fasthttp.RequestCtx, ex *exchange, status int, kind string) {
+	if ex.kind == "" {
+		ex.kind = kind
+	}
+	ctx.Response.Reset()
+	ctx.Response.Header.SetNoDefaultContentType(true)
+	ctx.SetStatusCode(status)
+	ctx.Response.Header.SetContentType("text/plain; charset=utf-8")
+	ctx.Response.SetBodyString(fasthttp.StatusMessage(status) + "\n")
+}
+
+func (d *Dataplane) redirect(ctx *fasthttp.RequestCtx, ex *exchange, r *route, host, path, query []byte) {
+	rd := &r.redirect
+	b := ex.uriBuf[:0]
+	switch {
+	case rd.Scheme != "":
+		b = append(b, rd.Scheme...)
+	case ctx.IsTLS():
+		b = append(b, "https"...)
+	default:
+		b = append(b, "http"...)
+	}
+	b = append(b, "://"...)
+	if rd.Host != "" {
+		b = append(b, rd.Host...)
+	} else {
+		h := host
+		if rd.Port != 0 {
+			if i := lastColonOutsideBrackets(h); i >= 0 {
+				h = h[:i]
+			}
+		}
+		b = append(b, h...)
+	}
+	if rd.Port != 0 {
+		b = append(b, ':')
+		b = fasthttp.AppendUint(b, rd.Port)
+	}
+	if rd.Path != "" {
+		b = append(b, rd.Path...)
+	} else {
+		b = append(b, path...)
+	}
+	if len(query) > 0 {
+		b = append(append(b, '?'), query...)
+	}
+	ex.uriBuf = b
+	ctx.Response.Header.SetBytesV("Location", b)
+	ctx.SetStatusCode(rd.Code)
+	d.addResponseHeaders(ctx, ex, r)
+}
+
+func lastColonOutsideBrackets(h []byte) int {
+	for i := len(h) - 1; i >= 0; i-- {
+		switch h[i] {
+		case ':':
+			return i
+		case ']':
+			return -1
+		}
+	}
+	return -1
+}
