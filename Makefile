@@ -1,0 +1,58 @@
+# rafter: build, run a local cluster, test, benchmark.
+GO        ?= go
+BIN       := bin/rafter
+FUZZTIME  ?= 15s
+# Packages with tests run under the race detector by `make test`.
+TEST_PKGS := ./fsm/... ./cluster/... ./dataplane/... ./client/... ./cmd/...
+
+.PHONY: all build run test vet depcheck unit fuzz bench lint clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/rafter
+
+run: build
+	./$(BIN) dev
+
+test: vet depcheck unit fuzz
+
+vet:
+	$(GO) vet ./...
+
+# The data plane must never depend on Raft, the cluster or the cloud SDK.
+depcheck:
+	@deps="$$($(GO) list -deps ./dataplane/...)" || exit 1; \
+	bad="$$(printf '%s\n' "$$deps" | grep -E '^(github\.com/hashicorp/raft|github\.com/aws/aws-sdk-go-v2|github\.com/rafterlb/rafter/cluster)(/|$$)' || true)"; \
+	if [ -n "$$bad" ]; then \
+		echo "import rule broken: ./dataplane/... must not depend on hashicorp/raft, aws-sdk-go-v2 or rafter/cluster; it imports:"; \
+		printf '  %s\n' $$bad; \
+		exit 1; \
+	fi; \
+	echo "depcheck: dataplane imports neither raft, the AWS SDK nor cluster"
+
+unit:
+	$(GO) test -race -timeout 10m $(TEST_PKGS)
+
+# A short fuzz budget per target; each target runs on its own (go test
+# -fuzz takes one target in one package at a time).
+fuzz:
+	$(GO) test -run=NONE -fuzz='^FuzzParseManifest$$' -fuzztime=$(FUZZTIME) ./fsm
+	@for pkg in $$($(GO) list ./dataplane/...); do \
+		dir=$$($(GO) list -f '{{.Dir}}' $$pkg); \
+		for t in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$dir/*_test.go 2>/dev/null | sed 's/^func //' | sort -u); do \
+			echo "fuzz $$pkg $$t"; \
+			$(GO) test -run=NONE -fuzz="^$$t\$$" -fuzztime=$(FUZZTIME) $$pkg || exit 1; \
+		done; \
+	done
+
+bench:
+	@echo "bench: the benchmark harness (bench/, cmd/rafter-bench) does not exist yet"
+
+lint:
+	@out="$$(gofmt -l .)"; \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+clean:
+	rm -rf bin

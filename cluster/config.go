@@ -1,0 +1,285 @@
+package cluster
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// Config configures one node. Start from DefaultConfig.
+type Config struct {
+	NodeID string
+	Zone   string
+	// DataDir holds raft.db (log and stable store, fsync on) and snapshots/.
+	DataDir string
+	// RaftBind is the host:port Raft listens on; RaftAdvertise is what peers
+	// dial (default: the bound address, which must then be a specific IP).
+	RaftBind      string
+	RaftAdvertise string
+	// AdminAddr is this node's admin API host:port as peers reach it.
+	AdminAddr string
+	// DataAddr is this node's data-plane IP (informational, recorded in the fsm Node).
+	DataAddr string
+	// BootstrapExpect is the size of the cluster to form: 1, 3, 5 or 7.
+	// 0 means never bootstrap: join an existing cluster through Join.
+	BootstrapExpect int
+	// Join lists peers' admin addresses (host:port); it may include this node.
+	Join []string
+	// Peers, when set, replaces the discovery through Join with a fixed
+	// membership (every server's ID and Raft address known in advance).
+	Peers []PeerInfo
+	// Token is the bearer token sent to peers' admin APIs.
+	Token string
+	// ServerTLS and ClientTLS enable mutual TLS for Raft (nil = plaintext);
+	// ClientTLS is also used for HTTPS calls to peers' admin APIs.
+	ServerTLS *tls.Config
+	ClientTLS *tls.Config
+	// AdminScheme is "http" or "https" for calls to peers' admin APIs
+	// (default: https when ClientTLS is set).
+	AdminScheme string
+	// InsecureTransport allows plaintext Raft on a non-loopback address.
+	InsecureTransport bool
+	Logger            *slog.Logger
+	// RaftLogLevel filters hashicorp/raft's own messages: trace, debug,
+	// info, warn (default) or error.
+	RaftLogLevel string
+
+	// Timing. The defaults are tuned for one region: a lost leader is
+	// replaced and a new one accepts writes within about a second.
+	HeartbeatTimeout   time.Duration
+	ElectionTimeout    time.Duration
+	LeaderLeaseTimeout time.Duration
+	CommitTimeout      time.Duration
+	// TransportTimeout bounds one Raft RPC to a silent peer.
+	TransportTimeout time.Duration
+	// SnapshotInterval, SnapshotThreshold and TrailingLogs control log
+	// compaction (see hashicorp/raft.Config).
+	SnapshotInterval  time.Duration
+	SnapshotThreshold uint64
+	TrailingLogs      uint64
+
+	// For tests: when Transport is set the node uses it, with the given
+	// stores or in-memory ones, and ignores DataDir and RaftBind.
+	Transport     raft.Transport
+	LogStore      raft.LogStore
+	StableStore   raft.StableStore
+	SnapshotStore raft.SnapshotStore
+}
+
+// Timing defaults. Followers wait HeartbeatTimeout (randomised up to 2x)
+// without hearing from the leader, then a pre-vote and a vote round follow:
+// about 0.5-1.2 s from the leader's loss to a new leader on a LAN.
+const (
+	defaultHeartbeatTimeout   = 500 * time.Millisecond
+	defaultElectionTimeout    = 500 * time.Millisecond
+	defaultLeaderLeaseTimeout = 250 * time.Millisecond
+	defaultCommitTimeout      = 20 * time.Millisecond
+	defaultTransportTimeout   = time.Second
+	defaultSnapshotInterval   = 30 * time.Second
+	defaultSnapshotThreshold  = 8192
+	defaultTrailingLogs       = 10240
+	transportMaxPool          = 3
+	snapshotsRetained         = 3
+)
+
+// DefaultConfig returns a Config with the timing defaults filled in.
+func DefaultConfig() Config {
+	return Config{
+		HeartbeatTimeout:   defaultHeartbeatTimeout,
+		ElectionTimeout:    defaultElectionTimeout,
+		LeaderLeaseTimeout: defaultLeaderLeaseTimeout,
+		CommitTimeout:      defaultCommitTimeout,
+		TransportTimeout:   defaultTransportTimeout,
+		SnapshotInterval:   defaultSnapshotInterval,
+		SnapshotThreshold:  defaultSnapshotThreshold,
+		TrailingLogs:       defaultTrailingLogs,
+		RaftLogLevel:       "warn",
+	}
+}
+
+// withDefaults fills zero timing fields so a Config built without
+// DefaultConfig still gets sane values.
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	if c.HeartbeatTimeout == 0 {
+		c.HeartbeatTimeout = d.HeartbeatTimeout
+	}
+	if c.ElectionTimeout == 0 {
+		c.ElectionTimeout = d.ElectionTimeout
+	}
+	if c.LeaderLeaseTimeout == 0 {
+		c.LeaderLeaseTimeout = d.LeaderLeaseTimeout
+	}
+	if c.CommitTimeout == 0 {
+		c.CommitTimeout = d.CommitTimeout
+	}
+	if c.TransportTimeout == 0 {
+		c.TransportTimeout = d.TransportTimeout
+	}
+	if c.SnapshotInterval == 0 {
+		c.SnapshotInterval = d.SnapshotInterval
+	}
+	if c.SnapshotThreshold == 0 {
+		c.SnapshotThreshold = d.SnapshotThreshold
+	}
+	if c.TrailingLogs == 0 {
+		c.TrailingLogs = d.TrailingLogs
+	}
+	if c.AdminScheme == "" {
+		c.AdminScheme = "http"
+		if c.ClientTLS != nil {
+			c.AdminScheme = "https"
+		}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// Validate reports the first problem with c, naming the field.
+func (c *Config) Validate() error {
+	cfg := c.withDefaults()
+	var errs []error
+	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+
+	if cfg.NodeID == "" {
+		add("cluster.node_id: required")
+	} else if strings.ContainsAny(cfg.NodeID, " \t\n/") {
+		add("cluster.node_id: %q must not contain spaces or '/'", cfg.NodeID)
+	}
+	switch cfg.BootstrapExpect {
+	case 0, 1, 3, 5, 7:
+	case 2, 4, 6:
+		add("cluster.bootstrap_expect: %d is even: a cluster of %d tolerates no more failures than one of %d and loses quorum on an even split; use %d or %d",
+			cfg.BootstrapExpect, cfg.BootstrapExpect, cfg.BootstrapExpect-1, cfg.BootstrapExpect-1, cfg.BootstrapExpect+1)
+	default:
+		add("cluster.bootstrap_expect: %d not supported (want 1, 3, 5 or 7; 0 to join an existing cluster)", cfg.BootstrapExpect)
+	}
+	if cfg.BootstrapExpect > 1 && len(cfg.Join) == 0 && len(cfg.Peers) == 0 {
+		add("cluster.join: bootstrap_expect %d needs the admin addresses of the other nodes", cfg.BootstrapExpect)
+	}
+	if len(cfg.Peers) > 0 && cfg.BootstrapExpect != 0 && len(cfg.Peers) != cfg.BootstrapExpect {
+		add("cluster.peers: %d peers given but bootstrap_expect is %d", len(cfg.Peers), cfg.BootstrapExpect)
+	}
+	for i, p := range cfg.Peers {
+		if p.ID == "" || p.RaftAddr == "" {
+			add("cluster.peers[%d]: id and raft_addr are required", i)
+		}
+	}
+	for i, j := range cfg.Join {
+		if _, _, err := net.SplitHostPort(j); err != nil {
+			add("cluster.join[%d]: %q is not host:port: %w", i, j, err)
+		}
+	}
+	if cfg.Transport == nil {
+		if cfg.DataDir == "" {
+			add("cluster.data_dir: required")
+		}
+		errs = append(errs, cfg.validateRaftAddrs()...)
+	}
+	if (cfg.ServerTLS == nil) != (cfg.ClientTLS == nil) {
+		add("cluster.tls: server and client TLS must be set together (mutual TLS)")
+	}
+	if cfg.ServerTLS != nil && cfg.ServerTLS.ClientCAs == nil {
+		add("cluster.tls.server: client CA pool required to verify peers")
+	}
+	if cfg.ServerTLS != nil && len(cfg.ServerTLS.Certificates) == 0 && cfg.ServerTLS.GetCertificate == nil {
+		add("cluster.tls.server: certificate required")
+	}
+	if cfg.ClientTLS != nil && cfg.ClientTLS.RootCAs == nil {
+		add("cluster.tls.client: CA pool required to verify peers")
+	}
+	if cfg.ClientTLS != nil && len(cfg.ClientTLS.Certificates) == 0 && cfg.ClientTLS.GetClientCertificate == nil {
+		add("cluster.tls.client: certificate required (peers verify it)")
+	}
+	if cfg.AdminScheme != "http" && cfg.AdminScheme != "https" {
+		add("cluster.admin_scheme: %q (want http or https)", cfg.AdminScheme)
+	}
+	if _, err := parseRaftLogLevel(strings.ToLower(c.RaftLogLevel)); err != nil {
+		add("cluster.raft_log_level: %w", err)
+	}
+	if cfg.TransportTimeout < 10*time.Millisecond {
+		add("cluster.transport_timeout: %s is too low", cfg.TransportTimeout)
+	}
+	if _, err := cfg.raftConfig(); err != nil {
+		add("cluster.timing: %w", err)
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Config) validateRaftAddrs() []error {
+	var errs []error
+	bindHost, _, err := net.SplitHostPort(c.RaftBind)
+	if err != nil {
+		return []error{fmt.Errorf("cluster.raft_bind: %q is not host:port: %w", c.RaftBind, err)}
+	}
+	hosts := []string{bindHost}
+	if c.RaftAdvertise != "" {
+		advHost, advPort, err := net.SplitHostPort(c.RaftAdvertise)
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("cluster.raft_advertise: %q is not host:port: %w", c.RaftAdvertise, err))
+		case isUnspecified(advHost) || advPort == "0":
+			errs = append(errs, fmt.Errorf("cluster.raft_advertise: %q must be an address peers can dial", c.RaftAdvertise))
+		default:
+			hosts = append(hosts, advHost)
+		}
+	} else if isUnspecified(bindHost) {
+		errs = append(errs, fmt.Errorf("cluster.raft_advertise: required when raft_bind %q listens on every interface", c.RaftBind))
+	}
+	if c.ServerTLS == nil && !c.InsecureTransport {
+		for _, h := range hosts {
+			if !isLoopback(h) {
+				errs = append(errs, fmt.Errorf("cluster.raft_bind: refusing plaintext Raft on non-loopback address %q: run `rafter tls init` and pass the --tls-* flags (or --insecure-transport on a trusted network)", h))
+				break
+			}
+		}
+	}
+	return errs
+}
+
+func isUnspecified(host string) bool {
+	if host == "" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsUnspecified()
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// raftConfig builds and checks hashicorp/raft's configuration.
+func (c *Config) raftConfig() (*raft.Config, error) {
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(c.NodeID)
+	if rc.LocalID == "" {
+		rc.LocalID = "unset" // Validate reports the missing ID on its own
+	}
+	rc.HeartbeatTimeout = c.HeartbeatTimeout
+	rc.ElectionTimeout = c.ElectionTimeout
+	rc.LeaderLeaseTimeout = c.LeaderLeaseTimeout
+	rc.CommitTimeout = c.CommitTimeout
+	rc.SnapshotInterval = c.SnapshotInterval
+	rc.SnapshotThreshold = c.SnapshotThreshold
+	rc.TrailingLogs = c.TrailingLogs
+	// Lets the leader pick up many concurrent Apply calls in one disk write
+	// and one AppendEntries round.
+	rc.BatchApplyCh = true
+	if err := raft.ValidateConfig(rc); err != nil {
+		return nil, err
+	}
+	return rc, nil
+}

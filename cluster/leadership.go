@@ -1,0 +1,200 @@
+package cluster
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// healthyWithin is how recently the leader must have reached a peer for it
+// to count as healthy: a few missed heartbeats, not one.
+const healthyWithin = 2 * time.Second
+
+// WatchLeadership reports this node's leadership: the current value first,
+// then every change. Only the latest value is kept for a slow reader, so a
+// consumer always ends on the truth. The channel is closed by cancel or when
+// the node closes; cancel may be called more than once.
+func (n *Node) WatchLeadership() (ch <-chan bool, cancel func()) {
+	c := make(chan bool, 1)
+	n.mu.Lock()
+	if n.closing {
+		n.mu.Unlock()
+		c <- false
+		close(c)
+		return c, func() {}
+	}
+	id := n.nextSub
+	n.nextSub++
+	n.subs[id] = c
+	c <- n.leader.Load()
+	n.mu.Unlock()
+	return c, func() {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		if _, ok := n.subs[id]; ok {
+			delete(n.subs, id)
+			close(c)
+		}
+	}
+}
+
+// publishLeadership replaces any unread value in each subscriber's buffer
+// with v; it never blocks on a slow subscriber.
+func (n *Node) publishLeadership(v bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.leader.Store(v)
+	for _, c := range n.subs {
+		select {
+		case <-c:
+		default:
+		}
+		c <- v
+	}
+}
+
+func (n *Node) closeSubscribers() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.leader.Store(false)
+	for id, c := range n.subs {
+		select {
+		case <-c:
+		default:
+		}
+		c <- false
+		close(c)
+		delete(n.subs, id)
+	}
+}
+
+// leadershipLoop follows Raft's leadership signal, runs the leader's
+// duties while leading and tells subscribers.
+func (n *Node) leadershipLoop() {
+	var (
+		stop func() // ends the current leader term's duties and waits for them
+	)
+	endTerm := func() {
+		if stop != nil {
+			stop()
+			stop = nil
+		}
+		n.health.reset()
+	}
+	defer endTerm()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case isLeader := <-n.raft.LeaderCh():
+			if isLeader == n.leader.Load() {
+				continue
+			}
+			if isLeader {
+				ctx, cancel := context.WithCancel(n.ctx)
+				done := make(chan struct{})
+				term := n.raft.CurrentTerm()
+				go func() {
+					defer close(done)
+					n.leaderDuties(ctx, term)
+				}()
+				stop = func() { cancel(); <-done }
+				n.log.Info("became leader", "node", n.cfg.NodeID, "term", term)
+			} else {
+				endTerm()
+				n.log.Info("lost leadership", "node", n.cfg.NodeID)
+			}
+			n.publishLeadership(isLeader)
+		}
+	}
+}
+
+// leaderDuties runs once per leadership term: a barrier so this leader has
+// applied everything its predecessors committed, then the fsm Node records.
+func (n *Node) leaderDuties(ctx context.Context, term uint64) {
+	if err := n.awaitRetry(ctx, func() raft.Future { return n.raft.Barrier(n.cfg.ElectionTimeout * 4) }); err != nil {
+		n.log.Warn("leader barrier failed", "node", n.cfg.NodeID, "err", err)
+		return
+	}
+	n.readyTerm.Store(term)
+	n.reconcileNodes(ctx)
+}
+
+// awaitRetry runs a Raft operation until it succeeds, leadership ends or
+// ctx is cancelled.
+func (n *Node) awaitRetry(ctx context.Context, op func() raft.Future) error {
+	backoff := 50 * time.Millisecond
+	for {
+		err := n.await(ctx, op())
+		if err == nil || ctx.Err() != nil || !n.IsLeader() {
+			return err
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+		backoff = min(backoff*2, time.Second)
+	}
+}
+
+// observeLoop feeds the leader's view of peer health from Raft's
+// heartbeat observations.
+func (n *Node) observeLoop() {
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case o := <-n.obsCh:
+			switch d := o.Data.(type) {
+			case raft.FailedHeartbeatObservation:
+				n.health.failed(string(d.PeerID), d.LastContact)
+			case raft.ResumedHeartbeatObservation:
+				n.health.resumed(string(d.PeerID))
+			}
+		}
+	}
+}
+
+// peerHealth is the leader's record of peers whose heartbeats fail.
+// Raft reports the first failure and the recovery, so a peer absent from
+// the map is being heartbeated successfully.
+type peerHealth struct {
+	mu      sync.Mutex
+	failing map[string]time.Time // peer id -> last successful contact
+}
+
+func (h *peerHealth) init() { h.failing = make(map[string]time.Time) }
+
+func (h *peerHealth) failed(id string, lastContact time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.failing[id] = lastContact
+}
+
+func (h *peerHealth) resumed(id string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.failing, id)
+}
+
+func (h *peerHealth) reset() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	clear(h.failing)
+}
+
+// lastContact returns when the leader last reached id (now, when its
+// heartbeats are succeeding).
+func (h *peerHealth) lastContact(id string, now time.Time) time.Time {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if t, ok := h.failing[id]; ok {
+		return t
+	}
+	return now
+}

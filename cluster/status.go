@@ -1,0 +1,90 @@
+package cluster
+
+import (
+	"sort"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// Status is this node's view of the cluster. On the leader every member's
+// health is known; a follower only vouches for itself and the leader.
+func (n *Node) Status() Status {
+	now := time.Now()
+	state := n.raft.State()
+	leaderID, leaderAddr := n.Leader()
+	st := Status{
+		NodeID:       n.cfg.NodeID,
+		Zone:         n.cfg.Zone,
+		State:        state.String(),
+		Leader:       leaderID,
+		LeaderAddr:   leaderAddr,
+		Term:         n.raft.CurrentTerm(),
+		CommitIndex:  n.raft.CommitIndex(),
+		AppliedIndex: n.raft.AppliedIndex(),
+		Members:      []Member{},
+	}
+	followerContact := n.raft.LastContact()
+	if state != raft.Leader {
+		st.LastContact = followerContact
+	}
+
+	var servers []raft.Server
+	if f := n.raft.GetConfiguration(); f.Error() == nil {
+		servers = f.Configuration().Servers
+	}
+	nodes := n.fsm.Config().Nodes
+	for _, s := range servers {
+		id := string(s.ID)
+		m := Member{
+			ID:       id,
+			RaftAddr: string(s.Address),
+			Suffrage: s.Suffrage.String(),
+			Leader:   id == leaderID,
+		}
+		if node, ok := nodes[id]; ok {
+			m.Zone, m.AdminAddr = node.Zone, node.AdminAddr
+		} else {
+			n.peersMu.Lock()
+			p := n.peers[id]
+			n.peersMu.Unlock()
+			m.Zone, m.AdminAddr = p.Zone, p.AdminAddr
+		}
+		if id == n.cfg.NodeID && m.AdminAddr == "" {
+			m.Zone, m.AdminAddr = n.cfg.Zone, n.cfg.AdminAddr
+		}
+		switch {
+		case id == n.cfg.NodeID:
+			m.Healthy = state != raft.Shutdown
+			m.LastContact = now
+		case state == raft.Leader:
+			m.LastContact = n.health.lastContact(id, now)
+			m.Healthy = now.Sub(m.LastContact) < healthyWithin
+		case id == leaderID && !followerContact.IsZero():
+			m.LastContact = followerContact
+			m.Healthy = now.Sub(followerContact) < healthyWithin
+		}
+		st.Members = append(st.Members, m)
+	}
+	sort.Slice(st.Members, func(i, j int) bool { return st.Members[i].ID < st.Members[j].ID })
+	return st
+}
+
+// PeerInfo is what this node tells peers forming a cluster with it.
+func (n *Node) PeerInfo() PeerInfo {
+	id, addr := n.Leader()
+	return PeerInfo{
+		ID:           n.cfg.NodeID,
+		Zone:         n.cfg.Zone,
+		RaftAddr:     string(n.trans.LocalAddr()),
+		AdminAddr:    n.cfg.AdminAddr,
+		DataAddr:     n.cfg.DataAddr,
+		Bootstrapped: n.hasState(),
+		Leader:       id,
+		LeaderAddr:   addr,
+	}
+}
+
+// hasState: the node holds Raft state (it bootstrapped, or a leader has
+// replicated to it).
+func (n *Node) hasState() bool { return n.raft.LastIndex() > 0 }

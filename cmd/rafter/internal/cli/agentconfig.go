@@ -1,0 +1,306 @@
+package cli
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/pflag"
+	"go.yaml.in/yaml/v3"
+)
+
+// AgentConfig is everything `rafter agent` is started with. Flags, a YAML
+// file (--config, same keys as the flags, snake_case or dashed) and the
+// environment set it; the precedence is flag, then environment, then file,
+// then DefaultAgentConfig.
+type AgentConfig struct {
+	NodeID          string
+	Zone            string
+	DataDir         string
+	Bind            string // IP the data-plane listeners bind
+	Advertise       string // IP the admin API and Raft listen on and peers reach; default Bind
+	AdminPort       int
+	RaftPort        int
+	BootstrapExpect int
+	Join            []string // admin addresses host:port of peers
+	Token           string   // read-write bearer token; also used to call peers
+	ReadOnlyToken   string
+	TLSCA           string
+	TLSCert         string
+	TLSKey          string
+	// InsecureTransport allows plaintext Raft and admin traffic on a
+	// non-loopback address.
+	InsecureTransport bool
+	AccessLog         string // "off", "stdout" or a file path
+	LogLevel          string // debug | info | warn | error
+}
+
+// DefaultAgentConfig is a single node on loopback with default ports.
+func DefaultAgentConfig() AgentConfig {
+	return AgentConfig{
+		Bind:      "127.0.0.1",
+		AdminPort: 7700,
+		RaftPort:  7701,
+		AccessLog: "stdout",
+		LogLevel:  "info",
+	}
+}
+
+// BindAgentFlags registers the agent's flags on fs, writing into c; the
+// flags' defaults are c's current values.
+func BindAgentFlags(fs *pflag.FlagSet, c *AgentConfig) {
+	fs.StringVar(&c.NodeID, "node-id", c.NodeID, "this node's id, unique in the cluster (required)")
+	fs.StringVar(&c.Zone, "zone", c.Zone, "this node's availability zone (required)")
+	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "directory for the Raft log and snapshots (required)")
+	fs.StringVar(&c.Bind, "bind", c.Bind, "IP address the data-plane listeners bind")
+	fs.StringVar(&c.Advertise, "advertise", c.Advertise, "IP address the admin API and Raft listen on and peers reach (default --bind)")
+	fs.IntVar(&c.AdminPort, "admin-port", c.AdminPort, "admin API port")
+	fs.IntVar(&c.RaftPort, "raft-port", c.RaftPort, "Raft port")
+	fs.IntVar(&c.BootstrapExpect, "bootstrap-expect", c.BootstrapExpect, "form a new cluster once this many nodes (1, 3, 5 or 7) answer; 0 joins an existing one")
+	fs.StringSliceVar(&c.Join, "join", c.Join, "admin addresses (host:port) of peers, comma separated")
+	fs.StringVar(&c.Token, "token", c.Token, "read-write bearer token for the admin API, also sent to peers (env RAFTER_TOKEN)")
+	fs.StringVar(&c.ReadOnlyToken, "read-only-token", c.ReadOnlyToken, "bearer token allowed to read only (env RAFTER_READ_ONLY_TOKEN)")
+	fs.StringVar(&c.TLSCA, "tls-ca", c.TLSCA, "CA certificate (from `rafter tls init`) for mutual TLS on Raft and HTTPS on the admin API")
+	fs.StringVar(&c.TLSCert, "tls-cert", c.TLSCert, "this node's certificate")
+	fs.StringVar(&c.TLSKey, "tls-key", c.TLSKey, "this node's certificate key")
+	fs.BoolVar(&c.InsecureTransport, "insecure-transport", c.InsecureTransport, "allow plaintext Raft and admin traffic on a non-loopback address")
+	fs.StringVar(&c.AccessLog, "access-log", c.AccessLog, "access log: off, stdout or a file path")
+	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
+}
+
+// agentEnv maps environment variables to the flags they set.
+var agentEnv = [...]struct{ env, flag string }{
+	{"RAFTER_TOKEN", "token"},
+	{"RAFTER_READ_ONLY_TOKEN", "read-only-token"},
+}
+
+// LoadAgentConfig completes the flags parsed into fs with the environment
+// and then the YAML file configFile (may be ""): a value reaches the config
+// only if no source of higher precedence set it.
+func LoadAgentConfig(fs *pflag.FlagSet, configFile string, getenv func(string) string) error {
+	set := func(name, value, source string) error {
+		f := fs.Lookup(name)
+		if err := f.Value.Set(value); err != nil {
+			return fmt.Errorf("%s: %s: %w", source, name, err)
+		}
+		return nil
+	}
+	fromEnv := map[string]bool{}
+	for _, e := range agentEnv {
+		if v := getenv(e.env); v != "" && !fs.Changed(e.flag) {
+			if err := set(e.flag, v, e.env); err != nil {
+				return err
+			}
+			fromEnv[e.flag] = true
+		}
+	}
+	if configFile == "" {
+		return nil
+	}
+	data, err := os.ReadFile(configFile)
+	if err != nil {
+		return fmt.Errorf("--config: %w", err)
+	}
+	var doc map[string]any
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return fmt.Errorf("--config %s: %w", configFile, err)
+	}
+	keys := make([]string, 0, len(doc))
+	for k := range doc {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	seen := map[string]string{}
+	for _, key := range keys {
+		name := strings.ReplaceAll(strings.ToLower(key), "_", "-")
+		src := fmt.Sprintf("--config %s", configFile)
+		if f := fs.Lookup(name); f == nil || name == "config" {
+			return fmt.Errorf("%s: unknown key %q", src, key)
+		}
+		if prev, dup := seen[name]; dup {
+			return fmt.Errorf("%s: keys %q and %q set the same option", src, prev, key)
+		}
+		seen[name] = key
+		if fs.Changed(name) || fromEnv[name] {
+			continue
+		}
+		v, err := scalarString(doc[key])
+		if err != nil {
+			return fmt.Errorf("%s: %s: %w", src, key, err)
+		}
+		if err := set(name, v, src); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// scalarString turns a YAML value into what the flag would take on the
+// command line; a list becomes a comma-separated value.
+func scalarString(v any) (string, error) {
+	switch x := v.(type) {
+	case nil:
+		return "", nil
+	case string:
+		return x, nil
+	case bool:
+		return strconv.FormatBool(x), nil
+	case int:
+		return strconv.Itoa(x), nil
+	case float64:
+		return strconv.FormatFloat(x, 'f', -1, 64), nil
+	case []any:
+		parts := make([]string, len(x))
+		for i, e := range x {
+			s, err := scalarString(e)
+			if err != nil {
+				return "", fmt.Errorf("[%d]: %w", i, err)
+			}
+			if strings.Contains(s, ",") {
+				return "", fmt.Errorf("[%d]: %q contains a comma", i, s)
+			}
+			parts[i] = s
+		}
+		return strings.Join(parts, ","), nil
+	}
+	return "", fmt.Errorf("want a string, number, boolean or list, got %T", v)
+}
+
+var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
+
+// AdvertiseIP is Advertise, or Bind when Advertise is not set.
+func (c *AgentConfig) AdvertiseIP() string {
+	if c.Advertise != "" {
+		return c.Advertise
+	}
+	return c.Bind
+}
+
+// AdminAddr is where the admin API listens and peers reach it.
+func (c *AgentConfig) AdminAddr() string {
+	return net.JoinHostPort(c.AdvertiseIP(), strconv.Itoa(c.AdminPort))
+}
+
+// RaftAddr is where Raft listens and peers reach it.
+func (c *AgentConfig) RaftAddr() string {
+	return net.JoinHostPort(c.AdvertiseIP(), strconv.Itoa(c.RaftPort))
+}
+
+// TLS reports whether TLS files are configured.
+func (c *AgentConfig) TLS() bool { return c.TLSCA != "" || c.TLSCert != "" || c.TLSKey != "" }
+
+// SlogLevel is LogLevel as a slog.Level (info when invalid).
+func (c *AgentConfig) SlogLevel() slog.Level {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		return slog.LevelInfo
+	}
+	return l
+}
+
+// Validate reports every problem, each naming the flag to fix.
+func (c *AgentConfig) Validate() error {
+	var errs []error
+	bad := func(flag, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("--%s: %s", flag, fmt.Sprintf(format, args...)))
+	}
+	switch {
+	case c.NodeID == "":
+		bad("node-id", "required")
+	case !idPattern.MatchString(c.NodeID):
+		bad("node-id", "%q: use letters, digits, '.', '_' or '-' (at most 63)", c.NodeID)
+	}
+	switch {
+	case c.Zone == "":
+		bad("zone", "required (the availability zone this node runs in)")
+	case !idPattern.MatchString(c.Zone):
+		bad("zone", "%q: use letters, digits, '.', '_' or '-'", c.Zone)
+	}
+	if c.DataDir == "" {
+		bad("data-dir", "required")
+	}
+	bind := net.ParseIP(c.Bind)
+	if bind == nil {
+		bad("bind", "%q is not an IP address", c.Bind)
+	}
+	if c.Advertise != "" {
+		if ip := net.ParseIP(c.Advertise); ip == nil {
+			bad("advertise", "%q is not an IP address", c.Advertise)
+		} else if ip.IsUnspecified() {
+			bad("advertise", "%s: peers cannot reach an unspecified address", c.Advertise)
+		}
+	} else if bind != nil && bind.IsUnspecified() {
+		bad("advertise", "required when --bind is %s", c.Bind)
+	}
+	for _, p := range []struct {
+		flag string
+		v    int
+	}{{"admin-port", c.AdminPort}, {"raft-port", c.RaftPort}} {
+		// 0 picks a free port: useful for tests and a single node only,
+		// since peers cannot be told a port nobody knows in advance.
+		if p.v < 0 || p.v > 65535 {
+			bad(p.flag, "must be 1..65535 (0: any free port), got %d", p.v)
+		}
+	}
+	if c.AdminPort == c.RaftPort && c.AdminPort != 0 {
+		bad("raft-port", "must differ from --admin-port (%d)", c.AdminPort)
+	}
+	switch c.BootstrapExpect {
+	case 0, 1, 3, 5, 7:
+	default:
+		bad("bootstrap-expect", "must be 1, 3, 5 or 7 (an odd number keeps a majority through a split), or 0 to join an existing cluster; got %d", c.BootstrapExpect)
+	}
+	for i, j := range c.Join {
+		if _, port, err := net.SplitHostPort(j); err != nil || port == "" {
+			bad("join", "[%d] %q: want host:port of a peer's admin API", i, j)
+		}
+	}
+	if c.BootstrapExpect == 0 && len(c.Join) == 0 {
+		bad("join", "required when --bootstrap-expect is 0 (give the admin address of a cluster member)")
+	}
+	if c.Token != "" && c.Token == c.ReadOnlyToken {
+		bad("read-only-token", "must differ from --token")
+	}
+	if c.TLS() {
+		for _, f := range []struct{ flag, path string }{{"tls-ca", c.TLSCA}, {"tls-cert", c.TLSCert}, {"tls-key", c.TLSKey}} {
+			if f.path == "" {
+				bad(f.flag, "required with the other --tls-* flags")
+			} else if _, err := os.Stat(f.path); err != nil {
+				bad(f.flag, "%v", err)
+			}
+		}
+	} else if ip := net.ParseIP(c.AdvertiseIP()); ip != nil && !ip.IsLoopback() && !c.InsecureTransport {
+		bad("tls-ca", "Raft and the admin API on %s would be plaintext: run `rafter tls init` and pass --tls-ca/--tls-cert/--tls-key, or --insecure-transport on a trusted network", c.AdvertiseIP())
+	}
+	switch c.AccessLog {
+	case "":
+		bad("access-log", "want off, stdout or a file path")
+	}
+	switch strings.ToLower(c.LogLevel) {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log-level", "want debug, info, warn or error, got %q", c.LogLevel)
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	return configErrors(errs)
+}
+
+// configErrors reads as one line, so that the command prints one line.
+type configErrors []error
+
+func (e configErrors) Error() string {
+	parts := make([]string, len(e))
+	for i, err := range e {
+		parts[i] = err.Error()
+	}
+	return strings.Join(parts, "; ")
+}
+
+func (e configErrors) Unwrap() []error { return e }

@@ -1,0 +1,342 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/rafterlb/rafter/fsm"
+)
+
+// fakeAPI is an httptest server answering canned bodies per "METHOD PATH".
+type fakeAPI struct {
+	srv     *httptest.Server
+	mu      sync.Mutex
+	answers map[string]answer
+	seen    []string // "METHOD PATH?QUERY BODY"
+}
+
+type answer struct {
+	status int
+	body   string
+}
+
+func newFakeAPI(t *testing.T, answers map[string]answer) *fakeAPI {
+	t.Helper()
+	f := &fakeAPI{answers: answers}
+	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		key := r.Method + " " + r.URL.EscapedPath()
+		f.mu.Lock()
+		f.seen = append(f.seen, strings.TrimSpace(key+"?"+r.URL.RawQuery+" "+string(b)))
+		a, ok := f.answers[key]
+		f.mu.Unlock()
+		if !ok {
+			a = answer{404, `{"error":{"code":"not_found","message":"no such thing"}}`}
+		}
+		w.Header().Set("X-Rafter-Index", "42")
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(a.status)
+		io.WriteString(w, a.body)
+	}))
+	t.Cleanup(f.srv.Close)
+	return f
+}
+
+func (f *fakeAPI) requests() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.seen...)
+}
+
+// runCLI runs the command line against the fake API (through RAFTER_ADDR)
+// and returns stdout and the error the command returned.
+func runCLI(t *testing.T, addr string, stdin string, args ...string) (string, error) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	env := map[string]string{"RAFTER_ADDR": addr, "RAFTER_TOKEN": "tok"}
+	s := Streams{In: strings.NewReader(stdin), Out: &out, Err: &errOut, Getenv: func(k string) string { return env[k] }}
+	err := Execute(context.Background(), NewRoot(s), args)
+	return out.String(), err
+}
+
+const statusJSON = `{"node_id":"n1","zone":"a","state":"Leader","leader":"n1","leader_addr":"127.0.0.1:7700","term":3,"commit_index":12,"applied_index":12,
+"members":[{"id":"n1","zone":"a","raft_addr":"127.0.0.1:7701","admin_addr":"127.0.0.1:7700","suffrage":"Voter","leader":true,"healthy":true},
+{"id":"n2","zone":"b","raft_addr":"127.0.0.2:7701","admin_addr":"127.0.0.2:7700","suffrage":"Voter","healthy":false}]}`
+
+const routesJSON = `{"index":42,"items":[
+{"kind":"route","name":"app","spec":{"listener":"web","match":{"hosts":["app.example.com"],"path":{"prefix":"/api"}},"action":{"split":[{"pool":"a","weight":90},{"pool":"b","weight":10}]}},"modify_index":7},
+{"kind":"route","name":"old","spec":{"listener":"web","match":{"path":{"exact":"/old"}},"action":{"redirect":{"scheme":"https","host":"x.example.com","code":301}}},"modify_index":9}]}`
+
+func TestCommands(t *testing.T) {
+	manifest := filepath.Join(t.TempDir(), "m.yaml")
+	if err := os.WriteFile(manifest, []byte("kind: listener\nname: web\nspec: {port: 8080}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name     string
+		answers  map[string]answer
+		args     []string
+		stdin    string
+		wantOut  []string // substrings, in order
+		wantErr  string   // exact error line; "" = success
+		wantReqs []string
+	}{
+		{
+			name:    "status table",
+			answers: map[string]answer{"GET /v1/status": {200, statusJSON}},
+			args:    []string{"status"},
+			wantOut: []string{"Node:", "n1 (zone a)", "Leader, term 3", "n1 (127.0.0.1:7700)", "commit 12, applied 12",
+				"MEMBER", "HEALTH", "n1", "leader", "healthy", "n2", "follower", "unhealthy"},
+		},
+		{
+			name:    "get routes table",
+			answers: map[string]answer{"GET /v1/routes": {200, routesJSON}},
+			args:    []string{"get", "routes"},
+			wantOut: []string{"NAME", "LISTENER", "HOSTS", "PATH", "ACTION", "INDEX",
+				"app", "web", "app.example.com", "/api*", "split a=90,b=10", "7",
+				"old", "*", "=/old", "redirect 301 https://x.example.com", "9"},
+			wantReqs: []string{"GET /v1/routes?"},
+		},
+		{
+			name:     "get one route by singular kind",
+			answers:  map[string]answer{"GET /v1/routes/app": {200, `{"kind":"route","name":"app","spec":{"listener":"web","action":{"respond":{"status":204}}},"modify_index":3}`}},
+			args:     []string{"get", "Route", "app", "-o", "json"},
+			wantOut:  []string{`"kind": "route"`, `"name": "app"`, `"modify_index": 3`},
+			wantReqs: []string{"GET /v1/routes/app?"},
+		},
+		{
+			name:    "get listeners yaml",
+			answers: map[string]answer{"GET /v1/listeners": {200, `{"index":1,"items":[{"kind":"listener","name":"web","spec":{"port":8080},"modify_index":1}]}`}},
+			args:    []string{"get", "listeners", "-o", "yaml"},
+			wantOut: []string{"kind: listener", "name: web", "port: 8080"},
+		},
+		{
+			name:    "get unknown kind",
+			args:    []string{"get", "widgets"},
+			wantErr: `KIND "widgets": want listener, route, pool or vip`,
+		},
+		{
+			name:    "get missing object: one error line",
+			args:    []string{"get", "pool", "nope"},
+			wantErr: "404 not_found: no such thing",
+		},
+		{
+			name:     "apply prints changes",
+			answers:  map[string]answer{"POST /v1/apply": {200, `{"index":43,"changes":[{"op":"create","kind":"listener","name":"web"},{"op":"update","kind":"route","name":"app"}]}`}},
+			args:     []string{"apply", "-f", manifest},
+			wantOut:  []string{"created listener/web\n", "updated route/app\n", "applied at index 43"},
+			wantReqs: []string{"POST /v1/apply? kind: listener\nname: web\nspec: {port: 8080}"},
+		},
+		{
+			name:     "apply dry run from stdin, nothing to do",
+			answers:  map[string]answer{"POST /v1/apply": {200, `{"changes":[]}`}},
+			args:     []string{"apply", "-f", "-", "--dry-run"},
+			stdin:    `{"kind":"listener","name":"web","spec":{"port":8080}}`,
+			wantOut:  []string{"unchanged (dry run)"},
+			wantReqs: []string{`POST /v1/apply?dry_run=true {"kind":"listener","name":"web","spec":{"port":8080}}`},
+		},
+		{
+			name:    "apply validation error",
+			answers: map[string]answer{"POST /v1/apply": {400, `{"error":{"code":"invalid","message":"must be 1..65535","field":"spec.port"}}`}},
+			args:    []string{"apply", "-f", manifest},
+			wantErr: "400 invalid: spec.port: must be 1..65535",
+		},
+		{
+			name:    "apply without file",
+			args:    []string{"apply"},
+			wantErr: "-f/--file: required",
+		},
+		{
+			name:     "delete",
+			answers:  map[string]answer{"DELETE /v1/pools/demo": {200, `{"index":50}`}},
+			args:     []string{"delete", "pools", "demo", "--cas", "7"},
+			wantOut:  []string{"deleted pool/demo at index 50"},
+			wantReqs: []string{"DELETE /v1/pools/demo?cas=7"},
+		},
+		{
+			name:    "delete conflict",
+			answers: map[string]answer{"DELETE /v1/pools/demo": {409, `{"error":{"code":"conflict","message":"pool demo is used by route app"}}`}},
+			args:    []string{"delete", "pool", "demo"},
+			wantErr: "409 conflict: pool demo is used by route app",
+		},
+		{
+			name:     "node join",
+			answers:  map[string]answer{"POST /v1/nodes": {200, `{"index":51}`}},
+			args:     []string{"node", "join", "n4", "--raft-addr", "127.0.0.4:7701", "--admin-addr", "127.0.0.4:7700", "--zone", "d"},
+			wantOut:  []string{"node n4 joined"},
+			wantReqs: []string{`POST /v1/nodes? {"id":"n4","zone":"d","raft_addr":"127.0.0.4:7701","admin_addr":"127.0.0.4:7700","bootstrapped":false}`},
+		},
+		{
+			name:    "node join needs raft addr",
+			args:    []string{"node", "join", "n4"},
+			wantErr: "--raft-addr: required",
+		},
+		{
+			name:     "node remove",
+			answers:  map[string]answer{"DELETE /v1/nodes/n3": {200, `{"index":52}`}},
+			args:     []string{"node", "remove", "n3"},
+			wantOut:  []string{"node n3 removed"},
+			wantReqs: []string{"DELETE /v1/nodes/n3?"},
+		},
+		{
+			name:    "no leader",
+			answers: map[string]answer{"GET /v1/status": {503, `{"error":{"code":"no_leader","message":"no leader"}}`}},
+			args:    []string{"status"},
+			wantErr: "503 no_leader: no leader",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			api := newFakeAPI(t, tt.answers)
+			out, err := runCLI(t, api.srv.URL, tt.stdin, tt.args...)
+			if tt.wantErr != "" {
+				if err == nil || err.Error() != tt.wantErr {
+					t.Fatalf("err = %v, want %q", err, tt.wantErr)
+				}
+				if strings.Contains(err.Error(), "\n") {
+					t.Fatalf("error spans lines: %q", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("err = %v\nout:\n%s", err, out)
+			}
+			rest := out
+			for _, w := range tt.wantOut {
+				i := strings.Index(rest, w)
+				if i < 0 {
+					t.Fatalf("output lacks %q (in order); output:\n%s", w, out)
+				}
+				rest = rest[i+len(w):]
+			}
+			reqs := api.requests()
+			for i, w := range tt.wantReqs {
+				if i >= len(reqs) || reqs[i] != w {
+					t.Fatalf("request %d = %q, want %q (all: %q)", i, at(reqs, i), w, reqs)
+				}
+			}
+		})
+	}
+}
+
+func at(s []string, i int) string {
+	if i < len(s) {
+		return s[i]
+	}
+	return "<none>"
+}
+
+func TestTokenAndAddrFlags(t *testing.T) {
+	var gotAuth string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		gotAuth = r.Header.Get("Authorization")
+		io.WriteString(w, statusJSON)
+	}))
+	t.Cleanup(srv.Close)
+	// --addr and --token beat the environment (RAFTER_ADDR points nowhere).
+	if _, err := runCLI(t, "http://127.0.0.1:1", "", "status", "--addr", srv.URL, "--token", "flagtok"); err != nil {
+		t.Fatal(err)
+	}
+	if gotAuth != "Bearer flagtok" {
+		t.Fatalf("Authorization = %q", gotAuth)
+	}
+	if _, err := runCLI(t, srv.URL, "", "status"); err != nil {
+		t.Fatal(err)
+	}
+	if gotAuth != "Bearer tok" {
+		t.Fatalf("Authorization from RAFTER_TOKEN = %q", gotAuth)
+	}
+}
+
+func TestSnapshotSaveRestore(t *testing.T) {
+	doc := `[{"kind":"listener","name":"web","spec":{"port":8080}},
+{"kind":"pool","name":"demo","spec":{"backends":[{"addr":"127.0.0.1:9000"}]}},
+{"kind":"route","name":"demo","spec":{"listener":"web","action":{"split":[{"pool":"demo","weight":100}]}}}]`
+	api := newFakeAPI(t, map[string]answer{
+		"GET /v1/config": {200, doc},
+		"POST /v1/apply": {200, `{"index":60,"changes":[]}`},
+	})
+	file := filepath.Join(t.TempDir(), "backup.snap")
+	out, err := runCLI(t, api.srv.URL, "", "snapshot", "save", file)
+	if err != nil {
+		t.Fatalf("save: %v", err)
+	}
+	if !strings.Contains(out, "saved 3 objects at index 42") {
+		t.Fatalf("save output: %q", out)
+	}
+	out, err = runCLI(t, api.srv.URL, "", "snapshot", "restore", file)
+	if err != nil {
+		t.Fatalf("restore: %v", err)
+	}
+	if !strings.Contains(out, "unchanged") {
+		t.Fatalf("restore output: %q", out)
+	}
+	reqs := api.requests()
+	if len(reqs) != 2 || !strings.HasPrefix(reqs[0], "GET /v1/config?format=json") || !strings.HasPrefix(reqs[1], "POST /v1/apply?") {
+		t.Fatalf("requests: %q", reqs)
+	}
+	// The restored manifest holds the same objects.
+	body := strings.TrimPrefix(reqs[1], "POST /v1/apply? ")
+	objs, err := fsm.ParseManifest([]byte(body))
+	if err != nil || len(objs) != 3 {
+		t.Fatalf("restored manifest: %v %v", objs, err)
+	}
+	var spec struct{ Port int }
+	if err := json.Unmarshal(objs[0].Spec, &spec); err != nil || objs[0].Name != "web" || spec.Port != 8080 {
+		t.Fatalf("first object %+v", objs[0])
+	}
+
+	// A corrupted file is refused and nothing is sent.
+	b, _ := os.ReadFile(file)
+	b[len(b)/2] ^= 0xff
+	bad := filepath.Join(t.TempDir(), "bad.snap")
+	os.WriteFile(bad, b, 0o644)
+	if _, err := runCLI(t, api.srv.URL, "", "snapshot", "restore", bad); err == nil {
+		t.Fatal("corrupt snapshot accepted")
+	}
+	if n := len(api.requests()); n != 2 {
+		t.Fatalf("a request was sent for a corrupt snapshot (%d requests)", n)
+	}
+}
+
+func TestTLSInit(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "tls")
+	out, err := runCLI(t, "", "", "tls", "init", "--dir", dir, "--nodes", "n1=127.0.0.1,n2=127.0.0.2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"ca.pem", "ca-key.pem", "n1.pem", "n1-key.pem", "n2.pem", "n2-key.pem"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+	if !strings.Contains(out, "n2-key.pem") {
+		t.Errorf("output: %q", out)
+	}
+	_, err = runCLI(t, "", "", "tls", "init", "--dir", dir, "--nodes", "n1=127.0.0.1")
+	if err == nil || !strings.Contains(err.Error(), "--force") {
+		t.Fatalf("second init: %v, want a refusal naming --force", err)
+	}
+	if _, err := runCLI(t, "", "", "tls", "init", "--dir", dir, "--nodes", "n1=127.0.0.1", "--force"); err != nil {
+		t.Fatalf("init --force: %v", err)
+	}
+	if _, err := runCLI(t, "", "", "tls", "init", "--dir", dir, "--nodes", "bad"); err == nil || !strings.HasPrefix(err.Error(), "--nodes:") {
+		t.Fatalf("bad --nodes: %v", err)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	out, err := runCLI(t, "", "", "version")
+	if err != nil || !strings.HasPrefix(out, "rafter ") {
+		t.Fatalf("version = %q, %v", out, err)
+	}
+}
