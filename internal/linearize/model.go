@@ -30,6 +30,9 @@ const (
 	OK     Outcome = iota
 	Failed         // CAS refused (409): the register did not hold Expect
 	Unknown
+	// Dropped: the operation certainly had no effect (a read that failed,
+	// a write that was never sent); it is left out of the history.
+	Dropped
 )
 
 // Input is what a client asked.
@@ -144,6 +147,9 @@ func NewRecorder() *Recorder { return &Recorder{start: time.Now()} }
 func (r *Recorder) Begin(client int, in Input) func(Output) {
 	call := time.Since(r.start).Nanoseconds()
 	return func(out Output) {
+		if out.Outcome == Dropped {
+			return
+		}
 		ret := time.Since(r.start).Nanoseconds()
 		if out.Outcome == Unknown {
 			ret = math.MaxInt64

@@ -52,17 +52,24 @@ func TestKillLeaderDuringWrites(t *testing.T) {
 			killedAt = time.Now()
 		}
 		name := fmt.Sprintf("w-%d", i)
-		for _, a := range c.Agents {
-			if a == leader && !killedAt.IsZero() {
-				continue
-			}
-			if c.put(a, name) {
-				acked = append(acked, name)
-				if !killedAt.IsZero() && firstAckAfter.IsZero() {
-					firstAckAfter = time.Now()
+		// Each write is retried on every live node until one acknowledges
+		// it or its own deadline passes: during the election none can.
+		writeDeadline := time.Now().Add(10 * time.Second)
+	retry:
+		for time.Now().Before(writeDeadline) {
+			for _, a := range c.Agents {
+				if a == leader && !killedAt.IsZero() {
+					continue
 				}
-				break
+				if c.put(a, name) {
+					acked = append(acked, name)
+					if !killedAt.IsZero() && firstAckAfter.IsZero() {
+						firstAckAfter = time.Now()
+					}
+					break retry
+				}
 			}
+			time.Sleep(20 * time.Millisecond)
 		}
 	}
 	if firstAckAfter.IsZero() {
