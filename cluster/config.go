@@ -275,9 +275,9 @@ func (c *Config) raftConfig() (*raft.Config, error) {
 	rc.SnapshotInterval = c.SnapshotInterval
 	rc.SnapshotThreshold = c.SnapshotThreshold
 	rc.TrailingLogs = c.TrailingLogs
-	// Lets the leader pick up many concurrent Apply calls in one disk write
-	// and one AppendEntries round.
-	rc.BatchApplyCh = true
+	// BatchApplyCh stays off: with it Raft can leave queued futures
+	// unanswered at shutdown. The leader loop batches concurrent Apply calls
+	// into one disk write and one AppendEntries round either way.
 	if err := raft.ValidateConfig(rc); err != nil {
 		return nil, err
 	}

@@ -297,20 +297,22 @@ func enqueueTimeout(ctx context.Context) time.Duration {
 }
 
 // await waits for a Raft future, giving up when ctx ends (the operation
-// itself may still complete).
+// itself may still complete) or the node closes.
+//
+// The waiting goroutine is deliberately not tracked by Close: Raft leaves
+// some futures unanswered when it shuts down (those still queued in its
+// buffered channels), and Close must not wait on them. Every other future
+// is answered at commit, loss of leadership or shutdown, ending it.
 func (n *Node) await(ctx context.Context, f raft.Future) error {
-	if ctx.Done() == nil {
-		return n.mapRaftErr(f.Error())
-	}
 	done := make(chan error, 1)
-	if !n.goTracked(func() { done <- f.Error() }) {
-		return ErrShutdown
-	}
+	go func() { done <- f.Error() }()
 	select {
 	case err := <-done:
 		return n.mapRaftErr(err)
 	case <-ctx.Done():
 		return fmt.Errorf("%w: %w (the operation may still complete)", ErrTimeout, ctx.Err())
+	case <-n.ctx.Done():
+		return ErrShutdown
 	}
 }
 
