@@ -3,9 +3,9 @@ GO        ?= go
 BIN       := bin/rafter
 FUZZTIME  ?= 15s
 # Packages with tests run under the race detector by `make test`.
-TEST_PKGS := ./fsm/... ./cluster/... ./dataplane/... ./client/... ./cmd/... ./internal/...
+TEST_PKGS := ./fsm/... ./cluster/... ./dataplane/... ./client/... ./cmd/... ./internal/... ./bench/...
 
-.PHONY: all build run test vet depcheck unit fuzz bench lint clean
+.PHONY: all build run test vet depcheck unit fuzz bench bench-quick lint clean
 
 all: build
 
@@ -46,8 +46,12 @@ fuzz:
 		done; \
 	done
 
+# Needs root (taskset; apt-get install haproxy nginx wrk when missing) and 2 cores.
 bench:
-	@echo "bench: the benchmark harness (bench/, cmd/rafter-bench) does not exist yet"
+	$(GO) run ./cmd/rafter-bench $(BENCH_FLAGS)
+
+bench-quick:
+	$(GO) run ./cmd/rafter-bench --quick $(BENCH_FLAGS)
 
 lint:
 	@out="$$(gofmt -l .)"; \

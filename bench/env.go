@@ -1,0 +1,117 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+)
+
+// gitSHA is the short commit of the working tree ("unknown" outside git),
+// with "-dirty" when it has uncommitted changes.
+func gitSHA() string {
+	out, err := exec.Command("git", "rev-parse", "--short=12", "HEAD").Output()
+	if err != nil {
+		return "unknown"
+	}
+	sha := strings.TrimSpace(string(out))
+	if st, err := exec.Command("git", "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(strings.TrimSpace(string(st))) > 0 {
+		sha += "-dirty"
+	}
+	return sha
+}
+
+// machine describes this host from /proc and the Go runtime.
+func machine() Machine {
+	m := Machine{CPUs: runtime.NumCPU(), GoVersion: runtime.Version()}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for line := range strings.Lines(string(b)) {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.CPUModel = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.Kernel = strings.TrimSpace(string(b))
+	}
+	if b, err := os.ReadFile("/etc/os-release"); err == nil {
+		for line := range strings.Lines(string(b)) {
+			if v, ok := strings.CutPrefix(strings.TrimSpace(line), "PRETTY_NAME="); ok {
+				m.OS = strings.Trim(v, `"`)
+			}
+		}
+	}
+	return m
+}
+
+// ensureTools installs the Debian packages of missing tools when allowed.
+func ensureTools(ctx context.Context, cfg Config, log *slog.Logger) error {
+	need := map[string]string{cfg.WrkBin: "wrk"}
+	for _, p := range cfg.Proxies {
+		switch p {
+		case HAProxy:
+			need[cfg.HAProxyBin] = "haproxy"
+		case Nginx:
+			need[cfg.NginxBin] = "nginx"
+		}
+	}
+	var missing []string
+	for bin, pkg := range need {
+		if _, err := exec.LookPath(bin); err != nil {
+			missing = append(missing, pkg)
+		}
+	}
+	if _, err := exec.LookPath("taskset"); err != nil && cfg.Pin {
+		missing = append(missing, "util-linux")
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	if !cfg.Install {
+		return fmt.Errorf("missing %v and install is off (run: apt-get install -y %s)", missing, strings.Join(missing, " "))
+	}
+	log.Info("installing", "packages", missing)
+	env := append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
+	for _, args := range [][]string{{"update"}, append([]string{"install", "-y", "--no-install-recommends"}, missing...)} {
+		cmd := exec.CommandContext(ctx, "apt-get", args...)
+		cmd.Env = env
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("apt-get %s: %w: %s", args[0], err, LogTailBytes(out, 800))
+		}
+	}
+	return nil
+}
+
+// LogTailBytes is the last n bytes of b as text.
+func LogTailBytes(b []byte, n int) string {
+	if len(b) > n {
+		b = b[len(b)-n:]
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// pinSelf moves every thread of this process to core, so the backend and
+// the paced client share the load core with wrk. Threads made later inherit it.
+func pinSelf(core int) error {
+	out, err := exec.Command("taskset", "-a", "-p", "-c", strconv.Itoa(core), strconv.Itoa(os.Getpid())).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("taskset self: %w: %s", err, out)
+	}
+	return nil
+}
+
+// buildRafter builds ./cmd/rafter of the module in the current directory.
+func buildRafter(ctx context.Context, dir string) (string, error) {
+	out := filepath.Join(dir, "bin", "rafter")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "./cmd/rafter")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build ./cmd/rafter: %w: %s", err, LogTailBytes(b, 800))
+	}
+	return out, nil
+}

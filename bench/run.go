@@ -1,0 +1,155 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+)
+
+// Outputs are the files a run wrote.
+type Outputs struct {
+	JSON    string
+	PNG     string
+	Summary string // Markdown
+}
+
+// FailoverNote is printed and recorded until VIP failover exists.
+const FailoverNote = "Failover time: not measured — VIP/Elastic IP failover is not implemented in rafter yet."
+
+// Run is the whole suite: tools, backend, proxies, interleaved slices,
+// cluster figures, then JSON, PNG and the Markdown summary.
+func Run(ctx context.Context, cfg Config, log *slog.Logger) (*Result, Outputs, error) {
+	var outs Outputs
+	if err := cfg.Validate(); err != nil {
+		return nil, outs, err
+	}
+	res := &Result{Schema: SchemaVersion, StartedAt: time.Now().UTC(), GitSHA: gitSHA(), Machine: machine(),
+		Versions: map[string]string{}, Config: cfg, Notes: []string{FailoverNote}}
+	dir := cfg.WorkDir
+	if dir == "" {
+		d, err := os.MkdirTemp("", "rafter-bench-")
+		if err != nil {
+			return nil, outs, err
+		}
+		defer os.RemoveAll(d)
+		dir = d
+	}
+	if err := ensureTools(ctx, cfg, log); err != nil {
+		return nil, outs, err
+	}
+	if cfg.Pin {
+		if err := pinSelf(cfg.LoadCore); err != nil {
+			return nil, outs, err
+		}
+	}
+
+	rafterBin, rafterErr := cfg.RafterBin, error(nil)
+	if rafterBin == "" {
+		rafterBin, rafterErr = buildRafter(ctx, dir)
+	}
+
+	backend, err := StartBackend(cfg.BodySizes)
+	if err != nil {
+		return nil, outs, err
+	}
+	defer backend.Close()
+
+	m := &realMeasurer{cfg: cfg, fs: ProcFS{Root: "/proc"}, proxies: map[string]*liveProxy{},
+		wrk: Wrk{Bin: cfg.WrkBin, Core: -1, Connections: cfg.Connections}}
+	if cfg.Pin {
+		m.wrk.Core = cfg.LoadCore
+	}
+	defer func() {
+		for _, p := range m.proxies {
+			p.proc.Stop(5 * time.Second)
+		}
+	}()
+	var active []string
+	for _, name := range cfg.Proxies {
+		var lp *liveProxy
+		var info ProxyInfo
+		var err error
+		if name == Rafter && rafterErr != nil {
+			info, err = ProxyInfo{Name: name}, rafterErr
+		} else {
+			lp, info, err = startProxy(ctx, cfg, name, rafterBin, filepath.Join(dir, name), backend.Addr, log)
+		}
+		if err != nil {
+			if name == cfg.Reference {
+				return nil, outs, fmt.Errorf("reference %s: %w", name, err)
+			}
+			info.Skipped, info.Reason = true, err.Error()
+			log.Warn("proxy left out", "proxy", name, "err", err)
+			res.Proxies = append(res.Proxies, info)
+			continue
+		}
+		if rss, err := m.fs.RSS(lp.proc.PID()); err == nil {
+			info.RSSIdleBytes = rss
+		}
+		res.Versions[name] = info.Version
+		res.Proxies = append(res.Proxies, info)
+		m.proxies[name] = lp
+		active = append(active, name)
+	}
+	res.Versions["wrk"] = firstLine(cfg.WrkBin, "-v")
+	if len(active) < 2 {
+		return nil, outs, fmt.Errorf("only %v could run: nothing to compare", active)
+	}
+	// One unrecorded pass per proxy and size: connection pools filled, code
+	// paged in, the Go heap grown, before anything counts.
+	for _, body := range cfg.BodySizes {
+		for _, p := range active {
+			lp := m.proxies[p]
+			if _, err := m.wrk.Run(ctx, "http://"+lp.listen+"/"+strconv.Itoa(body), cfg.Warmup.D()); err != nil {
+				log.Warn("warmup failed", "proxy", p, "body", body, "err", err)
+			}
+		}
+	}
+
+	var groups []Group
+	res.Slices, groups = RunSuite(ctx, cfg, active, m, func() time.Time { return time.Now().UTC() }, log)
+	res.Groups = groups
+	for _, p := range m.proxies {
+		p.proc.Stop(5 * time.Second)
+	}
+	m.proxies = map[string]*liveProxy{}
+	if err := ctx.Err(); err != nil {
+		return nil, outs, fmt.Errorf("interrupted: %w", err)
+	}
+
+	if cfg.Cluster.Enabled {
+		if rafterErr != nil {
+			res.Cluster = &Cluster{Nodes: 3, Err: "no rafter binary: " + rafterErr.Error()}
+		} else {
+			cdir := filepath.Join(dir, "cluster")
+			if err := os.MkdirAll(cdir, 0o755); err != nil {
+				return nil, outs, err
+			}
+			res.Cluster = RunCluster(ctx, cfg.Cluster, rafterBin, cdir, log)
+		}
+	}
+
+	res.Analyze()
+	res.FinishedAt = time.Now().UTC()
+	res.Elapsed = res.FinishedAt.Sub(res.StartedAt).Seconds()
+	png := filepath.Join(cfg.OutDir, res.BaseName()+".png")
+	if err := os.MkdirAll(cfg.OutDir, 0o755); err != nil {
+		return nil, outs, err
+	}
+	if err := WriteChart(res, png); err != nil {
+		log.Warn("chart", "err", err)
+	} else {
+		res.Chart = filepath.Base(png)
+		outs.PNG = png
+	}
+	outs.JSON, err = res.WriteJSON(cfg.OutDir)
+	if err != nil {
+		return res, outs, err
+	}
+	outs.Summary = Summary(res)
+	return res, outs, nil
+}

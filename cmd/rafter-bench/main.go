@@ -1,0 +1,80 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/rafterlb/rafter/bench"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "error:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg, verbose, err := parse(args, stderr)
+	if err != nil {
+		return err
+	}
+	level := slog.LevelInfo
+	if verbose {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	_, outs, err := bench.Run(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, outs.Summary)
+	fmt.Fprintf(stdout, "Results: %s\nChart:   %s\n", outs.JSON, outs.PNG)
+	return nil
+}
+
+func parse(args []string, stderr io.Writer) (bench.Config, bool, error) {
+	fs := flag.NewFlagSet("rafter-bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	quick := fs.Bool("quick", false, "short suite (one body size, short slices): under two minutes")
+	out := fs.String("out", "", "results directory (default bench/results)")
+	work := fs.String("work-dir", "", "keep configs, data and logs here instead of a removed temporary directory")
+	rafterBin := fs.String("rafter", "", "rafter binary (default: go build ./cmd/rafter)")
+	proxies := fs.String("proxies", "", "comma-separated proxies, reference first in the report (default haproxy,nginx,rafter)")
+	noInstall := fs.Bool("no-install", false, "do not apt-get install missing haproxy, nginx, wrk")
+	noCluster := fs.Bool("no-cluster", false, "skip the three-node propagation and apply figures")
+	noPin := fs.Bool("no-pin", false, "do not pin processes to cores with taskset")
+	verbose := fs.Bool("v", false, "log every slice")
+	if err := fs.Parse(args); err != nil {
+		return bench.Config{}, false, err
+	}
+	if fs.NArg() > 0 {
+		return bench.Config{}, false, errors.New("unexpected arguments: " + strings.Join(fs.Args(), " "))
+	}
+	cfg := bench.DefaultConfig()
+	if *quick {
+		cfg = bench.QuickConfig()
+	}
+	if *out != "" {
+		cfg.OutDir = *out
+	}
+	cfg.WorkDir, cfg.RafterBin = *work, *rafterBin
+	if *proxies != "" {
+		cfg.Proxies = strings.Split(*proxies, ",")
+	}
+	cfg.Install = !*noInstall
+	cfg.Cluster.Enabled = !*noCluster
+	cfg.Pin = !*noPin
+	return cfg, *verbose, cfg.Validate()
+}
