@@ -23,6 +23,17 @@ const DefaultAddr = "http://127.0.0.1:7700"
 // maxResponse bounds what the client reads from one answer.
 const maxResponse = 64 << 20
 
+// MaxSnapshotBytes bounds a snapshot Snapshot reads; it matches the
+// server's default limit for POST /v1/restore, so whatever is saved can
+// be restored.
+const MaxSnapshotBytes = 256 << 20
+
+// ContentTypeSnapshot is the media type of snapshots on the wire.
+const ContentTypeSnapshot = "application/octet-stream"
+
+// ErrTooLarge: an answer exceeded what the client reads.
+var ErrTooLarge = errors.New("answer too large")
+
 // Client calls one node's admin API. Writes sent to a follower are
 // forwarded by that node, so any node will do. A Client is safe for
 // concurrent use.
@@ -251,6 +262,48 @@ func (c *Client) Config(ctx context.Context, format string) ([]byte, Meta, error
 	return raw, m, err
 }
 
+// Snapshot answers the whole replicated document in the fsm snapshot
+// format (versioned, compressed, checksummed; fsm.ReadSnapshot verifies
+// and decodes it). With consistent, the node makes it a linearizable read
+// through the leader. The bytes are returned as received: callers that
+// keep them should verify them first.
+func (c *Client) Snapshot(ctx context.Context, consistent bool) ([]byte, Meta, error) {
+	var q url.Values
+	if consistent {
+		q = url.Values{"consistent": {"true"}}
+	}
+	var raw rawBody
+	m, err := c.send(ctx, http.MethodGet, "/v1/snapshot", call{query: q, accept: ContentTypeSnapshot, limit: MaxSnapshotBytes}, &raw)
+	if err != nil {
+		return nil, m, err
+	}
+	return raw, m, nil
+}
+
+// Restore replaces the cluster's listeners, routes, pools and VIPs (with
+// VIP assignments and zone states) by those of a snapshot, as one Raft
+// entry: objects created after the snapshot are deleted; members are
+// kept. The server verifies the snapshot before writing anything; a
+// corrupt one is an *APIError with Status 400. With dryRun nothing is
+// written and the result lists what would change.
+func (c *Client) Restore(ctx context.Context, snapshot []byte, dryRun bool) (ApplyResult, error) {
+	var q url.Values
+	if dryRun {
+		q = url.Values{"dry_run": {"true"}}
+	}
+	if snapshot == nil {
+		// Send an empty body rather than none, so the server names the problem.
+		snapshot = []byte{}
+	}
+	var res ApplyResult
+	m, err := c.send(ctx, http.MethodPost, "/v1/restore", call{query: q, body: snapshot, contentType: ContentTypeSnapshot}, &res)
+	if err == nil && res.Index == 0 && !dryRun {
+		res.Index = m.Index
+	}
+	res.DryRun = res.DryRun || dryRun
+	return res, err
+}
+
 // Join asks the cluster to add a voter (POST /v1/nodes; the leader runs it).
 func (c *Client) Join(ctx context.Context, p PeerInfo) error {
 	b, err := json.Marshal(p)
@@ -295,7 +348,26 @@ func (c *Client) write(ctx context.Context, method, path string, q url.Values, b
 // rawBody receives an answer as bytes instead of decoding JSON.
 type rawBody []byte
 
+// call is one request's parameters beyond method and path.
+type call struct {
+	query       url.Values
+	body        []byte
+	contentType string // of body
+	accept      string // default application/json
+	limit       int64  // largest answer read; default maxResponse
+}
+
 func (c *Client) do(ctx context.Context, method, path string, q url.Values, body []byte, contentType string, out any) (Meta, error) {
+	return c.send(ctx, method, path, call{query: q, body: body, contentType: contentType}, out)
+}
+
+func (c *Client) send(ctx context.Context, method, path string, cl call, out any) (Meta, error) {
+	if cl.accept == "" {
+		cl.accept = "application/json"
+	}
+	if cl.limit <= 0 {
+		cl.limit = maxResponse
+	}
 	if c.base.Scheme != "http" && c.base.Scheme != "https" {
 		return Meta{}, fmt.Errorf("client: address %q: want http://host:port or https://host:port", c.base.Host)
 	}
@@ -304,21 +376,21 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, body
 	base := *c.base
 	base.RawQuery, base.Fragment = "", ""
 	target := strings.TrimSuffix(base.String(), "/") + path
-	if q != nil {
-		target += "?" + q.Encode()
+	if cl.query != nil {
+		target += "?" + cl.query.Encode()
 	}
 	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
+	if cl.body != nil {
+		rd = bytes.NewReader(cl.body)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, target, rd)
 	if err != nil {
 		return Meta{}, fmt.Errorf("client: %w", err)
 	}
-	if body != nil && contentType != "" {
-		req.Header.Set("Content-Type", contentType)
+	if cl.body != nil && cl.contentType != "" {
+		req.Header.Set("Content-Type", cl.contentType)
 	}
-	req.Header.Set("Accept", "application/json")
+	req.Header.Set("Accept", cl.accept)
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
@@ -327,9 +399,14 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, body
 		return Meta{}, fmt.Errorf("%s %s: %w", method, c.base.Host, err)
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
+	// One byte past the limit tells an oversized answer from one that
+	// is exactly at it, so a cut answer is never taken for a whole one.
+	data, err := io.ReadAll(io.LimitReader(resp.Body, cl.limit+1))
 	if err != nil {
 		return Meta{}, fmt.Errorf("%s %s: read answer: %w", method, path, err)
+	}
+	if int64(len(data)) > cl.limit {
+		return Meta{}, fmt.Errorf("%s %s: answer larger than %d bytes: %w", method, path, cl.limit, ErrTooLarge)
 	}
 	m := Meta{Leader: resp.Header.Get("X-Rafter-Leader")}
 	if v := resp.Header.Get("X-Rafter-Index"); v != "" {

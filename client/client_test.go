@@ -62,6 +62,8 @@ func TestCalls(t *testing.T) {
 		"GET /v1/config":         answer(200, "10", "kind: listener\nname: web\n"),
 		"POST /v1/nodes":         answer(200, "11", `{"index":11}`),
 		"DELETE /v1/nodes/n4":    answer(200, "12", `{"index":12}`),
+		"GET /v1/snapshot":       answer(200, "12", "RAFTSNAP\x00\x00\x00\x01\xff"),
+		"POST /v1/restore":       answer(200, "13", `{"index":13,"changes":[{"op":"delete","kind":"route","name":"late"}]}`),
 	})
 	c := New(srv.URL, "s3cret", nil)
 	ctx := context.Background()
@@ -101,6 +103,14 @@ func TestCalls(t *testing.T) {
 	if err := c.Remove(ctx, "n4"); err != nil {
 		t.Fatalf("Remove: %v", err)
 	}
+	snap, m, err := c.Snapshot(ctx, true)
+	if err != nil || string(snap) != "RAFTSNAP\x00\x00\x00\x01\xff" || m.Index != 12 {
+		t.Fatalf("Snapshot = %q %+v %v", snap, m, err)
+	}
+	res, err = c.Restore(ctx, snap, false)
+	if err != nil || res.Index != 13 || res.DryRun || len(res.Changes) != 1 || res.Changes[0].Op != "delete" {
+		t.Fatalf("Restore = %+v %v", res, err)
+	}
 
 	want := []recorded{
 		{Method: "GET", Path: "/v1/status"},
@@ -112,6 +122,8 @@ func TestCalls(t *testing.T) {
 		{Method: "GET", Path: "/v1/config", Query: "format=yaml"},
 		{Method: "POST", Path: "/v1/nodes", ContentType: "application/json", Body: `{"id":"n4","zone":"","raft_addr":"127.0.0.4:7701","admin_addr":"","bootstrapped":false}`},
 		{Method: "DELETE", Path: "/v1/nodes/n4"},
+		{Method: "GET", Path: "/v1/snapshot", Query: "consistent=true"},
+		{Method: "POST", Path: "/v1/restore", ContentType: "application/octet-stream", Body: "RAFTSNAP\x00\x00\x00\x01\xff"},
 	}
 	if len(*seen) != len(want) {
 		t.Fatalf("saw %d requests, want %d", len(*seen), len(want))
@@ -190,6 +202,58 @@ func TestErrors(t *testing.T) {
 				t.Fatal("IsStatus false")
 			}
 		})
+	}
+}
+
+func TestRestore(t *testing.T) {
+	srv, seen := fakeAPI(t, map[string]func(http.ResponseWriter){
+		"POST /v1/restore": func(w http.ResponseWriter) {
+			answer(200, "20", `{"changes":[{"op":"create","kind":"listener","name":"web"}]}`)(w)
+		},
+	})
+	c := New(srv.URL, "", nil)
+	res, err := c.Restore(t.Context(), []byte("snap"), true)
+	if err != nil || !res.DryRun || res.Index != 0 || len(res.Changes) != 1 {
+		t.Fatalf("dry run = %+v %v", res, err)
+	}
+	if got := (*seen)[0]; got.Query != "dry_run=true" || got.Body != "snap" {
+		t.Fatalf("request %+v", got)
+	}
+	// A write whose answer has no index takes the header's.
+	res, err = c.Restore(t.Context(), []byte("snap"), false)
+	if err != nil || res.Index != 20 {
+		t.Fatalf("restore = %+v %v", res, err)
+	}
+
+	bad, _ := fakeAPI(t, map[string]func(http.ResponseWriter){
+		"POST /v1/restore": answer(400, "20", `{"error":{"code":"invalid","message":"request body: corrupt snapshot: checksum mismatch"}}`),
+	})
+	_, err = New(bad.URL, "", nil).Restore(t.Context(), nil, false)
+	var ae *APIError
+	if !errors.As(err, &ae) || ae.Status != 400 || ae.Code != "invalid" || !strings.Contains(ae.Message, "checksum mismatch") {
+		t.Fatalf("corrupt snapshot: %v", err)
+	}
+}
+
+// An answer over the limit is an error, never a silently cut body.
+func TestAnswerLimit(t *testing.T) {
+	srv, _ := fakeAPI(t, map[string]func(http.ResponseWriter){
+		"GET /v1/snapshot": answer(200, "1", "12345"),
+	})
+	c := New(srv.URL, "", nil)
+	tests := []struct {
+		limit int64
+		ok    bool
+	}{{4, false}, {5, true}, {6, true}}
+	for _, tc := range tests {
+		var raw rawBody
+		_, err := c.send(t.Context(), http.MethodGet, "/v1/snapshot", call{limit: tc.limit}, &raw)
+		if tc.ok && (err != nil || string(raw) != "12345") {
+			t.Errorf("limit %d: %q %v", tc.limit, raw, err)
+		}
+		if !tc.ok && !errors.Is(err, ErrTooLarge) {
+			t.Errorf("limit %d: err %v, want ErrTooLarge", tc.limit, err)
+		}
 	}
 }
 

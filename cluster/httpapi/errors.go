@@ -73,7 +73,8 @@ func errorStatus(err error) (status int, detail ErrorDetail, retry bool) {
 	case errors.Is(err, fsm.ErrConflict):
 		detail.Code = CodeConflict
 		return http.StatusConflict, detail, false
-	case errors.Is(err, fsm.ErrInvalid), fe != nil:
+	case errors.Is(err, fsm.ErrInvalid), fe != nil,
+		errors.Is(err, fsm.ErrCorruptSnapshot), errors.Is(err, fsm.ErrUnsupportedVersion):
 		detail.Code = CodeInvalid
 		return http.StatusBadRequest, detail, false
 	case errors.Is(err, errMethodNotAllowed):

@@ -26,6 +26,12 @@ const (
 // DefaultMaxBodyBytes bounds request bodies when Config.MaxBodyBytes is 0.
 const DefaultMaxBodyBytes = 8 << 20
 
+// DefaultMaxSnapshotBytes bounds POST /v1/restore bodies when
+// Config.MaxSnapshotBytes is 0. Snapshots are compressed (10,000 routes
+// take about 150 KB), so this leaves room for far larger documents than
+// a manifest body may be.
+const DefaultMaxSnapshotBytes = 256 << 20
+
 // Store is what the API needs from the Raft node (*cluster.Node implements it).
 type Store interface {
 	Apply(ctx context.Context, cmd *fsm.Command) (uint64, error)
@@ -45,12 +51,13 @@ type Config struct {
 	NodeID string
 	// Bearer tokens. With none configured, authentication is off (the
 	// caller logs that as a warning).
-	ReadWriteTokens []string
-	ReadOnlyTokens  []string
-	MaxBodyBytes    int64        // default DefaultMaxBodyBytes
-	ForwardClient   *http.Client // for forwarding to the leader (TLS configured by the caller); default: a plain client
-	ForwardScheme   string       // "http" (default) | "https"
-	Logger          *slog.Logger // default: discard
+	ReadWriteTokens  []string
+	ReadOnlyTokens   []string
+	MaxBodyBytes     int64        // default DefaultMaxBodyBytes
+	MaxSnapshotBytes int64        // POST /v1/restore bodies; default DefaultMaxSnapshotBytes
+	ForwardClient    *http.Client // for forwarding to the leader (TLS configured by the caller); default: a plain client
+	ForwardScheme    string       // "http" (default) | "https"
+	Logger           *slog.Logger // default: discard
 	// Extra handlers mounted as is (e.g. "/metrics", "/v1/health", "/ui/").
 	// They require a valid token (read-only is enough), except "/metrics"
 	// when MetricsNoAuth is set.
@@ -62,8 +69,9 @@ type Config struct {
 // the caller sets Store, NodeID and tokens.
 func DefaultConfig() Config {
 	return Config{
-		MaxBodyBytes:  DefaultMaxBodyBytes,
-		ForwardScheme: "http",
+		MaxBodyBytes:     DefaultMaxBodyBytes,
+		MaxSnapshotBytes: DefaultMaxSnapshotBytes,
+		ForwardScheme:    "http",
 	}
 }
 
@@ -74,6 +82,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxBodyBytes < 0 {
 		return fmt.Errorf("httpapi config: max_body_bytes: must not be negative, got %d", c.MaxBodyBytes)
+	}
+	if c.MaxSnapshotBytes < 0 {
+		return fmt.Errorf("httpapi config: max_snapshot_bytes: must not be negative, got %d", c.MaxSnapshotBytes)
 	}
 	switch c.ForwardScheme {
 	case "", "http", "https":
@@ -154,6 +165,9 @@ func newServer(cfg Config) (*server, error) {
 	if cfg.MaxBodyBytes == 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
 	}
+	if cfg.MaxSnapshotBytes == 0 {
+		cfg.MaxSnapshotBytes = DefaultMaxSnapshotBytes
+	}
 	if cfg.ForwardScheme == "" {
 		cfg.ForwardScheme = "http"
 	}
@@ -227,6 +241,8 @@ func (s *server) apiRoutes() []route {
 		// handleApply asks for write access itself unless the request is a dry run.
 		{"POST", "/v1/apply", accessRead, s.handleApply},
 		{"GET", "/v1/config", accessRead, s.handleExport},
+		{"GET", "/v1/snapshot", accessRead, s.handleSnapshot},
+		{"POST", "/v1/restore", accessWrite, s.handleRestore},
 		{"GET", "/v1/openapi.json", accessRead, s.handleOpenAPI},
 	}
 	for _, k := range fsm.Kinds {

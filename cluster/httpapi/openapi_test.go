@@ -124,6 +124,8 @@ func TestErrorStatus(t *testing.T) {
 		{"field error", fmt.Errorf("put: %w", &fsm.FieldError{Field: "spec.port", Message: "out of range", Err: fsm.ErrInvalid}), 400, CodeInvalid, "spec.port", false},
 		{"field error without sentinel", &fsm.FieldError{Field: "kind", Message: "unknown"}, 400, CodeInvalid, "kind", false},
 		{"invalid", fmt.Errorf("x: %w", fsm.ErrInvalid), 400, CodeInvalid, "", false},
+		{"corrupt snapshot", fmt.Errorf("request body: %w: checksum mismatch", fsm.ErrCorruptSnapshot), 400, CodeInvalid, "", false},
+		{"snapshot version", fmt.Errorf("%w: snapshot format 9", fsm.ErrUnsupportedVersion), 400, CodeInvalid, "", false},
 		{"not found", fmt.Errorf("x: %w", fsm.ErrNotFound), 404, CodeNotFound, "", false},
 		{"field not found", &fsm.FieldError{Field: "spec.listener", Message: "no such listener", Err: fsm.ErrNotFound}, 404, CodeNotFound, "spec.listener", false},
 		{"conflict", fmt.Errorf("x: %w", fsm.ErrConflict), 409, CodeConflict, "", false},

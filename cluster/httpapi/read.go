@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"time"
@@ -140,11 +139,7 @@ func (s *server) load(w http.ResponseWriter, r *http.Request) (cfg *fsm.Config, 
 
 // readBody reads the whole request body within MaxBodyBytes.
 func (s *server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
-	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
-	if err != nil {
-		return nil, fmt.Errorf("reading request body: %w", err)
-	}
-	return b, nil
+	return readBodyLimit(w, r, s.cfg.MaxBodyBytes)
 }
 
 // jsonProblem turns a JSON decoding error into a 400 naming what is wrong

@@ -3,7 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
-	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -257,54 +257,119 @@ func TestTokenAndAddrFlags(t *testing.T) {
 	}
 }
 
-func TestSnapshotSaveRestore(t *testing.T) {
-	doc := `[{"kind":"listener","name":"web","spec":{"port":8080}},
+// testSnapshot is a snapshot of a listener, a pool and a route at index 41.
+func testSnapshot(t *testing.T) []byte {
+	t.Helper()
+	objs, err := fsm.ParseManifest([]byte(`[{"kind":"listener","name":"web","spec":{"port":8080}},
 {"kind":"pool","name":"demo","spec":{"backends":[{"addr":"127.0.0.1:9000"}]}},
-{"kind":"route","name":"demo","spec":{"listener":"web","action":{"split":[{"pool":"demo","weight":100}]}}}]`
+{"kind":"route","name":"demo","spec":{"listener":"web","action":{"split":[{"pool":"demo","weight":100}]}}}]`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := fsm.Next(fsm.Empty(), 41, fsm.ApplyCommand(objs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := fsm.WriteSnapshot(&buf, cfg); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func TestSnapshotSaveRestore(t *testing.T) {
+	snap := testSnapshot(t)
 	api := newFakeAPI(t, map[string]answer{
-		"GET /v1/config": {200, doc},
-		"POST /v1/apply": {200, `{"index":60,"changes":[]}`},
+		"GET /v1/snapshot": {200, string(snap)},
+		"POST /v1/restore": {200, `{"index":60,"changes":[{"op":"delete","kind":"route","name":"late"}]}`},
 	})
-	file := filepath.Join(t.TempDir(), "backup.snap")
+	dir := t.TempDir()
+	file := filepath.Join(dir, "backup.snap")
 	out, err := runCLI(t, api.srv.URL, "", "snapshot", "save", file)
 	if err != nil {
 		t.Fatalf("save: %v", err)
 	}
-	if !strings.Contains(out, "saved 3 objects at index 42") {
+	if !strings.Contains(out, "saved 3 objects at index 41 to "+file) {
 		t.Fatalf("save output: %q", out)
 	}
+	if b, err := os.ReadFile(file); err != nil || !bytes.Equal(b, snap) {
+		t.Fatalf("saved file differs from the snapshot served (%d vs %d bytes): %v", len(b), len(snap), err)
+	}
+	if _, err := os.Stat(file + ".tmp"); !os.IsNotExist(err) {
+		t.Fatalf("temporary file left behind: %v", err)
+	}
+
 	out, err = runCLI(t, api.srv.URL, "", "snapshot", "restore", file)
 	if err != nil {
 		t.Fatalf("restore: %v", err)
 	}
-	if !strings.Contains(out, "unchanged") {
+	if !strings.Contains(out, "deleted route/late") || !strings.Contains(out, "applied at index 60") {
 		t.Fatalf("restore output: %q", out)
 	}
+	out, err = runCLI(t, api.srv.URL, "", "snapshot", "restore", file, "--dry-run")
+	if err != nil || !strings.Contains(out, "deleted route/late (dry run)") {
+		t.Fatalf("restore --dry-run: %q %v", out, err)
+	}
 	reqs := api.requests()
-	if len(reqs) != 2 || !strings.HasPrefix(reqs[0], "GET /v1/config?format=json") || !strings.HasPrefix(reqs[1], "POST /v1/apply?") {
+	want := []string{"GET /v1/snapshot?consistent=true", "POST /v1/restore? ", "POST /v1/restore?dry_run=true "}
+	if len(reqs) != len(want) {
 		t.Fatalf("requests: %q", reqs)
 	}
-	// The restored manifest holds the same objects.
-	body := strings.TrimPrefix(reqs[1], "POST /v1/apply? ")
-	objs, err := fsm.ParseManifest([]byte(body))
-	if err != nil || len(objs) != 3 {
-		t.Fatalf("restored manifest: %v %v", objs, err)
+	for i, w := range want {
+		if !strings.HasPrefix(reqs[i], w) {
+			t.Fatalf("request %d = %.60q, want %q...", i, reqs[i], w)
+		}
 	}
-	var spec struct{ Port int }
-	if err := json.Unmarshal(objs[0].Spec, &spec); err != nil || objs[0].Name != "web" || spec.Port != 8080 {
-		t.Fatalf("first object %+v", objs[0])
+	// The file goes to the server byte for byte.
+	if body := strings.TrimPrefix(reqs[1], want[1]); body != strings.TrimSpace(string(snap)) {
+		t.Fatalf("restore sent %d bytes, want the file's %d", len(body), len(snap))
 	}
 
 	// A corrupted file is refused and nothing is sent.
-	b, _ := os.ReadFile(file)
+	b := bytes.Clone(snap)
 	b[len(b)/2] ^= 0xff
-	bad := filepath.Join(t.TempDir(), "bad.snap")
-	os.WriteFile(bad, b, 0o644)
-	if _, err := runCLI(t, api.srv.URL, "", "snapshot", "restore", bad); err == nil {
-		t.Fatal("corrupt snapshot accepted")
+	bad := filepath.Join(dir, "bad.snap")
+	if err := os.WriteFile(bad, b, 0o644); err != nil {
+		t.Fatal(err)
 	}
-	if n := len(api.requests()); n != 2 {
+	for _, args := range [][]string{{"snapshot", "restore", bad}, {"snapshot", "restore", bad, "--dry-run"}} {
+		if _, err := runCLI(t, api.srv.URL, "", args...); err == nil || !errors.Is(err, fsm.ErrCorruptSnapshot) {
+			t.Fatalf("%v: err %v, want a corrupt snapshot refusal", args, err)
+		}
+	}
+	if n := len(api.requests()); n != len(want) {
 		t.Fatalf("a request was sent for a corrupt snapshot (%d requests)", n)
+	}
+}
+
+// A damaged snapshot from the server is not written: the previous file stays.
+func TestSnapshotSaveRefusesCorruptAnswer(t *testing.T) {
+	snap := testSnapshot(t)
+	tests := []struct {
+		name string
+		body []byte
+	}{
+		{"truncated", snap[:len(snap)-10]},
+		{"flipped", func() []byte { b := bytes.Clone(snap); b[30] ^= 0x01; return b }()},
+		{"not a snapshot", []byte(`{"kind":"listener"}`)},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			api := newFakeAPI(t, map[string]answer{"GET /v1/snapshot": {200, string(tc.body)}})
+			file := filepath.Join(t.TempDir(), "backup.snap")
+			if err := os.WriteFile(file, []byte("previous"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := runCLI(t, api.srv.URL, "", "snapshot", "save", file); !errors.Is(err, fsm.ErrCorruptSnapshot) {
+				t.Fatalf("err %v, want a corrupt snapshot refusal", err)
+			}
+			if b, _ := os.ReadFile(file); string(b) != "previous" {
+				t.Fatalf("the previous file was replaced: %q", b)
+			}
+			if _, err := os.Stat(file + ".tmp"); !os.IsNotExist(err) {
+				t.Fatalf("temporary file written: %v", err)
+			}
+		})
 	}
 }
 

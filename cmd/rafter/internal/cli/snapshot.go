@@ -17,30 +17,28 @@ import (
 func newSnapshotCmd(s Streams) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "snapshot",
-		Short: "Save the configuration to a checksummed file, or restore it",
+		Short: "Save the replicated configuration to a checksummed file, or restore it",
 	}
 	save := &cobra.Command{
 		Use:   "save FILE",
-		Short: "Save the managed configuration (listeners, routes, pools, vips) to FILE",
-		Long: "Save the managed configuration as an fsm snapshot: versioned, compressed and\n" +
-			"checksummed, so `snapshot restore` refuses a corrupt or truncated file.",
+		Short: "Save the cluster's whole configuration to FILE",
+		Long: "Save the replicated document (listeners, routes, pools, vips with their\n" +
+			"assignments, zone states and members) as read from the leader, in the\n" +
+			"versioned, compressed and checksummed snapshot format. The bytes are verified\n" +
+			"before FILE is written, and FILE is replaced only once the new one is on disk.",
 		Args: cobra.ExactArgs(1),
 	}
 	so := addAPIFlags(save, s)
 	save.RunE = withClient(s, so, func(ctx context.Context, c *client.Client, args []string) error {
-		doc, meta, err := c.Config(ctx, "json")
+		snap, _, err := c.Snapshot(ctx, true)
 		if err != nil {
 			return err
 		}
-		cfg, err := configFromManifest(doc, meta.Index)
+		cfg, err := fsm.ReadSnapshot(bytes.NewReader(snap))
 		if err != nil {
-			return fmt.Errorf("the exported configuration: %w", err)
+			return fmt.Errorf("the snapshot received from %s: %w", c.Addr(), err)
 		}
-		var buf bytes.Buffer
-		if err := fsm.WriteSnapshot(&buf, cfg); err != nil {
-			return err
-		}
-		if err := writeFileAtomic(args[0], buf.Bytes()); err != nil {
+		if err := writeFileAtomic(args[0], snap); err != nil {
 			return err
 		}
 		_, err = fmt.Fprintf(s.Out, "saved %d objects at index %d to %s\n", len(cfg.Objects()), cfg.Index, args[0])
@@ -48,83 +46,81 @@ func newSnapshotCmd(s Streams) *cobra.Command {
 	})
 
 	restore := &cobra.Command{
-		Use:   "restore FILE",
-		Short: "Apply the configuration saved in FILE",
-		Long: "Verify FILE's checksum and apply every object it holds as one all-or-nothing\n" +
-			"change. Objects created since the snapshot was taken are kept.",
+		Use:   "restore FILE [--dry-run]",
+		Short: "Replace the cluster's configuration with the one saved in FILE",
+		Long: "Verify FILE (a corrupt or truncated file is refused and nothing is sent), then\n" +
+			"replace the listeners, routes, pools and vips (with vip assignments and zone\n" +
+			"states) by those of FILE, as one all-or-nothing change: objects created after\n" +
+			"the snapshot was taken are deleted. Cluster members are kept.\n" +
+			"--dry-run prints what would change and writes nothing.",
 		Args: cobra.ExactArgs(1),
 	}
 	ro := addAPIFlags(restore, s)
 	var dry bool
 	restore.Flags().BoolVar(&dry, "dry-run", false, "show what would change and write nothing")
 	restore.RunE = withClient(s, ro, func(ctx context.Context, c *client.Client, args []string) error {
-		f, err := os.Open(args[0])
+		snap, err := os.ReadFile(args[0])
 		if err != nil {
 			return err
 		}
-		defer f.Close()
-		cfg, err := fsm.ReadSnapshot(f)
-		if err != nil {
+		if _, err := fsm.ReadSnapshot(bytes.NewReader(snap)); err != nil {
 			return fmt.Errorf("%s: %w", args[0], err)
 		}
-		objs := cfg.Objects()
-		for i := range objs {
-			// The cluster assigns its own indexes; a manifest carries none.
-			objs[i].ModifyIndex = 0
-		}
-		manifest, err := fsm.MarshalManifest(objs, "json")
+		res, err := c.Restore(ctx, snap, dry)
 		if err != nil {
 			return err
 		}
-		res, err := c.Apply(ctx, manifest, dry)
-		if err != nil {
+		if err := writeChanges(s.Out, res); err != nil {
 			return err
 		}
-		return writeChanges(s.Out, res)
+		if !res.DryRun && len(res.Changes) == 0 && res.Index > 0 {
+			// writeChanges names the index only alongside changes; a restore
+			// is still an entry in the log, worth pointing at.
+			_, err = fmt.Fprintf(s.Out, "restored at index %d\n", res.Index)
+		}
+		return err
 	})
 	cmd.AddCommand(save, restore)
 	return cmd
 }
 
-// configFromManifest rebuilds the typed document from an export, through
-// the same validation a write gets, so that a snapshot never holds what
-// the cluster would refuse to restore.
-func configFromManifest(doc []byte, index uint64) (*fsm.Config, error) {
-	objs, err := fsm.ParseManifest(doc)
-	if err != nil {
-		return nil, err
-	}
-	if len(objs) == 0 {
-		c := fsm.Empty()
-		c.Index = index
-		return c, nil
-	}
-	c, err := fsm.Next(fsm.Empty(), 1, fsm.ApplyCommand(objs))
-	if err != nil {
-		return nil, err
-	}
-	c.Index = max(index, 1)
-	return c, nil
-}
-
-func writeFileAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+// writeFileAtomic replaces path with data so that a crash leaves either
+// the old file or the whole new one: data goes to path.tmp, is synced,
+// then renamed over path, and the directory is synced so the rename lasts.
+func writeFileAtomic(path string, data []byte) (err error) {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return err
 	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
+	defer func() {
+		if err != nil {
+			os.Remove(tmp)
+		}
+	}()
+	if _, err := f.Write(data); err != nil {
+		f.Close()
 		return err
 	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
+	if err := f.Sync(); err != nil {
+		f.Close()
 		return err
 	}
-	if err := tmp.Close(); err != nil {
+	if err := f.Close(); err != nil {
 		return err
 	}
-	return os.Rename(tmp.Name(), path)
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	dir, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer dir.Close()
+	if err := dir.Sync(); err != nil {
+		return fmt.Errorf("%s: sync directory: %w", path, err)
+	}
+	return nil
 }
 
 func newTLSCmd(s Streams) *cobra.Command {
