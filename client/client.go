@@ -138,6 +138,7 @@ type Member struct {
 	Suffrage    string    `json:"suffrage"`
 	Leader      bool      `json:"leader"`
 	Healthy     bool      `json:"healthy"`
+	Health      string    `json:"health"` // healthy, unhealthy, or unknown (a follower's view of another follower)
 	LastContact time.Time `json:"last_contact,omitempty"`
 }
 

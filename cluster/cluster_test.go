@@ -63,6 +63,29 @@ func TestElectsLeaderAndRecordsNodes(t *testing.T) {
 	if len(st.Members) != 3 {
 		t.Fatalf("members = %+v, want 3", st.Members)
 	}
+	eventually(t, "the leader to see every member healthy", func() bool {
+		for _, m := range leader.Status().Members {
+			if m.Health != "healthy" {
+				return false
+			}
+		}
+		return true
+	})
+	// A follower vouches for itself and the leader only; the other
+	// follower's health is unknown to it, not "unhealthy".
+	follower := c.Followers(leader)[0]
+	eventually(t, "a follower's view of health", func() bool {
+		for _, m := range follower.Status().Members {
+			want := "unknown"
+			if m.ID == follower.Status().NodeID || m.Leader {
+				want = "healthy"
+			}
+			if m.Health != want {
+				return false
+			}
+		}
+		return true
+	})
 	// Every server gets its fsm Node record from the leader, with the zone
 	// and admin address forming learned.
 	eventually(t, "3 node records on every node", func() bool {

@@ -64,6 +64,14 @@ func (n *Node) Status() Status {
 			m.LastContact = followerContact
 			m.Healthy = now.Sub(followerContact) < healthyWithin
 		}
+		switch {
+		case m.Healthy:
+			m.Health = "healthy"
+		case id == n.cfg.NodeID || state == raft.Leader || id == leaderID:
+			m.Health = "unhealthy"
+		default:
+			m.Health = "unknown"
+		}
 		st.Members = append(st.Members, m)
 	}
 	sort.Slice(st.Members, func(i, j int) bool { return st.Members[i].ID < st.Members[j].ID })

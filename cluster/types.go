@@ -41,7 +41,10 @@ type Member struct {
 	Leader    bool   `json:"leader"`
 	// Healthy: for the leader's view, contacted within the failure-detection
 	// period; on a follower, only the leader and this node are known healthy.
-	Healthy     bool      `json:"healthy"`
+	Healthy bool `json:"healthy"`
+	// Health is "healthy", "unhealthy", or "unknown" for a peer a
+	// follower cannot vouch for (only the leader hears from everyone).
+	Health      string    `json:"health"`
 	LastContact time.Time `json:"last_contact,omitempty"`
 }
 

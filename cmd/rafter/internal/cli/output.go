@@ -65,9 +65,13 @@ func writeStatus(w io.Writer, st client.Status) error {
 		if m.Leader {
 			role = "leader"
 		}
-		health := "unhealthy"
-		if m.Healthy {
+		health := m.Health
+		switch {
+		case health != "":
+		case m.Healthy:
 			health = "healthy"
+		default:
+			health = "unhealthy"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, dash(m.Zone), dash(m.RaftAddr), dash(m.AdminAddr), dash(m.Suffrage), role, health)
 	}
