@@ -71,11 +71,14 @@ func normalizeHost(buf []byte, host []byte) []byte {
 	return buf
 }
 
-// lookup returns the winning route for v, or nil. Host specificity is
-// decided by which list a route comes from; priority across lists by the
-// merge; path specificity and name by each list's order.
+// lookup returns the winning route for v, or nil. Candidates are the
+// routes whose path can match (from each host list's index), taken in
+// precedence order: priority, then host specificity (which list a route
+// comes from), then the list's own order (path specificity, name). The
+// first that matches v in full wins. Nothing here allocates or writes
+// shared state; the merge keeps only a cursor, so it needs no scratch.
 func (lt *listenerTable) lookup(v *requestView) *route {
-	var lists [maxHostLists][]*route
+	var lists [maxHostLists]*routeList
 	n := 0
 	if len(v.host) > 0 {
 		if l, ok := lt.exact[string(v.host)]; ok {
@@ -94,37 +97,39 @@ func (lt *listenerTable) lookup(v *requestView) *route {
 			}
 		}
 	}
-	if len(lt.anyHost) > 0 {
+	if lt.anyHost != nil {
 		lists[n] = lt.anyHost
 		n++
 	}
-	if n == 1 {
-		for _, r := range lists[0] {
-			if r.matches(v) {
-				return r
-			}
-		}
-		return nil
+	// Per list, the candidates are the exact-path bucket and the trie
+	// nodes on the path (deepest and its up chain).
+	var exact [maxHostLists][]entry
+	var deep [maxHostLists]*trieNode
+	for i := 0; i < n; i++ {
+		exact[i] = lists[i].exact[string(v.path)]
+		deep[i] = lists[i].trie.deepest(v.path)
 	}
-	var pos [maxHostLists]int
+	var c cursor
 	for {
-		best := -1
+		var best *entry
+		bestList := 0
 		for i := 0; i < n; i++ {
-			if pos[i] >= len(lists[i]) {
-				continue
+			if e := c.next(exact[i], i); e != nil && (best == nil || before(e, i, best, bestList)) {
+				best, bestList = e, i
 			}
-			if best < 0 || lists[i][pos[i]].priority > lists[best][pos[best]].priority {
-				best = i
+			for nd := deep[i]; nd != nil; nd = nd.up {
+				if e := c.next(nd.items, i); e != nil && (best == nil || before(e, i, best, bestList)) {
+					best, bestList = e, i
+				}
 			}
 		}
-		if best < 0 {
+		if best == nil {
 			return nil
 		}
-		r := lists[best][pos[best]]
-		pos[best]++
-		if r.matches(v) {
-			return r
+		if best.r.matches(v) {
+			return best.r
 		}
+		c = cursor{started: true, prio: best.prio, list: bestList, rank: best.rank}
 	}
 }
 

@@ -33,13 +33,13 @@ type listenerTable struct {
 	spec   fsm.ListenerSpec
 	limits listenerLimits
 	// Routes by exact lower-case host, by wildcard suffix (".example.com"
-	// for "*.example.com") and for any host. Each list is sorted by
-	// priority (desc), path specificity, name; lookup merges the lists
-	// that apply to a host by priority, preferring the more specific host
-	// list on equal priority.
-	exact   map[string][]*route
-	wild    map[string][]*route
-	anyHost []*route
+	// for "*.example.com") and for any host. Each list is in precedence
+	// order (lessRoute) and indexed by path; lookup merges the candidates
+	// of the lists that apply to a host by priority, preferring the more
+	// specific host list on equal priority. anyHost is nil without routes.
+	exact   map[string]*routeList
+	wild    map[string]*routeList
+	anyHost *routeList
 }
 
 type listenerLimits struct {
@@ -188,9 +188,14 @@ func compile(cfg *fsm.Config, reg *registry, zone string) *Table {
 		}
 		t.listeners[name] = &listenerTable{
 			name: name, spec: l.Spec, limits: effectiveLimits(l.Spec.Limits),
-			exact: map[string][]*route{}, wild: map[string][]*route{},
+			exact: map[string]*routeList{}, wild: map[string]*routeList{},
 		}
 	}
+	type hostRoutes struct {
+		exact, wild map[string][]*route
+		anyHost     []*route
+	}
+	byHost := map[*listenerTable]*hostRoutes{}
 	for name, r := range cfg.Routes {
 		if r == nil {
 			continue
@@ -205,27 +210,38 @@ func compile(cfg *fsm.Config, reg *registry, zone string) *Table {
 			t.errors = append(t.errors, err)
 			continue
 		}
+		hr := byHost[lt]
+		if hr == nil {
+			hr = &hostRoutes{exact: map[string][]*route{}, wild: map[string][]*route{}}
+			byHost[lt] = hr
+		}
 		if len(r.Spec.Match.Hosts) == 0 {
-			lt.anyHost = append(lt.anyHost, cr)
+			hr.anyHost = append(hr.anyHost, cr)
 			continue
 		}
 		for _, h := range r.Spec.Match.Hosts {
 			h = normalizeHostString(h)
 			if suffix, ok := strings.CutPrefix(h, "*"); ok {
-				lt.wild[suffix] = append(lt.wild[suffix], cr)
+				hr.wild[suffix] = append(hr.wild[suffix], cr)
 			} else {
-				lt.exact[h] = append(lt.exact[h], cr)
+				hr.exact[h] = append(hr.exact[h], cr)
 			}
 		}
 	}
-	for _, lt := range t.listeners {
-		for _, l := range lt.exact {
-			slices.SortFunc(l, lessRoute)
+	sorted := func(l []*route) *routeList {
+		slices.SortFunc(l, lessRoute)
+		return newRouteList(l)
+	}
+	for lt, hr := range byHost {
+		for h, l := range hr.exact {
+			lt.exact[h] = sorted(l)
 		}
-		for _, l := range lt.wild {
-			slices.SortFunc(l, lessRoute)
+		for h, l := range hr.wild {
+			lt.wild[h] = sorted(l)
 		}
-		slices.SortFunc(lt.anyHost, lessRoute)
+		if len(hr.anyHost) > 0 {
+			lt.anyHost = sorted(hr.anyHost)
+		}
 	}
 	return t
 }
