@@ -3,6 +3,8 @@ package dataplane
 import (
 	"context"
 	"log/slog"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,6 +23,54 @@ type metrics struct {
 	compile        prometheus.Histogram
 	tableIndex     prometheus.Gauge
 	clientErrors   *prometheus.CounterVec
+
+	// obs caches the per-(route, pool) series so that a request neither
+	// hashes label values nor takes the vectors' locks. Keys are names, not
+	// compiled objects, so a table swap keeps the entries valid; like the
+	// vectors themselves, it holds one entry per label set ever served.
+	obs sync.Map // obsKey -> *requestObs
+}
+
+type obsKey struct{ route, pool string }
+
+// requestObs is the resolved series of one (route, pool) pair. A series is
+// resolved on first use, exactly when WithLabelValues would have created
+// it, so /metrics shows the same series as without the cache.
+type requestObs struct {
+	route, pool string
+	latency     atomic.Pointer[observerRef]
+	class       [5]atomic.Pointer[counterRef]
+}
+
+type observerRef struct{ prometheus.Observer }
+
+type counterRef struct{ prometheus.Counter }
+
+func (m *metrics) requestObs(route, pool string) *requestObs {
+	k := obsKey{route, pool}
+	if o, ok := m.obs.Load(k); ok {
+		return o.(*requestObs)
+	}
+	o, _ := m.obs.LoadOrStore(k, &requestObs{route: route, pool: pool})
+	return o.(*requestObs)
+}
+
+// record counts one answered request with status code that took dur.
+func (m *metrics) record(route, pool string, code int, dur time.Duration) {
+	o := m.requestObs(route, pool)
+	i := classIndex(code)
+	c := o.class[i].Load()
+	if c == nil {
+		c = &counterRef{m.requests.WithLabelValues(route, pool, classLabel(i))}
+		o.class[i].Store(c)
+	}
+	c.Inc()
+	l := o.latency.Load()
+	if l == nil {
+		l = &observerRef{m.latency.WithLabelValues(route)}
+		o.latency.Store(l)
+	}
+	l.Observe(dur.Seconds())
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -72,18 +122,18 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	return m, nil
 }
 
-func statusClass(code int) string {
-	switch code / 100 {
-	case 1:
-		return "1xx"
-	case 2:
-		return "2xx"
-	case 3:
-		return "3xx"
-	case 4:
-		return "4xx"
+// classIndex maps a status code to its class; anything outside 1xx-4xx
+// counts as 5xx.
+func classIndex(code int) int {
+	if c := code / 100; c >= 1 && c <= 4 {
+		return c - 1
 	}
-	return "5xx"
+	return 4
+}
+
+// classLabel is the class label value of classIndex i.
+func classLabel(i int) string {
+	return [...]string{"1xx", "2xx", "3xx", "4xx", "5xx"}[i]
 }
 
 // finish records one request in the metrics and the access log.
@@ -97,8 +147,7 @@ func (d *Dataplane) finish(ctx *fasthttp.RequestCtx, ex *exchange) {
 		poolName = ex.pool.name
 	}
 	dur := time.Since(ex.start)
-	d.metrics.requests.WithLabelValues(routeName, poolName, statusClass(code)).Inc()
-	d.metrics.latency.WithLabelValues(routeName).Observe(dur.Seconds())
+	d.metrics.record(routeName, poolName, code, dur)
 	if d.accessLog == nil {
 		return
 	}

@@ -98,7 +98,11 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 // handle serves one request on listener lt's server.
 func (d *Dataplane) handle(ctx *fasthttp.RequestCtx, listener string) {
 	ex := d.exchanges.Get().(*exchange)
-	ex.start = time.Now()
+	// The server read the clock when the request head was complete; reuse
+	// that instead of reading it again.
+	if ex.start = ctx.Time(); ex.start.IsZero() {
+		ex.start = time.Now()
+	}
 	d.metrics.inflight.Inc()
 	defer func() {
 		d.metrics.inflight.Dec()
@@ -180,7 +184,7 @@ func (d *Dataplane) handle(ctx *fasthttp.RequestCtx, listener string) {
 		d.errorResponse(ctx, ex, fasthttp.StatusRequestEntityTooLarge, "body_too_large")
 		return
 	}
-	if isUpgrade(hdr, ex) {
+	if scanConnection(hdr, ex) {
 		d.upgrade(ctx, ex, lt, r, leg.pool, host, path, query)
 		return
 	}

@@ -8,7 +8,8 @@ import (
 // request: the raw path (rewritten only by an explicit prefix rewrite),
 // every end-to-end field in the order received with its original case, the
 // X-Forwarded-* fields and Via. Nothing is added that the client did not
-// send (no default Content-Type or User-Agent).
+// send (no default Content-Type or User-Agent). ex.tokens must hold the
+// client's Connection tokens (scanConnection).
 func (d *Dataplane) buildRequest(ctx *fasthttp.RequestCtx, ex *exchange, out *fasthttp.Request, lt *listenerTable, r *route, host, path, query []byte) {
 	in := &ctx.Request.Header
 	out.Header.DisableNormalizing()
@@ -43,23 +44,19 @@ func (d *Dataplane) buildRequest(ctx *fasthttp.RequestCtx, ex *exchange, out *fa
 		out.Header.SetHostBytes(host)
 	}
 
-	ex.tokens = ex.tokens[:0]
-	for k, v := range in.AllInOrder() {
-		if equalFoldLower(k, "connection") {
-			ex.tokens = connectionTokens(ex.tokens, v)
-		}
-	}
 	edge := lt.spec.Edge
 	xff := ex.valBuf[:0]
 	var via []byte
 	haveProto, haveHost := false, false
 	for k, v := range in.AllInOrder() {
-		switch {
-		case equalFoldLower(k, "host"), equalFoldLower(k, "content-length"), equalFoldLower(k, "expect"):
+		kind := requestFieldKind(k)
+		if kind == fieldDrop ||
+			(len(ex.tokens) > 0 && containsFold(ex.tokens, k)) ||
+			(len(r.reqRemove) > 0 && containsLower(r.reqRemove, k)) {
 			continue
-		case isHopByHop(k), containsFold(ex.tokens, k), containsLower(r.reqRemove, k):
-			continue
-		case equalFoldLower(k, "x-forwarded-for"):
+		}
+		switch kind {
+		case fieldXFF:
 			if !edge {
 				if len(xff) > 0 {
 					xff = append(xff, ", "...)
@@ -67,54 +64,57 @@ func (d *Dataplane) buildRequest(ctx *fasthttp.RequestCtx, ex *exchange, out *fa
 				xff = append(xff, v...)
 			}
 			continue
-		case equalFoldLower(k, "x-forwarded-proto"):
+		case fieldXFProto:
 			if edge {
 				continue
 			}
 			haveProto = true
-		case equalFoldLower(k, "x-forwarded-host"):
+		case fieldXFHost:
 			if edge {
 				continue
 			}
 			haveHost = true
-		case equalFoldLower(k, "via"):
+		case fieldVia:
 			via = v
 			continue
 		}
 		out.Header.AddBytesKV(k, v)
 	}
+	// None of the fields below was copied above, so adding them appends
+	// exactly as setting them would, without searching the header.
 	if len(xff) > 0 {
 		xff = append(xff, ", "...)
 	}
 	xff = appendClientIP(xff, ctx)
 	ex.valBuf = xff
-	out.Header.SetBytesV("X-Forwarded-For", xff)
+	out.Header.AddBytesV("X-Forwarded-For", xff)
 	if !haveProto {
 		if ctx.IsTLS() {
-			out.Header.Set("X-Forwarded-Proto", "https")
+			out.Header.Add("X-Forwarded-Proto", "https")
 		} else {
-			out.Header.Set("X-Forwarded-Proto", "http")
+			out.Header.Add("X-Forwarded-Proto", "http")
 		}
 	}
 	if !haveHost && len(host) > 0 {
-		out.Header.SetBytesV("X-Forwarded-Host", host)
+		out.Header.AddBytesV("X-Forwarded-Host", host)
 	}
 	if len(via) > 0 {
 		b := append(ex.keyBuf[:0], via...)
 		b = append(b, ", 1.1 rafter"...)
 		ex.keyBuf = b
-		out.Header.SetBytesV("Via", b)
+		out.Header.AddBytesV("Via", b)
 	} else {
-		out.Header.Set("Via", "1.1 rafter")
+		out.Header.Add("Via", "1.1 rafter")
 	}
 	for _, kv := range r.reqAdd {
 		out.Header.Set(kv.key, kv.value)
 	}
 }
 
-// isUpgrade reports whether the client asks for a protocol upgrade
-// (WebSocket): an Upgrade field named in Connection.
-func isUpgrade(h *fasthttp.RequestHeader, ex *exchange) bool {
+// scanConnection collects the client's Connection tokens into ex.tokens
+// (for buildRequest) and reports whether the client asks for a protocol
+// upgrade (WebSocket): an Upgrade field named in Connection.
+func scanConnection(h *fasthttp.RequestHeader, ex *exchange) (upgrade bool) {
 	ex.tokens = ex.tokens[:0]
 	hasUpgrade := false
 	for k, v := range h.AllInOrder() {
@@ -126,4 +126,76 @@ func isUpgrade(h *fasthttp.RequestHeader, ex *exchange) bool {
 		}
 	}
 	return hasUpgrade && containsFold(ex.tokens, []byte("upgrade"))
+}
+
+// What buildRequest does with a client field, by name.
+const (
+	fieldCopy    = iota // end-to-end: forwarded unless Connection or the route removes it
+	fieldDrop           // hop-by-hop or re-framed: never forwarded as received
+	fieldXFF            // X-Forwarded-For: merged
+	fieldXFProto        // X-Forwarded-Proto
+	fieldXFHost         // X-Forwarded-Host
+	fieldVia            // Via: extended
+)
+
+// requestFieldKind classifies a field name whatever its case. The switch
+// on length keeps the usual field to one or two comparisons.
+func requestFieldKind(k []byte) int {
+	switch len(k) {
+	case 2:
+		if equalFoldLower(k, "te") {
+			return fieldDrop
+		}
+	case 3:
+		if equalFoldLower(k, "via") {
+			return fieldVia
+		}
+	case 4:
+		if equalFoldLower(k, "host") {
+			return fieldDrop
+		}
+	case 6:
+		if equalFoldLower(k, "expect") {
+			return fieldDrop
+		}
+	case 7:
+		if equalFoldLower(k, "trailer") || equalFoldLower(k, "upgrade") {
+			return fieldDrop
+		}
+	case 10:
+		if equalFoldLower(k, "connection") || equalFoldLower(k, "keep-alive") {
+			return fieldDrop
+		}
+	case 14:
+		if equalFoldLower(k, "content-length") {
+			return fieldDrop
+		}
+	case 15:
+		if equalFoldLower(k, "x-forwarded-for") {
+			return fieldXFF
+		}
+	case 16:
+		switch {
+		case equalFoldLower(k, "proxy-connection"):
+			return fieldDrop
+		case equalFoldLower(k, "x-forwarded-host"):
+			return fieldXFHost
+		}
+	case 17:
+		switch {
+		case equalFoldLower(k, "transfer-encoding"):
+			return fieldDrop
+		case equalFoldLower(k, "x-forwarded-proto"):
+			return fieldXFProto
+		}
+	case 18:
+		if equalFoldLower(k, "proxy-authenticate") {
+			return fieldDrop
+		}
+	case 19:
+		if equalFoldLower(k, "proxy-authorization") {
+			return fieldDrop
+		}
+	}
+	return fieldCopy
 }
