@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -163,10 +164,6 @@ func (d *Dataplane) reconcileListeners(t *Table, starting bool) {
 		if ls := d.listeners[name]; ls != nil {
 			continue
 		}
-		if lt.spec.Protocol == "https" {
-			d.log.Error("https listeners are not served yet", "listener", name)
-			continue
-		}
 		ls, err := d.startListener(name, lt)
 		if err != nil {
 			d.log.Error("listener not bound", "listener", name, "err", err)
@@ -203,6 +200,14 @@ func (d *Dataplane) startListener(name string, lt *listenerTable) (*listenerServ
 	}
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", addr, err)
+	}
+	if lt.spec.Protocol == "https" {
+		tlsLn, err := tlsListener(ln, lt.spec.TLS)
+		if err != nil {
+			ln.Close()
+			return nil, err
+		}
+		ln = tlsLn
 	}
 	lim := lt.limits
 	conns := d.metrics.connections.WithLabelValues(name)
@@ -242,6 +247,26 @@ func (d *Dataplane) startListener(name string, lt *listenerTable) (*listenerServ
 		}
 	}()
 	return ls, nil
+}
+
+// tlsListener terminates TLS for an https listener with the certificate
+// files every node reads from its own disk. The files are read when the
+// listener starts; a rotated certificate is picked up when the listener's
+// spec changes (e.g. new file names), which restarts only that listener.
+func tlsListener(ln net.Listener, spec *fsm.ListenerTLS) (net.Listener, error) {
+	if spec == nil {
+		return nil, errors.New("https listener without tls.cert_file and tls.key_file")
+	}
+	cert, err := tls.LoadX509KeyPair(spec.CertFile, spec.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("loading certificate %s / key %s: %w", spec.CertFile, spec.KeyFile, err)
+	}
+	return tls.NewListener(ln, &tls.Config{
+		Certificates: []tls.Certificate{cert},
+		MinVersion:   tls.VersionTLS12,
+		// HTTP/1.1 only: the proxy speaks HTTP/1.x to clients.
+		NextProtos: []string{"http/1.1"},
+	}), nil
 }
 
 func (ls *listenerServer) shutdown(timeout time.Duration) {
