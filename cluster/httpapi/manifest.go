@@ -36,7 +36,12 @@ func (s *server) handleApply(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return fmt.Errorf("manifest: %w", err)
 	}
-	cmd := fsm.ApplyCommand(objs)
+	return s.applyWithChanges(w, r, body, fsm.ApplyCommand(objs), dry)
+}
+
+// applyWithChanges proposes a whole-document command (apply, restore) and
+// answers the changes it makes; a dry run answers them without writing.
+func (s *server) applyWithChanges(w http.ResponseWriter, r *http.Request, body []byte, cmd *fsm.Command, dry bool) error {
 	cur := s.store.Config()
 	if cur == nil {
 		cur = fsm.Empty()

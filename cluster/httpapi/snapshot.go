@@ -61,28 +61,7 @@ func (s *server) handleRestore(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return fmt.Errorf("request body: %w", err)
 	}
-	cmd := &fsm.Command{Type: fsm.CmdRestore, V: fsm.CommandVersion, Config: snap}
-	cur := s.store.Config()
-	if cur == nil {
-		cur = fsm.Empty()
-	}
-	next, nextErr := fsm.Next(cur, cur.Index+1, cmd)
-	if dry {
-		if nextErr != nil {
-			return nextErr
-		}
-		return s.answer(w, http.StatusOK, cur.Index, ApplyResponse{Changes: nonNil(fsm.Diff(cur, next))})
-	}
-	// As for apply, the leader's verdict is the one that counts.
-	idx, err := s.store.Apply(r.Context(), cmd)
-	if err != nil {
-		return s.forwardOrFail(w, r, body, err)
-	}
-	var changes []fsm.Change
-	if nextErr == nil {
-		changes = fsm.Diff(cur, next)
-	}
-	return s.answer(w, http.StatusOK, idx, ApplyResponse{Index: idx, Changes: nonNil(changes)})
+	return s.applyWithChanges(w, r, body, &fsm.Command{Type: fsm.CmdRestore, V: fsm.CommandVersion, Config: snap}, dry)
 }
 
 // readBodyLimit reads the whole request body within limit bytes.
