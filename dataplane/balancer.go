@@ -157,13 +157,20 @@ func (p *pool) candidates(h HealthView, sc *pickScratch, tried []int32) []int32 
 	panicMode := p.panicThreshold > 0 && nHealthy*100 < p.panicThreshold*usable
 	zoneOnly := !panicMode && localUsable > 0 && localHealthy > 0 && localHealthy*100 >= p.zoneMin*localUsable
 	cand := sc.cand[:0]
-	for pass := 0; pass < 2; pass++ {
+	// Pass 0: untried backends (local ones only while the zone is healthy
+	// enough). Pass 1: a retry that tried every local backend spills to
+	// untried ones in other zones before pass 2 repeats a tried one.
+	for pass := 0; pass < 3; pass++ {
+		if pass == 1 && !zoneOnly {
+			continue
+		}
+		localOnly := zoneOnly && pass != 1
 		for i := range p.backends {
 			b := &p.backends[i]
-			if !b.usable() || (!panicMode && !healthy[i]) || (zoneOnly && b.zone != p.localZone) {
+			if !b.usable() || (!panicMode && !healthy[i]) || (localOnly && b.zone != p.localZone) {
 				continue
 			}
-			if pass == 0 && slices.Contains(tried, int32(i)) {
+			if pass < 2 && slices.Contains(tried, int32(i)) {
 				continue
 			}
 			cand = append(cand, int32(i))

@@ -244,6 +244,10 @@ func (s *server) apiRoutes() []route {
 		{"GET", "/v1/snapshot", accessRead, s.handleSnapshot},
 		{"POST", "/v1/restore", accessWrite, s.handleRestore},
 		{"GET", "/v1/openapi.json", accessRead, s.handleOpenAPI},
+		{"GET", "/v1/zones", accessRead, s.handleZoneList},
+		{"GET", "/v1/zones/{zone}", accessRead, s.handleZoneGet},
+		{"POST", "/v1/zones/{zone}/evacuate", accessWrite, s.handleZoneEvacuate(true)},
+		{"DELETE", "/v1/zones/{zone}/evacuate", accessWrite, s.handleZoneEvacuate(false)},
 	}
 	for _, k := range fsm.Kinds {
 		base := "/v1/" + kindPath(k)

@@ -52,6 +52,7 @@ func NewRoot(s Streams, extra ...*cobra.Command) *cobra.Command {
 		newDeleteCmd(s),
 		newNodeCmd(s),
 		newSnapshotCmd(s),
+		newZoneCmd(s),
 		newTLSCmd(s),
 		newVersionCmd(s),
 	)
