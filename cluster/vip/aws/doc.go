@@ -1,0 +1,19 @@
+// Package aws moves Elastic IPs for the vip Controller: AssociateAddress
+// (with AllowReassociation) to the target node's network interface and
+// private address, then DescribeAddresses until EC2 shows the new
+// association, since EC2 is eventually consistent. Throttling and 5xx
+// answers are retried by cluster/awsec2's SDK retryer; on top of that a
+// Move retries the association with jittered backoff and gives the
+// verification its own deadline.
+//
+// Every AssociateAddress, retries included, is preceded by the Fence
+// (vip.Fence): a node that no longer leads, or a call carrying an older
+// token than the current assignment, never reaches EC2.
+//
+// Where a node's interface is comes from Targets: today a per-node map the
+// agent builds from its flags; once fsm.Node carries the interface, a
+// Targets reading it.
+//
+// The package imports fsm, cluster/vip and cluster/awsec2 (the only door to
+// the SDK); it must not import the AWS SDK itself or hashicorp/raft.
+package aws

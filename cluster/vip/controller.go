@@ -1,0 +1,492 @@
+package vip
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/rafterlb/rafter/fsm"
+)
+
+// Controller assigns VIPs to nodes and has them moved while its node
+// leads. Every node runs one; it is idle on followers.
+type Controller struct {
+	cfg Config
+	log *slog.Logger
+	m   metrics
+
+	mu     sync.Mutex
+	status []VIPStatus // published by the leader's term; nil when not leading
+}
+
+// VIPStatus is what the leading controller knows about one assigned VIP.
+type VIPStatus struct {
+	VIP    string `json:"vip"`
+	Holder string `json:"holder"`
+	Token  uint64 `json:"token"`
+	// InPlace: the cloud showed the holder after the last move or check
+	// (always true for provider none).
+	InPlace   bool   `json:"in_place"`
+	Moving    bool   `json:"moving"`
+	Failures  int    `json:"failures,omitempty"` // consecutive failed moves of this token
+	LastError string `json:"last_error,omitempty"`
+}
+
+// Status reports every assigned VIP this controller manages, by name,
+// while its node leads; nil otherwise.
+func (c *Controller) Status() []VIPStatus {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.status)
+}
+
+func (c *Controller) publish(st []VIPStatus) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.status = st
+}
+
+// New builds a Controller and registers its metrics.
+func New(cfg Config) (*Controller, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("vip: %w", err)
+	}
+	cfg = cfg.withDefaults()
+	c := &Controller{cfg: cfg, log: cfg.Logger, m: newMetrics()}
+	if cfg.Registerer != nil {
+		if err := c.m.register(cfg.Registerer); err != nil {
+			return nil, fmt.Errorf("vip: registering metrics: %w", err)
+		}
+	}
+	return c, nil
+}
+
+// Run follows leadership (as cluster.Node.WatchLeadership reports it) and
+// runs the leader's work while this node leads. It returns when ctx ends or
+// the channel closes, after that work has stopped.
+func (c *Controller) Run(ctx context.Context, leadership <-chan bool) error {
+	var stop func() // ends the current term and waits for it
+	defer func() {
+		if stop != nil {
+			stop()
+		}
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case lead, ok := <-leadership:
+			if !ok {
+				return nil
+			}
+			switch {
+			case lead && stop == nil:
+				stop = c.startTerm(ctx)
+				c.log.Info("vip controller active: this node leads")
+			case !lead && stop != nil:
+				stop()
+				stop = nil
+				c.log.Info("vip controller idle: this node no longer leads")
+			}
+		}
+	}
+}
+
+func (c *Controller) startTerm(ctx context.Context) func() {
+	tctx, cancel := context.WithCancel(ctx)
+	t := &term{
+		c:       c,
+		ctx:     tctx,
+		results: make(chan result),
+		done:    map[string]uint64{},
+		fresh:   map[string]uint64{},
+		causes:  map[string]cause{},
+		jobs:    map[string]*job{},
+		retries: map[string]retryState{},
+		stuck:   map[string]string{},
+	}
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t.run()
+	}()
+	return func() {
+		cancel()
+		<-finished
+		c.publish(nil)
+	}
+}
+
+// managed: the controller assigns the VIP (and moves it when its provider
+// has a Mover).
+func (c *Controller) managed(v *fsm.VIP) bool {
+	return v.Spec.Provider == fsm.ProviderNone || c.cfg.Movers[v.Spec.Provider] != nil
+}
+
+// term is one leadership term's state; the previous leader's is unknown,
+// so every term starts from scratch.
+type term struct {
+	c   *Controller
+	ctx context.Context
+	wg  sync.WaitGroup // jobs and sweeps
+
+	results chan result
+	// done: VIP -> the token whose move is complete (the cloud agrees).
+	done map[string]uint64
+	// fresh: VIP -> the token this term wrote; its move is known to be
+	// needed, so no describe precedes it.
+	fresh   map[string]uint64
+	causes  map[string]cause
+	jobs    map[string]*job
+	retries map[string]retryState
+	stuck   map[string]string // VIP -> reason already warned about
+
+	sweeping  bool
+	lastSweep time.Time
+}
+
+type cause struct {
+	token  uint64
+	reason string
+	start  time.Time // the lost holder's last contact, or the decision
+}
+
+type job struct {
+	token  uint64
+	cancel context.CancelFunc
+}
+
+type retryState struct {
+	token    uint64
+	failures int
+	at       time.Time
+	err      error
+}
+
+type resultKind int
+
+const (
+	resultMove resultKind = iota
+	resultDrift
+	resultSweepDone
+)
+
+type result struct {
+	kind  resultKind
+	vip   string
+	token uint64
+	err   error
+}
+
+func (t *term) run() {
+	defer t.wg.Wait()
+	tick := time.NewTicker(t.c.cfg.Tick)
+	defer tick.Stop()
+	for {
+		changed := t.c.cfg.Store.Changed()
+		t.step()
+		t.publish()
+		select {
+		case <-t.ctx.Done():
+			return
+		case <-tick.C:
+		case <-changed:
+		case r := <-t.results:
+			t.handle(r)
+		}
+	}
+}
+
+// publish makes the term's view available to Controller.Status.
+func (t *term) publish() {
+	cfg := t.c.cfg.Store.Config()
+	var st []VIPStatus
+	for _, name := range slices.Sorted(maps.Keys(cfg.Assignments)) {
+		a := cfg.Assignments[name]
+		v, ok := cfg.VIPs[name]
+		if !ok || a.Holder == "" || !t.c.managed(v) {
+			continue
+		}
+		s := VIPStatus{VIP: name, Holder: a.Holder, Token: a.Token, InPlace: t.done[name] == a.Token}
+		if j, ok := t.jobs[name]; ok && j.token == a.Token {
+			s.Moving = true
+		}
+		if r, ok := t.retries[name]; ok && r.token == a.Token {
+			s.Failures = r.failures
+			if r.err != nil {
+				s.LastError = r.err.Error()
+			}
+		}
+		st = append(st, s)
+	}
+	t.c.publish(st)
+}
+
+// step writes the assignments the plan asks for, then starts the moves
+// and drift checks that are due.
+func (t *term) step() {
+	c := t.c
+	now := c.cfg.Now()
+	moves, stuck := plan(planInput{
+		cfg:      c.cfg.Store.Config(),
+		alive:    c.cfg.Liveness.Alive,
+		now:      now,
+		holdDown: c.cfg.HoldDown,
+		managed:  c.managed,
+	})
+	t.warnStuck(stuck)
+	for _, d := range moves {
+		if t.ctx.Err() != nil {
+			return
+		}
+		t.assign(d, now)
+	}
+	cfg := c.cfg.Store.Config()
+	for name := range t.done {
+		if _, ok := cfg.VIPs[name]; !ok {
+			delete(t.done, name)
+			delete(t.fresh, name)
+			delete(t.causes, name)
+			delete(t.retries, name)
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(cfg.Assignments)) {
+		t.dispatch(cfg, name, now)
+	}
+	t.maybeSweep(cfg, now)
+}
+
+func (t *term) warnStuck(stuck []Decision) {
+	seen := make(map[string]bool, len(stuck))
+	for _, d := range stuck {
+		seen[d.VIP] = true
+		if t.stuck[d.VIP] == d.Reason {
+			continue
+		}
+		t.stuck[d.VIP] = d.Reason
+		t.c.log.Warn("vip needs a new holder but no node is usable (live, member, zone not evacuated, candidate)",
+			"vip", d.VIP, "holder", d.From, "reason", d.Reason)
+	}
+	for name := range t.stuck {
+		if !seen[name] {
+			delete(t.stuck, name)
+		}
+	}
+}
+
+// assign writes one decision through Raft, compare-and-set on the token
+// it replaces.
+func (t *term) assign(d Decision, now time.Time) {
+	c := t.c
+	cas := d.CAS
+	cmd := &fsm.Command{
+		Type:       fsm.CmdAssign,
+		V:          fsm.CommandVersion,
+		Assignment: &fsm.Assignment{VIP: d.VIP, Holder: d.To, Reason: d.Reason},
+		CAS:        &cas,
+		Time:       now,
+	}
+	ctx, cancel := context.WithTimeout(t.ctx, c.cfg.ApplyTimeout)
+	token, err := c.cfg.Store.Apply(ctx, cmd)
+	cancel()
+	if err != nil {
+		level := slog.LevelWarn
+		if errors.Is(err, fsm.ErrConflict) || t.ctx.Err() != nil {
+			level = slog.LevelDebug // a concurrent write won or the term ended; the next plan decides again
+		}
+		c.log.Log(t.ctx, level, "writing vip assignment failed", "vip", d.VIP, "from", d.From, "to", d.To, "reason", d.Reason, "err", err)
+		return
+	}
+	start := now
+	attrs := []any{"vip", d.VIP, "from", d.From, "to", d.To, "reason", d.Reason, "token", token}
+	if !d.LostSince.IsZero() {
+		start = d.LostSince
+		attrs = append(attrs, "holder_silent_for", now.Sub(d.LostSince).Round(time.Millisecond))
+	}
+	c.log.Info("vip assigned", attrs...)
+	c.m.moves.WithLabelValues(d.Reason).Inc()
+	t.fresh[d.VIP] = token
+	t.causes[d.VIP] = cause{token: token, reason: d.Reason, start: start}
+}
+
+// dispatch starts the move of one VIP's assignment unless it is done,
+// running, or backing off. A running move for an older token is cancelled;
+// its successor starts once it has returned.
+func (t *term) dispatch(cfg *fsm.Config, name string, now time.Time) {
+	a := cfg.Assignments[name]
+	v, ok := cfg.VIPs[name]
+	if !ok || a.Holder == "" || !t.c.managed(v) || t.done[name] == a.Token {
+		return
+	}
+	if j, ok := t.jobs[name]; ok {
+		if j.token != a.Token {
+			j.cancel()
+		}
+		return
+	}
+	mover := t.c.cfg.Movers[v.Spec.Provider]
+	if mover == nil {
+		t.done[name] = a.Token // provider "none": the assignment is all there is
+		return
+	}
+	if r, ok := t.retries[name]; ok && r.token == a.Token && now.Before(r.at) {
+		return
+	}
+	node, ok := cfg.Nodes[a.Holder]
+	if !ok {
+		return // the plan reassigns it
+	}
+	check := t.fresh[name] != a.Token
+	ctx, cancel := context.WithTimeout(t.ctx, t.c.cfg.MoveTimeout)
+	t.jobs[name] = &job{token: a.Token, cancel: cancel}
+	vv, nn, token := *v, *node, a.Token
+	t.wg.Add(1)
+	go func() {
+		defer t.wg.Done()
+		defer cancel()
+		err := move(ctx, mover, vv, nn, token, check)
+		t.send(result{kind: resultMove, vip: name, token: token, err: err})
+	}()
+}
+
+// move moves one VIP. check: the assignment was inherited from another
+// term, so the cloud may already agree and a describe comes first.
+func move(ctx context.Context, m Mover, v fsm.VIP, n fsm.Node, token uint64, check bool) error {
+	if ch, ok := m.(Checker); ok && check {
+		if in, err := ch.InPlace(ctx, v, n); err == nil && in {
+			return nil
+		}
+	}
+	return m.Move(ctx, v, n, token)
+}
+
+func (t *term) send(r result) {
+	select {
+	case t.results <- r:
+	case <-t.ctx.Done():
+	}
+}
+
+func (t *term) handle(r result) {
+	c := t.c
+	now := c.cfg.Now()
+	switch r.kind {
+	case resultSweepDone:
+		t.sweeping, t.lastSweep = false, now
+	case resultDrift:
+		if t.done[r.vip] != r.token {
+			return // moved or reassigned since the sweep looked
+		}
+		delete(t.done, r.vip)
+		t.fresh[r.vip] = r.token
+		t.causes[r.vip] = cause{token: r.token, reason: ReasonDrift, start: now}
+		c.m.moves.WithLabelValues(ReasonDrift).Inc()
+		c.m.drift.WithLabelValues(r.vip).Inc()
+		c.log.Warn("vip is not where its assignment says; moving it back", "vip", r.vip, "token", r.token, "reason", ReasonDrift)
+	case resultMove:
+		if j, ok := t.jobs[r.vip]; ok && j.token == r.token {
+			delete(t.jobs, r.vip)
+		}
+		if r.err == nil {
+			t.done[r.vip] = r.token
+			delete(t.retries, r.vip)
+			attrs := []any{"vip", r.vip, "token", r.token}
+			if cs, ok := t.causes[r.vip]; ok && cs.token == r.token {
+				took := now.Sub(cs.start)
+				c.m.lastMove.Set(took.Seconds())
+				attrs = append(attrs, "reason", cs.reason, "since_cause", took.Round(time.Millisecond))
+				delete(t.causes, r.vip)
+			}
+			c.log.Info("vip moved", attrs...)
+			return
+		}
+		if t.ctx.Err() != nil || errors.Is(r.err, context.Canceled) || errors.Is(r.err, ErrStaleToken) {
+			c.log.Debug("vip move abandoned", "vip", r.vip, "token", r.token, "err", r.err)
+			return
+		}
+		rs := t.retries[r.vip]
+		if rs.token != r.token {
+			rs = retryState{token: r.token}
+		}
+		rs.failures++
+		rs.err = r.err
+		wait := backoff(c.cfg.RetryBase, c.cfg.RetryMax, rs.failures)
+		rs.at = now.Add(wait)
+		t.retries[r.vip] = rs
+		c.m.failures.WithLabelValues(r.vip).Inc()
+		c.log.Warn("vip move failed; retrying", "vip", r.vip, "token", r.token, "failures", rs.failures, "retry_in", wait.Round(time.Millisecond), "err", r.err)
+	}
+}
+
+// backoff is exponential with equal jitter: never less than half the bound,
+// so retries neither hammer the API nor fall in step across VIPs.
+func backoff(base, limit time.Duration, failures int) time.Duration {
+	bound := base
+	for i := 1; i < failures && bound < limit; i++ {
+		bound *= 2
+	}
+	bound = min(bound, limit)
+	if bound <= 1 {
+		return bound
+	}
+	half := bound / 2
+	return half + rand.N(bound-half)
+}
+
+// maybeSweep starts a drift check of every settled VIP whose Mover can
+// describe it, at most once per ReconcileInterval and one sweep at a time.
+func (t *term) maybeSweep(cfg *fsm.Config, now time.Time) {
+	c := t.c
+	if t.sweeping || (!t.lastSweep.IsZero() && now.Sub(t.lastSweep) < c.cfg.ReconcileInterval) {
+		return
+	}
+	type item struct {
+		v     fsm.VIP
+		n     fsm.Node
+		token uint64
+		ch    Checker
+	}
+	var items []item
+	for _, name := range slices.Sorted(maps.Keys(cfg.Assignments)) {
+		a := cfg.Assignments[name]
+		v, ok := cfg.VIPs[name]
+		if !ok || a.Holder == "" || t.done[name] != a.Token {
+			continue
+		}
+		ch, ok := c.cfg.Movers[v.Spec.Provider].(Checker)
+		n, known := cfg.Nodes[a.Holder]
+		if !ok || !known {
+			continue
+		}
+		items = append(items, item{*v, *n, a.Token, ch})
+	}
+	if len(items) == 0 {
+		t.lastSweep = now
+		return
+	}
+	t.sweeping = true
+	t.wg.Add(1)
+	go func() {
+		defer t.wg.Done()
+		defer t.send(result{kind: resultSweepDone})
+		for _, it := range items {
+			ctx, cancel := context.WithTimeout(t.ctx, c.cfg.MoveTimeout)
+			in, err := it.ch.InPlace(ctx, it.v, it.n)
+			cancel()
+			switch {
+			case t.ctx.Err() != nil:
+				return
+			case err != nil:
+				c.log.Warn("vip drift check failed", "vip", it.v.Name, "err", err)
+			case !in:
+				t.send(result{kind: resultDrift, vip: it.v.Name, token: it.token})
+			}
+		}
+	}()
+}

@@ -1,0 +1,190 @@
+package vip_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rafterlb/rafter/cluster/clustertest"
+	"github.com/rafterlb/rafter/cluster/vip"
+	"github.com/rafterlb/rafter/fsm"
+)
+
+// recMover records moves; the first failN calls fail. Its InPlace answers
+// from what it moved.
+type recMover struct {
+	mu    sync.Mutex
+	failN int
+	calls int
+	on    map[string]string // vip -> node
+}
+
+func (m *recMover) Move(_ context.Context, v fsm.VIP, target fsm.Node, _ uint64) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.calls++
+	if m.failN > 0 {
+		m.failN--
+		return errors.New("injected failure")
+	}
+	m.on[v.Name] = target.ID
+	return nil
+}
+
+func (m *recMover) InPlace(_ context.Context, v fsm.VIP, holder fsm.Node) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.on[v.Name] == holder.ID, nil
+}
+
+func (m *recMover) state() (calls int, on map[string]string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := map[string]string{}
+	for k, v := range m.on {
+		out[k] = v
+	}
+	return m.calls, out
+}
+
+type ctrlRig struct {
+	c     *clustertest.Cluster
+	mover *recMover
+	mu    sync.Mutex
+	ctrls map[string]*vip.Controller
+	stops map[string]func()
+}
+
+func newCtrlRig(t *testing.T, failN int) *ctrlRig {
+	r := &ctrlRig{c: clustertest.NewCluster(t, 3), mover: &recMover{failN: failN, on: map[string]string{}},
+		ctrls: map[string]*vip.Controller{}, stops: map[string]func(){}}
+	t.Cleanup(func() {
+		for _, id := range r.c.IDs() {
+			r.stop(id)
+		}
+	})
+	pollT(t, "nodes recorded", func() bool { return len(r.c.Leader(t).Config().Nodes) == 3 })
+	for _, id := range r.c.IDs() {
+		r.start(t, id)
+	}
+	return r
+}
+
+func (r *ctrlRig) start(t *testing.T, id string) {
+	node := r.c.Node(id)
+	live, err := vip.NewStatusLiveness(node, 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctrl, err := vip.New(vip.Config{Store: node, Liveness: live, Movers: map[string]vip.Mover{fsm.ProviderAWSEIP: r.mover},
+		Tick: 20 * time.Millisecond, ReconcileInterval: time.Hour, RetryBase: 10 * time.Millisecond, RetryMax: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ch, unwatch := node.WatchLeadership()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = ctrl.Run(ctx, ch)
+	}()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.ctrls[id] = ctrl
+	r.stops[id] = func() { cancel(); unwatch(); <-done }
+}
+
+func (r *ctrlRig) stop(id string) {
+	r.mu.Lock()
+	stop := r.stops[id]
+	delete(r.stops, id)
+	delete(r.ctrls, id)
+	r.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
+}
+
+func (r *ctrlRig) status(t *testing.T) []vip.VIPStatus {
+	id := r.c.ID(r.c.Leader(t))
+	r.mu.Lock()
+	ctrl := r.ctrls[id]
+	r.mu.Unlock()
+	if ctrl == nil {
+		return nil
+	}
+	return ctrl.Status()
+}
+
+func (r *ctrlRig) put(t *testing.T, name string, spec fsm.VIPSpec) {
+	b, err := json.Marshal(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.c.Apply(t, fsm.PutCommand(fsm.Object{Kind: fsm.KindVIP, Name: name, Spec: b}, nil))
+}
+
+func pollT(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(clustertest.WaitTimeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %s: %s", clustertest.WaitTimeout, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestControllerRetriesAndAssignsNone: failed moves are retried; a VIP of
+// provider none is assigned without a move; Status shows both.
+func TestControllerRetriesAndAssignsNone(t *testing.T) {
+	r := newCtrlRig(t, 2)
+	r.put(t, "eip", fsm.VIPSpec{Provider: fsm.ProviderAWSEIP, AllocationID: "eipalloc-1", HomeNode: "node2"})
+	r.put(t, "dns-only", fsm.VIPSpec{Provider: fsm.ProviderNone, HomeNode: "node3"})
+	pollT(t, "both vips in place", func() bool {
+		st := r.status(t)
+		return len(st) == 2 && st[0].InPlace && st[1].InPlace
+	})
+	calls, on := r.mover.state()
+	if calls != 3 || on["eip"] != "node2" {
+		t.Fatalf("mover: %d calls, placement %v; want 3 calls (2 failed) and eip on node2", calls, on)
+	}
+	if _, moved := on["dns-only"]; moved {
+		t.Fatal("provider none was moved")
+	}
+	cfg := r.c.Leader(t).Config()
+	if a := cfg.Assignments["dns-only"]; a == nil || a.Holder != "node3" || a.Reason != vip.ReasonInitial {
+		t.Fatalf("dns-only assignment %+v", a)
+	}
+}
+
+// TestNewLeaderChecksBeforeMoving: after a leader change, assignments made
+// by the previous leader are checked, not moved again.
+func TestNewLeaderChecksBeforeMoving(t *testing.T) {
+	r := newCtrlRig(t, 0)
+	leader := r.c.ID(r.c.Leader(t))
+	var home string
+	for _, id := range r.c.IDs() {
+		if id != leader {
+			home = id
+			break
+		}
+	}
+	r.put(t, "eip", fsm.VIPSpec{Provider: fsm.ProviderAWSEIP, AllocationID: "eipalloc-1", HomeNode: home})
+	pollT(t, "vip in place", func() bool { st := r.status(t); return len(st) == 1 && st[0].InPlace })
+	r.stop(leader)
+	r.c.Kill(leader)
+	pollT(t, "new leader sees the vip in place", func() bool {
+		if r.c.ID(r.c.Leader(t)) == leader {
+			return false
+		}
+		st := r.status(t)
+		return len(st) == 1 && st[0].InPlace
+	})
+	if calls, on := r.mover.state(); calls != 1 || on["eip"] != home {
+		t.Fatalf("mover: %d calls, placement %v; want one move to %s", calls, on, home)
+	}
+}
