@@ -55,7 +55,10 @@ func errorStatus(err error) (status int, detail ErrorDetail, retry bool) {
 	detail.Message = err.Error()
 	var fe *fsm.FieldError
 	if errors.As(err, &fe) {
+		// The field error says all there is to say; the wrapping only adds
+		// context ("manifest: ...") that would repeat the field path.
 		detail.Field = fe.Field
+		detail.Message = fe.Error()
 	}
 	var tooLarge *http.MaxBytesError
 	switch {
