@@ -1,0 +1,114 @@
+//go:build linux
+
+package linux
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// Options configures a Holder and its Lease. Start from DefaultOptions.
+type Options struct {
+	// Interface receives VIPs whose spec names none.
+	Interface string
+	// Lifetime is the kernel lifetime (valid_lft and preferred_lft) every
+	// address is added and renewed with; whole seconds, at least 1s
+	// (default 3s). The kernel counts in seconds, so it is rounded up.
+	Lifetime time.Duration
+	// RenewEvery spaces the Lease's renewals (default Lifetime/3).
+	RenewEvery time.Duration
+	// LeasePeriod: the Lease keeps addresses only while the last quorum
+	// contact is at most this old (default 2s).
+	LeasePeriod time.Duration
+	// GARPCount gratuitous ARP rounds (a request and a reply each) follow
+	// every claim of an IPv4 address, GARPInterval apart (defaults 3 and
+	// 100ms). Zero count with a non-zero interval is invalid.
+	GARPCount    int
+	GARPInterval time.Duration
+	// NetNS is the path of the network namespace file to act in (e.g.
+	// /run/netns/blue); empty: the process's own namespace.
+	NetNS  string
+	Logger *slog.Logger
+	Now    func() time.Time // default time.Now
+}
+
+// DefaultOptions returns the production settings.
+func DefaultOptions() Options {
+	return Options{
+		Lifetime:     3 * time.Second,
+		RenewEvery:   time.Second,
+		LeasePeriod:  2 * time.Second,
+		GARPCount:    3,
+		GARPInterval: 100 * time.Millisecond,
+	}
+}
+
+// Validate names the first invalid field.
+func (o Options) Validate() error {
+	switch {
+	case o.Lifetime != 0 && o.Lifetime < time.Second:
+		return fmt.Errorf("vip.linux.lifetime: %s is below the kernel's 1s granularity", o.Lifetime)
+	case o.RenewEvery < 0:
+		return errors.New("vip.linux.renew_every: must not be negative")
+	case o.Lifetime != 0 && o.RenewEvery >= o.Lifetime:
+		return fmt.Errorf("vip.linux.renew_every: %s must be below lifetime %s", o.RenewEvery, o.Lifetime)
+	case o.LeasePeriod < 0:
+		return errors.New("vip.linux.lease_period: must not be negative")
+	case o.GARPCount < 0:
+		return errors.New("vip.linux.garp_count: must not be negative")
+	case o.GARPInterval < 0:
+		return errors.New("vip.linux.garp_interval: must not be negative")
+	case o.GARPCount == 0 && o.GARPInterval != 0:
+		return errors.New("vip.linux.garp_count: required when garp_interval is set")
+	}
+	return nil
+}
+
+func (o Options) withDefaults() Options {
+	d := DefaultOptions()
+	if o.Lifetime == 0 {
+		o.Lifetime = d.Lifetime
+	}
+	if o.RenewEvery == 0 {
+		o.RenewEvery = o.Lifetime / 3
+	}
+	if o.LeasePeriod == 0 {
+		o.LeasePeriod = d.LeasePeriod
+	}
+	if o.GARPCount == 0 && o.GARPInterval == 0 {
+		o.GARPCount, o.GARPInterval = d.GARPCount, d.GARPInterval
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return o
+}
+
+// kernelSlack: the kernel checks address lifetimes on a timer rounded up
+// to whole seconds, so an expired address may linger up to about a second.
+const kernelSlack = time.Second
+
+// HandoverDelay is the least time the leader must let pass after the last
+// moment this node could have had quorum contact before it gives one of
+// this node's Linux VIPs to another node: the Lease stops renewing within
+// LeasePeriod of that contact, and the last renewal expires within
+// Lifetime plus the kernel's granularity. Add a margin for clock rate
+// differences and scheduling.
+func (o Options) HandoverDelay() time.Duration {
+	o = o.withDefaults()
+	return o.LeasePeriod + o.lifetimeSeconds() + kernelSlack
+}
+
+// lifetimeSeconds is Lifetime as the kernel will apply it.
+func (o Options) lifetimeSeconds() time.Duration {
+	return time.Duration(o.lft()) * time.Second
+}
+
+func (o Options) lft() int {
+	return int((o.Lifetime + time.Second - 1) / time.Second)
+}
