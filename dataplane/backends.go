@@ -92,7 +92,13 @@ func (r *registry) backend(pool, addr string, s connSettings) *backendState {
 		RetryIf:                   func(*fasthttp.Request) bool { return false },
 		ReadBufferSize:            DefaultMaxHeaderBytes,
 		MaxIdleConnDuration:       60 * time.Second,
-		Dial:                      func(a string) (net.Conn, error) { return dial(a, DefaultConnectTimeout) },
+		Dial: func(a string) (net.Conn, error) {
+			c, err := dial(a, DefaultConnectTimeout)
+			if err != nil {
+				return nil, err
+			}
+			return &yieldConn{Conn: c}, nil
+		},
 	}
 	r.backends[k] = b
 	return b

@@ -201,6 +201,7 @@ func (d *Dataplane) startListener(name string, lt *listenerTable) (*listenerServ
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", addr, err)
 	}
+	ln = yieldListener{ln}
 	if lt.spec.Protocol == "https" {
 		tlsLn, err := tlsListener(ln, lt.spec.TLS)
 		if err != nil {
