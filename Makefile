@@ -5,7 +5,7 @@ FUZZTIME  ?= 15s
 # Packages with tests run under the race detector by `make test`.
 TEST_PKGS := ./fsm/... ./cluster/... ./dataplane/... ./client/... ./cmd/... ./internal/... ./bench/...
 
-.PHONY: all build run test vet depcheck unit fuzz bench bench-quick lint clean
+.PHONY: all build run test vet depcheck unit fuzz bench bench-quick lint clean test-deps
 
 all: build
 
@@ -31,7 +31,12 @@ depcheck:
 	fi; \
 	echo "depcheck: dataplane imports neither raft, the AWS SDK nor cluster"
 
-unit:
+# Network-namespace tests (internal/netns) need root, iproute2 and nftables.
+test-deps:
+	@command -v nft >/dev/null 2>&1 || apt-get install -y nftables || { apt-get update && apt-get install -y nftables; }
+	@command -v ip >/dev/null 2>&1 || apt-get install -y iproute2 || { apt-get update && apt-get install -y iproute2; }
+
+unit: test-deps
 	$(GO) test -race -timeout 10m $(TEST_PKGS)
 
 # A short fuzz budget per target; each target runs on its own (go test
