@@ -16,11 +16,17 @@ const (
 	CmdPut        CommandType = "put"         // Objects: exactly one object (kind,name,spec); optional CAS
 	CmdDelete     CommandType = "delete"      // Kind, Name; optional CAS
 	CmdApply      CommandType = "apply"       // Objects: a whole manifest, all or nothing, upsert (no prune)
-	CmdRestore    CommandType = "restore"     // Config: replaces listeners/routes/pools/vips/assignments/zones (keeps nodes)
+	CmdRestore    CommandType = "restore"     // Config: replaces listeners/routes/pools/vips/assignments/zones/leases (keeps nodes)
 	CmdAssign     CommandType = "assign"      // Assignment: VIP holder; Token is set by Apply to the entry's index
 	CmdNodeUpsert CommandType = "node_upsert" // Node
 	CmdNodeRemove CommandType = "node_remove" // NodeID
 	CmdZone       CommandType = "zone"        // Zone: evacuate / restore
+
+	CmdLeaseGrant        CommandType = "lease_grant"        // TTL, Time; the lease's ID is the entry's index
+	CmdLeaseRevoke       CommandType = "lease_revoke"       // ID, Drain, Time
+	CmdLeaseExpire       CommandType = "lease_expire"       // IDs, Time; proposed by the leader
+	CmdBackendRegister   CommandType = "backend_register"   // Pool, Backend (with Lease)
+	CmdBackendDeregister CommandType = "backend_deregister" // Pool, Backend (Addr; Lease when set must match)
 )
 
 // CommandVersion is the envelope version this package writes and accepts.
@@ -43,6 +49,13 @@ type Command struct {
 	Zone       *ZoneState  `json:"zone,omitempty"`
 	Config     *Config     `json:"config,omitempty"`
 	Time       time.Time   `json:"time,omitzero"` // the leader's clock, for commands that need time
+	// Leases and self-registered backends.
+	TTL     Duration `json:"ttl,omitempty"`   // lease_grant
+	ID      uint64   `json:"id,omitempty"`    // lease_revoke
+	IDs     []uint64 `json:"ids,omitempty"`   // lease_expire
+	Drain   bool     `json:"drain,omitempty"` // lease_revoke: mark the backends drain first, remove them later
+	Pool    string   `json:"pool,omitempty"`  // backend_register / backend_deregister
+	Backend *Backend `json:"backend,omitempty"`
 }
 
 // PutCommand creates or replaces one object; cas, when non-nil, is the
@@ -103,7 +116,8 @@ func DecodeCommand(b []byte) (*Command, error) {
 
 func knownCommand(t CommandType) bool {
 	switch t {
-	case CmdPut, CmdDelete, CmdApply, CmdRestore, CmdAssign, CmdNodeUpsert, CmdNodeRemove, CmdZone:
+	case CmdPut, CmdDelete, CmdApply, CmdRestore, CmdAssign, CmdNodeUpsert, CmdNodeRemove, CmdZone,
+		CmdLeaseGrant, CmdLeaseRevoke, CmdLeaseExpire, CmdBackendRegister, CmdBackendDeregister:
 		return true
 	}
 	return false
@@ -120,6 +134,7 @@ func Empty() *Config {
 		Assignments: map[string]*Assignment{},
 		Nodes:       map[string]*Node{},
 		Zones:       map[string]*ZoneState{},
+		Leases:      map[uint64]*Lease{},
 	}
 }
 
@@ -160,6 +175,16 @@ func Next(c *Config, index uint64, cmd *Command) (*Config, error) {
 		return nextNodeRemove(c, index, cmd)
 	case CmdZone:
 		return nextZone(c, index, cmd)
+	case CmdLeaseGrant:
+		return nextLeaseGrant(c, index, cmd)
+	case CmdLeaseRevoke:
+		return nextLeaseRevoke(c, index, cmd)
+	case CmdLeaseExpire:
+		return nextLeaseExpire(c, index, cmd)
+	case CmdBackendRegister:
+		return nextBackendRegister(c, index, cmd)
+	case CmdBackendDeregister:
+		return nextBackendDeregister(c, index, cmd)
 	}
 	return nil, invalidf("type", "unknown command type %q", cmd.Type)
 }
@@ -192,6 +217,9 @@ func nextPut(c *Config, index uint64, cmd *Command) (*Config, error) {
 	}
 	spec, canon, err := normalize("spec", o.Kind, o.Spec)
 	if err != nil {
+		return nil, err
+	}
+	if spec, canon, err = keepLeased(c, "spec", o.Name, spec, canon); err != nil {
 		return nil, err
 	}
 	_, cur, exists := c.lookup(o.Kind, o.Name)
@@ -276,6 +304,9 @@ func nextApply(c *Config, index uint64, cmd *Command) (*Config, error) {
 		if err != nil {
 			return nil, err
 		}
+		if spec, canon, err = keepLeased(c, p+".spec", o.Name, spec, canon); err != nil {
+			return nil, err
+		}
 		b.put(o.Kind, o.Name, spec, canon)
 	}
 	for i, o := range cmd.Objects {
@@ -358,6 +389,9 @@ func nextRestore(c *Config, index uint64, cmd *Command) (*Config, error) {
 			continue
 		}
 		zs[name] = &ZoneState{Zone: name, Evacuated: z.Evacuated, ModifyIndex: index}
+	}
+	if err := restoreLeases(b, c, in); err != nil {
+		return nil, err
 	}
 	return b.c, nil
 }
@@ -524,6 +558,9 @@ func fillMaps(c *Config) {
 	}
 	if c.Zones == nil {
 		c.Zones = map[string]*ZoneState{}
+	}
+	if c.Leases == nil {
+		c.Leases = map[uint64]*Lease{}
 	}
 }
 

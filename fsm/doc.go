@@ -1,8 +1,9 @@
 // Package fsm is rafter's replicated state: the resource types (listeners,
-// routes, pools, VIPs and their assignments, nodes, zone states), their
-// validation, the commands that change them, the deterministic state
-// transition Next, the FSM that applies committed entries, snapshots, and
-// the manifest format operators read and write.
+// routes, pools, VIPs and their assignments, nodes, zone states, TTL leases
+// and the backends registered under them), their validation, the commands
+// that change them, the deterministic state transition Next, the FSM that
+// applies committed entries, snapshots, and the manifest format operators
+// read and write.
 //
 // fsm is the pure leaf package. It imports no other rafter package and not
 // hashicorp/raft (cluster adapts FSM to raft.FSM), and nothing it does while

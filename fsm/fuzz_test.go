@@ -62,6 +62,12 @@ func FuzzDecodeCommand(f *testing.F) {
 	f.Add([]byte(`{"type":"restore","v":1,"config":{"assignments":{"a":null},"zones":{"z":null}}}`))
 	f.Add([]byte(`{"type":"assign","v":1,"assignment":{"vip":"v","holder":"n1"},"time":"2025-01-01T00:00:00Z"}`))
 	f.Add([]byte(`{"type":"put","v":1,"objects":[{"kind":"pool","name":"p","spec":null}]}`))
+	f.Add([]byte(`{"type":"lease_grant","v":1,"ttl":"30s","time":"2025-01-01T00:00:00Z"}`))
+	f.Add([]byte(`{"type":"lease_revoke","v":1,"id":3,"drain":true,"time":"2025-01-01T00:00:00Z"}`))
+	f.Add([]byte(`{"type":"lease_expire","v":1,"ids":[3,4],"time":"2025-01-01T00:00:00Z"}`))
+	f.Add([]byte(`{"type":"backend_register","v":1,"pool":"app","backend":{"addr":"10.0.0.9:80","lease":3}}`))
+	f.Add([]byte(`{"type":"backend_deregister","v":1,"pool":"app","backend":{"addr":"10.0.0.9:80"}}`))
+	f.Add([]byte(`{"type":"restore","v":1,"config":{"leases":{"7":{"id":7,"ttl":"1m","granted_at":"2025-01-01T00:00:00Z"}},"pools":{"p":{"name":"p","spec":{"backends":[{"addr":"10.0.0.1:80","lease":7}]}}}}}`))
 	base := Empty()
 	for i, cmd := range commandLog() {
 		if next, err := Next(base, uint64(i+1), cmd); err == nil {

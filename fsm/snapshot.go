@@ -168,6 +168,11 @@ func checkDocument(c *Config) error {
 			return corrupt("zone %q: name does not match key", k)
 		}
 	}
+	for k, v := range c.Leases {
+		if v == nil || v.ID != k {
+			return corrupt("lease %d: id does not match key", k)
+		}
+	}
 	return nil
 }
 

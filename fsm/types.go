@@ -347,6 +347,24 @@ type Config struct {
 	Assignments map[string]*Assignment `json:"assignments"`
 	Nodes       map[string]*Node       `json:"nodes"`
 	Zones       map[string]*ZoneState  `json:"zones"`
+	// Leases are keyed by their ID. Every backend whose Lease is set refers
+	// to one of them.
+	Leases map[uint64]*Lease `json:"leases"`
+}
+
+// Lease is a TTL lease that self-registered backends are attached to. Its
+// ID is the Raft index of the entry that granted it. When the lease ends
+// (revoked, or expired by the leader because no keepalive came within
+// TTL), its backends leave every pool. Deadlines live only in the leader's
+// memory: on a leader change every lease gets a fresh full TTL.
+type Lease struct {
+	ID        uint64    `json:"id"`
+	TTL       Duration  `json:"ttl"`
+	GrantedAt time.Time `json:"granted_at"`
+	// Draining: the lease was revoked with draining; its backends carry
+	// drain: true and a later entry removes them and the lease.
+	Draining   bool      `json:"draining,omitempty"`
+	DrainSince time.Time `json:"drain_since,omitzero"`
 }
 
 // Object is the generic form of a managed resource: a manifest document

@@ -63,6 +63,9 @@ type Config struct {
 	// when MetricsNoAuth is set.
 	Extra         map[string]http.Handler
 	MetricsNoAuth bool
+	// Leases serves the lease endpoints (*lease.Manager); without it they
+	// answer 404.
+	Leases Leases
 }
 
 // DefaultConfig returns a Config with every optional field at its default;
@@ -249,6 +252,7 @@ func (s *server) apiRoutes() []route {
 		{"POST", "/v1/zones/{zone}/evacuate", accessWrite, s.handleZoneEvacuate(true)},
 		{"DELETE", "/v1/zones/{zone}/evacuate", accessWrite, s.handleZoneEvacuate(false)},
 	}
+	rs = append(rs, s.leaseRoutes()...)
 	for _, k := range fsm.Kinds {
 		base := "/v1/" + kindPath(k)
 		rs = append(rs,

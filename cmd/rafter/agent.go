@@ -21,6 +21,7 @@ import (
 
 	"github.com/rafterlb/rafter/cluster"
 	"github.com/rafterlb/rafter/cluster/httpapi"
+	"github.com/rafterlb/rafter/cluster/lease"
 	"github.com/rafterlb/rafter/cluster/tlsutil"
 	"github.com/rafterlb/rafter/cmd/rafter/internal/cli"
 	"github.com/rafterlb/rafter/dataplane/health"
@@ -224,6 +225,18 @@ func runAgent(ctx context.Context, cfg cli.AgentConfig, deps agentDeps) (err err
 	wg.Go(func() { monitor.Run(workCtx) })
 	wg.Go(func() { feedHealth(workCtx, node, monitor) })
 
+	leaseCfg := lease.DefaultConfig()
+	leaseCfg.Store = node
+	leaseCfg.Logger = log.With("component", "lease")
+	leaseCfg.Registerer = reg
+	leaseCfg.CheckInterval = cfg.LeaseCheckInterval
+	leaseCfg.DrainPeriod = cfg.LeaseDrainPeriod
+	leases, err := lease.New(leaseCfg)
+	if err != nil {
+		return fmt.Errorf("leases: %w", err)
+	}
+	wg.Go(func() { leases.Run(workCtx) })
+
 	dp, err := newDataPlane(dataPlaneDeps{
 		Source:     node,
 		BindIP:     cfg.Bind,
@@ -267,6 +280,7 @@ func runAgent(ctx context.Context, cfg cli.AgentConfig, deps agentDeps) (err err
 		apiCfg.ForwardScheme = "https"
 	}
 	apiCfg.Logger = log.With("component", "admin")
+	apiCfg.Leases = leases
 	apiCfg.Extra = map[string]http.Handler{
 		"/metrics":   promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
 		"/v1/health": monitor.Handler(),

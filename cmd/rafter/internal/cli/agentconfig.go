@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/pflag"
 	"go.yaml.in/yaml/v3"
@@ -38,6 +39,11 @@ type AgentConfig struct {
 	InsecureTransport bool
 	AccessLog         string // "off", "stdout" or a file path
 	LogLevel          string // debug | info | warn | error
+	// LeaseCheckInterval: how often the leader looks for expired leases.
+	LeaseCheckInterval time.Duration
+	// LeaseDrainPeriod: how long a revoked lease's backends drain before
+	// they leave their pools.
+	LeaseDrainPeriod time.Duration
 }
 
 // DefaultAgentConfig is a single node on loopback with default ports.
@@ -48,6 +54,9 @@ func DefaultAgentConfig() AgentConfig {
 		RaftPort:  7701,
 		AccessLog: "stdout",
 		LogLevel:  "info",
+
+		LeaseCheckInterval: time.Second,
+		LeaseDrainPeriod:   5 * time.Second,
 	}
 }
 
@@ -71,6 +80,8 @@ func BindAgentFlags(fs *pflag.FlagSet, c *AgentConfig) {
 	fs.BoolVar(&c.InsecureTransport, "insecure-transport", c.InsecureTransport, "allow plaintext Raft and admin traffic on a non-loopback address")
 	fs.StringVar(&c.AccessLog, "access-log", c.AccessLog, "access log: off, stdout or a file path")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
+	fs.DurationVar(&c.LeaseCheckInterval, "lease-check-interval", c.LeaseCheckInterval, "how often the leader expires leases whose TTL ran out")
+	fs.DurationVar(&c.LeaseDrainPeriod, "lease-drain-period", c.LeaseDrainPeriod, "how long backends of a revoked lease drain before they leave their pools (0: at once)")
 }
 
 // agentEnv maps environment variables to the flags they set.
@@ -285,6 +296,12 @@ func (c *AgentConfig) Validate() error {
 	case "debug", "info", "warn", "error":
 	default:
 		bad("log-level", "want debug, info, warn or error, got %q", c.LogLevel)
+	}
+	if c.LeaseCheckInterval <= 0 {
+		bad("lease-check-interval", "must be positive, got %v", c.LeaseCheckInterval)
+	}
+	if c.LeaseDrainPeriod < 0 {
+		bad("lease-drain-period", "must not be negative, got %v", c.LeaseDrainPeriod)
 	}
 	if len(errs) == 0 {
 		return nil

@@ -1,0 +1,224 @@
+package lease
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/rafterlb/rafter/cluster"
+	"github.com/rafterlb/rafter/fsm"
+)
+
+// fakeStore is a one-node "cluster": an fsm.FSM written through Apply,
+// with leadership the test switches.
+type fakeStore struct {
+	mu      sync.Mutex // serializes Apply, as Raft does
+	f       *fsm.FSM
+	leader  atomic.Bool
+	applies atomic.Int64
+
+	subMu sync.Mutex
+	subs  []chan bool
+}
+
+func newFakeStore(t testing.TB) *fakeStore {
+	s := &fakeStore{f: fsm.New()}
+	s.leader.Store(true)
+	spec, _ := json.Marshal(fsm.PoolSpec{})
+	if _, err := s.Apply(context.Background(), fsm.ApplyCommand([]fsm.Object{
+		{Kind: fsm.KindPool, Name: "app", Spec: spec},
+		{Kind: fsm.KindPool, Name: "other", Spec: spec},
+	})); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func (s *fakeStore) Apply(_ context.Context, cmd *fsm.Command) (uint64, error) {
+	if !s.leader.Load() {
+		return 0, fmt.Errorf("%w: leader is elsewhere", cluster.ErrNotLeader)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur := s.f.Config()
+	if _, err := fsm.Next(cur, cur.Index+1, cmd); err != nil {
+		return 0, err
+	}
+	b, err := fsm.EncodeCommand(cmd)
+	if err != nil {
+		return 0, err
+	}
+	s.applies.Add(1)
+	return cur.Index + 1, s.f.Apply(cur.Index+1, b)
+}
+
+func (s *fakeStore) Config() *fsm.Config { return s.f.Config() }
+func (s *fakeStore) IsLeader() bool      { return s.leader.Load() }
+
+func (s *fakeStore) ConsistentConfig(context.Context) (*fsm.Config, error) {
+	if !s.leader.Load() {
+		return nil, cluster.ErrNotLeader
+	}
+	return s.f.Config(), nil
+}
+
+func (s *fakeStore) WatchLeadership() (<-chan bool, func()) {
+	s.subMu.Lock()
+	defer s.subMu.Unlock()
+	c := make(chan bool, 1)
+	c <- s.leader.Load()
+	s.subs = append(s.subs, c)
+	return c, func() {}
+}
+
+func (s *fakeStore) setLeader(v bool) {
+	s.subMu.Lock()
+	defer s.subMu.Unlock()
+	s.leader.Store(v)
+	for _, c := range s.subs {
+		select {
+		case <-c:
+		default:
+		}
+		c <- v
+	}
+}
+
+// fakeClock is the Manager's clock; only the test moves it.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// rig is a Manager on a fakeStore with a fake clock, running until the
+// test ends. Rounds run on a fast real ticker; time in them is the fake
+// clock's.
+type rig struct {
+	t     *testing.T
+	store *fakeStore
+	clock *fakeClock
+	reg   *prometheus.Registry
+	m     *Manager
+}
+
+const rigInterval = 20 * time.Millisecond
+
+func newRig(t *testing.T, adjust func(*Config)) *rig {
+	t.Helper()
+	r := &rig{
+		t:     t,
+		store: newFakeStore(t),
+		clock: &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)},
+		reg:   prometheus.NewRegistry(),
+	}
+	cfg := DefaultConfig()
+	cfg.Store = r.store
+	cfg.Now = r.clock.Now
+	cfg.Registerer = r.reg
+	cfg.CheckInterval = rigInterval
+	if adjust != nil {
+		adjust(&cfg)
+	}
+	m, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.m = m
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		m.Run(ctx)
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	r.waitFor("taking office", m.isLeading)
+	return r
+}
+
+// waitRounds waits until two more rounds completed, so at least one of
+// them started after the call (and saw the clock as it is now).
+func (r *rig) waitRounds() {
+	r.t.Helper()
+	start := r.m.rounds.Load()
+	r.waitFor("two check rounds", func() bool { return r.m.rounds.Load() >= start+2 })
+}
+
+func (r *rig) waitFor(what string, cond func() bool) {
+	r.t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			r.t.Fatalf("no %s within 15s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func (r *rig) grant(ttl time.Duration) uint64 {
+	r.t.Helper()
+	l, err := r.m.Grant(context.Background(), ttl)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return l.ID
+}
+
+func (r *rig) register(pool, addr string, id uint64) {
+	r.t.Helper()
+	if _, err := r.store.Apply(context.Background(), fsm.BackendRegisterCommand(pool, fsm.Backend{Addr: addr, Lease: id})); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+func (r *rig) keepAlive(ids ...uint64) {
+	r.t.Helper()
+	for _, id := range ids {
+		if _, err := r.m.KeepAlive(context.Background(), id); err != nil {
+			r.t.Fatalf("keepalive %d: %v", id, err)
+		}
+	}
+}
+
+func (r *rig) has(id uint64) bool {
+	_, ok := r.store.Config().Leases[id]
+	return ok
+}
+
+// metric reads a gauge or counter from the rig's registry.
+func (r *rig) metric(name string) float64 {
+	r.t.Helper()
+	mfs, err := r.reg.Gather()
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		m := mf.GetMetric()[0]
+		if g := m.GetGauge(); g != nil {
+			return g.GetValue()
+		}
+		return m.GetCounter().GetValue()
+	}
+	r.t.Fatalf("metric %s not registered", name)
+	return 0
+}
