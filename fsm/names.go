@@ -46,13 +46,35 @@ func validateNodeID(field, id string) error {
 	return nil
 }
 
-func validateZoneName(field, z string) error { return validateNodeID(field, z) }
+// CheckZoneName reports why z is not a zone name, as a *FieldError on
+// field "zone". Zones are DNS-label-like ("us-east-1a", "use1-az1", "a"):
+// letters, digits and inner '-', '_', '.', at most 63 characters, so they
+// read the same in a URL path, a table and a metric label.
+func CheckZoneName(z string) error { return validateZoneName("zone", z) }
+
+func validateZoneName(field, z string) error {
+	if z == "" {
+		return invalidf(field, "required")
+	}
+	if len(z) > maxZoneLen {
+		return invalidf(field, "%q is longer than %d characters", z, maxZoneLen)
+	}
+	for i := 0; i < len(z); i++ {
+		ch := z[i]
+		alnum := ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch >= '0' && ch <= '9'
+		inner := (ch == '-' || ch == '_' || ch == '.') && i > 0 && i < len(z)-1
+		if !alnum && !inner {
+			return invalidf(field, "%q is not a valid zone name (letters, digits, '-', '_', '.'; starting and ending with a letter or digit)", z)
+		}
+	}
+	return nil
+}
 
 func validateNode(field string, n *Node) error {
 	if err := validateNodeID(field+".id", n.ID); err != nil {
 		return err
 	}
-	if err := validateNodeID(field+".zone", n.Zone); n.Zone != "" && err != nil {
+	if err := validateZoneName(field+".zone", n.Zone); n.Zone != "" && err != nil {
 		return err
 	}
 	if n.RaftAddr == "" {

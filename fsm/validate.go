@@ -13,6 +13,7 @@ import (
 const (
 	maxNameLen      = 63
 	maxNodeIDLen    = 128
+	maxZoneLen      = 63
 	maxSplitWeight  = 10000
 	maxBackendWt    = 1000
 	maxRetries      = 5

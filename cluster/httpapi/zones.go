@@ -10,9 +10,6 @@ import (
 	"github.com/rafterlb/rafter/fsm"
 )
 
-// maxZoneLen is the longest zone name the API takes: one DNS label.
-const maxZoneLen = 63
-
 // ZoneView is one availability zone as GET /v1/zones answers it. A zone
 // is known from a node's --zone, a pool backend's zone or an
 // evacuate/restore; ModifyIndex is 0 for a zone never evacuated nor
@@ -47,32 +44,10 @@ type ZoneWriteResponse struct {
 	StrandedPools []string `json:"stranded_pools,omitempty"`
 }
 
-// zoneNameProblem describes why z is not a zone name the API takes, or
-// returns "". Zones are DNS-label-like ("us-east-1a", "use1-az1", "a"):
-// letters, digits and inner '-', '_', '.', so that they read the same in
-// a URL path, a table and a metric label.
-func zoneNameProblem(z string) string {
-	if z == "" {
-		return "required"
-	}
-	if len(z) > maxZoneLen {
-		return fmt.Sprintf("%q is longer than %d characters", z, maxZoneLen)
-	}
-	for i := 0; i < len(z); i++ {
-		ch := z[i]
-		alnum := ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch >= '0' && ch <= '9'
-		inner := (ch == '-' || ch == '_' || ch == '.') && i > 0 && i < len(z)-1
-		if !alnum && !inner {
-			return fmt.Sprintf("%q is not a valid zone name (letters, digits, '-', '_', '.'; starting and ending with a letter or digit)", z)
-		}
-	}
-	return ""
-}
-
 func zoneParam(r *http.Request) (string, error) {
 	z := r.PathValue("zone")
-	if msg := zoneNameProblem(z); msg != "" {
-		return "", invalidParam("zone", "%s", msg)
+	if err := fsm.CheckZoneName(z); err != nil {
+		return "", err
 	}
 	return z, nil
 }
