@@ -26,6 +26,11 @@ type Config struct {
 	AdminAddr string
 	// DataAddr is this node's data-plane IP (informational, recorded in the fsm Node).
 	DataAddr string
+	// InstanceID, ENI and PrivateIP are this node's AWS identity, recorded
+	// in the fsm Node so that the VIP controller can move Elastic IPs here.
+	InstanceID string
+	ENI        string
+	PrivateIP  string
 	// BootstrapExpect is the size of the cluster to form: 1, 3, 5 or 7.
 	// 0 means never bootstrap: join an existing cluster through Join.
 	BootstrapExpect int
@@ -172,6 +177,15 @@ func (c *Config) Validate() error {
 		if p.ID == "" || p.RaftAddr == "" {
 			add("cluster.peers[%d]: id and raft_addr are required", i)
 		}
+	}
+	if cfg.InstanceID != "" && !strings.HasPrefix(cfg.InstanceID, "i-") {
+		add("cluster.instance_id: %q is not an instance id (i-...)", cfg.InstanceID)
+	}
+	if cfg.ENI != "" && !strings.HasPrefix(cfg.ENI, "eni-") {
+		add("cluster.eni: %q is not a network interface id (eni-...)", cfg.ENI)
+	}
+	if cfg.PrivateIP != "" && net.ParseIP(cfg.PrivateIP) == nil {
+		add("cluster.private_ip: %q is not an IP address", cfg.PrivateIP)
 	}
 	for i, j := range cfg.Join {
 		if _, _, err := net.SplitHostPort(j); err != nil {

@@ -101,6 +101,7 @@ func TestFormingBootstrapExpect(t *testing.T) {
 		cfg := diskConfig(fmt.Sprintf("form%d", i), t.TempDir(), "127.0.0.1:0")
 		cfg.AdminAddr = addr
 		cfg.Zone = fmt.Sprintf("zone-%d", i)
+		cfg.InstanceID, cfg.ENI, cfg.PrivateIP = fmt.Sprintf("i-%d", i), fmt.Sprintf("eni-%d", i), fmt.Sprintf("10.0.0.%d", i)
 		members = append(members, &slotNode{cfg: cfg, slot: slot})
 	}
 	start := func() []*Node {
@@ -145,6 +146,23 @@ func TestFormingBootstrapExpect(t *testing.T) {
 	if leader.Config().Nodes["form2"].AdminAddr != join[1] || leader.Config().Nodes["form2"].Zone != "zone-2" {
 		t.Fatalf("node record form2 = %+v", leader.Config().Nodes["form2"])
 	}
+	// The AWS identity each node was started with reaches every node's
+	// copy of every record.
+	identity := func(nodes []*Node, ids ...int) {
+		t.Helper()
+		waitFor(t, "the nodes' AWS identity in every record", func() bool {
+			for _, n := range nodes {
+				for _, i := range ids {
+					r := n.Config().Nodes[fmt.Sprintf("form%d", i)]
+					if r == nil || r.InstanceID != fmt.Sprintf("i-%d", i) || r.ENI != fmt.Sprintf("eni-%d", i) || r.PrivateIP != fmt.Sprintf("10.0.0.%d", i) {
+						return false
+					}
+				}
+			}
+			return true
+		})
+	}
+	identity(nodes, 1, 2, 3)
 	idx := apply(t, leader, listenerCmd("web", 8080))
 
 	for _, n := range nodes {
@@ -169,6 +187,7 @@ func TestFormingBootstrapExpect(t *testing.T) {
 	addr, slot := admin.server(t)
 	cfg := diskConfig("form4", t.TempDir(), "127.0.0.1:0")
 	cfg.BootstrapExpect = 0
+	cfg.InstanceID, cfg.ENI, cfg.PrivateIP = "i-4", "eni-4", "10.0.0.4"
 	cfg.AdminAddr = addr
 	cfg.Join = []string{join[2]}
 	cfg.Token = token
@@ -182,4 +201,5 @@ func TestFormingBootstrapExpect(t *testing.T) {
 	if _, err := n4.WaitForIndex(testCtx(t), idx); err != nil {
 		t.Fatalf("joined node did not catch up: %v", err)
 	}
+	identity(append(nodes, n4), 1, 2, 3, 4)
 }

@@ -111,12 +111,15 @@ func (n *Node) rememberPeer(p PeerInfo) {
 }
 
 func nodeFromPeer(p PeerInfo) *fsm.Node {
-	return &fsm.Node{ID: p.ID, Zone: p.Zone, RaftAddr: p.RaftAddr, AdminAddr: p.AdminAddr, DataAddr: p.DataAddr}
+	return &fsm.Node{ID: p.ID, Zone: p.Zone, RaftAddr: p.RaftAddr, AdminAddr: p.AdminAddr, DataAddr: p.DataAddr,
+		InstanceID: p.InstanceID, ENI: p.ENI, PrivateIP: p.PrivateIP}
 }
 
+// sameNode compares everything but the modify index.
 func sameNode(a, b *fsm.Node) bool {
-	return a.ID == b.ID && a.Zone == b.Zone && a.RaftAddr == b.RaftAddr &&
-		a.AdminAddr == b.AdminAddr && a.DataAddr == b.DataAddr
+	x, y := *a, *b
+	x.ModifyIndex, y.ModifyIndex = 0, 0
+	return x == y
 }
 
 // upsertNode records want unless the fsm already holds the same.

@@ -56,6 +56,10 @@ type PeerInfo struct {
 	RaftAddr  string `json:"raft_addr"`
 	AdminAddr string `json:"admin_addr"`
 	DataAddr  string `json:"data_addr,omitempty"`
+	// The node's AWS identity (see Config), recorded in its fsm Node.
+	InstanceID string `json:"instance_id,omitempty"`
+	ENI        string `json:"eni,omitempty"`
+	PrivateIP  string `json:"private_ip,omitempty"`
 	// Bootstrapped: the node has Raft state (it is, or was, part of a cluster).
 	Bootstrapped bool   `json:"bootstrapped"`
 	Leader       string `json:"leader,omitempty"`      // leader id as this node knows it

@@ -275,6 +275,10 @@ func TestNodesAndZones(t *testing.T) {
 	if z := c.Zones["a"]; z.Evacuated || z.ModifyIndex != 6 {
 		t.Fatalf("zone %+v", z)
 	}
+	c = mustNext(t, c, up(Node{ID: "n1", Zone: "b", RaftAddr: "127.0.0.1:7701", InstanceID: "i-0a1", ENI: "eni-0a1", PrivateIP: "10.0.0.11"}))
+	if n := c.Nodes["n1"]; n.ModifyIndex != 7 || n.ENI != "eni-0a1" || n.PrivateIP != "10.0.0.11" || n.InstanceID != "i-0a1" {
+		t.Fatalf("node with AWS identity %+v", n)
+	}
 	c = mustNext(t, c, &Command{Type: CmdNodeRemove, V: CommandVersion, NodeID: "n1"})
 	if len(c.Nodes) != 0 {
 		t.Fatal("node not removed")
@@ -291,6 +295,9 @@ func TestNodesAndZones(t *testing.T) {
 		{"id with space", up(Node{ID: "a b", RaftAddr: "127.0.0.1:1"}), "node.id", ErrInvalid},
 		{"no raft addr", up(Node{ID: "n2"}), "node.raft_addr", ErrInvalid},
 		{"bad raft addr", up(Node{ID: "n2", RaftAddr: "127.0.0.1"}), "node.raft_addr", ErrInvalid},
+		{"bad instance id", up(Node{ID: "n2", RaftAddr: "127.0.0.1:1", InstanceID: "web-1"}), "node.instance_id", ErrInvalid},
+		{"bad eni", up(Node{ID: "n2", RaftAddr: "127.0.0.1:1", ENI: "eth0"}), "node.eni", ErrInvalid},
+		{"bad private ip", up(Node{ID: "n2", RaftAddr: "127.0.0.1:1", PrivateIP: "10.0.0"}), "node.private_ip", ErrInvalid},
 		{"no zone", &Command{Type: CmdZone, V: CommandVersion}, "zone", ErrInvalid},
 		{"empty zone", zone("", true), "zone.zone", ErrInvalid},
 		{"bad type", &Command{Type: "frobnicate", V: CommandVersion}, "type", ErrInvalid},

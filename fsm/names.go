@@ -88,7 +88,32 @@ func validateNode(field string, n *Node) error {
 			return invalidf(field+"."+a.f, "%q contains whitespace", a.v)
 		}
 	}
+	if n.InstanceID != "" && !awsID(n.InstanceID, "i-") {
+		return invalidf(field+".instance_id", "%q is not an instance id (i-...)", n.InstanceID)
+	}
+	if n.ENI != "" && !awsID(n.ENI, "eni-") {
+		return invalidf(field+".eni", "%q is not a network interface id (eni-...)", n.ENI)
+	}
+	if n.PrivateIP != "" {
+		if _, err := netip.ParseAddr(n.PrivateIP); err != nil {
+			return invalidf(field+".private_ip", "%q is not an IP address", n.PrivateIP)
+		}
+	}
 	return nil
+}
+
+// awsID reports whether id is prefix followed by lower-case letters and digits.
+func awsID(id, prefix string) bool {
+	rest, ok := strings.CutPrefix(id, prefix)
+	if !ok || rest == "" || len(rest) > 32 {
+		return false
+	}
+	for i := 0; i < len(rest); i++ {
+		if ch := rest[i]; !(ch >= '0' && ch <= '9' || ch >= 'a' && ch <= 'z') {
+			return false
+		}
+	}
+	return true
 }
 
 // hostnameProblem describes why h is not a host name a route may match

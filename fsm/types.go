@@ -249,6 +249,9 @@ type Backend struct {
 	Zone   string `json:"zone,omitempty"`
 	Drain  bool   `json:"drain,omitempty"` // no new requests; in-flight ones finish
 	Lease  uint64 `json:"lease,omitempty"` // set for self-registered backends
+	// Source names what manages the backend: "" (the operator) or "ec2"
+	// (EC2 tag discovery), so any leader can tell discovery's backends apart.
+	Source string `json:"source,omitempty"`
 }
 
 // HealthCheck configures node-local active HTTP checks.
@@ -289,6 +292,9 @@ type VIP struct {
 	Spec        VIPSpec `json:"spec"`
 }
 
+// BackendSourceEC2 marks a backend EC2 tag discovery added and manages.
+const BackendSourceEC2 = "ec2"
+
 // VIP providers.
 const (
 	ProviderAWSEIP = "aws-eip"
@@ -320,11 +326,15 @@ type Assignment struct {
 
 // Node is a cluster member as the cluster knows it.
 type Node struct {
-	ID          string `json:"id"`
-	Zone        string `json:"zone,omitempty"`
-	RaftAddr    string `json:"raft_addr"`
-	AdminAddr   string `json:"admin_addr,omitempty"`
-	DataAddr    string `json:"data_addr,omitempty"`
+	ID        string `json:"id"`
+	Zone      string `json:"zone,omitempty"`
+	RaftAddr  string `json:"raft_addr"`
+	AdminAddr string `json:"admin_addr,omitempty"`
+	DataAddr  string `json:"data_addr,omitempty"`
+	// The node's AWS identity, which Elastic IPs are associated with.
+	InstanceID  string `json:"instance_id,omitempty"`
+	ENI         string `json:"eni,omitempty"`
+	PrivateIP   string `json:"private_ip,omitempty"`
 	ModifyIndex uint64 `json:"modify_index"`
 }
 

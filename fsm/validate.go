@@ -395,6 +395,15 @@ func validatePool(p string, s *PoolSpec) error {
 				return err
 			}
 		}
+		switch be.Source {
+		case "":
+		case BackendSourceEC2:
+			if be.Lease != 0 {
+				return invalidf(f+".source", "%q cannot be set on a lease-attached backend", be.Source)
+			}
+		default:
+			return invalidf(f+".source", "%q is not a backend source (\"\" or %q)", be.Source, BackendSourceEC2)
+		}
 	}
 	if d := s.Discovery; d != nil {
 		if d.EC2 == nil {

@@ -154,6 +154,8 @@ func TestValidationRejects(t *testing.T) {
 		{KindPool, "x", `{"backends":[{"addr":"10.0.0.1:80","weight":1001}]}`, "spec.backends[0].weight", ErrInvalid},
 		{KindPool, "x", `{"backends":[{"addr":"10.0.0.1:80","weight":-1}]}`, "spec.backends[0].weight", ErrInvalid},
 		{KindPool, "x", `{"backends":[{"addr":"10.0.0.1:80"},{"addr":"10.0.0.2:80"},{"addr":"10.0.0.1:80"}]}`, "spec.backends[2].addr", ErrInvalid},
+		{KindPool, "x", `{"backends":[{"addr":"10.0.0.1:80","source":"dns"}]}`, "spec.backends[0].source", ErrInvalid},
+		{KindPool, "x", `{"backends":[{"addr":"10.0.0.1:80","source":"ec2","lease":3}]}`, "spec.backends[0].source", ErrInvalid},
 		{KindPool, "x", `{"discovery":{}}`, "spec.discovery.ec2", ErrInvalid},
 		{KindPool, "x", `{"discovery":{"ec2":{"tags":{"app":"x"},"port":0}}}`, "spec.discovery.ec2.port", ErrInvalid},
 		// vip
@@ -213,6 +215,7 @@ func TestValidationAccepts(t *testing.T) {
 		{KindPool, "p", `{"balancer":"least_request","zone_aware":true,"zone_min_healthy_percent":100,"panic_threshold":0,"health_check":{"path":"/h","interval":"500ms","timeout":"200ms","rise":1,"fall":100,"expect":204},"outlier":{"consecutive_5xx":5,"base_ejection":"30s","max_ejected_percent":100}}`},
 		{KindPool, "p", `{"backends":[{"addr":"10.0.0.1:80","weight":0,"drain":true},{"addr":"[::1]:8080","weight":1000},{"addr":"backend.internal:443","zone":"us-east-1a","lease":7}]}`},
 		{KindPool, "p", `{"discovery":{"ec2":{"tags":{"app":"x"},"port":8080,"refresh":"30s"}}}`},
+		{KindPool, "p", `{"backends":[{"addr":"10.0.0.1:8080","zone":"us-east-1a","source":"ec2"}],"discovery":{"ec2":{"tags":{"app":"x"},"port":8080}}}`},
 		{KindVIP, "v", `{"provider":"none"}`},
 		{KindVIP, "v", `{"provider":"aws-eip","allocation_id":"eipalloc-9","home_node":"n1","candidates":["n1","n3"]}`},
 		{KindVIP, "v", `{"provider":"linux","address":"10.0.0.101/24","interface":"eth0","home_node":"n2","failback":false}`},

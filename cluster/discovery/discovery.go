@@ -153,11 +153,9 @@ type poolState struct {
 	spec     string    // the discovery spec these facts were learned under
 	next     time.Time // when the pool is next due
 	failures int       // consecutive failed rounds, for backoff
-	// managed holds the addresses of backends discovery owns: those it
-	// added this term and those matching an instance in a listing. Any other
-	// backend is static (or lease-attached) and left alone.
-	managed map[string]bool
-	absent  map[string]time.Time // managed address -> first listing it was missing from
+	// absent maps the address of a discovery-managed backend (source ec2)
+	// to the first listing of this term it was missing from.
+	absent map[string]time.Time
 }
 
 // New builds a Discoverer and registers its metrics.
@@ -301,7 +299,7 @@ func (d *Discoverer) syncPool(ctx context.Context, now time.Time, p *fsm.Pool, l
 	spec := key + ":" + strconv.Itoa(ec2.Port)
 	st := d.pools[p.Name]
 	if st == nil {
-		st = &poolState{managed: map[string]bool{}, absent: map[string]time.Time{}}
+		st = &poolState{absent: map[string]time.Time{}}
 		d.pools[p.Name] = st
 	}
 	if st.spec != spec {
@@ -351,8 +349,7 @@ func (d *Discoverer) syncPool(ctx context.Context, now time.Time, p *fsm.Pool, l
 			next = append(next, b) // lease-attached: its owner keeps it alive
 			continue
 		}
-		if listed {
-			st.managed[b.Addr] = true
+		if listed && b.Source == fsm.BackendSourceEC2 {
 			delete(st.absent, b.Addr)
 			if in.Zone != "" && b.Zone != in.Zone {
 				d.log.Info("ec2 discovery: backend zone updated", "pool", p.Name, "addr", b.Addr,
@@ -363,8 +360,8 @@ func (d *Discoverer) syncPool(ctx context.Context, now time.Time, p *fsm.Pool, l
 			next = append(next, b)
 			continue
 		}
-		if !st.managed[b.Addr] {
-			next = append(next, b) // static
+		if b.Source != fsm.BackendSourceEC2 {
+			next = append(next, b) // static: the operator's, even if an instance matches
 			continue
 		}
 		since, ok := st.absent[b.Addr]
@@ -386,7 +383,7 @@ func (d *Discoverer) syncPool(ctx context.Context, now time.Time, p *fsm.Pool, l
 			continue
 		}
 		in := want[addr]
-		b := fsm.Backend{Addr: addr, Weight: 1, Zone: in.Zone}
+		b := fsm.Backend{Addr: addr, Weight: 1, Zone: in.Zone, Source: fsm.BackendSourceEC2}
 		next = append(next, b)
 		added = append(added, b)
 		changed = true
@@ -410,11 +407,7 @@ func (d *Discoverer) syncPool(ctx context.Context, now time.Time, p *fsm.Pool, l
 		d.log.Warn("ec2 discovery: writing pool failed", "pool", p.Name, "error", err, "retry_in", st.next.Sub(now))
 		return
 	}
-	for _, b := range added {
-		st.managed[b.Addr] = true
-	}
 	for _, a := range removed {
-		delete(st.managed, a)
 		delete(st.absent, a)
 	}
 	d.m.added.WithLabelValues(p.Name).Add(float64(len(added)))

@@ -536,3 +536,41 @@ func TestConfigValidate(t *testing.T) {
 		})
 	}
 }
+
+// TestFreshLeaderRemovesDiscoveredBackend: ownership lives in the pool
+// (source ec2), so a discoverer that never added a backend, as after a
+// leader change, still removes it once its instance stays absent.
+func TestFreshLeaderRemovesDiscoveredBackend(t *testing.T) {
+	r := newRig(t, nil)
+	r.fake.AddInstance(web("i-1", "10.0.1.1", "us-east-1a"))
+	r.round(0)
+	r.expect(t, "added", static, "10.0.1.1:8080/us-east-1a/1")
+	for _, b := range r.w.pool(t, "app").Spec.Backends {
+		want := ""
+		if b.Addr == "10.0.1.1:8080" {
+			want = fsm.BackendSourceEC2
+		}
+		if b.Source != want {
+			t.Fatalf("backend %s source = %q, want %q", b.Addr, b.Source, want)
+		}
+	}
+
+	// The old leader saw the instance go, then lost leadership.
+	r.fake.RemoveInstance("i-1")
+	r.round(refresh)
+	r.expect(t, "absent, inside grace", static, "10.0.1.1:8080/us-east-1a/1")
+
+	fresh, err := discovery.New(discovery.Config{Lister: ec2ListerFor(t, r), Writer: r.w, Now: r.clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	step := func(d time.Duration) {
+		r.clk.Advance(d)
+		fresh.Round(r.ctx)
+	}
+	step(refresh)
+	r.expect(t, "fresh leader, inside grace", static, "10.0.1.1:8080/us-east-1a/1")
+	step(refresh)
+	step(refresh)
+	r.expect(t, "fresh leader, after grace", static)
+}

@@ -6,7 +6,9 @@
 //
 // Writes are compare-and-set on the pool's modify_index, so an operator's
 // concurrent edit wins and discovery tries again next round; each write is
-// preceded by VerifyLeader. Static and lease-attached backends are never
+// preceded by VerifyLeader. Backends discovery adds carry source "ec2";
+// only those are ever changed or removed, so a new leader picks up where
+// the old one stopped. Static and lease-attached backends are never
 // touched. A backend whose instance left the listing is removed only after
 // a grace period of continuous absence, and never in a round whose listing
 // failed on any page: a partial listing is not evidence that instances are

@@ -20,9 +20,13 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/rafterlb/rafter/cluster"
+	"github.com/rafterlb/rafter/cluster/awsec2"
+	"github.com/rafterlb/rafter/cluster/discovery"
 	"github.com/rafterlb/rafter/cluster/httpapi"
 	"github.com/rafterlb/rafter/cluster/lease"
 	"github.com/rafterlb/rafter/cluster/tlsutil"
+	"github.com/rafterlb/rafter/cluster/vip"
+	vipaws "github.com/rafterlb/rafter/cluster/vip/aws"
 	"github.com/rafterlb/rafter/cmd/rafter/internal/cli"
 	"github.com/rafterlb/rafter/dataplane/health"
 	"github.com/rafterlb/rafter/fsm"
@@ -182,6 +186,9 @@ func runAgent(ctx context.Context, cfg cli.AgentConfig, deps agentDeps) (err err
 	}
 	ccfg.AdminAddr = adminAddr
 	ccfg.DataAddr = cfg.Bind
+	ccfg.InstanceID = cfg.AWSInstanceID
+	ccfg.ENI = cfg.AWSENI
+	ccfg.PrivateIP = cfg.AWSPrivateIP
 	ccfg.BootstrapExpect = cfg.BootstrapExpect
 	ccfg.Join = cfg.Join
 	ccfg.Token = cfg.Token
@@ -191,6 +198,12 @@ func runAgent(ctx context.Context, cfg cli.AgentConfig, deps agentDeps) (err err
 	ccfg.Logger = log
 	if cfg.SlogLevel() <= slog.LevelDebug {
 		ccfg.RaftLogLevel = "info"
+	}
+	// The EC2 client is checked before the node opens, so that missing
+	// permissions stop the agent before it joins a cluster.
+	ec2c, err := newEC2Client(ctx, cfg, log.With("component", "awsec2"))
+	if err != nil {
+		return err
 	}
 	node, err := cluster.Open(ctx, ccfg)
 	if err != nil {
@@ -217,9 +230,12 @@ func runAgent(ctx context.Context, cfg cli.AgentConfig, deps agentDeps) (err err
 	// Every goroutine below is owned by this function: workers stop when
 	// workCtx is cancelled, and wg waits for them before the node closes.
 	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopWork()
 	var wg sync.WaitGroup
-	defer wg.Wait()
+	// On an early return too: stop the workers first, then wait for them.
+	defer func() {
+		stopWork()
+		wg.Wait()
+	}()
 	fatal := make(chan error, 4)
 
 	wg.Go(func() { monitor.Run(workCtx) })
@@ -236,6 +252,10 @@ func runAgent(ctx context.Context, cfg cli.AgentConfig, deps agentDeps) (err err
 		return fmt.Errorf("leases: %w", err)
 	}
 	wg.Go(func() { leases.Run(workCtx) })
+
+	if err := startAWS(workCtx, &wg, cfg, awsDeps{Client: ec2c, Node: node, Logger: log, Registerer: reg}); err != nil {
+		return err
+	}
 
 	dp, err := newDataPlane(dataPlaneDeps{
 		Source:     node,
@@ -382,4 +402,124 @@ func feedHealth(ctx context.Context, src configSource, m *health.Monitor) {
 		case <-ch:
 		}
 	}
+}
+
+// ec2Actions are the EC2 actions the enabled features call.
+func ec2Actions(cfg cli.AgentConfig) []string {
+	var out []string
+	if cfg.Discovery {
+		out = append(out, awsec2.ActionDescribeInstances)
+	}
+	if cfg.VIP {
+		out = append(out, awsec2.ActionAssociateAddress, awsec2.ActionDescribeAddresses)
+	}
+	return out
+}
+
+// ec2CheckTimeout bounds building the client and probing its permissions.
+const ec2CheckTimeout = 30 * time.Second
+
+// newEC2Client returns nil when neither --discovery nor --vip is set, else
+// a client whose credentials were shown to allow every action needed.
+func newEC2Client(ctx context.Context, cfg cli.AgentConfig, log *slog.Logger) (*awsec2.Client, error) {
+	if !cfg.AWS() {
+		return nil, nil
+	}
+	cctx, cancel := context.WithTimeout(ctx, ec2CheckTimeout)
+	defer cancel()
+	o := awsec2.DefaultOptions()
+	o.Region = cfg.AWSRegion
+	o.Endpoint = cfg.AWSEndpoint
+	o.Logger = log
+	c, err := awsec2.New(cctx, o)
+	if err != nil {
+		return nil, fmt.Errorf("--aws-region/--aws-endpoint: EC2 client: %w", err)
+	}
+	actions := ec2Actions(cfg)
+	missing, err := c.CheckPermissions(cctx, actions)
+	if err != nil {
+		return nil, fmt.Errorf("checking EC2 permissions for %s: %w", strings.Join(actions, ", "), err)
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("the AWS credentials lack EC2 permissions needed by --discovery/--vip: %s", strings.Join(missing, ", "))
+	}
+	return c, nil
+}
+
+// awsDeps is what startAWS wires the EC2 features to.
+type awsDeps struct {
+	Client     *awsec2.Client
+	Node       *cluster.Node
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+}
+
+// startAWS starts EC2 discovery and the VIP controller as enabled, each in
+// a goroutine owned by wg that stops when ctx ends.
+func startAWS(ctx context.Context, wg *sync.WaitGroup, cfg cli.AgentConfig, d awsDeps) error {
+	if cfg.Discovery {
+		dc := discovery.DefaultConfig()
+		dc.Lister = ec2Lister{d.Client}
+		dc.Writer = d.Node
+		dc.Logger = d.Logger.With("component", "discovery")
+		dc.Registerer = d.Registerer
+		disc, err := discovery.New(dc)
+		if err != nil {
+			return err
+		}
+		leadership, cancel := d.Node.WatchLeadership()
+		wg.Go(func() {
+			defer cancel()
+			_ = disc.Run(ctx, leadership)
+		})
+	}
+	if cfg.VIP {
+		mc := vipaws.DefaultConfig()
+		mc.Client = d.Client
+		mc.Fence = vip.NewFence(d.Node)
+		mc.Targets = vipaws.NodeTargets{}
+		mc.Logger = d.Logger.With("component", "vip-aws")
+		mover, err := vipaws.New(mc)
+		if err != nil {
+			return err
+		}
+		live, err := vip.NewStatusLiveness(d.Node, cfg.VIPDetectAfter, nil)
+		if err != nil {
+			return fmt.Errorf("--vip-detect-after: %w", err)
+		}
+		vc := vip.DefaultConfig()
+		vc.Store = d.Node
+		vc.Liveness = live
+		// Provider "none" VIPs are assigned without a mover; "linux" ones
+		// are left alone by this controller.
+		vc.Movers = map[string]vip.Mover{fsm.ProviderAWSEIP: mover}
+		vc.HoldDown = cfg.VIPHoldDown
+		vc.Registerer = d.Registerer
+		vc.Logger = d.Logger.With("component", "vip")
+		ctrl, err := vip.New(vc)
+		if err != nil {
+			return err
+		}
+		leadership, cancel := d.Node.WatchLeadership()
+		wg.Go(func() {
+			defer cancel()
+			_ = ctrl.Run(ctx, leadership)
+		})
+	}
+	return nil
+}
+
+// ec2Lister adapts the EC2 client to discovery.Lister.
+type ec2Lister struct{ c *awsec2.Client }
+
+func (l ec2Lister) ListInstances(ctx context.Context, tags map[string]string) ([]discovery.Instance, error) {
+	ins, err := l.c.ListInstances(ctx, tags)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]discovery.Instance, len(ins))
+	for i, in := range ins {
+		out[i] = discovery.Instance{ID: in.ID, PrivateIP: in.PrivateIP, Zone: in.Zone, Tags: in.Tags}
+	}
+	return out, nil
 }

@@ -58,6 +58,16 @@ func (s StaticTargets) Target(node fsm.Node) (Target, bool) {
 	return t, ok && t.ENI != ""
 }
 
+// NodeTargets reads the target from the node's own record (the identity
+// each agent is started with), so it needs no configuration and sees a
+// node as soon as its record lands.
+type NodeTargets struct{}
+
+// Target is the node record's ENI and private IP; ok only with an ENI.
+func (NodeTargets) Target(node fsm.Node) (Target, bool) {
+	return Target{ENI: node.ENI, PrivateIP: node.PrivateIP, InstanceID: node.InstanceID}, node.ENI != ""
+}
+
 // Config configures a Mover. Start from DefaultConfig.
 type Config struct {
 	Client  Client

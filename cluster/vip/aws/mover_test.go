@@ -232,3 +232,24 @@ func TestConfigValidate(t *testing.T) {
 		})
 	}
 }
+
+func TestNodeTargets(t *testing.T) {
+	tests := []struct {
+		name   string
+		node   fsm.Node
+		want   vipaws.Target
+		wantOK bool
+	}{
+		{"identity recorded", fsm.Node{ID: "n1", ENI: "eni-1", PrivateIP: "10.0.0.1", InstanceID: "i-1"}, vipaws.Target{ENI: "eni-1", PrivateIP: "10.0.0.1", InstanceID: "i-1"}, true},
+		{"primary address", fsm.Node{ID: "n1", ENI: "eni-1"}, vipaws.Target{ENI: "eni-1"}, true},
+		{"no eni", fsm.Node{ID: "n1", PrivateIP: "10.0.0.1"}, vipaws.Target{PrivateIP: "10.0.0.1"}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, ok := vipaws.NodeTargets{}.Target(tt.node)
+			if ok != tt.wantOK || (ok && got != tt.want) {
+				t.Fatalf("Target = %+v, %v; want %+v, %v", got, ok, tt.want, tt.wantOK)
+			}
+		})
+	}
+}

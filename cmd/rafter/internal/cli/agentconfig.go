@@ -4,12 +4,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/spf13/pflag"
 	"go.yaml.in/yaml/v3"
@@ -44,6 +46,24 @@ type AgentConfig struct {
 	// LeaseDrainPeriod: how long a revoked lease's backends drain before
 	// they leave their pools.
 	LeaseDrainPeriod time.Duration
+
+	// AWSRegion and AWSEndpoint select the EC2 API; "" leaves them to the
+	// SDK (AWS_REGION, AWS_ENDPOINT_URL_EC2, shared config).
+	AWSRegion   string
+	AWSEndpoint string
+	// Discovery runs EC2 tag discovery for pools with discovery.ec2.
+	Discovery bool
+	// This node's AWS identity, recorded in its node record; Elastic IPs
+	// move to AWSENI/AWSPrivateIP.
+	AWSInstanceID string
+	AWSENI        string
+	AWSPrivateIP  string
+	// VIP runs the VIP controller; VIPHoldDown is how long a VIP stays
+	// before it moves back home, VIPDetectAfter how long a holder must be
+	// unreachable before it is declared dead.
+	VIP            bool
+	VIPHoldDown    time.Duration
+	VIPDetectAfter time.Duration
 }
 
 // DefaultAgentConfig is a single node on loopback with default ports.
@@ -57,6 +77,9 @@ func DefaultAgentConfig() AgentConfig {
 
 		LeaseCheckInterval: time.Second,
 		LeaseDrainPeriod:   5 * time.Second,
+
+		VIPHoldDown:    30 * time.Second,
+		VIPDetectAfter: 500 * time.Millisecond,
 	}
 }
 
@@ -82,6 +105,15 @@ func BindAgentFlags(fs *pflag.FlagSet, c *AgentConfig) {
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.DurationVar(&c.LeaseCheckInterval, "lease-check-interval", c.LeaseCheckInterval, "how often the leader expires leases whose TTL ran out")
 	fs.DurationVar(&c.LeaseDrainPeriod, "lease-drain-period", c.LeaseDrainPeriod, "how long backends of a revoked lease drain before they leave their pools (0: at once)")
+	fs.StringVar(&c.AWSRegion, "aws-region", c.AWSRegion, "AWS region of the EC2 API (default: the SDK's, e.g. AWS_REGION)")
+	fs.StringVar(&c.AWSEndpoint, "aws-endpoint", c.AWSEndpoint, "EC2 API endpoint URL (default: the SDK's, e.g. AWS_ENDPOINT_URL_EC2)")
+	fs.BoolVar(&c.Discovery, "discovery", c.Discovery, "fill pools with discovery.ec2 from EC2 tags (while this node leads)")
+	fs.StringVar(&c.AWSInstanceID, "aws-instance-id", c.AWSInstanceID, "this node's EC2 instance id (i-...)")
+	fs.StringVar(&c.AWSENI, "aws-eni", c.AWSENI, "this node's network interface (eni-...) that Elastic IPs are associated with")
+	fs.StringVar(&c.AWSPrivateIP, "aws-private-ip", c.AWSPrivateIP, "the private IP on --aws-eni that Elastic IPs map to")
+	fs.BoolVar(&c.VIP, "vip", c.VIP, "run the VIP controller (moves aws-eip VIPs while this node leads)")
+	fs.DurationVar(&c.VIPHoldDown, "vip-hold-down", c.VIPHoldDown, "how long a VIP stays on a failover node before it moves back home")
+	fs.DurationVar(&c.VIPDetectAfter, "vip-detect-after", c.VIPDetectAfter, "how long a VIP holder must be unreachable before the VIP moves")
 }
 
 // agentEnv maps environment variables to the flags they set.
@@ -303,6 +335,7 @@ func (c *AgentConfig) Validate() error {
 	if c.LeaseDrainPeriod < 0 {
 		bad("lease-drain-period", "must not be negative, got %v", c.LeaseDrainPeriod)
 	}
+	c.validateAWS(bad)
 	if len(errs) == 0 {
 		return nil
 	}
@@ -321,3 +354,45 @@ func (e configErrors) Error() string {
 }
 
 func (e configErrors) Unwrap() []error { return e }
+
+var (
+	instanceIDPattern = regexp.MustCompile(`^i-[0-9a-z]{1,32}$`)
+	eniPattern        = regexp.MustCompile(`^eni-[0-9a-z]{1,32}$`)
+)
+
+// AWS reports whether a feature needing the EC2 API is enabled.
+func (c *AgentConfig) AWS() bool { return c.Discovery || c.VIP }
+
+func (c *AgentConfig) validateAWS(bad func(flag, format string, args ...any)) {
+	if c.AWSEndpoint != "" {
+		if u, err := url.Parse(c.AWSEndpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("aws-endpoint", "%q: want an http(s) URL", c.AWSEndpoint)
+		}
+	}
+	if strings.ContainsFunc(c.AWSRegion, unicode.IsSpace) {
+		bad("aws-region", "%q contains whitespace", c.AWSRegion)
+	}
+	if c.AWSInstanceID != "" && !instanceIDPattern.MatchString(c.AWSInstanceID) {
+		bad("aws-instance-id", "%q: want an instance id like i-0123456789abcdef0", c.AWSInstanceID)
+	}
+	if c.AWSENI != "" && !eniPattern.MatchString(c.AWSENI) {
+		bad("aws-eni", "%q: want a network interface id like eni-0123456789abcdef0", c.AWSENI)
+	}
+	if c.AWSPrivateIP != "" && net.ParseIP(c.AWSPrivateIP) == nil {
+		bad("aws-private-ip", "%q is not an IP address", c.AWSPrivateIP)
+	}
+	switch {
+	case c.AWSENI != "" && c.AWSPrivateIP == "":
+		bad("aws-private-ip", "required with --aws-eni (the address Elastic IPs map to)")
+	case c.AWSENI == "" && c.AWSPrivateIP != "":
+		bad("aws-eni", "required with --aws-private-ip")
+	case c.VIP && c.AWSENI == "":
+		bad("aws-eni", "required with --vip: an aws-eip VIP is associated with this node's --aws-eni and --aws-private-ip")
+	}
+	if c.VIPHoldDown < 0 {
+		bad("vip-hold-down", "must not be negative, got %v", c.VIPHoldDown)
+	}
+	if c.VIPDetectAfter <= 0 {
+		bad("vip-detect-after", "must be positive, got %v", c.VIPDetectAfter)
+	}
+}

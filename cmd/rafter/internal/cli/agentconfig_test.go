@@ -58,6 +58,9 @@ func TestAgentConfigPrecedence(t *testing.T) {
 		{name: "config key refused in file", file: "config: other.yaml\n", wantErr: `unknown key "config"`},
 		{name: "same option twice", file: "admin_port: 1\nadmin-port: 2\n", wantErr: "set the same option"},
 		{name: "bad value names the key", file: "raft_port: many\n", wantErr: "raft-port"},
+		{name: "file aws keys", file: "vip: true\naws_eni: eni-1\nvip_hold_down: 1m\naws-endpoint: http://127.0.0.1:1\n", check: func(c AgentConfig) any {
+			return []any{c.VIP, c.AWSENI, c.VIPHoldDown.String(), c.AWSEndpoint}
+		}, want: []any{true, "eni-1", "1m0s", "http://127.0.0.1:1"}},
 		{name: "nested map refused", file: "zone: {a: b}\n", wantErr: "zone"},
 	}
 	for _, tt := range tests {
@@ -117,6 +120,16 @@ func TestAgentConfigValidate(t *testing.T) {
 		{"plaintext off loopback allowed", func(c *AgentConfig) { c.Bind = "10.0.0.1"; c.InsecureTransport = true }, ""},
 		{"access log empty", func(c *AgentConfig) { c.AccessLog = "" }, "--access-log"},
 		{"log level", func(c *AgentConfig) { c.LogLevel = "loud" }, "--log-level"},
+		{"vip with identity", func(c *AgentConfig) { c.VIP, c.AWSENI, c.AWSPrivateIP = true, "eni-0abc", "10.0.0.5" }, ""},
+		{"vip needs eni", func(c *AgentConfig) { c.VIP = true }, "--aws-eni"},
+		{"eni shape", func(c *AgentConfig) { c.AWSENI, c.AWSPrivateIP = "eth0", "10.0.0.5" }, "--aws-eni"},
+		{"private ip parses", func(c *AgentConfig) { c.AWSENI, c.AWSPrivateIP = "eni-1", "ten" }, "--aws-private-ip"},
+		{"private ip with eni", func(c *AgentConfig) { c.AWSENI = "eni-1" }, "--aws-private-ip"},
+		{"instance id shape", func(c *AgentConfig) { c.AWSInstanceID = "web-1" }, "--aws-instance-id"},
+		{"endpoint url", func(c *AgentConfig) { c.AWSEndpoint = "localhost:4566" }, "--aws-endpoint"},
+		{"discovery alone", func(c *AgentConfig) { c.Discovery, c.AWSRegion = true, "us-east-1" }, ""},
+		{"hold down negative", func(c *AgentConfig) { c.VIPHoldDown = -1 }, "--vip-hold-down"},
+		{"detect after zero", func(c *AgentConfig) { c.VIPDetectAfter = 0 }, "--vip-detect-after"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
