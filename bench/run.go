@@ -18,7 +18,7 @@ type Outputs struct {
 }
 
 // FailoverNote is printed and recorded until VIP failover exists.
-const FailoverNote = "Failover time: not measured — VIP/Elastic IP failover is not implemented in rafter yet."
+const FailoverNote = "Failover time: not measured — the harness does not run the VIP failover rig (internal/netns) yet."
 
 // Run is the whole suite: tools, backend, proxies, interleaved slices,
 // cluster figures, then JSON, PNG and the Markdown summary.
