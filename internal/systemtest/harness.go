@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -56,24 +57,27 @@ type Cluster struct {
 	Agents []*Agent
 }
 
-// freePorts finds two ports free on every one of ips.
+// freePorts finds two ports free on every one of ips. They are drawn from
+// below the kernel's ephemeral range (32768 and up on Linux): a port taken
+// from there ("listen on :0", then close) may be handed to another test's
+// listener or to an outgoing connection before the agent binds it, which is
+// a real race when packages' tests run in parallel.
 func freePorts(ips []string) (admin, raft int, err error) {
 	var got []int
-	for tries := 0; tries < 50 && len(got) < 2; tries++ {
-		l, err := net.Listen("tcp", net.JoinHostPort(ips[0], "0"))
-		if err != nil {
-			return 0, 0, err
+	for tries := 0; tries < 200 && len(got) < 2; tries++ {
+		port := 20000 + rand.IntN(12000)
+		if len(got) == 1 && got[0] == port {
+			continue
 		}
-		port := l.Addr().(*net.TCPAddr).Port
-		held := []net.Listener{l}
+		var held []net.Listener
 		ok := true
-		for _, ip := range ips[1:] {
-			l2, err := net.Listen("tcp", net.JoinHostPort(ip, strconv.Itoa(port)))
+		for _, ip := range ips {
+			l, err := net.Listen("tcp", net.JoinHostPort(ip, strconv.Itoa(port)))
 			if err != nil {
 				ok = false
 				break
 			}
-			held = append(held, l2)
+			held = append(held, l)
 		}
 		for _, h := range held {
 			h.Close()
