@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/rafterlb/rafter/cluster/leading"
 	"log/slog"
 	"maps"
 	"net"
@@ -177,31 +178,13 @@ func New(cfg Config) (*Discoverer, error) {
 // runs rounds every Tick while this node leads. It returns when ctx ends or
 // the channel closes, after the current round has stopped.
 func (d *Discoverer) Run(ctx context.Context, leadership <-chan bool) error {
-	var stop func() // ends the current term's rounds and waits for them
-	defer func() {
-		if stop != nil {
-			stop()
+	return leading.Follow(ctx, leadership, d.startTerm, func(active bool) {
+		if active {
+			d.log.Info("ec2 discovery started: this node leads")
+		} else {
+			d.log.Info("ec2 discovery stopped: this node no longer leads")
 		}
-	}()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case lead, ok := <-leadership:
-			if !ok {
-				return nil
-			}
-			switch {
-			case lead && stop == nil:
-				stop = d.startTerm(ctx)
-				d.log.Info("ec2 discovery started: this node leads")
-			case !lead && stop != nil:
-				stop()
-				stop = nil
-				d.log.Info("ec2 discovery stopped: this node no longer leads")
-			}
-		}
-	}
+	})
 }
 
 // startTerm forgets the previous term and runs rounds until the returned

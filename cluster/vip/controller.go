@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/rafterlb/rafter/cluster/leading"
 	"log/slog"
 	"maps"
 	"math/rand/v2"
@@ -71,31 +72,13 @@ func New(cfg Config) (*Controller, error) {
 // runs the leader's work while this node leads. It returns when ctx ends or
 // the channel closes, after that work has stopped.
 func (c *Controller) Run(ctx context.Context, leadership <-chan bool) error {
-	var stop func() // ends the current term and waits for it
-	defer func() {
-		if stop != nil {
-			stop()
+	return leading.Follow(ctx, leadership, c.startTerm, func(active bool) {
+		if active {
+			c.log.Info("vip controller active: this node leads")
+		} else {
+			c.log.Info("vip controller idle: this node no longer leads")
 		}
-	}()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case lead, ok := <-leadership:
-			if !ok {
-				return nil
-			}
-			switch {
-			case lead && stop == nil:
-				stop = c.startTerm(ctx)
-				c.log.Info("vip controller active: this node leads")
-			case !lead && stop != nil:
-				stop()
-				stop = nil
-				c.log.Info("vip controller idle: this node no longer leads")
-			}
-		}
-	}
+	})
 }
 
 func (c *Controller) startTerm(ctx context.Context) func() {
