@@ -158,20 +158,35 @@ func normalize(prefix string, kind Kind, raw json.RawMessage) (any, json.RawMess
 	if err := validateSpec(prefix, kind, spec); err != nil {
 		return nil, nil, err
 	}
+	// Encoding drops empty lists and maps, which can leave an enclosing
+	// omitzero struct empty only on the next pass ("match: {hosts: []}"), so
+	// encode and decode until the text stops changing: a stored spec is then
+	// exactly what reading it back and exporting it again produce.
 	canon := canonicalJSON(spec)
-	var again any
+	for range 4 {
+		again := newSpec(kind)
+		if err := json.Unmarshal(canon, again); err != nil {
+			panic("fsm: re-decode canonical spec: " + err.Error())
+		}
+		next := canonicalJSON(again)
+		if bytes.Equal(next, canon) {
+			return again, canon, nil
+		}
+		canon = next
+	}
+	panic("fsm: canonical spec does not settle: " + string(canon))
+}
+
+func newSpec(kind Kind) any {
 	switch kind {
 	case KindListener:
-		again = new(ListenerSpec)
+		return new(ListenerSpec)
 	case KindRoute:
-		again = new(RouteSpec)
+		return new(RouteSpec)
 	case KindPool:
-		again = new(PoolSpec)
+		return new(PoolSpec)
 	case KindVIP:
-		again = new(VIPSpec)
+		return new(VIPSpec)
 	}
-	if err := json.Unmarshal(canon, again); err != nil {
-		panic("fsm: re-decode canonical spec: " + err.Error())
-	}
-	return again, canon, nil
+	panic("fsm: no spec type for kind " + string(kind))
 }
