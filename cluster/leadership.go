@@ -93,6 +93,7 @@ func (n *Node) leadershipLoop() {
 				continue
 			}
 			if isLeader {
+				n.notePredecessor()
 				ctx, cancel := context.WithCancel(n.ctx)
 				done := make(chan struct{})
 				term := n.raft.CurrentTerm()
@@ -109,6 +110,42 @@ func (n *Node) leadershipLoop() {
 			n.publishLeadership(isLeader)
 		}
 	}
+}
+
+// Predecessor is the node that led before this one and when this node
+// last heard from it.
+type Predecessor struct {
+	ID          string
+	LastContact time.Time
+}
+
+// notePredecessor records, as this node becomes leader, who led before and
+// Raft's last contact: a follower's last message from its leader (or a
+// vote it granted since, which is later), so at least as late as the
+// predecessor's last sign of life as this node saw it.
+func (n *Node) notePredecessor() {
+	p := &Predecessor{LastContact: n.raft.LastContact()}
+	if id := n.lastLeader.Load(); id != nil {
+		p.ID = *id
+	}
+	n.predecessor.Store(p)
+}
+
+// Predecessor reports, while this node leads, the previous leader it knew
+// of and when it last heard from it; ok is false when it does not lead or
+// knows of none. A new leader can judge that node's liveness from it
+// instead of waiting a full detection period from the start of its term;
+// it says nothing of what the predecessor may still believe, so it is no
+// ground for safety decisions.
+func (n *Node) Predecessor() (p Predecessor, ok bool) {
+	if !n.leader.Load() {
+		return Predecessor{}, false
+	}
+	pp := n.predecessor.Load()
+	if pp == nil || pp.ID == "" || pp.LastContact.IsZero() {
+		return Predecessor{}, false
+	}
+	return *pp, true
 }
 
 // leaderDuties runs once per leadership term: a barrier so this leader has
@@ -155,6 +192,10 @@ func (n *Node) observeLoop() {
 				n.health.failed(string(d.PeerID), d.LastContact)
 			case raft.ResumedHeartbeatObservation:
 				n.health.resumed(string(d.PeerID))
+			case raft.LeaderObservation:
+				if id := string(d.LeaderID); id != "" && id != n.cfg.NodeID {
+					n.lastLeader.Store(&id)
+				}
 			}
 		}
 	}

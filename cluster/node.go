@@ -44,6 +44,10 @@ type Node struct {
 
 	leader    atomic.Bool
 	readyTerm atomic.Uint64 // term in which this leader's barrier completed
+	// lastLeader: the latest other node seen leading; predecessor: that
+	// node and when this one last heard from it, taken as it became leader.
+	lastLeader  atomic.Pointer[string]
+	predecessor atomic.Pointer[Predecessor]
 	closeOnce sync.Once
 	closeErr  error
 
@@ -109,7 +113,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 
 	n.observer = raft.NewObserver(n.obsCh, false, func(o *raft.Observation) bool {
 		switch o.Data.(type) {
-		case raft.FailedHeartbeatObservation, raft.ResumedHeartbeatObservation:
+		case raft.FailedHeartbeatObservation, raft.ResumedHeartbeatObservation, raft.LeaderObservation:
 			return true
 		}
 		return false
