@@ -1,0 +1,59 @@
+// Package probe is the light node-liveness protocol between every node and
+// the Raft leader, outside the Raft log.
+//
+// Every node sends the leader a Request every Interval (100ms) over the
+// admin API (POST /v1/cluster/probe). The leader records the arrival, then
+// answers only after a quorum has confirmed its leadership in a round that
+// began after the arrival (one batched VerifyLeader serves every waiting
+// probe). So when a node gets an answer to a probe it sent at S, a quorum
+// acknowledged the leader after S, and no other leader can have been
+// elected before S. The node's QuorumContact is the send time S of its last
+// answered probe: a Linux VIP lease measured from it is safe under one-way
+// partitions, where heartbeats still arrive but nothing gets back.
+//
+// The leader's record of each node (last arrival, what it reports holding,
+// whether it is leaving) drives VIP liveness: a node is alive while a probe
+// arrived within the detection period, which is much faster than Raft's
+// failed-heartbeat signal on a silent partition (the transport's I/O
+// timeout). A new leader knows nothing of the previous term: it counts every
+// node as last heard at the start of its term.
+package probe
+
+import "time"
+
+// Path is where the admin API serves probes.
+const Path = "/v1/cluster/probe"
+
+// Request is what a node sends the leader.
+type Request struct {
+	Node string `json:"node"`
+	// Holding: the Linux VIPs the node holds as it sends, name -> token.
+	Holding map[string]uint64 `json:"holding,omitempty"`
+	// Leaving: the node is stopping and asks for its VIPs to be moved away.
+	Leaving bool `json:"leaving,omitempty"`
+}
+
+// Response is the leader's answer, sent only after a quorum confirmed it
+// leads (see the package comment).
+type Response struct {
+	Leader string `json:"leader"`
+	// Grants: the Linux VIPs the node may claim now, name -> token. The
+	// node claims one only while its own replicated state names it holder
+	// with that same token.
+	Grants map[string]uint64 `json:"grants,omitempty"`
+}
+
+// Report is the leader's record of one node in the current term.
+type Report struct {
+	// Arrived: when the node's last probe arrived, or the start of this
+	// term when none has arrived in it (then Reported is false).
+	Arrived  time.Time
+	Reported bool
+	Holding  map[string]uint64
+	Leaving  bool
+}
+
+// Granter computes, on the leader, the Linux VIPs a node may claim now.
+type Granter interface {
+	Grants(node string) map[string]uint64
+}

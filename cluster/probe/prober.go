@@ -1,0 +1,219 @@
+package probe
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Sender delivers one probe to the leader's admin address.
+type Sender interface {
+	Send(ctx context.Context, leaderID, adminAddr string, req Request) (Response, error)
+}
+
+// HTTPSender posts probes to the admin API.
+type HTTPSender struct {
+	Client *http.Client
+	Scheme string // default "http"
+	Token  string // bearer token; empty: none
+}
+
+// Send posts req to Scheme://adminAddr/v1/cluster/probe.
+func (s HTTPSender) Send(ctx context.Context, _, adminAddr string, req Request) (Response, error) {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return Response{}, err
+	}
+	scheme := s.Scheme
+	if scheme == "" {
+		scheme = "http"
+	}
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, scheme+"://"+adminAddr+Path, bytes.NewReader(body))
+	if err != nil {
+		return Response{}, err
+	}
+	hreq.Header.Set("Content-Type", "application/json")
+	if s.Token != "" {
+		hreq.Header.Set("Authorization", "Bearer "+s.Token)
+	}
+	c := s.Client
+	if c == nil {
+		c = http.DefaultClient
+	}
+	resp, err := c.Do(hreq)
+	if err != nil {
+		return Response{}, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if err != nil {
+		return Response{}, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return Response{}, fmt.Errorf("probe: %s answered %d: %s", adminAddr, resp.StatusCode, strings.TrimSpace(string(b)))
+	}
+	var out Response
+	if err := json.Unmarshal(b, &out); err != nil {
+		return Response{}, fmt.Errorf("probe: %s: malformed answer: %w", adminAddr, err)
+	}
+	return out, nil
+}
+
+// ProberConfig configures a Prober.
+type ProberConfig struct {
+	NodeID   string
+	Interval time.Duration // between probe sends (default 100ms)
+	Timeout  time.Duration // for one probe (default 500ms)
+	// Leader names the leader and its admin address (cluster.Node.Leader).
+	Leader func() (id, adminAddr string)
+	// Local answers probes when this node leads (Tracker.Handle).
+	Local  func(ctx context.Context, req Request) (Response, error)
+	Sender Sender
+	// Holding lists the Linux VIPs held now; nil: none.
+	Holding func() map[string]uint64
+	// OnResponse sees every answer before the next probe is sent; nil: ignored.
+	OnResponse func(Response)
+	Now        func() time.Time
+	Logger     *slog.Logger
+}
+
+// Prober sends this node's probes, one at a time.
+type Prober struct {
+	cfg     ProberConfig
+	leaving atomic.Bool
+	now     chan struct{}
+
+	mu      sync.Mutex
+	contact time.Time
+}
+
+// NewProber checks cfg and returns a Prober; Run sends.
+func NewProber(cfg ProberConfig) (*Prober, error) {
+	switch {
+	case cfg.NodeID == "":
+		return nil, errors.New("probe: prober.node_id: required")
+	case cfg.Leader == nil:
+		return nil, errors.New("probe: prober.leader: required")
+	case cfg.Local == nil:
+		return nil, errors.New("probe: prober.local: required")
+	case cfg.Sender == nil:
+		return nil, errors.New("probe: prober.sender: required")
+	case cfg.Interval < 0:
+		return nil, errors.New("probe: prober.interval: must not be negative")
+	case cfg.Timeout < 0:
+		return nil, errors.New("probe: prober.timeout: must not be negative")
+	}
+	if cfg.Interval == 0 {
+		cfg.Interval = 100 * time.Millisecond
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 500 * time.Millisecond
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Prober{cfg: cfg, now: make(chan struct{}, 1)}, nil
+}
+
+// QuorumContact is the send time of the last probe the leader answered:
+// a quorum confirmed that leader after this instant. Zero before the first.
+func (p *Prober) QuorumContact() time.Time {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.contact
+}
+
+// SetLeaving marks the following probes as from a node that is stopping.
+func (p *Prober) SetLeaving(leaving bool) { p.leaving.Store(leaving) }
+
+// ProbeNow has the next probe sent at once (after the one in flight).
+func (p *Prober) ProbeNow() {
+	select {
+	case p.now <- struct{}{}:
+	default:
+	}
+}
+
+// Run probes every Interval until ctx ends; never two at a time.
+func (p *Prober) Run(ctx context.Context) {
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	failing := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		case <-p.now:
+			if !timer.Stop() {
+				select {
+				case <-timer.C:
+				default:
+				}
+			}
+		}
+		sent := p.cfg.Now()
+		err := p.probe(ctx, sent)
+		switch {
+		case err != nil && !failing && ctx.Err() == nil:
+			p.cfg.Logger.Debug("probe of the leader failed", "err", err)
+			failing = true
+		case err == nil && failing:
+			failing = false
+		}
+		wait := p.cfg.Interval - p.cfg.Now().Sub(sent)
+		timer.Reset(max(wait, 0))
+	}
+}
+
+func (p *Prober) probe(ctx context.Context, sent time.Time) error {
+	id, addr := p.cfg.Leader()
+	if id == "" {
+		return errors.New("no known leader")
+	}
+	req := Request{Node: p.cfg.NodeID, Leaving: p.leaving.Load()}
+	if p.cfg.Holding != nil {
+		req.Holding = p.cfg.Holding()
+	}
+	ctx, cancel := context.WithTimeout(ctx, p.cfg.Timeout)
+	defer cancel()
+	var (
+		resp Response
+		err  error
+	)
+	if id == p.cfg.NodeID {
+		resp, err = p.cfg.Local(ctx, req)
+	} else {
+		if addr == "" {
+			return fmt.Errorf("leader %s has no known admin address", id)
+		}
+		resp, err = p.cfg.Sender.Send(ctx, id, addr, req)
+	}
+	if err != nil {
+		return err
+	}
+	if resp.Leader != id {
+		return fmt.Errorf("probe sent to %s answered by %q", id, resp.Leader)
+	}
+	p.mu.Lock()
+	if sent.After(p.contact) {
+		p.contact = sent
+	}
+	p.mu.Unlock()
+	if p.cfg.OnResponse != nil {
+		p.cfg.OnResponse(resp)
+	}
+	return nil
+}

@@ -1,0 +1,248 @@
+package probe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"sync"
+	"time"
+
+	"github.com/rafterlb/rafter/cluster/leading"
+)
+
+// ErrNotLeader: this node does not lead, or a quorum did not confirm that
+// it does; the prober tries the leader again at its next interval.
+var ErrNotLeader = errors.New("probe: not the leader")
+
+// TrackerConfig configures a Tracker.
+type TrackerConfig struct {
+	NodeID string
+	// VerifyLeader asks a quorum whether this node still leads
+	// (cluster.Node.VerifyLeader).
+	VerifyLeader func(ctx context.Context) error
+	// Granter computes the grants of each answer; nil: none. SetGranter
+	// may set it later.
+	Granter Granter
+	// ConfirmTimeout bounds one confirmation round and a probe's wait for
+	// one (default 1s).
+	ConfirmTimeout time.Duration
+	Now            func() time.Time
+	Logger         *slog.Logger
+}
+
+// Tracker is the leader's side of the protocol: it records every node's
+// probes for the current term and answers them once a quorum has confirmed
+// this node leads in a round that began after the probe arrived.
+type Tracker struct {
+	cfg TrackerConfig
+
+	mu        sync.Mutex
+	granter   Granter
+	leading   bool
+	term      uint64 // counts terms, so a waiter notices a new one
+	termStart time.Time
+	reports   map[string]Report
+	wake      chan struct{} // buffered: a probe is waiting for a round
+	// Rounds are numbered as they start; a probe needs one numbered above
+	// the count at its arrival.
+	started   uint64
+	confirmed uint64 // highest successful round of this term
+	failed    uint64 // highest failed round of this term
+	lastErr   error
+	roundDone chan struct{} // closed and replaced when a round ends
+}
+
+// NewTracker checks cfg and returns an idle Tracker; Run makes it follow
+// leadership.
+func NewTracker(cfg TrackerConfig) (*Tracker, error) {
+	switch {
+	case cfg.NodeID == "":
+		return nil, errors.New("probe: tracker.node_id: required")
+	case cfg.VerifyLeader == nil:
+		return nil, errors.New("probe: tracker.verify_leader: required")
+	case cfg.ConfirmTimeout < 0:
+		return nil, errors.New("probe: tracker.confirm_timeout: must not be negative")
+	}
+	if cfg.ConfirmTimeout == 0 {
+		cfg.ConfirmTimeout = time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Tracker{
+		cfg:       cfg,
+		granter:   cfg.Granter,
+		reports:   map[string]Report{},
+		wake:      make(chan struct{}, 1),
+		roundDone: make(chan struct{}),
+	}, nil
+}
+
+// SetGranter sets the Granter consulted for every answer.
+func (t *Tracker) SetGranter(g Granter) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.granter = g
+}
+
+// Run follows leadership (cluster.Node.WatchLeadership) until ctx ends or
+// the channel closes. Each term starts with no reports: every node counts
+// as last heard when the term began.
+func (t *Tracker) Run(ctx context.Context, leadership <-chan bool) error {
+	return leading.Follow(ctx, leadership, t.startTerm, nil)
+}
+
+func (t *Tracker) startTerm(ctx context.Context) func() {
+	t.mu.Lock()
+	t.leading = true
+	t.term++
+	t.termStart = t.cfg.Now()
+	t.reports = map[string]Report{}
+	t.started, t.confirmed, t.failed, t.lastErr = 0, 0, 0, nil
+	term := t.term
+	t.mu.Unlock()
+
+	tctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t.confirmLoop(tctx, term)
+	}()
+	return func() {
+		cancel()
+		<-done
+		t.mu.Lock()
+		t.leading = false
+		t.reports = map[string]Report{}
+		t.endRound()
+		t.mu.Unlock()
+	}
+}
+
+// confirmLoop runs one VerifyLeader round whenever probes wait; rounds
+// run back to back while they keep arriving, and each serves every probe
+// that arrived before it started.
+func (t *Tracker) confirmLoop(ctx context.Context, term uint64) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.wake:
+		}
+		t.mu.Lock()
+		if t.term != term {
+			t.mu.Unlock()
+			return
+		}
+		t.started++
+		n := t.started
+		t.mu.Unlock()
+
+		rctx, cancel := context.WithTimeout(ctx, t.cfg.ConfirmTimeout)
+		err := t.cfg.VerifyLeader(rctx)
+		cancel()
+
+		t.mu.Lock()
+		if t.term == term {
+			if err == nil {
+				t.confirmed = n
+			} else {
+				t.failed, t.lastErr = n, err
+			}
+			t.endRound()
+		}
+		t.mu.Unlock()
+		if err != nil && ctx.Err() == nil {
+			t.cfg.Logger.Debug("leadership not confirmed for probes", "err", err)
+		}
+	}
+}
+
+// endRound wakes every waiter; t.mu is held.
+func (t *Tracker) endRound() {
+	close(t.roundDone)
+	t.roundDone = make(chan struct{})
+}
+
+// Handle records req as arrived now and answers it once a quorum confirms
+// this node leads in a round that started after that.
+func (t *Tracker) Handle(ctx context.Context, req Request) (Response, error) {
+	if req.Node == "" {
+		return Response{}, errors.New("probe: node: required")
+	}
+	ctx, cancel := context.WithTimeout(ctx, t.cfg.ConfirmTimeout)
+	defer cancel()
+	t.mu.Lock()
+	if !t.leading {
+		t.mu.Unlock()
+		return Response{}, ErrNotLeader
+	}
+	term, need := t.term, t.started+1
+	t.reports[req.Node] = Report{
+		Arrived:  t.cfg.Now(),
+		Reported: true,
+		Holding:  maps.Clone(req.Holding),
+		Leaving:  req.Leaving,
+	}
+	for {
+		switch {
+		case t.term != term || !t.leading:
+			t.mu.Unlock()
+			return Response{}, fmt.Errorf("%w: leadership changed", ErrNotLeader)
+		case t.confirmed >= need:
+			g := t.granter
+			t.mu.Unlock()
+			resp := Response{Leader: t.cfg.NodeID}
+			if g != nil {
+				resp.Grants = g.Grants(req.Node)
+			}
+			return resp, nil
+		case t.failed >= need:
+			err := t.lastErr
+			t.mu.Unlock()
+			return Response{}, fmt.Errorf("%w: %w", ErrNotLeader, err)
+		}
+		done := t.roundDone
+		select {
+		case t.wake <- struct{}{}:
+		default:
+		}
+		t.mu.Unlock()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return Response{}, fmt.Errorf("%w: no confirmation: %w", ErrNotLeader, ctx.Err())
+		}
+		t.mu.Lock()
+	}
+}
+
+// Report returns the record of node in this term; ok is false when this
+// node does not lead. A node not heard from in this term reports
+// Arrived = the term's start and Reported false.
+func (t *Tracker) Report(node string) (Report, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.leading {
+		return Report{}, false
+	}
+	r, ok := t.reports[node]
+	if !ok {
+		return Report{Arrived: t.termStart}, true
+	}
+	r.Holding = maps.Clone(r.Holding)
+	return r, true
+}
+
+// TermStart is when this node's current term began; ok is false when it
+// does not lead.
+func (t *Tracker) TermStart() (time.Time, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.termStart, t.leading
+}
