@@ -106,6 +106,12 @@ func (c *Controller) startTerm(ctx context.Context) func() {
 	}
 }
 
+// leaving asks the Liveness, when it can tell, whether a node is stopping.
+func (c *Controller) leaving(id string) bool {
+	l, ok := c.cfg.Liveness.(interface{ Leaving(string) bool })
+	return ok && l.Leaving(id)
+}
+
 // managed: the controller assigns the VIP (and moves it when its provider
 // has a Mover).
 func (c *Controller) managed(v *fsm.VIP) bool {
@@ -222,6 +228,7 @@ func (t *term) step() {
 		now:      now,
 		holdDown: c.cfg.HoldDown,
 		managed:  c.managed,
+		leaving:  c.leaving,
 	})
 	t.warnStuck(stuck)
 	for _, d := range moves {

@@ -18,6 +18,8 @@ const (
 	ReasonEvacuated   = "zone_evacuated"     // the holder's zone is evacuated
 	ReasonFailback    = "failback"           // the home node is back for the hold-down period
 	ReasonDrift       = "drift"              // the cloud disagreed with the assignment
+	ReasonLeaving     = "holder_leaving"     // the holder is stopping and hands its VIPs over
+	ReasonOperator    = "operator"           // an operator moved it (no failback follows)
 )
 
 // Decision is one assignment the leader is about to write.
@@ -41,6 +43,7 @@ type planInput struct {
 	now      time.Time
 	holdDown time.Duration
 	managed  func(*fsm.VIP) bool
+	leaving  func(nodeID string) bool // nil: no node is leaving
 }
 
 // plan returns the assignments the leader should write now, in VIP name
@@ -66,9 +69,10 @@ func plan(in planInput) (moves, stuck []Decision) {
 		z, ok := cfg.Zones[n.Zone]
 		return n.Zone != "" && ok && z.Evacuated
 	}
+	leaving := func(id string) bool { return in.leaving != nil && in.leaving(id) }
 	usable := func(id string) bool {
 		n, ok := cfg.Nodes[id]
-		return ok && lives[id].ok && !evacuated(n)
+		return ok && lives[id].ok && !evacuated(n) && !leaving(id)
 	}
 	settled := func(id string) bool {
 		return usable(id) && in.now.Sub(lives[id].since) >= in.holdDown
@@ -133,9 +137,11 @@ func plan(in planInput) (moves, stuck []Decision) {
 			d.Reason = ReasonRemoved
 		case evacuated(holder):
 			d.Reason = ReasonEvacuated
+		case leaving(d.From):
+			d.Reason = ReasonLeaving
 		case !lives[d.From].ok:
 			d.Reason, d.LostSince = ReasonUnreachable, lives[d.From].since
-		case d.From != home && failback(v) && settled(home):
+		case d.From != home && failback(v) && a.Reason != ReasonOperator && settled(home):
 			d.Reason, d.To = ReasonFailback, home
 		default:
 			continue // the holder is fine

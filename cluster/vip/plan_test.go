@@ -49,6 +49,7 @@ func TestPlan(t *testing.T) {
 		nodes   []string // default: every node
 		want    []Decision
 		wantStk []string
+		leaving []string
 	}{
 		{
 			name: "unassigned vip goes home",
@@ -127,6 +128,20 @@ func TestPlan(t *testing.T) {
 			live:   liveness{"n1": now.Add(-holdDown + time.Second), "n2": settled},
 		},
 		{
+			name:   "no failback after an operator move",
+			vips:   []*fsm.VIP{eip("a", "n1")},
+			assign: []*fsm.Assignment{{VIP: "a", Holder: "n2", Token: 7, Reason: ReasonOperator}},
+			live:   allLive,
+		},
+		{
+			name:    "leaving holder hands over to a node that is not leaving",
+			vips:    []*fsm.VIP{eip("a", "n1"), eip("b", "n2")},
+			assign:  []*fsm.Assignment{held("a", "n1", 7), held("b", "n2", 8)},
+			live:    allLive,
+			leaving: []string{"n1", "n3"},
+			want:    []Decision{{VIP: "a", From: "n1", To: "n2", Reason: ReasonLeaving, CAS: 7}}, // n3 (zone c, no load) is leaving too
+		},
+		{
 			name:   "failback turned off",
 			vips:   []*fsm.VIP{eip("a", "n1", func(s *fsm.VIPSpec) { s.Failback = &off })},
 			assign: []*fsm.Assignment{held("a", "n2", 7)},
@@ -188,6 +203,7 @@ func TestPlan(t *testing.T) {
 				now:      now,
 				holdDown: holdDown,
 				managed:  func(v *fsm.VIP) bool { return v.Spec.Provider != fsm.ProviderLinux },
+				leaving:  func(id string) bool { return slices.Contains(tt.leaving, id) },
 			})
 			if !slices.Equal(got, tt.want) {
 				t.Errorf("moves:\n got %+v\nwant %+v", got, tt.want)

@@ -1,0 +1,148 @@
+package vip
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/rafterlb/rafter/cluster/probe"
+	"github.com/rafterlb/rafter/fsm"
+)
+
+// Reports is what the leader knows of each node from its probes
+// (*probe.Tracker).
+type Reports interface {
+	Report(node string) (probe.Report, bool)
+}
+
+// Handover decides, on the leader, when the holder of a Linux VIP may add
+// its address: only once no other node can still have it. Every other node
+// must either have reported (in a probe sent after it applied the current
+// assignment, since probes are sequential) that it does not hold the VIP,
+// or have been silent for Delay: its lease (measured from the send time of
+// its last answered probe, which is before the leader heard it) has run
+// out and the kernel has dropped the address by then.
+type Handover struct {
+	store   interface{ Config() *fsm.Config }
+	reports Reports
+	delay   time.Duration
+	now     func() time.Time
+}
+
+// NewHandover returns the probe.Granter for Linux VIPs. delay is the
+// holders' lease period plus the address lifetime and the kernel's slack,
+// plus a margin; now nil means time.Now.
+func NewHandover(store interface{ Config() *fsm.Config }, reports Reports, delay time.Duration, now func() time.Time) *Handover {
+	if now == nil {
+		now = time.Now
+	}
+	return &Handover{store: store, reports: reports, delay: delay, now: now}
+}
+
+// Grants returns the Linux VIPs assigned to node that it may claim now,
+// name -> assignment token.
+func (h *Handover) Grants(node string) map[string]uint64 {
+	cfg := h.store.Config()
+	var out map[string]uint64
+	reports := map[string]probe.Report{}
+	for name, a := range cfg.Assignments {
+		v, ok := cfg.VIPs[name]
+		if !ok || a.Holder != node || v.Spec.Provider != fsm.ProviderLinux {
+			continue
+		}
+		if !h.clear(cfg, name, node, reports) {
+			continue
+		}
+		if out == nil {
+			out = map[string]uint64{}
+		}
+		out[name] = a.Token
+	}
+	return out
+}
+
+// clear: no node but holder may still hold vip. reports caches one view
+// per call.
+func (h *Handover) clear(cfg *fsm.Config, vip, holder string, reports map[string]probe.Report) bool {
+	now := h.now()
+	for id := range cfg.Nodes {
+		if id == holder {
+			continue
+		}
+		r, ok := reports[id]
+		if !ok {
+			if r, ok = h.reports.Report(id); !ok {
+				return false // not leading: grant nothing
+			}
+			reports[id] = r
+		}
+		if r.Reported {
+			if _, holds := r.Holding[vip]; !holds {
+				continue
+			}
+		}
+		if now.Sub(r.Arrived) < h.delay {
+			return false
+		}
+	}
+	return true
+}
+
+// LinuxMover is the leader's Mover for Linux VIPs. The leader writes no
+// address itself: the holder adds it once Handover grants it. Move returns
+// when the holder reports it holds the VIP with this token.
+type LinuxMover struct {
+	Fence   *Fence
+	Reports Reports
+	Poll    time.Duration // default 20ms
+}
+
+var (
+	_ Mover   = (*LinuxMover)(nil)
+	_ Checker = (*LinuxMover)(nil)
+)
+
+// Move waits until target reports holding v with token; the fence is
+// checked first and every half second, so a deposed leader stops waiting.
+func (m *LinuxMover) Move(ctx context.Context, v fsm.VIP, target fsm.Node, token uint64) error {
+	poll := m.Poll
+	if poll <= 0 {
+		poll = 20 * time.Millisecond
+	}
+	var fenced time.Time
+	tick := time.NewTicker(poll)
+	defer tick.Stop()
+	for {
+		if now := time.Now(); now.Sub(fenced) >= 500*time.Millisecond {
+			if err := m.Fence.Check(ctx, v.Name, token); err != nil {
+				return err
+			}
+			fenced = now
+		}
+		if m.holds(v.Name, target.ID, token) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("vip: %s: node %s has not reported holding it with token %d: %w", v.Name, target.ID, token, ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+// InPlace reports whether holder says it holds v with its current token.
+func (m *LinuxMover) InPlace(_ context.Context, v fsm.VIP, holder fsm.Node) (bool, error) {
+	r, ok := m.Reports.Report(holder.ID)
+	if !ok {
+		return false, fmt.Errorf("vip: %w", ErrNotLeader)
+	}
+	tok, holds := r.Holding[v.Name]
+	cfg := m.Fence.store.Config()
+	a, assigned := cfg.Assignments[v.Name]
+	return holds && assigned && tok == a.Token, nil
+}
+
+func (m *LinuxMover) holds(vip, node string, token uint64) bool {
+	r, ok := m.Reports.Report(node)
+	return ok && r.Holding[vip] == token
+}

@@ -1,0 +1,176 @@
+package vip_test
+
+import (
+	"context"
+	"errors"
+	"maps"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rafterlb/rafter/cluster/probe"
+	"github.com/rafterlb/rafter/cluster/vip"
+	"github.com/rafterlb/rafter/fsm"
+)
+
+// fakeReports is a settable vip.Reports.
+type fakeReports struct {
+	mu      sync.Mutex
+	leading bool
+	r       map[string]probe.Report
+}
+
+func (f *fakeReports) Report(node string) (probe.Report, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.leading {
+		return probe.Report{}, false
+	}
+	r := f.r[node]
+	r.Holding = maps.Clone(r.Holding)
+	return r, true
+}
+
+func (f *fakeReports) set(node string, r probe.Report) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.r[node] = r
+}
+
+func linuxConfig() *fsm.Config {
+	cfg := fsm.Empty()
+	for _, id := range []string{"n1", "n2", "n3"} {
+		cfg.Nodes[id] = &fsm.Node{ID: id}
+	}
+	cfg.VIPs["a"] = &fsm.VIP{Name: "a", Spec: fsm.VIPSpec{Provider: fsm.ProviderLinux, Address: "10.0.0.100/24", HomeNode: "n1"}}
+	cfg.VIPs["e"] = &fsm.VIP{Name: "e", Spec: fsm.VIPSpec{Provider: fsm.ProviderAWSEIP, AllocationID: "eipalloc-e", HomeNode: "n2"}}
+	cfg.Assignments["a"] = &fsm.Assignment{VIP: "a", Holder: "n2", Token: 20}
+	cfg.Assignments["e"] = &fsm.Assignment{VIP: "e", Holder: "n2", Token: 21}
+	return cfg
+}
+
+func TestHandoverGrants(t *testing.T) {
+	now := time.Date(2025, 1, 1, 12, 0, 0, 0, time.UTC)
+	const delay = 2 * time.Second
+	recent, old := now.Add(-100*time.Millisecond), now.Add(-delay)
+	tests := []struct {
+		name    string
+		leading bool
+		reports map[string]probe.Report
+		node    string
+		want    map[string]uint64
+	}{
+		{
+			name:    "others reported not holding: granted at once",
+			leading: true,
+			reports: map[string]probe.Report{
+				"n1": {Arrived: recent, Reported: true},
+				"n3": {Arrived: recent, Reported: true, Holding: map[string]uint64{"other": 3}},
+			},
+			node: "n2",
+			want: map[string]uint64{"a": 20},
+		},
+		{
+			name:    "previous holder still reports it: not granted",
+			leading: true,
+			reports: map[string]probe.Report{
+				"n1": {Arrived: recent, Reported: true, Holding: map[string]uint64{"a": 10}},
+				"n3": {Arrived: recent, Reported: true},
+			},
+			node: "n2",
+		},
+		{
+			name:    "a node not heard in this term blocks until the delay passed",
+			leading: true,
+			reports: map[string]probe.Report{
+				"n1": {Arrived: now.Add(-delay + time.Millisecond)},
+				"n3": {Arrived: recent, Reported: true},
+			},
+			node: "n2",
+		},
+		{
+			name:    "previous holder silent for the delay: granted",
+			leading: true,
+			reports: map[string]probe.Report{
+				"n1": {Arrived: old, Reported: true, Holding: map[string]uint64{"a": 10}},
+				"n3": {Arrived: recent, Reported: true},
+			},
+			node: "n2",
+			want: map[string]uint64{"a": 20},
+		},
+		{
+			name:    "only the holder gets grants",
+			leading: true,
+			reports: map[string]probe.Report{
+				"n2": {Arrived: recent, Reported: true},
+				"n3": {Arrived: recent, Reported: true},
+			},
+			node: "n1",
+		},
+		{
+			name:    "a follower grants nothing",
+			leading: false,
+			node:    "n2",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rep := &fakeReports{leading: tt.leading, r: tt.reports}
+			cfg := linuxConfig()
+			h := vip.NewHandover(fixedConfig{cfg}, rep, delay, func() time.Time { return now })
+			if got := h.Grants(tt.node); !maps.Equal(got, tt.want) {
+				t.Fatalf("Grants(%s) = %v, want %v", tt.node, got, tt.want)
+			}
+		})
+	}
+}
+
+type fixedConfig struct{ cfg *fsm.Config }
+
+func (f fixedConfig) Config() *fsm.Config { return f.cfg }
+
+func TestLinuxMoverWaitsForTheHolder(t *testing.T) {
+	cfg := linuxConfig()
+	rep := &fakeReports{leading: true, r: map[string]probe.Report{}}
+	m := &vip.LinuxMover{Fence: vip.NewFence(&fenceStore{cfg: cfg}), Reports: rep, Poll: time.Millisecond}
+	v, n2 := *cfg.VIPs["a"], *cfg.Nodes["n2"]
+
+	done := make(chan error, 1)
+	go func() { done <- m.Move(context.Background(), v, n2, 20) }()
+	select {
+	case err := <-done:
+		t.Fatalf("Move returned %v before the holder reported the address", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	if in, _ := m.InPlace(context.Background(), v, n2); in {
+		t.Fatal("InPlace before the holder reported")
+	}
+	rep.set("n2", probe.Report{Reported: true, Holding: map[string]uint64{"a": 19}})
+	select {
+	case err := <-done:
+		t.Fatalf("Move returned %v for an older token", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	rep.set("n2", probe.Report{Reported: true, Holding: map[string]uint64{"a": 20}})
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Move: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Move did not return after the holder reported")
+	}
+	if in, err := m.InPlace(context.Background(), v, n2); !in || err != nil {
+		t.Fatalf("InPlace = %v, %v; want true", in, err)
+	}
+
+	// A stale token is fenced at once; a context end stops the wait.
+	if err := m.Move(context.Background(), v, n2, 19); !errors.Is(err, vip.ErrStaleToken) {
+		t.Fatalf("Move with an older token: %v, want ErrStaleToken", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
+	defer cancel()
+	if err := m.Move(ctx, v, *cfg.Nodes["n3"], 20); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Move to a node that never claims: %v, want deadline exceeded", err)
+	}
+}
