@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -128,28 +129,35 @@ func (d *Dataplane) apply(cfg *fsm.Config) {
 	for _, err := range t.errors {
 		d.log.Warn("configuration object skipped", "index", t.index, "err", err)
 	}
-	d.reconcileListeners(t, true)
+	vips := d.vipIPs(cfg)
+	d.reconcileListeners(t, vips, true)
 	d.table.Store(t)
 	d.metrics.swaps.Inc()
 	d.metrics.tableIndex.Set(float64(t.index))
-	d.reconcileListeners(t, false)
+	d.reconcileListeners(t, vips, false)
 	d.reg.sweep(t)
 }
 
 // reconcileListeners starts servers for new listeners (before the table
 // that routes them is stored, so they serve at once) and, after the swap,
 // stops the servers of removed or changed listeners without touching the
-// others.
-func (d *Dataplane) reconcileListeners(t *Table, starting bool) {
+// others. Each listener has one server on BindIP and one on each of vips.
+func (d *Dataplane) reconcileListeners(t *Table, vips []string, starting bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	want := func(ls *listenerServer) bool {
+		lt := t.listeners[ls.name]
+		if lt == nil || lt.spec != ls.spec {
+			return false
+		}
+		return ls.ip == "" || slices.Contains(vips, ls.ip)
+	}
 	if !starting {
-		for name, ls := range d.listeners {
-			lt := t.listeners[name]
-			if lt != nil && lt.spec == ls.spec {
+		for key, ls := range d.listeners {
+			if want(ls) {
 				continue
 			}
-			delete(d.listeners, name)
+			delete(d.listeners, key)
 			d.stopping.Add(1)
 			go func() {
 				defer d.stopping.Done()
@@ -161,20 +169,32 @@ func (d *Dataplane) reconcileListeners(t *Table, starting bool) {
 		starting = true
 	}
 	for name, lt := range t.listeners {
-		if ls := d.listeners[name]; ls != nil {
-			continue
+		if d.listeners[name] == nil {
+			ls, err := d.startListener(name, "", lt)
+			if err != nil {
+				d.log.Error("listener not bound", "listener", name, "err", err)
+			} else {
+				d.listeners[name] = ls
+			}
 		}
-		ls, err := d.startListener(name, lt)
-		if err != nil {
-			d.log.Error("listener not bound", "listener", name, "err", err)
-			continue
+		for _, ip := range vips {
+			key := name + "@" + ip
+			if d.listeners[key] != nil {
+				continue
+			}
+			ls, err := d.startListener(name, ip, lt)
+			if err != nil {
+				d.log.Error("listener not bound on a vip address", "listener", name, "vip_ip", ip, "err", err)
+				continue
+			}
+			d.listeners[key] = ls
 		}
-		d.listeners[name] = ls
 	}
 }
 
 type listenerServer struct {
 	name string
+	ip   string // a linux VIP address; "" for BindIP
 	spec fsm.ListenerSpec
 	srv  *fasthttp.Server
 	ln   net.Listener
@@ -182,10 +202,13 @@ type listenerServer struct {
 	done chan struct{}
 }
 
-func (d *Dataplane) startListener(name string, lt *listenerTable) (*listenerServer, error) {
-	ip := d.opts.BindIP
+func (d *Dataplane) startListener(name, vipIP string, lt *listenerTable) (*listenerServer, error) {
+	ip, listen := d.opts.BindIP, d.listen
 	if ip == "" {
 		ip = "0.0.0.0"
+	}
+	if vipIP != "" {
+		ip, listen = vipIP, listenFreebind
 	}
 	addr := net.JoinHostPort(ip, strconv.Itoa(lt.spec.Port))
 	// A removed listener on the same port may still be letting go of its
@@ -193,7 +216,7 @@ func (d *Dataplane) startListener(name string, lt *listenerTable) (*listenerServ
 	var ln net.Listener
 	var err error
 	for i := 0; i < 50; i++ {
-		if ln, err = d.listen(name, addr); err == nil {
+		if ln, err = listen(name, addr); err == nil {
 			break
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -240,7 +263,7 @@ func (d *Dataplane) startListener(name string, lt *listenerTable) (*listenerServ
 			}
 		},
 	}
-	ls := &listenerServer{name: name, spec: lt.spec, srv: srv, ln: ln, addr: ln.Addr().String(), done: make(chan struct{})}
+	ls := &listenerServer{name: name, ip: vipIP, spec: lt.spec, srv: srv, ln: ln, addr: ln.Addr().String(), done: make(chan struct{})}
 	go func() {
 		defer close(ls.done)
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, net.ErrClosed) {

@@ -42,6 +42,11 @@ type Options struct {
 	BindIP string
 	// Zone is this node's availability zone (for zone-aware pools).
 	Zone string
+	// NodeID is this node's id. When set, and BindIP is a specific
+	// address, every listener also binds the address of each linux VIP
+	// this node may hold (IP_FREEBIND, so before the address arrives), and
+	// a VIP serves the moment its holder adds it.
+	NodeID string
 	// Logger receives operational messages; nil discards them.
 	Logger *slog.Logger
 	// AccessLog receives one JSON-able record per request; nil turns the

@@ -1,0 +1,9 @@
+//go:build !linux
+
+package dataplane
+
+import "net"
+
+// listenFreebind binds addr; systems other than Linux have no IP_FREEBIND,
+// so the address must already be present.
+func listenFreebind(_, addr string) (net.Listener, error) { return net.Listen("tcp", addr) }
