@@ -1,0 +1,188 @@
+//go:build linux
+
+package linux
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/rafterlb/rafter/fsm"
+)
+
+// KeeperConfig configures a Keeper.
+type KeeperConfig struct {
+	NodeID string
+	// Store is this node's replicated state (cluster.Node).
+	Store interface {
+		Config() *fsm.Config
+		Changed() <-chan struct{}
+	}
+	Holder *Holder
+	// QuorumContact is the send time of this node's last probe the leader
+	// answered (probe.Prober.QuorumContact); the lease runs from it.
+	QuorumContact func() time.Time
+	// Every bounds how long a change in lease or grants waits to be acted
+	// on (default 100ms).
+	Every  time.Duration
+	Logger *slog.Logger
+}
+
+// Keeper holds the Linux VIPs this node should hold, and only those. A VIP
+// is claimed when three things agree: the local replicated state names
+// this node holder, the leader granted that same token (it does so only
+// once no other node can still have the address), and the lease holds.
+// Anything else releases it. The Lease it runs renews the addresses' kernel
+// lifetime while the lease holds and drops them all when it lapses.
+type Keeper struct {
+	cfg  KeeperConfig
+	log  *slog.Logger
+	wake chan struct{}
+
+	mu       sync.Mutex
+	grants   map[string]uint64
+	stopped  bool
+	failures map[string]string // VIP -> last claim error logged
+}
+
+// NewKeeper checks cfg.
+func NewKeeper(cfg KeeperConfig) (*Keeper, error) {
+	switch {
+	case cfg.NodeID == "":
+		return nil, errors.New("vip/linux: keeper.node_id: required")
+	case cfg.Store == nil:
+		return nil, errors.New("vip/linux: keeper.store: required")
+	case cfg.Holder == nil:
+		return nil, errors.New("vip/linux: keeper.holder: required")
+	case cfg.QuorumContact == nil:
+		return nil, errors.New("vip/linux: keeper.quorum_contact: required")
+	case cfg.Every < 0:
+		return nil, errors.New("vip/linux: keeper.every: must not be negative")
+	}
+	if cfg.Every == 0 {
+		cfg.Every = 100 * time.Millisecond
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Keeper{cfg: cfg, log: cfg.Logger, wake: make(chan struct{}, 1), failures: map[string]string{}}, nil
+}
+
+// SetGrants records the leader's latest grants and wakes the Keeper.
+func (k *Keeper) SetGrants(g map[string]uint64) {
+	k.mu.Lock()
+	k.grants = maps.Clone(g)
+	k.mu.Unlock()
+	select {
+	case k.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Holding returns the VIPs held now, name -> token.
+func (k *Keeper) Holding() map[string]uint64 {
+	held := k.cfg.Holder.Held()
+	out := make(map[string]uint64, len(held))
+	for _, h := range held {
+		out[h.VIP] = h.Token
+	}
+	return out
+}
+
+// ReleaseAll removes every address now and claims nothing afterwards: the
+// graceful stop.
+func (k *Keeper) ReleaseAll() error {
+	k.mu.Lock()
+	k.stopped = true
+	k.mu.Unlock()
+	return k.cfg.Holder.ReleaseAll()
+}
+
+// Run keeps the addresses in line until ctx ends; held addresses are then
+// left to expire (a graceful stop calls ReleaseAll first).
+func (k *Keeper) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() { NewLease(k.cfg.Holder).Run(ctx, k.cfg.QuorumContact) })
+	tick := time.NewTicker(k.cfg.Every)
+	defer tick.Stop()
+	for {
+		changed := k.cfg.Store.Changed()
+		k.reconcile(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		case <-k.wake:
+		case <-tick.C:
+		}
+	}
+}
+
+// leaseHolds: the last answered probe is recent enough.
+func (k *Keeper) leaseHolds() bool {
+	c := k.cfg.QuorumContact()
+	o := k.cfg.Holder.opts
+	return !c.IsZero() && o.Now().Sub(c) <= o.LeasePeriod
+}
+
+func (k *Keeper) reconcile(ctx context.Context) {
+	cfg := k.cfg.Store.Config()
+	k.mu.Lock()
+	grants, stopped := k.grants, k.stopped
+	k.mu.Unlock()
+	fresh := k.leaseHolds()
+	held := k.Holding()
+
+	for _, name := range slices.Sorted(maps.Keys(held)) {
+		token := held[name]
+		a, assigned := cfg.Assignments[name]
+		v, exists := cfg.VIPs[name]
+		keep := exists && v.Spec.Provider == fsm.ProviderLinux && assigned &&
+			a.Holder == k.cfg.NodeID && a.Token == token && !stopped
+		if keep {
+			continue
+		}
+		reason := "reassigned"
+		switch {
+		case stopped:
+			reason = "stopping"
+		case !exists:
+			reason = "vip deleted"
+		}
+		if err := k.cfg.Holder.Release(name); err != nil {
+			k.log.Error("releasing linux vip failed", "vip", name, "err", err)
+			continue
+		}
+		k.log.Info("linux vip released", "vip", name, "token", token, "reason", reason)
+	}
+	if stopped || !fresh {
+		return
+	}
+	for _, name := range slices.Sorted(maps.Keys(cfg.Assignments)) {
+		a := cfg.Assignments[name]
+		v, ok := cfg.VIPs[name]
+		if !ok || v.Spec.Provider != fsm.ProviderLinux || a.Holder != k.cfg.NodeID {
+			continue
+		}
+		if tok, ok := held[name]; ok && tok == a.Token {
+			continue
+		}
+		if g, ok := grants[name]; !ok || g != a.Token {
+			continue // the leader has not yet seen every other node let go
+		}
+		if err := k.cfg.Holder.Claim(ctx, *v, a.Token); err != nil {
+			if k.failures[name] != err.Error() {
+				k.failures[name] = err.Error()
+				k.log.Error("claiming linux vip failed; retrying", "vip", name, "token", a.Token, "err", err)
+			}
+			continue
+		}
+		delete(k.failures, name)
+	}
+}
+

@@ -1,0 +1,123 @@
+//go:build linux
+
+package linux
+
+import (
+	"context"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/rafterlb/rafter/fsm"
+)
+
+// keeperStore is a settable local replicated state.
+type keeperStore struct {
+	mu  sync.Mutex
+	cfg *fsm.Config
+	ch  chan struct{}
+}
+
+func (s *keeperStore) Config() *fsm.Config {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cfg
+}
+
+func (s *keeperStore) Changed() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ch
+}
+
+func (s *keeperStore) assign(holder string, token uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cfg := *s.cfg
+	cfg.Assignments = map[string]*fsm.Assignment{"web": {VIP: "web", Holder: holder, Token: token}}
+	s.cfg = &cfg
+	close(s.ch)
+	s.ch = make(chan struct{})
+}
+
+func TestKeeper(t *testing.T) {
+	r := newRig(t)
+	h := r.holder(t, Options{})
+	p := netip.MustParsePrefix("10.77.0.100/24")
+	cfg := fsm.Empty()
+	v := testVIP("web", p.String())
+	cfg.VIPs["web"] = &v
+	store := &keeperStore{cfg: cfg, ch: make(chan struct{})}
+	var contact atomic.Pointer[time.Time]
+	fresh := func() { now := time.Now(); contact.Store(&now) }
+	fresh()
+	k, err := NewKeeper(KeeperConfig{
+		NodeID: "n1", Store: store, Holder: h, Every: 10 * time.Millisecond,
+		QuorumContact: func() time.Time { return *contact.Load() },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); k.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	// Keep the lease fresh, as answered probes would.
+	stopContact := make(chan struct{})
+	var contactWG sync.WaitGroup
+	contactWG.Go(func() {
+		for {
+			select {
+			case <-stopContact:
+				return
+			case <-time.After(50 * time.Millisecond):
+				fresh()
+			}
+		}
+	})
+	has := func() bool { _, ok := r.addrOf(t, p); return ok }
+	never := func(what string) {
+		t.Helper()
+		for range 20 {
+			if has() {
+				t.Fatalf("address added %s", what)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+
+	store.assign("n1", 5)
+	never("without a grant")
+	k.SetGrants(map[string]uint64{"web": 4})
+	never("with a grant for an older token")
+	k.SetGrants(map[string]uint64{"web": 5})
+	eventually(t, 5*time.Second, "claim once holder, grant and lease agree", has)
+	if got := k.Holding(); got["web"] != 5 {
+		t.Fatalf("Holding = %v", got)
+	}
+
+	store.assign("n2", 6)
+	eventually(t, 5*time.Second, "release when reassigned", func() bool { return !has() })
+	store.assign("n1", 7)
+	k.SetGrants(map[string]uint64{"web": 7})
+	eventually(t, 5*time.Second, "claim again", has)
+
+	// The lease lapses: the address goes although nothing else changed.
+	close(stopContact)
+	contactWG.Wait()
+	eventually(t, 5*time.Second, "release when the lease lapses", func() bool { return !has() })
+	never("while the lease is stale")
+	fresh()
+	eventually(t, 5*time.Second, "claim once the lease holds again", has)
+
+	if err := k.ReleaseAll(); err != nil {
+		t.Fatalf("ReleaseAll: %v", err)
+	}
+	if has() {
+		t.Fatal("address still there after ReleaseAll")
+	}
+	fresh()
+	never("after ReleaseAll (stopping)")
+}
