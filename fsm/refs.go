@@ -37,10 +37,10 @@ func checkRefs(c *Config, kind Kind, name, p string, checkNodes bool) error {
 			}
 			o := c.VIPs[other].Spec
 			if addr.IsValid() && vipAddr(o.Address) == addr {
-				return conflictf(p+".address", "address %s is already used by vip %q", addr, other)
+				return invalidf(p+".address", "address %s is already used by vip %q", addr, other)
 			}
 			if v.Spec.AllocationID != "" && o.AllocationID == v.Spec.AllocationID {
-				return conflictf(p+".allocation_id", "%q is already used by vip %q", o.AllocationID, other)
+				return invalidf(p+".allocation_id", "%q is already used by vip %q", o.AllocationID, other)
 			}
 		}
 		if !checkNodes || len(c.Nodes) == 0 {

@@ -169,8 +169,8 @@ func TestValidationRejects(t *testing.T) {
 		{KindVIP, "x", `{"provider":"aws-eip","allocation_id":"eipalloc-2","home_node":"n1","candidates":["n1","n9"]}`, "spec.candidates[1]", ErrInvalid},
 		{KindVIP, "x", `{"provider":"aws-eip","allocation_id":"eipalloc-2","candidates":["n1","n1"]}`, "spec.candidates[1]", ErrInvalid},
 		{KindVIP, "x", `{"provider":"aws-eip","allocation_id":"eipalloc-2","home_node":"n3","candidates":["n1","n2"]}`, "spec.candidates", ErrInvalid},
-		{KindVIP, "x", `{"provider":"aws-eip","allocation_id":"eipalloc-1"}`, "spec.allocation_id", ErrConflict},
-		{KindVIP, "x", `{"provider":"linux","address":"10.0.0.100/32"}`, "spec.address", ErrConflict},
+		{KindVIP, "x", `{"provider":"aws-eip","allocation_id":"eipalloc-1"}`, "spec.allocation_id", ErrInvalid}, // a bad spec, not a lost race: 400
+		{KindVIP, "x", `{"provider":"linux","address":"10.0.0.100/32"}`, "spec.address", ErrInvalid},
 	}
 	base := validationBase(t)
 	before := snapshotBytes(t, base)
