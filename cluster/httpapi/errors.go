@@ -19,6 +19,9 @@ var (
 	// errLeaderUnreachable: forwarding to the leader failed before an
 	// answer arrived; like no leader, worth retrying shortly.
 	errLeaderUnreachable = errors.New("leader unreachable")
+	// errNotLeaderProbe: a probe reached a node that does not lead (or
+	// could not confirm it does).
+	errNotLeaderProbe = errors.New("this node cannot answer probes")
 )
 
 // Error codes of the {"error": {"code": ...}} body.
@@ -82,7 +85,8 @@ func errorStatus(err error) (status int, detail ErrorDetail, retry bool) {
 		return http.StatusBadRequest, detail, false
 	case errors.Is(err, errMethodNotAllowed):
 		return http.StatusMethodNotAllowed, ErrorDetail{Code: CodeMethodNotAllowed, Message: err.Error()}, false
-	case errors.Is(err, cluster.ErrNoLeader), errors.Is(err, cluster.ErrNotLeader), errors.Is(err, errLeaderUnreachable):
+	case errors.Is(err, cluster.ErrNoLeader), errors.Is(err, cluster.ErrNotLeader), errors.Is(err, errLeaderUnreachable),
+		errors.Is(err, errNotLeaderProbe):
 		return http.StatusServiceUnavailable, ErrorDetail{Code: CodeNoLeader, Message: err.Error()}, true
 	case errors.Is(err, cluster.ErrShutdown):
 		return http.StatusServiceUnavailable, ErrorDetail{Code: CodeUnavailable, Message: err.Error()}, true

@@ -66,6 +66,8 @@ type Config struct {
 	// Leases serves the lease endpoints (*lease.Manager); without it they
 	// answer 404.
 	Leases Leases
+	// Probe answers node probes (*probe.Tracker); without it they answer 404.
+	Probe Prober
 }
 
 // DefaultConfig returns a Config with every optional field at its default;
@@ -253,6 +255,7 @@ func (s *server) apiRoutes() []route {
 		{"DELETE", "/v1/zones/{zone}/evacuate", accessWrite, s.handleZoneEvacuate(false)},
 	}
 	rs = append(rs, s.leaseRoutes()...)
+	rs = append(rs, s.vipRoutes()...)
 	for _, k := range fsm.Kinds {
 		base := "/v1/" + kindPath(k)
 		rs = append(rs,
