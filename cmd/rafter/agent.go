@@ -25,8 +25,6 @@ import (
 	"github.com/rafterlb/rafter/cluster/httpapi"
 	"github.com/rafterlb/rafter/cluster/lease"
 	"github.com/rafterlb/rafter/cluster/tlsutil"
-	"github.com/rafterlb/rafter/cluster/vip"
-	vipaws "github.com/rafterlb/rafter/cluster/vip/aws"
 	"github.com/rafterlb/rafter/cmd/rafter/internal/cli"
 	"github.com/rafterlb/rafter/dataplane/health"
 	"github.com/rafterlb/rafter/fsm"
@@ -253,13 +251,36 @@ func runAgent(ctx context.Context, cfg cli.AgentConfig, deps agentDeps) (err err
 	}
 	wg.Go(func() { leases.Run(workCtx) })
 
-	if err := startAWS(workCtx, &wg, cfg, awsDeps{Client: ec2c, Node: node, Logger: log, Registerer: reg}); err != nil {
+	if err := startDiscovery(workCtx, &wg, cfg, awsDeps{Client: ec2c, Node: node, Logger: log, Registerer: reg}); err != nil {
+		return err
+	}
+	rw, ro := tokens(cfg.Token), tokens(cfg.ReadOnlyToken)
+	fwdTransport := http.DefaultTransport.(*http.Transport).Clone()
+	fwdTransport.TLSClientConfig = tlsc.client
+	fwdTransport.Proxy = nil
+	scheme := "http"
+	if tlsc.adminServer != nil {
+		scheme = "https"
+	}
+	var ownToken string
+	if len(rw) > 0 {
+		ownToken = rw[0]
+	}
+	vips, err := startVIPs(workCtx, &wg, cfg, vipDeps{
+		Node:       node,
+		EC2:        ec2c,
+		Sender:     probeSender(fwdTransport, scheme, ownToken),
+		Logger:     log,
+		Registerer: reg,
+	})
+	if err != nil {
 		return err
 	}
 
 	dp, err := newDataPlane(dataPlaneDeps{
 		Source:     node,
 		BindIP:     cfg.Bind,
+		NodeID:     cfg.NodeID,
 		Zone:       cfg.Zone,
 		Logger:     log.With("component", "dataplane"),
 		AccessLog:  accessLog,
@@ -279,13 +300,9 @@ func runAgent(ctx context.Context, cfg cli.AgentConfig, deps agentDeps) (err err
 		}
 	})
 
-	rw, ro := tokens(cfg.Token), tokens(cfg.ReadOnlyToken)
 	if len(rw)+len(ro) == 0 {
 		log.Warn("admin API authentication is off: pass --token (or RAFTER_TOKEN) to require a bearer token")
 	}
-	fwdTransport := http.DefaultTransport.(*http.Transport).Clone()
-	fwdTransport.TLSClientConfig = tlsc.client
-	fwdTransport.Proxy = nil
 	apiCfg := httpapi.DefaultConfig()
 	apiCfg.Store = node
 	apiCfg.NodeID = cfg.NodeID
@@ -301,6 +318,7 @@ func runAgent(ctx context.Context, cfg cli.AgentConfig, deps agentDeps) (err err
 	}
 	apiCfg.Logger = log.With("component", "admin")
 	apiCfg.Leases = leases
+	apiCfg.Probe = vips.tracker
 	apiCfg.Extra = map[string]http.Handler{
 		"/metrics":   promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
 		"/v1/health": monitor.Handler(),
@@ -328,10 +346,6 @@ func runAgent(ctx context.Context, cfg cli.AgentConfig, deps agentDeps) (err err
 			fatal <- fmt.Errorf("admin API: %w", err)
 		}
 	})
-	scheme := "http"
-	if tlsc.adminServer != nil {
-		scheme = "https"
-	}
 	log.Info("rafter agent started", "admin", scheme+"://"+adminAddr, "raft", cfg.RaftAddr(), "bind", cfg.Bind, "zone", cfg.Zone)
 	if deps.Ready != nil {
 		deps.Ready(agentInfo{NodeID: cfg.NodeID, AdminAddr: adminAddr, Node: node})
@@ -345,19 +359,21 @@ func runAgent(ctx context.Context, cfg cli.AgentConfig, deps agentDeps) (err err
 		log.Error("stopping after a fatal error", "err", runErr)
 	}
 
-	// 1. The data plane finishes in-flight requests (bounded by its own
+	// 1. VIPs move to other nodes while this one still serves.
+	vips.handOver(context.WithoutCancel(ctx))
+	// 2. The data plane finishes in-flight requests (bounded by its own
 	// drain timeout) while the admin API still answers.
 	stopDP()
 	dpWG.Wait()
 	log.Info("data plane stopped")
-	// 2. The admin API.
+	// 3. The admin API.
 	shCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), adminShutdownTimeout)
 	if err := srv.Shutdown(shCtx); err != nil {
 		srv.Close()
 	}
 	cancel()
 	log.Info("admin API stopped")
-	// 3. Health checks and the config watcher; the deferred node.Close
+	// 4. Health checks and the config watcher; the deferred node.Close
 	// runs after them.
 	stopWork()
 	wg.Wait()
@@ -454,58 +470,26 @@ type awsDeps struct {
 	Registerer prometheus.Registerer
 }
 
-// startAWS starts EC2 discovery and the VIP controller as enabled, each in
-// a goroutine owned by wg that stops when ctx ends.
-func startAWS(ctx context.Context, wg *sync.WaitGroup, cfg cli.AgentConfig, d awsDeps) error {
-	if cfg.Discovery {
-		dc := discovery.DefaultConfig()
-		dc.Lister = ec2Lister{d.Client}
-		dc.Writer = d.Node
-		dc.Logger = d.Logger.With("component", "discovery")
-		dc.Registerer = d.Registerer
-		disc, err := discovery.New(dc)
-		if err != nil {
-			return err
-		}
-		leadership, cancel := d.Node.WatchLeadership()
-		wg.Go(func() {
-			defer cancel()
-			_ = disc.Run(ctx, leadership)
-		})
+// startDiscovery starts EC2 discovery when enabled, in a goroutine owned
+// by wg that stops when ctx ends.
+func startDiscovery(ctx context.Context, wg *sync.WaitGroup, cfg cli.AgentConfig, d awsDeps) error {
+	if !cfg.Discovery {
+		return nil
 	}
-	if cfg.VIP {
-		mc := vipaws.DefaultConfig()
-		mc.Client = d.Client
-		mc.Fence = vip.NewFence(d.Node)
-		mc.Targets = vipaws.NodeTargets{}
-		mc.Logger = d.Logger.With("component", "vip-aws")
-		mover, err := vipaws.New(mc)
-		if err != nil {
-			return err
-		}
-		live, err := vip.NewStatusLiveness(d.Node, cfg.VIPDetectAfter, nil)
-		if err != nil {
-			return fmt.Errorf("--vip-detect-after: %w", err)
-		}
-		vc := vip.DefaultConfig()
-		vc.Store = d.Node
-		vc.Liveness = live
-		// Provider "none" VIPs are assigned without a mover; "linux" ones
-		// are left alone by this controller.
-		vc.Movers = map[string]vip.Mover{fsm.ProviderAWSEIP: mover}
-		vc.HoldDown = cfg.VIPHoldDown
-		vc.Registerer = d.Registerer
-		vc.Logger = d.Logger.With("component", "vip")
-		ctrl, err := vip.New(vc)
-		if err != nil {
-			return err
-		}
-		leadership, cancel := d.Node.WatchLeadership()
-		wg.Go(func() {
-			defer cancel()
-			_ = ctrl.Run(ctx, leadership)
-		})
+	dc := discovery.DefaultConfig()
+	dc.Lister = ec2Lister{d.Client}
+	dc.Writer = d.Node
+	dc.Logger = d.Logger.With("component", "discovery")
+	dc.Registerer = d.Registerer
+	disc, err := discovery.New(dc)
+	if err != nil {
+		return err
 	}
+	leadership, cancel := d.Node.WatchLeadership()
+	wg.Go(func() {
+		defer cancel()
+		_ = disc.Run(ctx, leadership)
+	})
 	return nil
 }
 

@@ -14,6 +14,7 @@ import (
 type dataPlaneDeps struct {
 	Source     dataplane.ConfigSource
 	BindIP     string
+	NodeID     string
 	Zone       string
 	Logger     *slog.Logger
 	AccessLog  *slog.Logger
@@ -34,6 +35,7 @@ func newDataPlane(d dataPlaneDeps) (dataPlane, error) {
 	opts.Source = d.Source
 	opts.BindIP = d.BindIP
 	opts.Zone = d.Zone
+	opts.NodeID = d.NodeID
 	opts.Logger = d.Logger
 	opts.AccessLog = d.AccessLog
 	opts.Registerer = d.Registerer

@@ -58,12 +58,17 @@ type AgentConfig struct {
 	AWSInstanceID string
 	AWSENI        string
 	AWSPrivateIP  string
-	// VIP runs the VIP controller; VIPHoldDown is how long a VIP stays
-	// before it moves back home, VIPDetectAfter how long a holder must be
-	// unreachable before it is declared dead.
+	// VIP moves aws-eip VIPs (Elastic IPs) while this node leads;
+	// VIPHoldDown is how long a VIP stays before it moves back home,
+	// VIPDetectAfter how long a holder must be silent before it is
+	// declared dead.
 	VIP            bool
 	VIPHoldDown    time.Duration
 	VIPDetectAfter time.Duration
+	// VIPLinux lets this node hold linux VIPs: it adds their addresses to
+	// VIPInterface (default: the interface that carries --bind).
+	VIPLinux     bool
+	VIPInterface string
 }
 
 // DefaultAgentConfig is a single node on loopback with default ports.
@@ -111,7 +116,9 @@ func BindAgentFlags(fs *pflag.FlagSet, c *AgentConfig) {
 	fs.StringVar(&c.AWSInstanceID, "aws-instance-id", c.AWSInstanceID, "this node's EC2 instance id (i-...)")
 	fs.StringVar(&c.AWSENI, "aws-eni", c.AWSENI, "this node's network interface (eni-...) that Elastic IPs are associated with")
 	fs.StringVar(&c.AWSPrivateIP, "aws-private-ip", c.AWSPrivateIP, "the private IP on --aws-eni that Elastic IPs map to")
-	fs.BoolVar(&c.VIP, "vip", c.VIP, "run the VIP controller (moves aws-eip VIPs while this node leads)")
+	fs.BoolVar(&c.VIP, "vip", c.VIP, "move aws-eip VIPs (Elastic IPs) while this node leads")
+	fs.BoolVar(&c.VIPLinux, "vip-linux", c.VIPLinux, "hold linux VIPs on this node: add their addresses and send gratuitous ARP (needs CAP_NET_ADMIN and CAP_NET_RAW)")
+	fs.StringVar(&c.VIPInterface, "vip-interface", c.VIPInterface, "interface for linux VIPs whose spec names none (default: the interface that carries --bind)")
 	fs.DurationVar(&c.VIPHoldDown, "vip-hold-down", c.VIPHoldDown, "how long a VIP stays on a failover node before it moves back home")
 	fs.DurationVar(&c.VIPDetectAfter, "vip-detect-after", c.VIPDetectAfter, "how long a VIP holder must be unreachable before the VIP moves")
 }
@@ -394,5 +401,8 @@ func (c *AgentConfig) validateAWS(bad func(flag, format string, args ...any)) {
 	}
 	if c.VIPDetectAfter <= 0 {
 		bad("vip-detect-after", "must be positive, got %v", c.VIPDetectAfter)
+	}
+	if c.VIPInterface != "" && !c.VIPLinux {
+		bad("vip-linux", "required with --vip-interface")
 	}
 }

@@ -1,0 +1,215 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/rafterlb/rafter/cluster"
+	"github.com/rafterlb/rafter/cluster/awsec2"
+	"github.com/rafterlb/rafter/cluster/probe"
+	"github.com/rafterlb/rafter/cluster/vip"
+	vipaws "github.com/rafterlb/rafter/cluster/vip/aws"
+	"github.com/rafterlb/rafter/cmd/rafter/internal/cli"
+	"github.com/rafterlb/rafter/fsm"
+)
+
+const (
+	// handoverMargin is added to the linux holder's HandoverDelay for
+	// clock rate differences and scheduling between two nodes.
+	handoverMargin = 200 * time.Millisecond
+	// stopHandoverTimeout bounds how long a stopping node waits for its
+	// VIPs to be assigned elsewhere before it stops serving anyway.
+	stopHandoverTimeout = 5 * time.Second
+)
+
+// linuxKeeper holds this node's linux VIPs (cluster/vip/linux.Keeper).
+type linuxKeeper interface {
+	SetGrants(map[string]uint64)
+	Holding() map[string]uint64
+	Run(ctx context.Context)
+	ReleaseAll() error
+}
+
+// vipDeps is what the VIP machinery needs from the agent.
+type vipDeps struct {
+	Node       *cluster.Node
+	EC2        *awsec2.Client // nil without --vip
+	Sender     probe.Sender
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+}
+
+// vipRuntime is the agent's VIP machinery: the probe tracker (leader side)
+// and prober (every node), the controller that assigns and moves VIPs while
+// this node leads, and with --vip-linux the keeper that holds linux VIPs.
+type vipRuntime struct {
+	nodeID  string
+	node    *cluster.Node
+	log     *slog.Logger
+	tracker *probe.Tracker
+	prober  *probe.Prober
+	keeper  linuxKeeper
+}
+
+// startVIPs builds and starts the VIP machinery; its goroutines belong to
+// wg and stop when ctx ends.
+func startVIPs(ctx context.Context, wg *sync.WaitGroup, cfg cli.AgentConfig, d vipDeps) (*vipRuntime, error) {
+	r := &vipRuntime{nodeID: cfg.NodeID, node: d.Node, log: d.Logger.With("component", "vip")}
+	tracker, err := probe.NewTracker(probe.TrackerConfig{
+		NodeID:       cfg.NodeID,
+		VerifyLeader: d.Node.VerifyLeader,
+		Logger:       d.Logger.With("component", "probe"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	r.tracker = tracker
+	live, err := probe.NewLiveness(tracker, cfg.VIPDetectAfter, nil, func() (string, time.Time, bool) {
+		p, ok := d.Node.Predecessor()
+		return p.ID, p.LastContact, ok
+	})
+	if err != nil {
+		return nil, fmt.Errorf("--vip-detect-after: %w", err)
+	}
+	fence := vip.NewFence(d.Node)
+	movers := map[string]vip.Mover{
+		// The leader only grants a linux VIP; its holder adds the address.
+		fsm.ProviderLinux: &vip.LinuxMover{Fence: fence, Reports: tracker},
+	}
+	if cfg.VIP {
+		mc := vipaws.DefaultConfig()
+		mc.Client = d.EC2
+		mc.Fence = fence
+		mc.Targets = vipaws.NodeTargets{}
+		mc.Logger = d.Logger.With("component", "vip-aws")
+		mover, err := vipaws.New(mc)
+		if err != nil {
+			return nil, err
+		}
+		movers[fsm.ProviderAWSEIP] = mover
+	}
+	tracker.SetGranter(vip.NewHandover(d.Node, tracker, linuxHandoverDelay()+handoverMargin, nil))
+
+	vc := vip.DefaultConfig()
+	vc.Store = d.Node
+	vc.Liveness = live
+	vc.Movers = movers
+	vc.HoldDown = cfg.VIPHoldDown
+	vc.Registerer = d.Registerer
+	vc.Logger = r.log
+	ctrl, err := vip.New(vc)
+	if err != nil {
+		return nil, err
+	}
+
+	if cfg.VIPLinux {
+		r.keeper, err = newLinuxKeeper(cfg, d.Node, func() time.Time { return r.prober.QuorumContact() }, d.Logger)
+		if err != nil {
+			return nil, err
+		}
+	}
+	pc := probe.ProberConfig{
+		NodeID: cfg.NodeID,
+		Leader: d.Node.Leader,
+		Local:  tracker.Handle,
+		Sender: d.Sender,
+		Logger: d.Logger.With("component", "probe"),
+	}
+	if r.keeper != nil {
+		pc.Holding = r.keeper.Holding
+		pc.OnResponse = func(resp probe.Response) { r.keeper.SetGrants(resp.Grants) }
+	}
+	r.prober, err = probe.NewProber(pc)
+	if err != nil {
+		return nil, err
+	}
+
+	trackerLeads, cancelT := d.Node.WatchLeadership()
+	wg.Go(func() {
+		defer cancelT()
+		_ = tracker.Run(ctx, trackerLeads)
+	})
+	ctrlLeads, cancelC := d.Node.WatchLeadership()
+	wg.Go(func() {
+		defer cancelC()
+		_ = ctrl.Run(ctx, ctrlLeads)
+	})
+	wg.Go(func() { r.prober.Run(ctx) })
+	if r.keeper != nil {
+		wg.Go(func() { r.keeper.Run(ctx) })
+	}
+	return r, nil
+}
+
+// handOver runs first on a graceful stop: it tells the leader this node is
+// leaving, waits (bounded) until no VIP is assigned here any more, then
+// drops the linux addresses and tells the leader, so their new holders may
+// claim them. The data plane keeps serving meanwhile.
+func (r *vipRuntime) handOver(ctx context.Context) {
+	if r.holds() == 0 && (r.keeper == nil || len(r.keeper.Holding()) == 0) {
+		r.prober.SetLeaving(true)
+		r.prober.ProbeNow()
+		return
+	}
+	start := time.Now()
+	r.log.Info("handing VIPs over before stopping", "vips", r.holds())
+	r.prober.SetLeaving(true)
+	r.prober.ProbeNow()
+	ctx, cancel := context.WithTimeout(ctx, stopHandoverTimeout)
+	defer cancel()
+	for r.holds() > 0 && ctx.Err() == nil {
+		select {
+		case <-ctx.Done():
+		case <-r.node.Changed():
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	if n := r.holds(); n > 0 {
+		r.log.Warn("VIPs still assigned to this node at stop; they move once the leader sees it gone", "vips", n)
+	}
+	if r.keeper != nil {
+		if err := r.keeper.ReleaseAll(); err != nil {
+			r.log.Error("releasing linux VIPs at stop", "err", err)
+		}
+		// One more answered probe tells the leader the addresses are gone,
+		// which lets the new holders claim them without waiting out the lease.
+		r.prober.ProbeNow()
+		sent := time.Now()
+		for r.prober.QuorumContact().Before(sent) && ctx.Err() == nil {
+			select {
+			case <-ctx.Done():
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}
+	r.log.Info("VIP handover done", "took", time.Since(start).Round(time.Millisecond))
+}
+
+// holds counts the VIPs assigned to this node in its replicated state.
+func (r *vipRuntime) holds() int {
+	n := 0
+	for _, a := range r.node.Config().Assignments {
+		if a.Holder == r.nodeID {
+			n++
+		}
+	}
+	return n
+}
+
+// probeSender sends probes over the admin API with this node's own token.
+func probeSender(transport http.RoundTripper, scheme, token string) probe.Sender {
+	return probe.HTTPSender{
+		Client: &http.Client{
+			Transport:     transport,
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+		Scheme: scheme,
+		Token:  token,
+	}
+}
