@@ -18,6 +18,7 @@ const (
 	CmdApply      CommandType = "apply"       // Objects: a whole manifest, all or nothing, upsert (no prune)
 	CmdRestore    CommandType = "restore"     // Config: replaces listeners/routes/pools/vips/assignments/zones/leases (keeps nodes)
 	CmdAssign     CommandType = "assign"      // Assignment: VIP holder; Token is set by Apply to the entry's index
+	CmdSettle     CommandType = "settle"      // Assignment: VIP and Token; marks that assignment's hand-over complete
 	CmdNodeUpsert CommandType = "node_upsert" // Node
 	CmdNodeRemove CommandType = "node_remove" // NodeID
 	CmdZone       CommandType = "zone"        // Zone: evacuate / restore
@@ -116,7 +117,7 @@ func DecodeCommand(b []byte) (*Command, error) {
 
 func knownCommand(t CommandType) bool {
 	switch t {
-	case CmdPut, CmdDelete, CmdApply, CmdRestore, CmdAssign, CmdNodeUpsert, CmdNodeRemove, CmdZone,
+	case CmdPut, CmdDelete, CmdApply, CmdRestore, CmdAssign, CmdSettle, CmdNodeUpsert, CmdNodeRemove, CmdZone,
 		CmdLeaseGrant, CmdLeaseRevoke, CmdLeaseExpire, CmdBackendRegister, CmdBackendDeregister:
 		return true
 	}
@@ -169,6 +170,8 @@ func Next(c *Config, index uint64, cmd *Command) (*Config, error) {
 		return nextRestore(c, index, cmd)
 	case CmdAssign:
 		return nextAssign(c, index, cmd)
+	case CmdSettle:
+		return nextSettle(c, index, cmd)
 	case CmdNodeUpsert:
 		return nextNodeUpsert(c, index, cmd)
 	case CmdNodeRemove:
@@ -469,6 +472,31 @@ func nextAssign(c *Config, index uint64, cmd *Command) (*Config, error) {
 		Since:  cmd.Time.UTC(),
 		Reason: a.Reason,
 	}
+	return b.c, nil
+}
+
+// nextSettle records that no node but the holder can still have the VIP
+// of the assignment with cmd.Assignment.Token. It refuses any other token,
+// so a late settle never marks a newer assignment.
+func nextSettle(c *Config, index uint64, cmd *Command) (*Config, error) {
+	a := cmd.Assignment
+	if a == nil {
+		return nil, invalidf("assignment", "required")
+	}
+	cur, ok := c.Assignments[a.VIP]
+	if !ok {
+		return nil, notFoundf("assignment.vip", "vip %q has no assignment", a.VIP)
+	}
+	if cur.Token != a.Token {
+		return nil, conflictf("assignment.token", "assignment of vip %q has token %d, not %d", a.VIP, cur.Token, a.Token)
+	}
+	b := newBuilder(c, index)
+	if cur.Settled {
+		return b.c, nil
+	}
+	settled := *cur
+	settled.Settled = true
+	b.assignments()[a.VIP] = &settled
 	return b.c, nil
 }
 

@@ -456,3 +456,37 @@ func TestEncodeDecodeCommand(t *testing.T) {
 		t.Error("EncodeCommand(nil) succeeded")
 	}
 }
+
+func TestSettle(t *testing.T) {
+	base := baseConfig(t)
+	base = mustNext(t, base, PutCommand(obj(KindVIP, "v", `{"provider":"linux","address":"10.0.0.9/24","home_node":"n1"}`), nil))
+	c := mustNext(t, base, &Command{Type: CmdAssign, V: CommandVersion, Assignment: &Assignment{VIP: "v", Holder: "n1"}, Time: fixedTime})
+	tok := c.Assignments["v"].Token
+	settle := func(vip string, token uint64) *Command {
+		return &Command{Type: CmdSettle, V: CommandVersion, Assignment: &Assignment{VIP: vip, Token: token}}
+	}
+	for _, tt := range []struct {
+		name  string
+		cmd   *Command
+		field string
+		err   error
+	}{
+		{"older token", settle("v", tok-1), "assignment.token", ErrConflict},
+		{"no assignment", settle("w", 1), "assignment.vip", ErrNotFound},
+		{"missing", &Command{Type: CmdSettle, V: CommandVersion}, "assignment", ErrInvalid},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Next(c, c.Index+1, tt.cmd)
+			wantFieldError(t, err, tt.field, tt.err)
+		})
+	}
+	s := mustNext(t, c, settle("v", tok))
+	if a := s.Assignments["v"]; !a.Settled || a.Token != tok || a.Holder != "n1" || c.Assignments["v"].Settled {
+		t.Fatalf("after settle %+v (before %+v)", a, c.Assignments["v"])
+	}
+	// A new assignment starts unsettled.
+	n := mustNext(t, s, &Command{Type: CmdAssign, V: CommandVersion, Assignment: &Assignment{VIP: "v", Holder: "n2"}, Time: fixedTime})
+	if n.Assignments["v"].Settled {
+		t.Fatal("a new assignment inherited settled")
+	}
+}

@@ -322,6 +322,9 @@ type Assignment struct {
 	Token  uint64    `json:"token"`
 	Since  time.Time `json:"since"`
 	Reason string    `json:"reason,omitempty"`
+	// Settled: the hand-over to Holder is complete; no other node can
+	// still have the address (linux VIPs: every other node let go).
+	Settled bool `json:"settled,omitempty"`
 }
 
 // Node is a cluster member as the cluster knows it.

@@ -78,8 +78,13 @@ func (l *Liveness) Alive(id string) (bool, time.Time) {
 		}
 	}
 	heard := r.Arrived
-	if at, ok := l.hints[id]; ok && !r.Reported {
-		heard = at
+	if !r.Reported {
+		// Not heard in this term: give it a detection period from the
+		// term's start, unless a hint says it went quiet before.
+		heard = start
+		if at, ok := l.hints[id]; ok {
+			heard = at
+		}
 	}
 	alive := !r.Leaving && now.Sub(heard) < l.detectAfter
 	if id == l.t.cfg.NodeID {

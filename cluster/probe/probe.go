@@ -45,8 +45,9 @@ type Response struct {
 
 // Report is the leader's record of one node in the current term.
 type Report struct {
-	// Arrived: when the node's last probe arrived, or the start of this
-	// term when none has arrived in it (then Reported is false).
+	// Arrived: when the node's last probe arrived, or, when none has
+	// arrived in this term (then Reported is false), the latest instant its
+	// lease from an earlier leader can have started (TrackerConfig.PriorQuiet).
 	Arrived  time.Time
 	Reported bool
 	Holding  map[string]uint64

@@ -174,7 +174,7 @@ func TestTrackerBatchesRounds(t *testing.T) {
 func TestLiveness(t *testing.T) {
 	now := time.Date(2025, 1, 1, 12, 0, 0, 0, time.UTC)
 	clock := func() time.Time { return now }
-	tr, _ := NewTracker(TrackerConfig{NodeID: "n1", VerifyLeader: func(context.Context) error { return nil }, Now: func() time.Time { return now }})
+	tr, _ := NewTracker(TrackerConfig{NodeID: "n1", VerifyLeader: func(context.Context) error { return nil }, Now: func() time.Time { return now }, PriorQuiet: 500 * time.Millisecond})
 	hintAt := now.Add(-400 * time.Millisecond)
 	l, err := NewLiveness(tr, 500*time.Millisecond, clock, func() (string, time.Time, bool) { return "n0", hintAt, true })
 	if err != nil {
@@ -190,6 +190,9 @@ func TestLiveness(t *testing.T) {
 
 	if ok, _ := l.Alive("n2"); !ok {
 		t.Fatal("a node not yet heard in a new term is dead at once")
+	}
+	if r, _ := tr.Report("n2"); !r.Arrived.Equal(termStart.Add(-500 * time.Millisecond)) {
+		t.Fatalf("Report of a node not heard: arrived %v, want PriorQuiet before the term start", r.Arrived)
 	}
 	if ok, _ := l.Alive("n0"); !ok {
 		t.Fatal("the predecessor heard 400ms ago is dead already")

@@ -28,6 +28,13 @@ type TrackerConfig struct {
 	// ConfirmTimeout bounds one confirmation round and a probe's wait for
 	// one (default 1s).
 	ConfirmTimeout time.Duration
+	// PriorQuiet is Raft's heartbeat timeout, or 0. Every probe answer an
+	// earlier leader gave was confirmed by a quorum, and a quorum that
+	// elected this leader includes one of those nodes, which voted only
+	// after hearing nothing for that long. So every lease an earlier
+	// leader granted started at least PriorQuiet before this term began,
+	// and a node not heard in this term counts as last heard then.
+	PriorQuiet time.Duration
 	Now            func() time.Time
 	Logger         *slog.Logger
 }
@@ -64,6 +71,8 @@ func NewTracker(cfg TrackerConfig) (*Tracker, error) {
 		return nil, errors.New("probe: tracker.verify_leader: required")
 	case cfg.ConfirmTimeout < 0:
 		return nil, errors.New("probe: tracker.confirm_timeout: must not be negative")
+	case cfg.PriorQuiet < 0:
+		return nil, errors.New("probe: tracker.prior_quiet: must not be negative")
 	}
 	if cfg.ConfirmTimeout == 0 {
 		cfg.ConfirmTimeout = time.Second
@@ -224,7 +233,7 @@ func (t *Tracker) Handle(ctx context.Context, req Request) (Response, error) {
 
 // Report returns the record of node in this term; ok is false when this
 // node does not lead. A node not heard from in this term reports
-// Arrived = the term's start and Reported false.
+// Arrived = the term's start less PriorQuiet, and Reported false.
 func (t *Tracker) Report(node string) (Report, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -233,7 +242,7 @@ func (t *Tracker) Report(node string) (Report, bool) {
 	}
 	r, ok := t.reports[node]
 	if !ok {
-		return Report{Arrived: t.termStart}, true
+		return Report{Arrived: t.termStart.Add(-t.cfg.PriorQuiet)}, true
 	}
 	r.Holding = maps.Clone(r.Holding)
 	return r, true

@@ -16,7 +16,10 @@ type Reports interface {
 }
 
 // Handover decides, on the leader, when the holder of a Linux VIP may add
-// its address: only once no other node can still have it. Every other node
+// its address: only once no other node can still have it. A settled
+// assignment (fsm.Assignment.Settled) is known to be past that point, and
+// its holder may claim it again at once, after a leader change too.
+// Otherwise every other node
 // must either have reported (in a probe sent after it applied the current
 // assignment, since probes are sequential) that it does not hold the VIP,
 // or have been silent for Delay: its lease (measured from the send time of
@@ -50,7 +53,7 @@ func (h *Handover) Grants(node string) map[string]uint64 {
 		if !ok || a.Holder != node || v.Spec.Provider != fsm.ProviderLinux {
 			continue
 		}
-		if !h.clear(cfg, name, node, reports) {
+		if !a.Settled && !h.clear(cfg, name, node, reports) {
 			continue
 		}
 		if out == nil {
@@ -90,11 +93,17 @@ func (h *Handover) clear(cfg *fsm.Config, vip, holder string, reports map[string
 
 // LinuxMover is the leader's Mover for Linux VIPs. The leader writes no
 // address itself: the holder adds it once Handover grants it. Move returns
-// when the holder reports it holds the VIP with this token.
+// when the holder reports it holds the VIP with this token, after
+// recording through Store that the hand-over is settled.
 type LinuxMover struct {
 	Fence   *Fence
 	Reports Reports
-	Poll    time.Duration // default 20ms
+	// Store writes the settle command (cluster.Node); nil: not recorded,
+	// so a later leader waits out the hand-over delay again.
+	Store interface {
+		Apply(ctx context.Context, cmd *fsm.Command) (uint64, error)
+	}
+	Poll time.Duration // default 20ms
 }
 
 var (
@@ -120,7 +129,7 @@ func (m *LinuxMover) Move(ctx context.Context, v fsm.VIP, target fsm.Node, token
 			fenced = now
 		}
 		if m.holds(v.Name, target.ID, token) {
-			return nil
+			return m.settle(ctx, v.Name, token)
 		}
 		select {
 		case <-ctx.Done():
@@ -130,7 +139,19 @@ func (m *LinuxMover) Move(ctx context.Context, v fsm.VIP, target fsm.Node, token
 	}
 }
 
-// InPlace reports whether holder says it holds v with its current token.
+func (m *LinuxMover) settle(ctx context.Context, vip string, token uint64) error {
+	if m.Store == nil {
+		return nil
+	}
+	cmd := &fsm.Command{Type: fsm.CmdSettle, V: fsm.CommandVersion, Assignment: &fsm.Assignment{VIP: vip, Token: token}}
+	if _, err := m.Store.Apply(ctx, cmd); err != nil {
+		return fmt.Errorf("vip: %s: recording the hand-over of token %d: %w", vip, token, err)
+	}
+	return nil
+}
+
+// InPlace reports whether holder says it holds v with its current token
+// and that hand-over is settled.
 func (m *LinuxMover) InPlace(_ context.Context, v fsm.VIP, holder fsm.Node) (bool, error) {
 	r, ok := m.Reports.Report(holder.ID)
 	if !ok {
@@ -139,7 +160,8 @@ func (m *LinuxMover) InPlace(_ context.Context, v fsm.VIP, holder fsm.Node) (boo
 	tok, holds := r.Holding[v.Name]
 	cfg := m.Fence.store.Config()
 	a, assigned := cfg.Assignments[v.Name]
-	return holds && assigned && tok == a.Token, nil
+	// Unsettled, the hand-over must still be recorded: Move does that.
+	return holds && assigned && tok == a.Token && a.Settled, nil
 }
 
 func (m *LinuxMover) holds(vip, node string, token uint64) bool {

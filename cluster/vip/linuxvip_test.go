@@ -59,6 +59,7 @@ func TestHandoverGrants(t *testing.T) {
 		reports map[string]probe.Report
 		node    string
 		want    map[string]uint64
+		settled bool
 	}{
 		{
 			name:    "others reported not holding: granted at once",
@@ -99,6 +100,16 @@ func TestHandoverGrants(t *testing.T) {
 			want: map[string]uint64{"a": 20},
 		},
 		{
+			name:    "a settled assignment is granted although a node is silent",
+			leading: true,
+			settled: true,
+			reports: map[string]probe.Report{
+				"n1": {Arrived: now.Add(-delay + time.Millisecond), Reported: true, Holding: map[string]uint64{"other": 1}},
+			},
+			node: "n2",
+			want: map[string]uint64{"a": 20},
+		},
+		{
 			name:    "only the holder gets grants",
 			leading: true,
 			reports: map[string]probe.Report{
@@ -117,12 +128,24 @@ func TestHandoverGrants(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			rep := &fakeReports{leading: tt.leading, r: tt.reports}
 			cfg := linuxConfig()
+			cfg.Assignments["a"].Settled = tt.settled
 			h := vip.NewHandover(fixedConfig{cfg}, rep, delay, func() time.Time { return now })
 			if got := h.Grants(tt.node); !maps.Equal(got, tt.want) {
 				t.Fatalf("Grants(%s) = %v, want %v", tt.node, got, tt.want)
 			}
 		})
 	}
+}
+
+// settleStore records the commands a LinuxMover writes.
+type settleStore struct {
+	cfg  *fsm.Config
+	cmds []*fsm.Command
+}
+
+func (s *settleStore) Apply(_ context.Context, cmd *fsm.Command) (uint64, error) {
+	s.cmds = append(s.cmds, cmd)
+	return s.cfg.Index + 1, nil
 }
 
 type fixedConfig struct{ cfg *fsm.Config }
@@ -132,7 +155,8 @@ func (f fixedConfig) Config() *fsm.Config { return f.cfg }
 func TestLinuxMoverWaitsForTheHolder(t *testing.T) {
 	cfg := linuxConfig()
 	rep := &fakeReports{leading: true, r: map[string]probe.Report{}}
-	m := &vip.LinuxMover{Fence: vip.NewFence(&fenceStore{cfg: cfg}), Reports: rep, Poll: time.Millisecond}
+	settles := &settleStore{cfg: cfg}
+	m := &vip.LinuxMover{Fence: vip.NewFence(&fenceStore{cfg: cfg}), Reports: rep, Store: settles, Poll: time.Millisecond}
 	v, n2 := *cfg.VIPs["a"], *cfg.Nodes["n2"]
 
 	done := make(chan error, 1)
@@ -160,6 +184,13 @@ func TestLinuxMoverWaitsForTheHolder(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Move did not return after the holder reported")
 	}
+	if len(settles.cmds) != 1 || settles.cmds[0].Type != fsm.CmdSettle || settles.cmds[0].Assignment.Token != 20 {
+		t.Fatalf("settle commands %+v, want one for token 20", settles.cmds)
+	}
+	if in, err := m.InPlace(context.Background(), v, n2); in || err != nil {
+		t.Fatalf("InPlace before the settle applied = %v, %v; want false", in, err)
+	}
+	cfg.Assignments["a"].Settled = true
 	if in, err := m.InPlace(context.Background(), v, n2); !in || err != nil {
 		t.Fatalf("InPlace = %v, %v; want true", in, err)
 	}

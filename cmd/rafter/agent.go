@@ -267,11 +267,12 @@ func runAgent(ctx context.Context, cfg cli.AgentConfig, deps agentDeps) (err err
 		ownToken = rw[0]
 	}
 	vips, err := startVIPs(workCtx, &wg, cfg, vipDeps{
-		Node:       node,
-		EC2:        ec2c,
-		Sender:     probeSender(fwdTransport, scheme, ownToken),
-		Logger:     log,
-		Registerer: reg,
+		Node:             node,
+		EC2:              ec2c,
+		Sender:           probeSender(fwdTransport, scheme, ownToken),
+		HeartbeatTimeout: ccfg.HeartbeatTimeout,
+		Logger:           log,
+		Registerer:       reg,
 	})
 	if err != nil {
 		return err

@@ -38,11 +38,13 @@ type linuxKeeper interface {
 
 // vipDeps is what the VIP machinery needs from the agent.
 type vipDeps struct {
-	Node       *cluster.Node
-	EC2        *awsec2.Client // nil without --vip
-	Sender     probe.Sender
-	Logger     *slog.Logger
-	Registerer prometheus.Registerer
+	Node   *cluster.Node
+	EC2    *awsec2.Client // nil without --vip
+	Sender probe.Sender
+	// HeartbeatTimeout is Raft's (see probe.TrackerConfig.PriorQuiet).
+	HeartbeatTimeout time.Duration
+	Logger           *slog.Logger
+	Registerer       prometheus.Registerer
 }
 
 // vipRuntime is the agent's VIP machinery: the probe tracker (leader side)
@@ -64,6 +66,7 @@ func startVIPs(ctx context.Context, wg *sync.WaitGroup, cfg cli.AgentConfig, d v
 	tracker, err := probe.NewTracker(probe.TrackerConfig{
 		NodeID:       cfg.NodeID,
 		VerifyLeader: d.Node.VerifyLeader,
+		PriorQuiet:   d.HeartbeatTimeout,
 		Logger:       d.Logger.With("component", "probe"),
 	})
 	if err != nil {
@@ -80,7 +83,7 @@ func startVIPs(ctx context.Context, wg *sync.WaitGroup, cfg cli.AgentConfig, d v
 	fence := vip.NewFence(d.Node)
 	movers := map[string]vip.Mover{
 		// The leader only grants a linux VIP; its holder adds the address.
-		fsm.ProviderLinux: &vip.LinuxMover{Fence: fence, Reports: tracker},
+		fsm.ProviderLinux: &vip.LinuxMover{Fence: fence, Reports: tracker, Store: d.Node},
 	}
 	if cfg.VIP {
 		mc := vipaws.DefaultConfig()
@@ -109,7 +112,8 @@ func startVIPs(ctx context.Context, wg *sync.WaitGroup, cfg cli.AgentConfig, d v
 	}
 
 	if cfg.VIPLinux {
-		r.keeper, err = newLinuxKeeper(cfg, d.Node, func() time.Time { return r.prober.QuorumContact() }, d.Logger)
+		r.keeper, err = newLinuxKeeper(cfg, d.Node, func() time.Time { return r.prober.QuorumContact() },
+			func() { r.prober.ProbeNow() }, d.Logger)
 		if err != nil {
 			return nil, err
 		}

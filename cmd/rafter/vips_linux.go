@@ -18,7 +18,7 @@ import (
 // it may give that holder's linux VIPs to another node.
 func linuxHandoverDelay() time.Duration { return viplinux.DefaultOptions().HandoverDelay() }
 
-func newLinuxKeeper(cfg cli.AgentConfig, node *cluster.Node, contact func() time.Time, log *slog.Logger) (linuxKeeper, error) {
+func newLinuxKeeper(cfg cli.AgentConfig, node *cluster.Node, contact func() time.Time, wantGrant func(), log *slog.Logger) (linuxKeeper, error) {
 	iface := cfg.VIPInterface
 	if iface == "" {
 		var err error
@@ -38,6 +38,7 @@ func newLinuxKeeper(cfg cli.AgentConfig, node *cluster.Node, contact func() time
 		Store:         node,
 		Holder:        h,
 		QuorumContact: contact,
+		WantGrant:     wantGrant,
 		Logger:        opts.Logger,
 	})
 	if err != nil {

@@ -60,7 +60,7 @@ func (n *Node) args() []string {
 			join = append(join, o.AdminAddr())
 		}
 	}
-	return []string{
+	args := []string{
 		"netns", "exec", n.NS(), n.rig.opts.Bin, "agent",
 		"--node-id", n.Name, "--zone", n.Zone, "--data-dir", n.DataDir,
 		"--bind", n.IP,
@@ -72,6 +72,7 @@ func (n *Node) args() []string {
 		"--insecure-transport",
 		"--token", n.rig.opts.Token, "--access-log", "off",
 	}
+	return append(args, n.rig.opts.ExtraArgs...)
 }
 
 // Start starts the agent, or starts it again with the same data dir after

@@ -45,6 +45,8 @@ type Options struct {
 	Token string
 	// AdminPort and RaftPort are the same on every node, as on real hosts.
 	AdminPort, RaftPort int
+	// ExtraArgs are appended to every agent's command line.
+	ExtraArgs []string
 }
 
 // DefaultOptions is a 3-node rig.

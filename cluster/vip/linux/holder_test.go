@@ -312,7 +312,7 @@ func TestOptionsValidate(t *testing.T) {
 			t.Errorf("%+v: Validate = %v, want field %q", tc.o, err, tc.field)
 		}
 	}
-	if got, want := DefaultOptions().HandoverDelay(), 2*time.Second; got != want {
+	if got, want := DefaultOptions().HandoverDelay(), 1800*time.Millisecond; got != want {
 		t.Errorf("HandoverDelay = %s, want %s", got, want)
 	}
 }

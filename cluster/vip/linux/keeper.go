@@ -26,6 +26,10 @@ type KeeperConfig struct {
 	// QuorumContact is the send time of this node's last probe the leader
 	// answered (probe.Prober.QuorumContact); the lease runs from it.
 	QuorumContact func() time.Time
+	// WantGrant, if set, is called while the state names this node holder
+	// of a VIP it has no grant for, so the next probe goes out at once
+	// (probe.Prober.ProbeNow).
+	WantGrant func()
 	// Every bounds how long a change in lease or grants waits to be acted
 	// on (default 100ms).
 	Every  time.Duration
@@ -173,7 +177,12 @@ func (k *Keeper) reconcile(ctx context.Context) {
 			continue
 		}
 		if g, ok := grants[name]; !ok || g != a.Token {
-			continue // the leader has not yet seen every other node let go
+			// The leader has not yet seen every other node let go; ask
+			// again at once rather than at the next probe interval.
+			if k.cfg.WantGrant != nil {
+				k.cfg.WantGrant()
+			}
+			continue
 		}
 		if err := k.cfg.Holder.Claim(ctx, *v, a.Token); err != nil {
 			if k.failures[name] != err.Error() {

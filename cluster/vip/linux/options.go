@@ -94,8 +94,9 @@ func (o Options) withDefaults() Options {
 // whenever an address is replaced, as every renewal does, and schedules the
 // next check at the earliest expiry, rounding it up to a whole second only
 // when that adds less than a quarter second. TestKernelDropsExpiredAddress
-// measures the lateness; this keeps twice the bound.
-const kernelSlack = 500 * time.Millisecond
+// measures the lateness (at most 160ms here, polling included); this
+// keeps nearly twice that.
+const kernelSlack = 300 * time.Millisecond
 
 // HandoverDelay is the least time the leader must let pass after the last
 // moment this node could have had quorum contact before it gives one of
