@@ -26,6 +26,10 @@ type AssignmentView struct {
 	Holder string    `json:"holder"`
 	Token  uint64    `json:"token"`
 	Since  time.Time `json:"since"`
+	Reason string    `json:"reason,omitempty"`
+	// Settled: the hand-over to Holder completed (linux: every other node
+	// let go; see fsm.Assignment.Settled).
+	Settled bool `json:"settled,omitempty"`
 }
 
 // ListResponse answers GET /v1/{kinds}.
@@ -43,7 +47,7 @@ func item(cfg *fsm.Config, o fsm.Object) Item {
 	it := Item{Kind: o.Kind, Name: o.Name, Spec: o.Spec, ModifyIndex: o.ModifyIndex}
 	if o.Kind == fsm.KindVIP && cfg.Assignments != nil {
 		if a, ok := cfg.Assignments[o.Name]; ok && a != nil && a.Holder != "" {
-			it.Assignment = &AssignmentView{Holder: a.Holder, Token: a.Token, Since: a.Since}
+			it.Assignment = &AssignmentView{Holder: a.Holder, Token: a.Token, Since: a.Since, Reason: a.Reason, Settled: a.Settled}
 		}
 	}
 	return it

@@ -53,6 +53,7 @@ func NewRoot(s Streams, extra ...*cobra.Command) *cobra.Command {
 		newNodeCmd(s),
 		newSnapshotCmd(s),
 		newZoneCmd(s),
+		newVIPCmd(s),
 		newRegisterCmd(s),
 		newTLSCmd(s),
 		newVersionCmd(s),

@@ -1,0 +1,63 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/rafterlb/rafter/fsm"
+)
+
+// VIP is one VIP as GET /v1/vips answers it: its spec and, once assigned,
+// which node holds it.
+type VIP struct {
+	Name        string         `json:"name"`
+	Spec        fsm.VIPSpec    `json:"spec"`
+	ModifyIndex uint64         `json:"modify_index"`
+	Assignment  *VIPAssignment `json:"assignment,omitempty"`
+}
+
+// VIPAssignment is a VIP's holder; Token is the Raft index that made the
+// assignment, Settled that the hand-over to Holder completed.
+type VIPAssignment struct {
+	Holder  string    `json:"holder"`
+	Token   uint64    `json:"token"`
+	Since   time.Time `json:"since"`
+	Reason  string    `json:"reason,omitempty"`
+	Settled bool      `json:"settled,omitempty"`
+}
+
+// VIPs answers every VIP with its assignment, sorted by name.
+func (c *Client) VIPs(ctx context.Context) ([]VIP, Meta, error) {
+	var out struct {
+		Items []VIP  `json:"items"`
+		Index uint64 `json:"index"`
+	}
+	m, err := c.do(ctx, http.MethodGet, "/v1/vips", nil, nil, "", &out)
+	if err == nil && m.Index == 0 {
+		m.Index = out.Index
+	}
+	return out.Items, m, err
+}
+
+// MoveResult answers MoveVIP: the new assignment.
+type MoveResult struct {
+	Assignment fsm.Assignment `json:"assignment"`
+	Index      uint64         `json:"index"`
+}
+
+// MoveVIP assigns VIP name to node to (POST /v1/vips/{name}/move); the
+// leader then moves the address. No failback undoes it. A node that is not
+// a member or candidate, or is in an evacuated zone, is an *APIError with
+// Status 400 and Field "to".
+func (c *Client) MoveVIP(ctx context.Context, name, to string) (MoveResult, error) {
+	body, err := json.Marshal(map[string]string{"to": to})
+	if err != nil {
+		return MoveResult{}, err
+	}
+	var res MoveResult
+	_, err = c.do(ctx, http.MethodPost, "/v1/vips/"+url.PathEscape(name)+"/move", nil, body, "application/json", &res)
+	return res, err
+}
