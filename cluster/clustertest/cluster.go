@@ -231,6 +231,14 @@ func (c *Cluster) Partition(ids ...string) {
 	}
 }
 
+// Connected reports whether the current partition lets a and b talk (it
+// says nothing of whether they run).
+func (c *Cluster) Connected(a, b string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.island == nil || c.island[a] == c.island[b]
+}
+
 // Heal ends the partition.
 func (c *Cluster) Heal() {
 	c.mu.Lock()

@@ -17,6 +17,7 @@ import (
 	"github.com/rafterlb/rafter/cluster/awsec2"
 	"github.com/rafterlb/rafter/cluster/clustertest"
 	"github.com/rafterlb/rafter/cluster/vip"
+	"github.com/rafterlb/rafter/cluster/probe"
 	vipaws "github.com/rafterlb/rafter/cluster/vip/aws"
 	"github.com/rafterlb/rafter/fsm"
 	"github.com/rafterlb/rafter/internal/fakeec2"
@@ -36,8 +37,29 @@ type rig struct {
 	tune    func(*vip.Config)
 	logs    *syncBuffer
 
-	mu    sync.Mutex
-	ctrls map[string]*runningController
+	mu       sync.Mutex
+	ctrls    map[string]*runningController
+	trackers map[string]*probe.Tracker
+}
+
+// Send delivers a probe in-process to the leader's Tracker, as long as the
+// partition lets the two nodes talk and the leader runs.
+func (r *rig) send(from string) probe.Sender { return rigSender{r, from} }
+
+type rigSender struct {
+	r    *rig
+	from string
+}
+
+func (s rigSender) Send(ctx context.Context, leaderID, _ string, req probe.Request) (probe.Response, error) {
+	s.r.mu.Lock()
+	tr := s.r.trackers[leaderID]
+	s.r.mu.Unlock()
+	if tr == nil || !s.r.c.Connected(s.from, leaderID) {
+		<-ctx.Done() // silently dropped, like a partition
+		return probe.Response{}, ctx.Err()
+	}
+	return tr.Handle(ctx, req)
 }
 
 type runningController struct {
@@ -55,7 +77,7 @@ func newRig(t *testing.T, o rigOptions) *rig {
 	t.Helper()
 	c := clustertest.NewCluster(t, 3)
 	client, fake, targets := newEC2(t, c.IDs(), o.sdk)
-	r := &rig{t: t, c: c, fake: fake, client: client, targets: targets, tune: o.tune, logs: &syncBuffer{}, ctrls: map[string]*runningController{}}
+	r := &rig{t: t, c: c, fake: fake, client: client, targets: targets, tune: o.tune, logs: &syncBuffer{}, ctrls: map[string]*runningController{}, trackers: map[string]*probe.Tracker{}}
 	t.Cleanup(func() {
 		r.mu.Lock()
 		ids := make([]string, 0, len(r.ctrls))
@@ -98,7 +120,19 @@ func (r *rig) startController(id string) {
 	t.Helper()
 	node := r.c.Node(id)
 	log := slog.New(slog.NewTextHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug})).With("node", id)
-	live, err := vip.NewStatusLiveness(node, 0, nil)
+	// Liveness comes from probes, as in the agent.
+	tracker, err := probe.NewTracker(probe.TrackerConfig{NodeID: id, VerifyLeader: node.VerifyLeader, PriorQuiet: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	live, err := probe.NewLiveness(tracker, 0, nil, func() (string, time.Time, bool) {
+		p, ok := node.Predecessor()
+		return p.ID, p.LastContact, ok
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	prober, err := probe.NewProber(probe.ProberConfig{NodeID: id, Leader: node.Leader, Local: tracker.Handle, Sender: r.send(id)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,15 +160,25 @@ func (r *rig) startController(id string) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	leadership, unwatch := node.WatchLeadership()
+	trackerLeads, unwatchT := node.WatchLeadership()
 	done := make(chan error, 1)
 	go func() { done <- ctrl.Run(ctx, leadership) }()
+	var bg sync.WaitGroup
+	bg.Go(func() { _ = tracker.Run(ctx, trackerLeads) })
+	bg.Go(func() { prober.Run(ctx) })
 	r.mu.Lock()
+	r.trackers[id] = tracker
 	r.ctrls[id] = &runningController{ctrl: ctrl, reg: reg, stop: func() {
+		r.mu.Lock()
+		delete(r.trackers, id)
+		r.mu.Unlock()
 		cancel()
 		unwatch()
+		unwatchT()
 		if err := <-done; err != nil {
 			t.Errorf("controller %s: %v", id, err)
 		}
+		bg.Wait()
 	}}
 	r.mu.Unlock()
 }
