@@ -305,6 +305,21 @@ func (t *term) assign(d Decision, now time.Time) {
 	t.causes[d.VIP] = cause{token: token, reason: d.Reason, start: start}
 }
 
+// settle records that the move of a is complete: the address is where the
+// assignment says and, for linux VIPs, no other node can still have it. A
+// later leader then grants it again without waiting, and operators see it.
+func (t *term) settle(a *fsm.Assignment) {
+	if a.Settled {
+		return
+	}
+	cmd := &fsm.Command{Type: fsm.CmdSettle, V: fsm.CommandVersion, Assignment: &fsm.Assignment{VIP: a.VIP, Token: a.Token}}
+	ctx, cancel := context.WithTimeout(t.ctx, t.c.cfg.ApplyTimeout)
+	defer cancel()
+	if _, err := t.c.cfg.Store.Apply(ctx, cmd); err != nil && t.ctx.Err() == nil && !errors.Is(err, fsm.ErrConflict) {
+		t.c.log.Warn("recording a completed vip move failed", "vip", a.VIP, "token", a.Token, "err", err)
+	}
+}
+
 // dispatch starts the move of one VIP's assignment unless it is done,
 // running, or backing off. A running move for an older token is cancelled;
 // its successor starts once it has returned.
@@ -323,6 +338,7 @@ func (t *term) dispatch(cfg *fsm.Config, name string, now time.Time) {
 	mover := t.c.cfg.Movers[v.Spec.Provider]
 	if mover == nil {
 		t.done[name] = a.Token // provider "none": the assignment is all there is
+		t.settle(a)
 		return
 	}
 	if r, ok := t.retries[name]; ok && r.token == a.Token && now.Before(r.at) {
@@ -386,6 +402,9 @@ func (t *term) handle(r result) {
 		if r.err == nil {
 			t.done[r.vip] = r.token
 			delete(t.retries, r.vip)
+			if a, ok := c.cfg.Store.Config().Assignments[r.vip]; ok && a.Token == r.token {
+				t.settle(a)
+			}
 			attrs := []any{"vip", r.vip, "token", r.token}
 			if cs, ok := t.causes[r.vip]; ok && cs.token == r.token {
 				took := now.Sub(cs.start)

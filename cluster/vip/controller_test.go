@@ -155,6 +155,11 @@ func TestControllerRetriesAndAssignsNone(t *testing.T) {
 	if _, moved := on["dns-only"]; moved {
 		t.Fatal("provider none was moved")
 	}
+	// Completed moves are recorded as settled, for every provider.
+	pollT(t, "both assignments settled", func() bool {
+		cfg := r.c.Leader(t).Config()
+		return cfg.Assignments["eip"].Settled && cfg.Assignments["dns-only"].Settled
+	})
 	cfg := r.c.Leader(t).Config()
 	if a := cfg.Assignments["dns-only"]; a == nil || a.Holder != "node3" || a.Reason != vip.ReasonInitial {
 		t.Fatalf("dns-only assignment %+v", a)

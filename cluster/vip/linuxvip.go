@@ -93,17 +93,12 @@ func (h *Handover) clear(cfg *fsm.Config, vip, holder string, reports map[string
 
 // LinuxMover is the leader's Mover for Linux VIPs. The leader writes no
 // address itself: the holder adds it once Handover grants it. Move returns
-// when the holder reports it holds the VIP with this token, after
-// recording through Store that the hand-over is settled.
+// when the holder reports it holds the VIP with this token; the Controller
+// then records the hand-over as settled.
 type LinuxMover struct {
 	Fence   *Fence
 	Reports Reports
-	// Store writes the settle command (cluster.Node); nil: not recorded,
-	// so a later leader waits out the hand-over delay again.
-	Store interface {
-		Apply(ctx context.Context, cmd *fsm.Command) (uint64, error)
-	}
-	Poll time.Duration // default 20ms
+	Poll    time.Duration // default 20ms
 }
 
 var (
@@ -129,7 +124,7 @@ func (m *LinuxMover) Move(ctx context.Context, v fsm.VIP, target fsm.Node, token
 			fenced = now
 		}
 		if m.holds(v.Name, target.ID, token) {
-			return m.settle(ctx, v.Name, token)
+			return nil
 		}
 		select {
 		case <-ctx.Done():
@@ -137,17 +132,6 @@ func (m *LinuxMover) Move(ctx context.Context, v fsm.VIP, target fsm.Node, token
 		case <-tick.C:
 		}
 	}
-}
-
-func (m *LinuxMover) settle(ctx context.Context, vip string, token uint64) error {
-	if m.Store == nil {
-		return nil
-	}
-	cmd := &fsm.Command{Type: fsm.CmdSettle, V: fsm.CommandVersion, Assignment: &fsm.Assignment{VIP: vip, Token: token}}
-	if _, err := m.Store.Apply(ctx, cmd); err != nil {
-		return fmt.Errorf("vip: %s: recording the hand-over of token %d: %w", vip, token, err)
-	}
-	return nil
 }
 
 // InPlace reports whether holder says it holds v with its current token

@@ -83,7 +83,7 @@ func startVIPs(ctx context.Context, wg *sync.WaitGroup, cfg cli.AgentConfig, d v
 	fence := vip.NewFence(d.Node)
 	movers := map[string]vip.Mover{
 		// The leader only grants a linux VIP; its holder adds the address.
-		fsm.ProviderLinux: &vip.LinuxMover{Fence: fence, Reports: tracker, Store: d.Node},
+		fsm.ProviderLinux: &vip.LinuxMover{Fence: fence, Reports: tracker},
 	}
 	if cfg.VIP {
 		mc := vipaws.DefaultConfig()
@@ -167,7 +167,9 @@ func (r *vipRuntime) handOver(ctx context.Context) {
 	r.prober.ProbeNow()
 	ctx, cancel := context.WithTimeout(ctx, stopHandoverTimeout)
 	defer cancel()
-	for r.holds() > 0 && ctx.Err() == nil {
+	// Wait only while the leader answers: when the whole cluster stops at
+	// once nobody is left to take the VIPs.
+	for r.holds() > 0 && ctx.Err() == nil && time.Since(r.prober.QuorumContact()) < time.Second {
 		select {
 		case <-ctx.Done():
 		case <-r.node.Changed():

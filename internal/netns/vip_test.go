@@ -450,3 +450,29 @@ func TestVIPPartitionLeaderZone(t *testing.T) {
 	f.report(t)
 	r.Heal()
 }
+
+// TestVIPGracefulStop stops the holder with SIGTERM: it hands the VIP over
+// while it still serves, so the client sees at most a short gap, and it
+// never holds the VIP at the same time as its successor.
+func TestVIPGracefulStop(t *testing.T) {
+	r := newVIPCluster(t, "n2")
+	holder := r.Node("n2")
+	if r.Leader(60*time.Second) == holder {
+		moveLeadership(t, r, holder, false)
+		waitHolder(t, r, vipIP(0), holder.Name, 60*time.Second)
+	}
+	w := startWatch(r, vipIP(0))
+	time.Sleep(500 * time.Millisecond)
+	stopped := time.Now()
+	holder.Stop()
+	took := time.Since(stopped)
+	to := failedOver(t, r, vipIP(0), holder.Name)
+	w.stop()
+	noTwoHolders(t, r, vipIP(0), w.samples)
+	handover(t, w.samples, holder.Name)
+	gap, lost := outageOf(w, stopped)
+	t.Logf("SIGTERM hand-over to %s: stop took %s; client gap %s, %d requests lost", to, took.Round(time.Millisecond), gap.Round(time.Millisecond), lost)
+	if gap < 0 || gap > time.Second {
+		t.Fatalf("graceful hand-over left the client without the vip for %s (%d requests lost)", gap, lost)
+	}
+}
