@@ -48,8 +48,8 @@ type Node struct {
 	// node and when this one last heard from it, taken as it became leader.
 	lastLeader  atomic.Pointer[string]
 	predecessor atomic.Pointer[Predecessor]
-	closeOnce sync.Once
-	closeErr  error
+	closeOnce   sync.Once
+	closeErr    error
 
 	observer *raft.Observer
 	obsCh    chan raft.Observation

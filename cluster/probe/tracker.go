@@ -35,8 +35,8 @@ type TrackerConfig struct {
 	// leader granted started at least PriorQuiet before this term began,
 	// and a node not heard in this term counts as last heard then.
 	PriorQuiet time.Duration
-	Now            func() time.Time
-	Logger         *slog.Logger
+	Now        func() time.Time
+	Logger     *slog.Logger
 }
 
 // Tracker is the leader's side of the protocol: it records every node's

@@ -194,4 +194,3 @@ func (k *Keeper) reconcile(ctx context.Context) {
 		delete(k.failures, name)
 	}
 }
-

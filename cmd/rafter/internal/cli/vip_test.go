@@ -1,11 +1,6 @@
 package cli
 
-import (
-	"bytes"
-	"context"
-	"strings"
-	"testing"
-)
+import "testing"
 
 const vipsJSON = `{"index":50,"items":[
 {"kind":"vip","name":"eip1","modify_index":7,"spec":{"provider":"aws-eip","allocation_id":"eipalloc-1","home_node":"n1"},
@@ -57,11 +52,7 @@ func TestVIPCommands(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			api := newFakeAPI(t, tt.answers)
-			var out, errOut bytes.Buffer
-			env := map[string]string{"RAFTER_ADDR": api.srv.URL, "RAFTER_TOKEN": "tok"}
-			s := Streams{In: strings.NewReader(""), Out: &out, Err: &errOut, Getenv: func(k string) string { return env[k] }}
-			err := Execute(context.Background(), NewRoot(s), tt.args)
+			out, _, reqs, err := runAgainst(t, tt.answers, tt.args)
 			if tt.wantErr != "" {
 				if err == nil || err.Error() != tt.wantErr {
 					t.Fatalf("err = %v, want %q", err, tt.wantErr)
@@ -69,17 +60,10 @@ func TestVIPCommands(t *testing.T) {
 				return
 			}
 			if err != nil {
-				t.Fatalf("err = %v\nout:\n%s", err, out.String())
+				t.Fatalf("err = %v\nout:\n%s", err, out)
 			}
-			rest := out.String()
-			for _, w := range tt.wantOut {
-				i := strings.Index(rest, w)
-				if i < 0 {
-					t.Fatalf("output lacks %q (in order); output:\n%s", w, out.String())
-				}
-				rest = rest[i+len(w):]
-			}
-			if reqs := api.requests(); tt.wantReq != "" && (len(reqs) == 0 || reqs[0] != tt.wantReq) {
+			wantInOrder(t, out, tt.wantOut)
+			if tt.wantReq != "" && (len(reqs) == 0 || reqs[0] != tt.wantReq) {
 				t.Fatalf("requests %q, want first %q", reqs, tt.wantReq)
 			}
 		})

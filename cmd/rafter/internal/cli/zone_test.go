@@ -91,11 +91,7 @@ func TestZoneCommands(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			api := newFakeAPI(t, tt.answers)
-			var out, errOut bytes.Buffer
-			env := map[string]string{"RAFTER_ADDR": api.srv.URL, "RAFTER_TOKEN": "tok"}
-			s := Streams{In: strings.NewReader(""), Out: &out, Err: &errOut, Getenv: func(k string) string { return env[k] }}
-			err := Execute(context.Background(), NewRoot(s), tt.args)
+			out, errOut, reqs, err := runAgainst(t, tt.answers, tt.args)
 			if tt.wantErr != "" {
 				if err == nil || err.Error() != tt.wantErr {
 					t.Fatalf("err = %v, want %q", err, tt.wantErr)
@@ -103,25 +99,42 @@ func TestZoneCommands(t *testing.T) {
 				return
 			}
 			if err != nil {
-				t.Fatalf("err = %v\nout:\n%s", err, out.String())
+				t.Fatalf("err = %v\nout:\n%s", err, out)
 			}
-			rest := out.String()
-			for _, w := range tt.wantOut {
-				i := strings.Index(rest, w)
-				if i < 0 {
-					t.Fatalf("output lacks %q (in order); output:\n%s", w, out.String())
-				}
-				rest = rest[i+len(w):]
+			wantInOrder(t, out, tt.wantOut)
+			if tt.wantErrS == "" && errOut != "" || !strings.Contains(errOut, tt.wantErrS) {
+				t.Fatalf("stderr %q, want %q", errOut, tt.wantErrS)
 			}
-			if tt.wantErrS == "" && errOut.Len() > 0 || !strings.Contains(errOut.String(), tt.wantErrS) {
-				t.Fatalf("stderr %q, want %q", errOut.String(), tt.wantErrS)
-			}
-			reqs := api.requests()
 			for i, w := range tt.wantReqs {
 				if i >= len(reqs) || reqs[i] != w {
 					t.Fatalf("request %d = %q, want %q (all: %q)", i, at(reqs, i), w, reqs)
 				}
 			}
 		})
+	}
+}
+
+// runAgainst runs the CLI with args against a fake API answering answers,
+// and returns stdout, stderr, the requests the API saw and the error.
+func runAgainst(t *testing.T, answers map[string]answer, args []string) (out, errOut string, reqs []string, err error) {
+	t.Helper()
+	api := newFakeAPI(t, answers)
+	var o, e bytes.Buffer
+	env := map[string]string{"RAFTER_ADDR": api.srv.URL, "RAFTER_TOKEN": "tok"}
+	s := Streams{In: strings.NewReader(""), Out: &o, Err: &e, Getenv: func(k string) string { return env[k] }}
+	err = Execute(context.Background(), NewRoot(s), args)
+	return o.String(), e.String(), api.requests(), err
+}
+
+// wantInOrder fails unless out contains every one of want, in order.
+func wantInOrder(t *testing.T, out string, want []string) {
+	t.Helper()
+	rest := out
+	for _, w := range want {
+		i := strings.Index(rest, w)
+		if i < 0 {
+			t.Fatalf("output lacks %q (in order); output:\n%s", w, out)
+		}
+		rest = rest[i+len(w):]
 	}
 }
