@@ -187,7 +187,7 @@ func (r *vipRuntime) handOver(ctx context.Context) {
 		// which lets the new holders claim them without waiting out the lease.
 		r.prober.ProbeNow()
 		sent := time.Now()
-		for r.prober.QuorumContact().Before(sent) && ctx.Err() == nil {
+		for r.prober.QuorumContact().Before(sent) && ctx.Err() == nil && time.Since(sent) < time.Second {
 			select {
 			case <-ctx.Done():
 			case <-time.After(20 * time.Millisecond):
