@@ -203,6 +203,9 @@ func runAgent(ctx context.Context, cfg cli.AgentConfig, deps agentDeps) (err err
 	if err != nil {
 		return err
 	}
+	if err := preflightLinuxVIPs(cfg); err != nil {
+		return err
+	}
 	node, err := cluster.Open(ctx, ccfg)
 	if err != nil {
 		return err

@@ -18,6 +18,18 @@ import (
 // it may give that holder's linux VIPs to another node.
 func linuxHandoverDelay() time.Duration { return viplinux.DefaultOptions().HandoverDelay() }
 
+// preflightLinuxVIPs refuses --vip-linux before the node joins a cluster
+// when this process could not hold an address.
+func preflightLinuxVIPs(cfg cli.AgentConfig) error {
+	if !cfg.VIPLinux {
+		return nil
+	}
+	if err := viplinux.CheckCapabilities(); err != nil {
+		return fmt.Errorf("--vip-linux: %w", err)
+	}
+	return nil
+}
+
 func newLinuxKeeper(cfg cli.AgentConfig, node *cluster.Node, contact func() time.Time, wantGrant func(), log *slog.Logger) (linuxKeeper, error) {
 	iface := cfg.VIPInterface
 	if iface == "" {

@@ -15,6 +15,13 @@ import (
 // on another system still waits long enough for Linux holders.
 func linuxHandoverDelay() time.Duration { return 2 * time.Second }
 
+func preflightLinuxVIPs(cfg cli.AgentConfig) error {
+	if cfg.VIPLinux {
+		return errors.New("--vip-linux: linux VIPs need Linux")
+	}
+	return nil
+}
+
 func newLinuxKeeper(cli.AgentConfig, *cluster.Node, func() time.Time, func(), *slog.Logger) (linuxKeeper, error) {
 	return nil, errors.New("--vip-linux: linux VIPs need Linux")
 }
