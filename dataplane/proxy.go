@@ -37,13 +37,28 @@ func newExchange() *exchange {
 	return &exchange{hostBuf: make([]byte, 0, 256), uriBuf: make([]byte, 0, 256), valBuf: make([]byte, 0, 256)}
 }
 
+// reset readies ex for the next request, which may come from another
+// client: every field goes back to its zero value except the buffers, which
+// keep their capacity but lose their contents. It is the only place that
+// clears an exchange, so a field added to exchange is cleared here or not
+// at all (TestExchangeResetClearsEverything checks).
 func (ex *exchange) reset() {
-	ex.view = requestView{}
-	ex.route, ex.pool, ex.backend, ex.kind, ex.retries = nil, nil, "", "", 0
-	ex.stream = bodyReader{}
-	ex.tried = ex.tried[:0]
-	if cap(ex.body) > 4*bufferBodyLimit {
-		ex.body = nil
+	body := ex.body[:0]
+	if cap(body) > 4*bufferBodyLimit {
+		body = nil
+	}
+	clear(ex.tokens) // they alias the previous request's header
+	clear(ex.sc.mark[:cap(ex.sc.mark)])
+	*ex = exchange{
+		hostBuf: ex.hostBuf[:0],
+		uriBuf:  ex.uriBuf[:0],
+		valBuf:  ex.valBuf[:0],
+		keyBuf:  ex.keyBuf[:0],
+		keys:    ex.keys[:0],
+		tokens:  ex.tokens[:0],
+		tried:   ex.tried[:0],
+		sc:      pickScratch{cand: ex.sc.cand[:0], mark: ex.sc.mark[:0]},
+		body:    body,
 	}
 }
 
@@ -196,6 +211,7 @@ func (d *Dataplane) handle(ctx *fasthttp.RequestCtx, listener string) {
 // retry; a broken chunked body is refused before any backend sees it.
 // Longer bodies are streamed.
 func (d *Dataplane) prepareBody(ctx *fasthttp.RequestCtx, ex *exchange, maxBody int64) (streamed bool, status int) {
+	ex.body = ex.body[:0]
 	cl := ctx.Request.Header.ContentLength()
 	if cl == 0 || cl == -2 {
 		return false, 0
