@@ -61,17 +61,15 @@ func compilePool(name string, s *fsm.PoolSpec, zones map[string]*fsm.ZoneState, 
 		p.hash.Header = strings.ToLower(p.hash.Header)
 	}
 	cs := connSettings{
-		maxConns: or(s.MaxConnsPerBackend, DefaultMaxConnsPerBackend),
-		maxWait:  or(s.MaxConnWait.D(), DefaultMaxConnWait),
+		maxConns: clampInt(or(s.MaxConnsPerBackend, DefaultMaxConnsPerBackend), maxConnsCeiling),
+		maxWait:  clampDuration(or(s.MaxConnWait.D(), DefaultMaxConnWait)),
 	}
 	for _, b := range s.Backends {
 		w := b.Weight
 		if w == 0 {
 			w = 1 // the manifest default; fsm.Backend documents 0 as no new traffic only once defaults apply
 		}
-		if w < 0 {
-			w = 0
-		}
+		w = min(max(w, 0), maxWeightCeiling)
 		z := zones[b.Zone]
 		p.backends = append(p.backends, poolBackend{
 			st: reg.backend(name, b.Addr, cs), addr: b.Addr, zone: b.Zone, weight: w,

@@ -23,6 +23,7 @@ type metrics struct {
 	compile        prometheus.Histogram
 	tableIndex     prometheus.Gauge
 	clientErrors   *prometheus.CounterVec
+	panics         *prometheus.CounterVec
 
 	// obs caches the per-(route, pool) series so that a request neither
 	// hashes label values nor takes the vectors' locks. Keys are names, not
@@ -110,10 +111,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		clientErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "rafter_client_errors_total", Help: "Requests refused before routing (parse errors, limits), by status.",
 		}, []string{"status"}),
+		panics: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rafter_panics_total", Help: "Panics recovered on the request path (the request got a 500 or its tunnel was closed), by where.",
+		}, []string{"where"}),
 	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.requests, m.latency, m.upstreamErrors, m.retries,
-			m.retryBudget, m.inflight, m.connections, m.swaps, m.compile, m.tableIndex, m.clientErrors} {
+			m.retryBudget, m.inflight, m.connections, m.swaps, m.compile, m.tableIndex, m.clientErrors, m.panics} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

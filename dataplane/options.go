@@ -67,6 +67,10 @@ type Options struct {
 	// Dial opens upstream connections (HTTP and Upgrade tunnels); nil
 	// means a net.Dialer with the route's connect timeout.
 	Dial func(addr string, timeout time.Duration) (net.Conn, error)
+
+	// routeHook, when set, is called with the route's name once a request
+	// is routed. Tests use it to make a route's handling fail.
+	routeHook func(route string)
 }
 
 // DefaultOptions returns Options with every optional field at its default.

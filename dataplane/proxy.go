@@ -119,12 +119,7 @@ func (d *Dataplane) handle(ctx *fasthttp.RequestCtx, listener string) {
 		ex.start = time.Now()
 	}
 	d.metrics.inflight.Inc()
-	defer func() {
-		d.metrics.inflight.Dec()
-		d.finish(ctx, ex)
-		ex.reset()
-		d.exchanges.Put(ex)
-	}()
+	defer d.done(ctx, ex)
 	t := d.table.Load()
 	lt := t.listeners[listener]
 	if lt == nil {
@@ -162,6 +157,9 @@ func (d *Dataplane) handle(ctx *fasthttp.RequestCtx, listener string) {
 		return
 	}
 	ex.route = r
+	if hook := d.opts.routeHook; hook != nil {
+		hook(r.name)
+	}
 	switch r.action {
 	case actionRespond:
 		ctx.SetStatusCode(r.respond.status)

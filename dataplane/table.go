@@ -75,6 +75,11 @@ func effectiveLimits(l fsm.ListenerLimits) listenerLimits {
 	if out.maxConns <= 0 {
 		out.maxConns = DefaultMaxConns
 	}
+	out.maxHeaderBytes = clampInt(out.maxHeaderBytes, maxHeaderBytesCeiling)
+	out.maxConns = clampInt(out.maxConns, maxConnsCeiling)
+	out.readTimeout = clampDuration(out.readTimeout)
+	out.writeTimeout = clampDuration(out.writeTimeout)
+	out.idleTimeout = clampDuration(out.idleTimeout)
 	return out
 }
 
@@ -302,7 +307,7 @@ func compileRoute(name string, s *fsm.RouteSpec, pools map[string]*pool) (*route
 			if p == nil || leg.Weight <= 0 {
 				continue // no pool: the leg gets no traffic; with no legs the route answers 503
 			}
-			r.total += leg.Weight
+			r.total += clampInt(leg.Weight, maxWeightCeiling)
 			r.split = append(r.split, splitLeg{pool: p, cum: r.total})
 		}
 	}
@@ -320,9 +325,9 @@ func compileRoute(name string, s *fsm.RouteSpec, pools map[string]*pool) (*route
 	for _, h := range s.ResponseHeadersRemove {
 		r.respRemove = append(r.respRemove, strings.ToLower(h))
 	}
-	r.connectTimeout = or(s.Timeouts.Connect.D(), DefaultConnectTimeout)
-	r.requestTimeout = or(s.Timeouts.Request.D(), DefaultRequestTimeout)
-	r.idleTimeout = s.Timeouts.Idle.D()
+	r.connectTimeout = clampDuration(or(s.Timeouts.Connect.D(), DefaultConnectTimeout))
+	r.requestTimeout = clampDuration(or(s.Timeouts.Request.D(), DefaultRequestTimeout))
+	r.idleTimeout = clampDuration(s.Timeouts.Idle.D())
 	r.retry = compileRetry(s.Retries)
 	return r, nil
 }

@@ -108,9 +108,11 @@ func (d *Dataplane) tunnel(client, backend net.Conn, idle time.Duration) {
 		return
 	}
 	defer d.tunnels.remove(client, backend)
+	defer d.recoverTunnel(client, backend)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
+		defer d.recoverTunnel(client, backend)
 		copyIdle(backend, client, idle)
 		_ = backend.Close()
 		_ = client.Close()

@@ -1,0 +1,55 @@
+package dataplane
+
+import (
+	"fmt"
+	"runtime/debug"
+
+	"github.com/valyala/fasthttp"
+)
+
+// done ends one request: a panic anywhere in its handling becomes a 500 for
+// this request alone (logged with its stack and counted), then the request
+// is recorded and its exchange returned to the pool. It must be deferred
+// directly so that recover sees the handler's panic.
+func (d *Dataplane) done(ctx *fasthttp.RequestCtx, ex *exchange) {
+	if v := recover(); v != nil {
+		d.panicked("request", v, ctx)
+		// A tunnel the handler may have set up before it failed must not
+		// start: the answer is the 500.
+		ctx.Hijack(nil)
+		ctx.HijackSetNoResponse(false)
+		ex.kind = ""
+		d.errorResponse(ctx, ex, fasthttp.StatusInternalServerError, "panic")
+	}
+	d.metrics.inflight.Dec()
+	defer func() {
+		// Recording the request failed: drop the exchange rather than
+		// pool one in an unknown state.
+		if v := recover(); v != nil {
+			d.panicked("finish", v, ctx)
+		}
+	}()
+	d.finish(ctx, ex)
+	ex.reset()
+	d.exchanges.Put(ex)
+}
+
+// panicked logs and counts a recovered panic.
+func (d *Dataplane) panicked(where string, v any, ctx *fasthttp.RequestCtx) {
+	d.metrics.panics.WithLabelValues(where).Inc()
+	args := []any{"where", where, "panic", fmt.Sprint(v), "stack", string(debug.Stack())}
+	if ctx != nil {
+		args = append(args, "method", string(ctx.Method()), "uri", string(ctx.Request.Header.RequestURI()))
+	}
+	d.log.Error("panic recovered", args...)
+}
+
+// recoverTunnel closes both ends of a tunnel whose copying panicked; it
+// must be deferred directly.
+func (d *Dataplane) recoverTunnel(client, backend interface{ Close() error }) {
+	if v := recover(); v != nil {
+		d.panicked("tunnel", v, nil)
+		_ = client.Close()
+		_ = backend.Close()
+	}
+}
