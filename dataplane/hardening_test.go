@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"math"
 	"net"
@@ -9,6 +10,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/rafterlb/rafter/fsm"
 )
@@ -124,4 +128,48 @@ func TestHugeLimitsDoNotPanic(t *testing.T) {
 			t.Errorf("a 2 MiB header: status %d, want 431", resp.StatusCode)
 		}
 	}
+}
+
+// A client that announces a Content-Length and disconnects before sending
+// all of it must not get a shorter body delivered upstream as complete:
+// buffered (small) or streamed (large).
+func TestTruncatedRequestBodyNeverCompleteUpstream(t *testing.T) {
+	f := newDiffFixture(t)
+	for _, size := range []int{1000, 50 << 10, 300 << 10} {
+		c, err := net.Dial("tcp", f.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		head := fmt.Sprintf("PUT /cut/%d HTTP/1.1\r\nHost: a\r\nX-Req-Id: cut-%d\r\nContent-Length: %d\r\n\r\n", size, size, size)
+		_, _ = io.WriteString(c, head+strings.Repeat("x", size/2))
+		_ = c.Close()
+	}
+	// Each cut request ends either in the handler (recorded in
+	// rafter_requests_total) or in fasthttp's parser (a client error).
+	waitFor(t, "the proxy to finish the cut requests", func() bool {
+		return sumCounters(t, f.d.metrics.requests)+sumCounters(t, f.d.metrics.clientErrors) >= 3
+	})
+	waitFor(t, "the backend to settle", func() bool { return f.be.inflight.Load() == 0 })
+	for _, rec := range f.be.records() {
+		if rec.complete {
+			t.Errorf("backend got %s %s complete with %d body bytes", rec.method, rec.uri, len(rec.body))
+		}
+	}
+}
+
+// sumCounters adds up every series of a counter vector.
+func sumCounters(t *testing.T, c prometheus.Collector) float64 {
+	t.Helper()
+	ch := make(chan prometheus.Metric, 256)
+	c.Collect(ch)
+	close(ch)
+	total := 0.0
+	for m := range ch {
+		var pb dto.Metric
+		if err := m.Write(&pb); err != nil {
+			t.Fatal(err)
+		}
+		total += pb.GetCounter().GetValue()
+	}
+	return total
 }

@@ -83,6 +83,7 @@ type bodyReader struct {
 	rest     io.Reader
 	read     int64
 	limit    int64
+	length   int64 // the announced Content-Length, -1 for chunked
 	consumed bool
 	err      error
 }
@@ -103,6 +104,11 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 	if b.read > b.limit {
 		b.err = errBodyTooLarge
 		return n, errBodyTooLarge
+	}
+	if err == io.EOF && b.length >= 0 && b.read < b.length {
+		// A client that disconnects early ends the stream with a plain
+		// EOF; the body must not look complete upstream.
+		err = io.ErrUnexpectedEOF
 	}
 	if err != nil && err != io.EOF {
 		b.err = errClientBody
@@ -235,6 +241,11 @@ func (d *Dataplane) prepareBody(ctx *fasthttp.RequestCtx, ex *exchange, maxBody 
 		return false, fasthttp.StatusRequestEntityTooLarge
 	}
 	switch {
+	case err == io.EOF && cl >= 0 && n != cl:
+		// The client went away before sending the Content-Length it
+		// announced; the stream reports that as a plain EOF. Forwarding
+		// what arrived would hand the backend a truncated body as whole.
+		return false, fasthttp.StatusBadRequest
 	case err == io.EOF:
 		return false, 0
 	case err != nil:
@@ -244,7 +255,7 @@ func (d *Dataplane) prepareBody(ctx *fasthttp.RequestCtx, ex *exchange, maxBody 
 		}
 		return false, fasthttp.StatusBadRequest
 	}
-	ex.stream = bodyReader{prefix: ex.body, rest: src, read: 0, limit: maxBody}
+	ex.stream = bodyReader{prefix: ex.body, rest: src, read: 0, limit: maxBody, length: int64(cl)}
 	return true, 0
 }
 
