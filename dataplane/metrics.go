@@ -150,12 +150,12 @@ func (d *Dataplane) finish(ctx *fasthttp.RequestCtx, ex *exchange) {
 	if ex.pool != nil {
 		poolName = ex.pool.name
 	}
+	d.metrics.record(routeName, poolName, code, ex.head)
 	dur := time.Since(ex.start)
-	d.metrics.record(routeName, poolName, code, dur)
 	if d.accessLog == nil {
 		return
 	}
-	d.accessLog.LogAttrs(context.Background(), slog.LevelInfo, "request",
+	attrs := []slog.Attr{
 		slog.String("client", ctx.RemoteIP().String()),
 		slog.String("method", string(ctx.Method())),
 		slog.String("host", string(ctx.Request.Header.Host())),
@@ -167,5 +167,9 @@ func (d *Dataplane) finish(ctx *fasthttp.RequestCtx, ex *exchange) {
 		slog.String("backend", ex.backend),
 		slog.Int("retries", ex.retries),
 		slog.String("error", ex.kind),
-	)
+	}
+	if ex.respBody.src != nil {
+		attrs = append(attrs, slog.Int64("body_bytes", ex.respBody.n))
+	}
+	d.accessLog.LogAttrs(context.Background(), slog.LevelInfo, "request", attrs...)
 }

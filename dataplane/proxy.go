@@ -26,11 +26,16 @@ type exchange struct {
 	body    []byte
 	stream  bodyReader
 	start   time.Time
-	route   *route
-	pool    *pool
-	backend string
-	kind    string
-	retries int
+	head    time.Duration // until the handler returned: the response head is ready
+	// streaming: the response body streams from the backend through
+	// respBody, which finishes the exchange when fasthttp closes it.
+	streaming bool
+	respBody  upstreamBody
+	route     *route
+	pool      *pool
+	backend   string
+	kind      string
+	retries   int
 }
 
 func newExchange() *exchange {
@@ -275,7 +280,15 @@ func (d *Dataplane) forward(ctx *fasthttp.RequestCtx, ex *exchange, lt *listener
 	ps.active.Add(1)
 	defer ps.active.Add(-1)
 
-	resp := &ctx.Response
+	// The backend answers into resp, not ctx.Response, so that its body
+	// stream can be handed to the client through ex.respBody, which sees
+	// how the body ends.
+	resp := fasthttp.AcquireResponse()
+	defer func() {
+		if !ex.streaming {
+			fasthttp.ReleaseResponse(resp)
+		}
+	}()
 	for try := 0; try <= r.retry.attempts; try++ {
 		if try > 0 {
 			budget := max(minRetryConcurrency, ps.active.Load()*int64(r.retry.budgetPercent)/100)
@@ -327,6 +340,7 @@ func (d *Dataplane) forward(ctx *fasthttp.RequestCtx, ex *exchange, lt *listener
 				_ = resp.CloseBodyStream()
 				continue
 			}
+			d.takeResponse(ctx, ex, resp)
 			d.finishResponse(ctx, ex, r)
 			return
 		}

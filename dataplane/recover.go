@@ -3,6 +3,7 @@ package dataplane
 import (
 	"fmt"
 	"runtime/debug"
+	"time"
 
 	"github.com/valyala/fasthttp"
 )
@@ -14,6 +15,9 @@ import (
 func (d *Dataplane) done(ctx *fasthttp.RequestCtx, ex *exchange) {
 	if v := recover(); v != nil {
 		d.panicked("request", v, ctx)
+		// The error response replaces a body stream set up already;
+		// closing it must not finish the exchange, done does.
+		ex.streaming = false
 		// A tunnel the handler may have set up before it failed must not
 		// start: the answer is the 500.
 		ctx.Hijack(nil)
@@ -22,6 +26,15 @@ func (d *Dataplane) done(ctx *fasthttp.RequestCtx, ex *exchange) {
 		d.errorResponse(ctx, ex, fasthttp.StatusInternalServerError, "panic")
 	}
 	d.metrics.inflight.Dec()
+	ex.head = time.Since(ex.start)
+	if ex.streaming {
+		return // ex.respBody finishes the exchange once the body is written
+	}
+	d.complete(ctx, ex)
+}
+
+// complete records a request and returns its exchange to the pool.
+func (d *Dataplane) complete(ctx *fasthttp.RequestCtx, ex *exchange) {
 	defer func() {
 		// Recording the request failed: drop the exchange rather than
 		// pool one in an unknown state.

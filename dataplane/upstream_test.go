@@ -1,0 +1,138 @@
+package dataplane
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// scriptedBackend answers every request head it reads with answer, then
+// closes the connection when closeAfter is set.
+func scriptedBackend(tb testing.TB, answer string, closeAfter bool) string {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	tb.Cleanup(func() {
+		_ = ln.Close()
+		wg.Wait()
+	})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+				br := bufio.NewReader(c)
+				for {
+					for {
+						line, err := br.ReadSlice('\n')
+						if err != nil {
+							return
+						}
+						if len(bytes.TrimSpace(line)) == 0 {
+							break
+						}
+					}
+					if _, err := io.WriteString(c, answer); err != nil || closeAfter {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger and a test to share.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// A backend that closes mid-body, or after the head, must not look like a
+// complete 200: the client's connection is cut so it sees the truncation,
+// the access log names it and rafter_upstream_errors_total counts it.
+func TestTruncatedUpstreamBodyIsReported(t *testing.T) {
+	for _, tc := range []struct{ name, answer string }{
+		{"mid-body", "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten b"},
+		{"head only", "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n"},
+		{"chunked cut", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			addr := scriptedBackend(t, tc.answer, true)
+			var logBuf syncBuffer
+			d := startDataplane(t, newFakeSource(simpleConfig(addr).build()), func(o *Options) {
+				o.AccessLog = slog.New(slog.NewJSONHandler(&logBuf, nil))
+			})
+			c, err := net.Dial("tcp", d.ListenerAddr("web"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+			_, _ = io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err == nil {
+				var body []byte
+				body, err = io.ReadAll(resp.Body)
+				if err == nil {
+					t.Fatalf("client got a complete response: %d %q", resp.StatusCode, body)
+				}
+			}
+			if !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+				t.Errorf("client error %v, want the connection cut", err)
+			}
+			waitFor(t, "the truncation to be counted", func() bool {
+				return counterValue(t, d.metrics.upstreamErrors.WithLabelValues("app", "truncated")) == 1
+			})
+			waitFor(t, "the access log line", func() bool { return strings.Contains(logBuf.String(), `"error":"truncated"`) })
+		})
+	}
+}
+
+// An HTTP/1.0 backend ends its response by closing its connection; that
+// closes only the backend connection, not the client's keep-alive one.
+func TestHTTP10BackendCloseKeepsClientConnection(t *testing.T) {
+	addr := scriptedBackend(t, "HTTP/1.0 200 OK\r\nConnection: close\r\n\r\nhello", true)
+	d := startDataplane(t, newFakeSource(simpleConfig(addr).build()), nil)
+	k := dialKeepAlive(t, d.ListenerAddr("web"))
+	for i := 0; i < 3; i++ {
+		resp, body := k.do("GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+		if resp.StatusCode != 200 || body != "hello" {
+			t.Fatalf("request %d: %d %q", i, resp.StatusCode, body)
+		}
+		if resp.Close {
+			t.Fatalf("request %d: the proxy closes the client connection (Connection: %q)", i, resp.Header.Get("Connection"))
+		}
+	}
+}
