@@ -173,3 +173,32 @@ func sumCounters(t *testing.T, c prometheus.Collector) float64 {
 	}
 	return total
 }
+
+// Requests a proxy must refuse rather than pass on, closing the
+// connection: obs-fold field lines (fasthttp would join them into a
+// corrupted value), CONNECT, which is not tunnelled and must reach no
+// backend, and ambiguous framing.
+func TestRefusedRequestsReachNoBackend(t *testing.T) {
+	f := newProxyFixture(t, nil, nil)
+	for _, tc := range []struct {
+		req  string
+		want int
+	}{
+		{"GET / HTTP/1.1\r\nHost: a\r\nX-A: one\r\n two\r\nX-B: 1\r\n\r\n", 400},
+		{"GET / HTTP/1.1\r\nHost: a\r\nX-A: one\r\n\ttwo\r\n\r\n", 400},
+		{"CONNECT /x HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+		{"CONNECT http://a/x HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+		{"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n", 501},
+		// The framing refusal closed nothing before: the error response
+		// reset the Connection: close set for it.
+		{"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400},
+	} {
+		resp, _ := rawExchange(t, f.addr, tc.req)
+		if resp.StatusCode != tc.want || !resp.Close {
+			t.Errorf("%q: status %d close=%v, want %d and the connection closed", tc.req, resp.StatusCode, resp.Close, tc.want)
+		}
+	}
+	if reqs := f.be.requests(); len(reqs) != 0 {
+		t.Errorf("backend saw %d requests: %+v", len(reqs), reqs)
+	}
+}

@@ -77,6 +77,27 @@ func hasRawField(raw []byte, lname string) bool {
 	return false
 }
 
+// hasObsFold reports whether the raw header block continues a field on a
+// line that starts with a space or tab (obs-fold, RFC 9112 5.2).
+func hasObsFold(raw []byte) bool {
+	if len(raw) > 0 && (raw[0] == ' ' || raw[0] == '\t') {
+		return true
+	}
+	for i := 0; i+1 < len(raw); i++ {
+		if raw[i] == '\n' && (raw[i+1] == ' ' || raw[i+1] == '\t') {
+			return true
+		}
+	}
+	return false
+}
+
+// isAuthorityForm reports whether a request-target is host:port, the
+// only form CONNECT takes (RFC 9112 3.2.3).
+func isAuthorityForm(target []byte) bool {
+	return len(target) > 0 && target[0] != '/' && target[0] != '*' &&
+		!bytes.Contains(target, []byte("://")) && bytes.IndexByte(target, ':') > 0
+}
+
 // cleanResponseHeader removes hop-by-hop fields, fields the backend named
 // in Connection and the route's response removals, whatever their case.
 // Framing fields stay: fasthttp re-frames the body for the client.

@@ -148,6 +148,26 @@ func (d *Dataplane) handle(ctx *fasthttp.RequestCtx, listener string) {
 		d.errorResponse(ctx, ex, fasthttp.StatusBadRequest, "framing")
 		return
 	}
+	// A field line folded onto the next (obs-fold) is refused, as RFC
+	// 9112 5.2 allows: fasthttp would join it into a corrupted value.
+	if hasObsFold(hdr.RawHeaders()) {
+		ctx.SetConnectionClose()
+		d.errorResponse(ctx, ex, fasthttp.StatusBadRequest, "obs_fold")
+		return
+	}
+	// The proxy does not tunnel CONNECT, and must not pass it to a backend
+	// either: an authority-form CONNECT is not implemented (501), any
+	// other target is not valid for CONNECT (400, RFC 9112 3.2.3). The
+	// client may already be sending tunnel bytes, so the connection closes.
+	if string(hdr.Method()) == fasthttp.MethodConnect {
+		ctx.SetConnectionClose()
+		if isAuthorityForm(hdr.RequestURI()) {
+			d.errorResponse(ctx, ex, fasthttp.StatusNotImplemented, "connect")
+		} else {
+			d.errorResponse(ctx, ex, fasthttp.StatusBadRequest, "connect")
+		}
+		return
+	}
 	authority, path, query := splitRequestURI(hdr.RequestURI())
 	host := hdr.Host()
 	if len(authority) > 0 {
@@ -489,7 +509,13 @@ func (d *Dataplane) errorResponse(ctx *fasthttp.RequestCtx, ex *exchange, status
 	if ex.kind == "" {
 		ex.kind = kind
 	}
+	// Reset clears a Connection: close set before the error was chosen
+	// (framing errors, cut bodies); keep it.
+	closeConn := ctx.Response.ConnectionClose()
 	ctx.Response.Reset()
+	if closeConn {
+		ctx.Response.SetConnectionClose()
+	}
 	ctx.Response.Header.SetNoDefaultContentType(true)
 	ctx.SetStatusCode(status)
 	ctx.Response.Header.SetContentType("text/plain; charset=utf-8")

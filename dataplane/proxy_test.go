@@ -230,7 +230,8 @@ func TestEdgeListenerOverwritesForwarded(t *testing.T) {
 		l.Edge = true
 		c.listeners["web"] = l
 	})
-	resp, _ := rawExchange(t, f.addr, "GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 6.6.6.6\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: evil\r\n\r\n")
+	resp, _ := rawExchange(t, f.addr, "GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 6.6.6.6\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: evil\r\n"+
+		"x-forwarded-proto: https\r\nX_Forwarded_Proto: https\r\nX_Forwarded_Host: evil\r\nx_forwarded_for: 6.6.6.6\r\nForwarded: for=6.6.6.6;proto=https;host=evil\r\n\r\n")
 	if resp.StatusCode != 200 {
 		t.Fatalf("status = %d", resp.StatusCode)
 	}
@@ -243,6 +244,11 @@ func TestEdgeListenerOverwritesForwarded(t *testing.T) {
 	}
 	if got := s.Header.Values("X-Forwarded-Host"); len(got) != 1 || got[0] != "a" {
 		t.Errorf("X-Forwarded-Host = %q", got)
+	}
+	for _, k := range []string{"X_Forwarded_Proto", "X_Forwarded_Host", "x_forwarded_for", "Forwarded"} {
+		if got, ok := s.Header[k]; ok {
+			t.Errorf("client-supplied %s reached the backend: %q", k, got)
+		}
 	}
 }
 

@@ -77,6 +77,10 @@ func (d *Dataplane) buildRequest(ctx *fasthttp.RequestCtx, ex *exchange, out *fa
 		case fieldVia:
 			via = v
 			continue
+		case fieldForwardedAlias:
+			if edge {
+				continue
+			}
 		}
 		out.Header.AddBytesKV(k, v)
 	}
@@ -136,6 +140,10 @@ const (
 	fieldXFProto        // X-Forwarded-Proto
 	fieldXFHost         // X-Forwarded-Host
 	fieldVia            // Via: extended
+	// Forwarded (RFC 7239) and X_Forwarded_* spellings, which many
+	// frameworks read as X-Forwarded-*: dropped on edge listeners, where
+	// the client cannot be trusted to supply them.
+	fieldForwardedAlias
 )
 
 // requestFieldKind classifies a field name whatever its case. The switch
@@ -170,9 +178,16 @@ func requestFieldKind(k []byte) int {
 		if equalFoldLower(k, "content-length") {
 			return fieldDrop
 		}
+	case 9:
+		if equalFoldLower(k, "forwarded") {
+			return fieldForwardedAlias
+		}
 	case 15:
-		if equalFoldLower(k, "x-forwarded-for") {
+		switch {
+		case equalFoldLower(k, "x-forwarded-for"):
 			return fieldXFF
+		case equalFoldDash(k, "x-forwarded-for"):
+			return fieldForwardedAlias
 		}
 	case 16:
 		switch {
@@ -180,6 +195,8 @@ func requestFieldKind(k []byte) int {
 			return fieldDrop
 		case equalFoldLower(k, "x-forwarded-host"):
 			return fieldXFHost
+		case equalFoldDash(k, "x-forwarded-host"):
+			return fieldForwardedAlias
 		}
 	case 17:
 		switch {
@@ -187,6 +204,8 @@ func requestFieldKind(k []byte) int {
 			return fieldDrop
 		case equalFoldLower(k, "x-forwarded-proto"):
 			return fieldXFProto
+		case equalFoldDash(k, "x-forwarded-proto"):
+			return fieldForwardedAlias
 		}
 	case 18:
 		if equalFoldLower(k, "proxy-authenticate") {
@@ -198,4 +217,24 @@ func requestFieldKind(k []byte) int {
 		}
 	}
 	return fieldCopy
+}
+
+// equalFoldDash is equalFoldLower with '_' in b matching '-' in lower.
+func equalFoldDash(b []byte, lower string) bool {
+	if len(b) != len(lower) {
+		return false
+	}
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		switch {
+		case 'A' <= c && c <= 'Z':
+			c += 'a' - 'A'
+		case c == '_':
+			c = '-'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
 }
