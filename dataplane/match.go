@@ -144,7 +144,7 @@ func (r *route) matches(v *requestView) bool {
 			return false
 		}
 	case pathRegex:
-		if !r.re.Match(v.path) {
+		if len(v.path) > maxRegexInput || !r.re.Match(v.path) {
 			return false
 		}
 	}
@@ -182,7 +182,7 @@ func (m *valueMatcher) test(val []byte, found bool) bool {
 	case !found:
 		return false
 	case m.re != nil:
-		return m.re.Match(val)
+		return len(val) <= maxRegexInput && m.re.Match(val)
 	case m.hasVal:
 		return string(val) == m.value
 	}

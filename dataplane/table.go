@@ -201,6 +201,9 @@ func compile(cfg *fsm.Config, reg *registry, zone string) *Table {
 		anyHost     []*route
 	}
 	byHost := map[*listenerTable]*hostRoutes{}
+	// Routes often share patterns (the same regex on many hosts); each
+	// distinct pattern is compiled once per build.
+	res := regexCache{}
 	for name, r := range cfg.Routes {
 		if r == nil {
 			continue
@@ -210,7 +213,7 @@ func compile(cfg *fsm.Config, reg *registry, zone string) *Table {
 			t.errors = append(t.errors, fmt.Errorf("routes[%s].listener: %q does not exist", name, r.Spec.Listener))
 			continue
 		}
-		cr, err := compileRoute(name, &r.Spec, t.pools)
+		cr, err := compileRoute(name, &r.Spec, t.pools, res)
 		if err != nil {
 			t.errors = append(t.errors, err)
 			continue
@@ -259,14 +262,37 @@ func normalizeHostString(h string) string {
 	return strings.TrimSuffix(h, ".")
 }
 
-func compileRoute(name string, s *fsm.RouteSpec, pools map[string]*pool) (*route, error) {
+// regexCache holds the patterns compiled during one table build, keyed by
+// the anchored expression.
+type regexCache map[string]*regexp.Regexp
+
+func (c regexCache) compile(pattern string) (*regexp.Regexp, error) {
+	expr := `^(?:` + pattern + `)$`
+	if re, ok := c[expr]; ok {
+		return re, nil
+	}
+	re, err := regexp.Compile(expr)
+	if err != nil {
+		return nil, err
+	}
+	c[expr] = re
+	return re, nil
+}
+
+// maxRegexInput bounds the bytes a route's regex is run on (a path, a
+// header or query value). Longer input does not match: Go's regexp is
+// linear in the input, but a long path times a costly pattern times many
+// routes is still work an attacker chooses.
+const maxRegexInput = 8 << 10
+
+func compileRoute(name string, s *fsm.RouteSpec, pools map[string]*pool, res regexCache) (*route, error) {
 	r := &route{name: name, priority: s.Priority, maxBody: s.MaxBody}
 	field := "routes[" + name + "]"
 	switch m := s.Match.Path; {
 	case m.Exact != "":
 		r.kind, r.path = pathExact, m.Exact
 	case m.Regex != "":
-		re, err := regexp.Compile(`^(?:` + m.Regex + `)$`)
+		re, err := res.compile(m.Regex)
 		if err != nil {
 			return nil, fmt.Errorf("%s.match.path.regex: %w", field, err)
 		}
@@ -280,10 +306,10 @@ func compileRoute(name string, s *fsm.RouteSpec, pools map[string]*pool) (*route
 		r.methods = append(r.methods, strings.ToUpper(m))
 	}
 	var err error
-	if r.headers, err = compileValueMatchers(field+".match.headers", s.Match.Headers, true); err != nil {
+	if r.headers, err = compileValueMatchers(field+".match.headers", s.Match.Headers, true, res); err != nil {
 		return nil, err
 	}
-	if r.query, err = compileValueMatchers(field+".match.query", s.Match.Query, false); err != nil {
+	if r.query, err = compileValueMatchers(field+".match.query", s.Match.Query, false, res); err != nil {
 		return nil, err
 	}
 	switch a := s.Action; {
@@ -367,7 +393,7 @@ func compileRetry(p *fsm.RetryPolicy) retryPolicy {
 	return out
 }
 
-func compileValueMatchers(field string, in []fsm.ValueMatch, header bool) ([]valueMatcher, error) {
+func compileValueMatchers(field string, in []fsm.ValueMatch, header bool, res regexCache) ([]valueMatcher, error) {
 	var out []valueMatcher
 	for i, m := range in {
 		vm := valueMatcher{name: m.Name, value: m.Value, hasVal: m.Value != "", invert: m.Invert}
@@ -375,7 +401,7 @@ func compileValueMatchers(field string, in []fsm.ValueMatch, header bool) ([]val
 			vm.name = strings.ToLower(m.Name)
 		}
 		if m.Regex != "" {
-			re, err := regexp.Compile(`^(?:` + m.Regex + `)$`)
+			re, err := res.compile(m.Regex)
 			if err != nil {
 				return nil, fmt.Errorf("%s[%d].regex: %w", field, i, err)
 			}

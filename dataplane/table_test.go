@@ -1,6 +1,9 @@
 package dataplane
 
 import (
+	"fmt"
+	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/rafterlb/rafter/fsm"
@@ -116,5 +119,64 @@ func TestSplitRequestURI(t *testing.T) {
 		if string(a) != tc.auth || string(p) != tc.path || string(q) != tc.query {
 			t.Errorf("splitRequestURI(%q) = %q %q %q, want %q %q %q", tc.uri, a, p, q, tc.auth, tc.path, tc.query)
 		}
+	}
+}
+
+// Routes that share a pattern share its compiled form: a build compiles
+// each distinct regex once, however many routes and hosts use it.
+func TestRegexCompiledOncePerBuild(t *testing.T) {
+	split := fsm.RouteAction{Split: []fsm.WeightedPool{{Pool: "p", Weight: 1}}}
+	cfg := config{
+		listeners: map[string]fsm.ListenerSpec{"web": {}},
+		pools:     map[string]fsm.PoolSpec{"p": {Backends: []fsm.Backend{{Addr: "127.0.0.1:1"}}}},
+		routes:    map[string]fsm.RouteSpec{},
+	}
+	for i := 0; i < 50; i++ {
+		cfg.routes[fmt.Sprintf("r%d", i)] = fsm.RouteSpec{Listener: "web",
+			Match: fsm.RouteMatch{Hosts: []string{fmt.Sprintf("h%d.example", i)}, Path: fsm.PathMatch{Regex: `/items/[0-9]+`},
+				Headers: []fsm.ValueMatch{{Name: "X-V", Regex: `v[0-9]`}}},
+			Action: split}
+	}
+	tab := compile(cfg.build(), newRegistry(nil), "")
+	seen := map[*regexp.Regexp]bool{}
+	for _, l := range tab.listeners["web"].exact {
+		for _, r := range l.routes {
+			seen[r.re] = true
+			seen[r.headers[0].re] = true
+		}
+	}
+	if len(seen) != 2 {
+		t.Errorf("50 routes sharing two patterns hold %d compiled regexps, want 2", len(seen))
+	}
+	if got := lookupIn(t, tab, "GET", "h7.example", "/items/12", "X-V", "v1"); got != "r7" {
+		t.Errorf("lookup = %q, want r7", got)
+	}
+}
+
+// A regex sees at most maxRegexInput bytes: a longer path or value does
+// not match.
+func TestRegexInputBounded(t *testing.T) {
+	split := fsm.RouteAction{Split: []fsm.WeightedPool{{Pool: "p", Weight: 1}}}
+	cfg := config{
+		listeners: map[string]fsm.ListenerSpec{"web": {}},
+		pools:     map[string]fsm.PoolSpec{"p": {Backends: []fsm.Backend{{Addr: "127.0.0.1:1"}}}},
+		routes: map[string]fsm.RouteSpec{
+			"re":  {Listener: "web", Match: fsm.RouteMatch{Path: fsm.PathMatch{Regex: `/a.*`}}, Action: split},
+			"hdr": {Listener: "web", Match: fsm.RouteMatch{Path: fsm.PathMatch{Prefix: "/h"}, Headers: []fsm.ValueMatch{{Name: "X-V", Regex: `x*`}}}, Action: split},
+		},
+	}
+	tab := compile(cfg.build(), newRegistry(nil), "")
+	long := strings.Repeat("x", maxRegexInput)
+	if got := lookupIn(t, tab, "GET", "a", "/a"+long[:maxRegexInput-2]); got != "re" {
+		t.Errorf("path of exactly the bound: %q, want re", got)
+	}
+	if got := lookupIn(t, tab, "GET", "a", "/a"+long); got != "" {
+		t.Errorf("path over the bound matched %q", got)
+	}
+	if got := lookupIn(t, tab, "GET", "a", "/h", "X-V", long); got != "hdr" {
+		t.Errorf("header value of exactly the bound: %q, want hdr", got)
+	}
+	if got := lookupIn(t, tab, "GET", "a", "/h", "X-V", long+"x"); got != "" {
+		t.Errorf("header value over the bound matched %q", got)
 	}
 }
