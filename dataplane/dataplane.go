@@ -37,7 +37,10 @@ type Dataplane struct {
 
 	mu        sync.Mutex
 	listeners map[string]*listenerServer
-	stopping  sync.WaitGroup // servers being shut down after removal
+	pending   map[string]*pendingBind // listeners that could not bind yet, by the same key
+	vips      []string                // the VIP addresses of the table being served
+	stopping  sync.WaitGroup          // servers being shut down after removal
+	rebind    chan struct{}           // wakes the binder when pending changes
 }
 
 // New checks opts and builds a Dataplane; nothing is bound until Run.
@@ -52,6 +55,7 @@ func New(opts Options) (*Dataplane, error) {
 		opts: opts, log: opts.Logger, accessLog: opts.AccessLog, health: opts.Health,
 		dial: opts.Dial, listen: opts.Listen,
 		ready: make(chan struct{}), listeners: map[string]*listenerServer{},
+		pending: map[string]*pendingBind{}, rebind: make(chan struct{}, 1),
 	}
 	if d.log == nil {
 		d.log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -107,11 +111,19 @@ func (d *Dataplane) ListenerAddr(name string) string {
 func (d *Dataplane) Run(ctx context.Context) error {
 	src := d.opts.Source
 	changed := src.Changed()
+	binderCtx, stopBinder := context.WithCancel(ctx)
+	binderDone := make(chan struct{})
+	go func() {
+		defer close(binderDone)
+		d.binder(binderCtx)
+	}()
 	d.apply(src.Snapshot())
 	close(d.ready)
 	for {
 		select {
 		case <-ctx.Done():
+			stopBinder()
+			<-binderDone
 			return d.stop()
 		case <-changed:
 			// Changes that arrive while compiling collapse into the next
@@ -142,19 +154,15 @@ func (d *Dataplane) apply(cfg *fsm.Config) {
 // that routes them is stored, so they serve at once) and, after the swap,
 // stops the servers of removed or changed listeners without touching the
 // others. Each listener has one server on BindIP and one on each of vips.
+// A listener that cannot bind is tried once here and then by the binder in
+// the background, so a bad port never holds up a configuration change.
 func (d *Dataplane) reconcileListeners(t *Table, vips []string, starting bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	want := func(ls *listenerServer) bool {
-		lt := t.listeners[ls.name]
-		if lt == nil || lt.spec != ls.spec {
-			return false
-		}
-		return ls.ip == "" || slices.Contains(vips, ls.ip)
-	}
+	d.vips = vips
 	if !starting {
 		for key, ls := range d.listeners {
-			if want(ls) {
+			if d.wanted(t, ls.name, ls.ip, ls.spec) {
 				continue
 			}
 			delete(d.listeners, key)
@@ -164,31 +172,63 @@ func (d *Dataplane) reconcileListeners(t *Table, vips []string, starting bool) {
 				ls.shutdown(d.opts.DrainTimeout)
 			}()
 		}
-		// A listener whose spec changed was stopped above; bind it anew
-		// (its port may be the same, so only after the old one let go).
-		starting = true
+		for key, pb := range d.pending {
+			if !d.wanted(t, pb.name, pb.ip, pb.spec) {
+				delete(d.pending, key)
+			}
+		}
+		// A listener whose spec changed was stopped above and is bound
+		// anew below (its port may be the same, so only after the old one
+		// let go; the binder retries while it does).
 	}
 	for name, lt := range t.listeners {
-		if d.listeners[name] == nil {
-			ls, err := d.startListener(name, "", lt)
-			if err != nil {
-				d.log.Error("listener not bound", "listener", name, "err", err)
-			} else {
-				d.listeners[name] = ls
-			}
-		}
+		d.bindLocked(name, "", lt)
 		for _, ip := range vips {
-			key := name + "@" + ip
-			if d.listeners[key] != nil {
-				continue
-			}
-			ls, err := d.startListener(name, ip, lt)
-			if err != nil {
-				d.log.Error("listener not bound on a vip address", "listener", name, "vip_ip", ip, "err", err)
-				continue
-			}
-			d.listeners[key] = ls
+			d.bindLocked(name, ip, lt)
 		}
+	}
+}
+
+// wanted reports whether table t serves listener name with spec on ip.
+// d.mu must be held.
+func (d *Dataplane) wanted(t *Table, name, ip string, spec fsm.ListenerSpec) bool {
+	lt := t.listeners[name]
+	if lt == nil || lt.spec != spec {
+		return false
+	}
+	return ip == "" || slices.Contains(d.vips, ip)
+}
+
+func listenerKey(name, ip string) string {
+	if ip == "" {
+		return name
+	}
+	return name + "@" + ip
+}
+
+// bindLocked starts listener name on ip unless it runs or waits for the
+// binder already; a failure hands it to the binder. d.mu must be held.
+func (d *Dataplane) bindLocked(name, ip string, lt *listenerTable) {
+	key := listenerKey(name, ip)
+	if d.listeners[key] != nil {
+		return
+	}
+	if pb := d.pending[key]; pb != nil && pb.spec == lt.spec {
+		return
+	}
+	ls, err := d.startListener(name, ip, lt)
+	if err == nil {
+		d.listeners[key] = ls
+		delete(d.pending, key)
+		return
+	}
+	now := time.Now()
+	d.pending[key] = &pendingBind{name: name, ip: ip, spec: lt.spec, attempts: 1, err: err,
+		since: now, next: now.Add(bindBackoff(1))}
+	d.log.Error("listener not bound; retrying in the background", "listener", name, "vip_ip", ip, "err", err)
+	select {
+	case d.rebind <- struct{}{}:
+	default:
 	}
 }
 
@@ -211,16 +251,9 @@ func (d *Dataplane) startListener(name, vipIP string, lt *listenerTable) (*liste
 		ip, listen = vipIP, listenFreebind
 	}
 	addr := net.JoinHostPort(ip, strconv.Itoa(lt.spec.Port))
-	// A removed listener on the same port may still be letting go of its
-	// socket; wait briefly for it rather than fail the bind.
-	var ln net.Listener
-	var err error
-	for i := 0; i < 50; i++ {
-		if ln, err = listen(name, addr); err == nil {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	// One attempt: a removed listener on the same port may still be
+	// letting go of its socket, but the binder retries, off the config path.
+	ln, err := listen(name, addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", addr, err)
 	}
