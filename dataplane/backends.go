@@ -21,8 +21,61 @@ type connSettings struct {
 type backendState struct {
 	pool, addr string
 	settings   connSettings
-	hc         *fasthttp.HostClient
-	active     atomic.Int64
+	dial       func(addr string, timeout time.Duration) (net.Conn, error)
+	// hc dials with DefaultConnectTimeout; routes with another connect
+	// timeout get a client of their own from timed (time.Duration ->
+	// *fasthttp.HostClient), created on first use: a HostClient's dial
+	// cannot be told which request it connects for.
+	hc     *fasthttp.HostClient
+	timed  sync.Map
+	active atomic.Int64
+}
+
+// client returns the HostClient that dials with connect timeout ct.
+func (b *backendState) client(ct time.Duration) *fasthttp.HostClient {
+	if ct == DefaultConnectTimeout || ct <= 0 {
+		return b.hc
+	}
+	if c, ok := b.timed.Load(ct); ok {
+		return c.(*fasthttp.HostClient)
+	}
+	c, _ := b.timed.LoadOrStore(ct, b.newClient(ct))
+	return c.(*fasthttp.HostClient)
+}
+
+func (b *backendState) newClient(ct time.Duration) *fasthttp.HostClient {
+	dial, s := b.dial, b.settings
+	return &fasthttp.HostClient{
+		Addr:                          b.addr,
+		NoDefaultUserAgentHeader:      true,
+		DisableHeaderNamesNormalizing: true,
+		DisablePathNormalizing:        true,
+		StreamResponseBody:            true,
+		MaxConns:                      s.maxConns,
+		MaxConnWaitTimeout:            s.maxWait,
+		// The data plane decides about retries (on another backend);
+		// fasthttp must never resend on its own.
+		MaxIdemponentCallAttempts: 1,
+		RetryIf:                   func(*fasthttp.Request) bool { return false },
+		ReadBufferSize:            DefaultMaxHeaderBytes,
+		MaxIdleConnDuration:       DefaultUpstreamIdleTimeout,
+		Dial: func(a string) (net.Conn, error) {
+			c, err := dial(a, ct)
+			if err != nil {
+				return nil, err
+			}
+			return &yieldConn{Conn: c}, nil
+		},
+	}
+}
+
+// closeIdle closes the idle connections of every client of b.
+func (b *backendState) closeIdle() {
+	b.hc.CloseIdleConnections()
+	b.timed.Range(func(_, c any) bool {
+		c.(*fasthttp.HostClient).CloseIdleConnections()
+		return true
+	})
 }
 
 // poolState survives swaps for a pool that stays: its active requests and
@@ -76,30 +129,8 @@ func (r *registry) backend(pool, addr string, s connSettings) *backendState {
 		}
 		r.retired = append(r.retired, b)
 	}
-	b := &backendState{pool: pool, addr: addr, settings: s}
-	dial := r.dial
-	b.hc = &fasthttp.HostClient{
-		Addr:                          addr,
-		NoDefaultUserAgentHeader:      true,
-		DisableHeaderNamesNormalizing: true,
-		DisablePathNormalizing:        true,
-		StreamResponseBody:            true,
-		MaxConns:                      s.maxConns,
-		MaxConnWaitTimeout:            s.maxWait,
-		// The data plane decides about retries (on another backend);
-		// fasthttp must never resend on its own.
-		MaxIdemponentCallAttempts: 1,
-		RetryIf:                   func(*fasthttp.Request) bool { return false },
-		ReadBufferSize:            DefaultMaxHeaderBytes,
-		MaxIdleConnDuration:       60 * time.Second,
-		Dial: func(a string) (net.Conn, error) {
-			c, err := dial(a, DefaultConnectTimeout)
-			if err != nil {
-				return nil, err
-			}
-			return &yieldConn{Conn: c}, nil
-		},
-	}
+	b := &backendState{pool: pool, addr: addr, settings: s, dial: r.dial}
+	b.hc = b.newClient(DefaultConnectTimeout)
 	r.backends[k] = b
 	return b
 }
@@ -133,7 +164,7 @@ func (r *registry) sweep(t *Table) {
 	}
 	r.mu.Unlock()
 	for _, b := range gone {
-		b.hc.CloseIdleConnections()
+		b.closeIdle()
 	}
 }
 
@@ -142,6 +173,6 @@ func (r *registry) closeAll() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, b := range r.backends {
-		b.hc.CloseIdleConnections()
+		b.closeIdle()
 	}
 }

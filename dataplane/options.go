@@ -25,6 +25,9 @@ const (
 	DefaultZoneMinHealthy     = 70
 	DefaultRetryBudgetPercent = 20
 	DefaultDrainTimeout       = 30 * time.Second
+	// DefaultUpstreamIdleTimeout closes a pooled backend connection that
+	// has carried no request for that long.
+	DefaultUpstreamIdleTimeout = 60 * time.Second
 	// minRetryConcurrency lets a lightly loaded pool retry at all even
 	// when BudgetPercent of its active requests rounds down to zero.
 	minRetryConcurrency = 3

@@ -69,8 +69,9 @@ func (ex *exchange) reset() {
 
 // Errors the proxy maps to client statuses.
 var (
-	errBodyTooLarge = errors.New("request body too large")
-	errClientBody   = errors.New("reading the request body failed")
+	errBodyTooLarge  = errors.New("request body too large")
+	errClientBody    = errors.New("reading the request body failed")
+	errClientTimeout = errors.New("the client sent no request body bytes in time")
 )
 
 // dialError marks a failure to connect, which is always safe to retry.
@@ -83,6 +84,7 @@ func (e *dialError) Unwrap() error { return e.err }
 // stream, enforcing the body limit. It records whether anything was read
 // from it (then it cannot be replayed on a retry) and why it failed.
 type bodyReader struct {
+	idle     idleDeadline
 	prefix   []byte
 	off      int
 	rest     io.Reader
@@ -104,6 +106,7 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 	if b.rest == nil {
 		return 0, io.EOF
 	}
+	b.idle.arm()
 	n, err := b.rest.Read(p)
 	b.read += int64(n)
 	if b.read > b.limit {
@@ -117,8 +120,36 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 	}
 	if err != nil && err != io.EOF {
 		b.err = errClientBody
+		if isTimeout(err) {
+			b.err = errClientTimeout
+		}
 	}
 	return n, err
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// idleDeadline applies a route's idle timeout to a streamed request body:
+// before each read from the client the read deadline moves to idle from
+// now, but never past the listener's read timeout for the whole request.
+type idleDeadline struct {
+	ctx   *fasthttp.RequestCtx
+	idle  time.Duration
+	limit time.Time
+}
+
+func (i *idleDeadline) arm() {
+	if i.idle <= 0 || i.ctx == nil {
+		return
+	}
+	dl := time.Now().Add(i.idle)
+	if dl.After(i.limit) {
+		dl = i.limit
+	}
+	_ = i.ctx.SetReadDeadline(dl)
 }
 
 // handle serves one request on listener lt's server.
@@ -239,7 +270,7 @@ func (d *Dataplane) handle(ctx *fasthttp.RequestCtx, listener string) {
 // ends within it is sent with a Content-Length and can be replayed on a
 // retry; a broken chunked body is refused before any backend sees it.
 // Longer bodies are streamed.
-func (d *Dataplane) prepareBody(ctx *fasthttp.RequestCtx, ex *exchange, maxBody int64) (streamed bool, status int) {
+func (d *Dataplane) prepareBody(ctx *fasthttp.RequestCtx, ex *exchange, maxBody int64, idle idleDeadline) (streamed bool, status int) {
 	ex.body = ex.body[:0]
 	cl := ctx.Request.Header.ContentLength()
 	if cl == 0 || cl == -2 {
@@ -258,6 +289,7 @@ func (d *Dataplane) prepareBody(ctx *fasthttp.RequestCtx, ex *exchange, maxBody 
 	var err error
 	for n < len(buf) && err == nil {
 		var m int
+		idle.arm()
 		m, err = src.Read(buf[n:])
 		n += m
 	}
@@ -280,12 +312,13 @@ func (d *Dataplane) prepareBody(ctx *fasthttp.RequestCtx, ex *exchange, maxBody 
 		}
 		return false, fasthttp.StatusBadRequest
 	}
-	ex.stream = bodyReader{prefix: ex.body, rest: src, read: 0, limit: maxBody, length: int64(cl)}
+	ex.stream = bodyReader{idle: idle, prefix: ex.body, rest: src, read: 0, limit: maxBody, length: int64(cl)}
 	return true, 0
 }
 
 func (d *Dataplane) forward(ctx *fasthttp.RequestCtx, ex *exchange, lt *listenerTable, r *route, p *pool, host, path, query []byte, maxBody int64) {
-	streamed, status := d.prepareBody(ctx, ex, maxBody)
+	streamed, status := d.prepareBody(ctx, ex, maxBody,
+		idleDeadline{ctx: ctx, idle: r.idleTimeout, limit: ex.start.Add(lt.limits.readTimeout)})
 	if status != 0 {
 		ctx.SetConnectionClose()
 		d.errorResponse(ctx, ex, status, "client_body")
@@ -343,7 +376,7 @@ func (d *Dataplane) forward(ctx *fasthttp.RequestCtx, ex *exchange, lt *listener
 		}
 		out.SetTimeout(r.requestTimeout)
 		b.st.active.Add(1)
-		err := b.st.hc.Do(out, resp)
+		err := b.st.client(r.connectTimeout).Do(out, resp)
 		b.st.active.Add(-1)
 		if try > 0 {
 			ps.retries.Add(-1)
@@ -407,6 +440,8 @@ func classify(err error, body *bodyReader) (kind string, status int, o Outcome) 
 	switch {
 	case body.err == errBodyTooLarge:
 		return "body_too_large", fasthttp.StatusRequestEntityTooLarge, OutcomeSuccess
+	case body.err == errClientTimeout:
+		return "client_body", fasthttp.StatusRequestTimeout, OutcomeSuccess
 	case body.err != nil:
 		return "client_body", fasthttp.StatusBadRequest, OutcomeSuccess
 	case errors.As(err, &de):

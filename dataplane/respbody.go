@@ -1,7 +1,10 @@
 package dataplane
 
 import (
+	"errors"
 	"io"
+	"sync/atomic"
+	"time"
 
 	"github.com/valyala/fasthttp"
 )
@@ -22,7 +25,20 @@ type upstreamBody struct {
 	src    io.Reader
 	n      int64
 	failed bool
+	idle   *idleTimer // nil without the route's idle timeout
 }
+
+// idleTimer ends a streamed response body whose backend stays silent for a
+// route's idle timeout. It is allocated apart from the exchange so that a
+// timer firing late never touches a recycled exchange.
+type idleTimer struct {
+	d     time.Duration
+	t     *time.Timer
+	fired atomic.Bool
+}
+
+// errUpstreamIdle ends a backend body that was silent too long.
+var errUpstreamIdle = errors.New("backend response body idle past the route's idle timeout")
 
 // takeResponse makes the backend's response up the client's. The status
 // and fields are copied one by one, not with Header.CopyTo, so the client
@@ -49,19 +65,42 @@ func (d *Dataplane) takeResponse(ctx *fasthttp.RequestCtx, ex *exchange, up *fas
 		return
 	}
 	ex.respBody = upstreamBody{d: d, ctx: ctx, ex: ex, up: up, src: src}
+	if idle := ex.route.idleTimeout; idle > 0 {
+		it := &idleTimer{d: idle}
+		closer, _ := src.(fasthttp.ReadCloserWithError)
+		it.t = time.AfterFunc(time.Hour, func() {
+			it.fired.Store(true)
+			if closer != nil {
+				// Interrupts the blocked read on the backend connection.
+				_ = closer.CloseWithError(errUpstreamIdle)
+			}
+		})
+		it.t.Stop()
+		ex.respBody.idle = it
+	}
 	ex.streaming = true
 	ctx.Response.SetBodyStream(&ex.respBody, up.Header.ContentLength())
 }
 
 func (b *upstreamBody) Read(p []byte) (int, error) {
+	if b.idle != nil {
+		b.idle.t.Reset(b.idle.d)
+	}
 	n, err := b.src.Read(p)
+	if b.idle != nil {
+		b.idle.t.Stop()
+	}
 	b.n += int64(n)
 	if err != nil && err != io.EOF && !b.failed {
 		b.failed = true
 		ex := b.ex
-		ex.kind = "truncated"
-		b.d.metrics.upstreamErrors.WithLabelValues(ex.pool.name, "truncated").Inc()
-		b.d.health.Observe(ex.pool.name, ex.backend, OutcomeReset)
+		kind, outcome := "truncated", OutcomeReset
+		if b.idle != nil && b.idle.fired.Load() {
+			kind, outcome = "idle_timeout", OutcomeTimeout
+		}
+		ex.kind = kind
+		b.d.metrics.upstreamErrors.WithLabelValues(ex.pool.name, kind).Inc()
+		b.d.health.Observe(ex.pool.name, ex.backend, outcome)
 	}
 	return n, err
 }
@@ -69,6 +108,9 @@ func (b *upstreamBody) Read(p []byte) (int, error) {
 // CloseWithError is called by fasthttp once the response is written, with
 // the write error if any (fasthttp.ReadCloserWithError).
 func (b *upstreamBody) CloseWithError(werr error) error {
+	if b.idle != nil {
+		b.idle.t.Stop()
+	}
 	if c, ok := b.src.(fasthttp.ReadCloserWithError); ok {
 		// A write error makes the backend connection be discarded.
 		_ = c.CloseWithError(werr)
