@@ -192,6 +192,10 @@ func TestRefusedRequestsReachNoBackend(t *testing.T) {
 		// The framing refusal closed nothing before: the error response
 		// reset the Connection: close set for it.
 		{"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400},
+		// An Upgrade's body would be tunnelled raw: a request smuggled
+		// past routing to the backend.
+		{"GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nContent-Length: 30\r\n\r\nGET /admin HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+		{"GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400},
 	} {
 		resp, _ := rawExchange(t, f.addr, tc.req)
 		if resp.StatusCode != tc.want || !resp.Close {

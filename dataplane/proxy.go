@@ -260,6 +260,14 @@ func (d *Dataplane) handle(ctx *fasthttp.RequestCtx, listener string) {
 		return
 	}
 	if scanConnection(hdr, ex) {
+		// The upgrade head goes upstream without framing fields and the
+		// client's bytes after it are tunnelled raw: a body would reach
+		// the backend as the start of another, unrouted request.
+		if cl := hdr.ContentLength(); cl > 0 || cl == -1 {
+			ctx.SetConnectionClose()
+			d.errorResponse(ctx, ex, fasthttp.StatusBadRequest, "upgrade_body")
+			return
+		}
 		d.upgrade(ctx, ex, lt, r, leg.pool, host, path, query)
 		return
 	}
