@@ -42,6 +42,7 @@ type diffReq struct {
 	http10   bool
 	tags     [][2]string // end-to-end fields the backend must see as sent
 	hop      bool        // sends a field named in Connection, which must not arrive
+	xff, via string      // the client's own X-Forwarded-For and Via, if any
 	body     []byte
 	chunked  bool
 	expect   bool // Expect: 100-continue
@@ -186,6 +187,12 @@ func (s *diffSession) newReq(rng *rand.Rand, client, n int) *diffReq {
 		r.tags = append(r.tags, [2]string{"X-Tag-" + string(rune('A'+i)), id + "/" + strconv.Itoa(rng.IntN(1000))})
 	}
 	r.hop = rng.IntN(5) == 0
+	if rng.IntN(5) == 0 {
+		r.xff = fmt.Sprintf("10.0.%d.%d", client, n%250)
+	}
+	if rng.IntN(5) == 0 {
+		r.via = "1.0 " + id
+	}
 	r.respSize = []int{0, 2, 100, 3000, 40 << 10}[rng.IntN(5)]
 	if rng.IntN(8) == 0 {
 		r.respSize = 200<<10 + rng.IntN(100<<10)
@@ -217,6 +224,12 @@ func (r *diffReq) head() []byte {
 	}
 	if r.hop {
 		fmt.Fprintf(&b, "Connection: X-Hop\r\nX-Hop: %s\r\n", r.id)
+	}
+	if r.xff != "" {
+		fmt.Fprintf(&b, "X-Forwarded-For: %s\r\n", r.xff)
+	}
+	if r.via != "" {
+		fmt.Fprintf(&b, "Via: %s\r\n", r.via)
 	}
 	if r.expect {
 		b.WriteString("Expect: 100-continue\r\n")
@@ -524,8 +537,9 @@ func (s *diffSession) check() {
 }
 
 // compare checks that rec is r after the documented rewrites: hop-by-hop
-// fields and fields named in Connection removed, X-Forwarded-For/-Proto/
-// -Host and Via added, framing chosen by the proxy.
+// fields and fields named in Connection removed, X-Forwarded-For and Via
+// extended (or added), X-Forwarded-Proto/-Host added, framing chosen by the
+// proxy.
 func (s *diffSession) compare(r *diffReq, rec diffSeen) {
 	id := r.id
 	if rec.method != r.method || rec.uri != r.uri || rec.host != "app.test" {
@@ -541,6 +555,12 @@ func (s *diffSession) compare(r *diffReq, rec diffSeen) {
 	}
 	if r.respCL {
 		want["X-Resp-Cl"] = "1"
+	}
+	if r.xff != "" {
+		want["X-Forwarded-For"] = r.xff + ", 127.0.0.1"
+	}
+	if r.via != "" {
+		want["Via"] = r.via + ", 1.1 rafter"
 	}
 	for _, kv := range r.tags {
 		want[kv[0]] = kv[1]
