@@ -1,17 +1,20 @@
 package agent
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/url"
 	"os"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
 	"unicode"
+
+	"github.com/rafterlb/rafter/cluster"
+	"github.com/rafterlb/rafter/fsm"
 )
 
 // Config is everything an agent is started with. `rafter agent` fills it
@@ -97,8 +100,6 @@ func DefaultConfig() Config {
 	}
 }
 
-var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
-
 // AdvertiseIP is Advertise, or Bind when Advertise is not set.
 func (c *Config) AdvertiseIP() string {
 	if c.Advertise != "" {
@@ -135,17 +136,20 @@ func (c *Config) Validate() error {
 	bad := func(flag, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("--%s: %s", flag, fmt.Sprintf(format, args...)))
 	}
-	switch {
-	case c.NodeID == "":
-		bad("node-id", "required")
-	case !idPattern.MatchString(c.NodeID):
-		bad("node-id", "%q: use letters, digits, '.', '_' or '-' (at most 63)", c.NodeID)
+	// Identity follows the rules of the node record it becomes.
+	check := func(flag string, err error) {
+		var fe *fsm.FieldError
+		if errors.As(err, &fe) {
+			bad(flag, "%s", fe.Message)
+		} else if err != nil {
+			bad(flag, "%v", err)
+		}
 	}
-	switch {
-	case c.Zone == "":
+	check("node-id", fsm.CheckNodeID(c.NodeID))
+	if c.Zone == "" {
 		bad("zone", "required (the availability zone this node runs in)")
-	case !idPattern.MatchString(c.Zone):
-		bad("zone", "%q: use letters, digits, '.', '_' or '-'", c.Zone)
+	} else {
+		check("zone", fsm.CheckZoneName(c.Zone))
 	}
 	if c.DataDir == "" {
 		bad("data-dir", "required")
@@ -176,11 +180,7 @@ func (c *Config) Validate() error {
 	if c.AdminPort == c.RaftPort && c.AdminPort != 0 {
 		bad("raft-port", "must differ from --admin-port (%d)", c.AdminPort)
 	}
-	switch c.BootstrapExpect {
-	case 0, 1, 3, 5, 7:
-	default:
-		bad("bootstrap-expect", "must be 1, 3, 5 or 7 (an odd number keeps a majority through a split), or 0 to join an existing cluster; got %d", c.BootstrapExpect)
-	}
+	check("bootstrap-expect", cluster.CheckBootstrapExpect(c.BootstrapExpect))
 	for i, j := range c.Join {
 		if _, port, err := net.SplitHostPort(j); err != nil || port == "" {
 			bad("join", "[%d] %q: want host:port of a peer's admin API", i, j)
@@ -218,7 +218,7 @@ func (c *Config) Validate() error {
 	if c.LeaseDrainPeriod < 0 {
 		bad("lease-drain-period", "must not be negative, got %v", c.LeaseDrainPeriod)
 	}
-	c.validateAWS(bad)
+	c.validateAWS(bad, check)
 	if len(errs) == 0 {
 		return nil
 	}
@@ -238,15 +238,10 @@ func (e configErrors) Error() string {
 
 func (e configErrors) Unwrap() []error { return e }
 
-var (
-	instanceIDPattern = regexp.MustCompile(`^i-[0-9a-z]{1,32}$`)
-	eniPattern        = regexp.MustCompile(`^eni-[0-9a-z]{1,32}$`)
-)
-
 // AWS reports whether a feature needing the EC2 API is enabled.
 func (c *Config) AWS() bool { return c.Discovery || c.VIP }
 
-func (c *Config) validateAWS(bad func(flag, format string, args ...any)) {
+func (c *Config) validateAWS(bad func(flag, format string, args ...any), check func(flag string, err error)) {
 	if c.AWSEndpoint != "" {
 		if u, err := url.Parse(c.AWSEndpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			bad("aws-endpoint", "%q: want an http(s) URL", c.AWSEndpoint)
@@ -255,11 +250,11 @@ func (c *Config) validateAWS(bad func(flag, format string, args ...any)) {
 	if strings.ContainsFunc(c.AWSRegion, unicode.IsSpace) {
 		bad("aws-region", "%q contains whitespace", c.AWSRegion)
 	}
-	if c.AWSInstanceID != "" && !instanceIDPattern.MatchString(c.AWSInstanceID) {
-		bad("aws-instance-id", "%q: want an instance id like i-0123456789abcdef0", c.AWSInstanceID)
+	if c.AWSInstanceID != "" {
+		check("aws-instance-id", fsm.CheckInstanceID(c.AWSInstanceID))
 	}
-	if c.AWSENI != "" && !eniPattern.MatchString(c.AWSENI) {
-		bad("aws-eni", "%q: want a network interface id like eni-0123456789abcdef0", c.AWSENI)
+	if c.AWSENI != "" {
+		check("aws-eni", fsm.CheckENI(c.AWSENI))
 	}
 	if c.AWSPrivateIP != "" && net.ParseIP(c.AWSPrivateIP) == nil {
 		bad("aws-private-ip", "%q is not an IP address", c.AWSPrivateIP)
