@@ -137,12 +137,12 @@ spec: {provider: none, home_node: n1}
 		dataplane bool // the data plane must see it
 		health    bool // the health monitor must see it
 	}{
-		{"node record", &fsm.Command{Type: fsm.CmdNodeUpsert, V: fsm.CommandVersion, Node: &fsm.Node{ID: "n1", Zone: "a", RaftAddr: "127.0.0.1:7701"}}, false, false},
-		{"vip assignment", &fsm.Command{Type: fsm.CmdAssign, V: fsm.CommandVersion, Assignment: &fsm.Assignment{VIP: "v1", Holder: "n1"}}, false, false},
+		{"node record", fsm.NewCommand(&fsm.NodeUpsert{Node: &fsm.Node{ID: "n1", Zone: "a", RaftAddr: "127.0.0.1:7701"}}), false, false},
+		{"vip assignment", fsm.NewCommand(&fsm.Assign{Assignment: &fsm.Assignment{VIP: "v1", Holder: "n1"}}), false, false},
 		{"lease grant", fsm.LeaseGrantCommand(30*time.Second, time.Unix(1000, 0)), false, false},
 		{"route change", manifest(t, "kind: route\nname: app\nspec: {listener: web, match: {path: {prefix: /x}}, action: {split: [{pool: app, weight: 100}]}}\n"), true, false},
 		{"backend registered", fsm.BackendRegisterCommand("app", fsm.Backend{Addr: "127.0.0.1:9002", Zone: "a", Lease: 4}), true, true},
-		{"zone evacuated", &fsm.Command{Type: fsm.CmdZone, V: fsm.CommandVersion, Zone: &fsm.ZoneState{Zone: "a", Evacuated: true}}, true, false},
+		{"zone evacuated", fsm.NewCommand(&fsm.ZoneChange{Zone: &fsm.ZoneState{Zone: "a", Evacuated: true}}), true, false},
 	}
 	for _, st := range steps {
 		ch := w.Changed()
