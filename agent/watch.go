@@ -8,12 +8,6 @@ import (
 	"github.com/rafterlb/rafter/fsm"
 )
 
-// configSource is what the Raft node offers the watch loop.
-type configSource interface {
-	Snapshot() *fsm.Config
-	Changed() <-chan struct{}
-}
-
 // poolUpdater is the health monitor as the watch loop feeds it.
 type poolUpdater interface {
 	Update(pools map[string]fsm.PoolSpec)
@@ -26,7 +20,7 @@ type poolUpdater interface {
 // something the data plane reads has changed: VIP settles, lease grants
 // and node records are Raft writes that leave the routing table as it is.
 type watcher struct {
-	src    configSource
+	src    fsm.Source
 	health poolUpdater
 
 	mu      sync.Mutex
@@ -37,9 +31,9 @@ type watcher struct {
 
 // newWatcher reads src's current configuration and feeds it at once, so
 // the data plane starts from it.
-func newWatcher(src configSource, health poolUpdater) *watcher {
+func newWatcher(src fsm.Source, health poolUpdater) *watcher {
 	w := &watcher{src: src, health: health, changed: make(chan struct{})}
-	w.step(src.Snapshot())
+	w.step(src.Config())
 	return w
 }
 
@@ -61,7 +55,7 @@ func (w *watcher) Changed() <-chan struct{} {
 func (w *watcher) Run(ctx context.Context) {
 	for {
 		ch := w.src.Changed()
-		w.step(w.src.Snapshot())
+		w.step(w.src.Config())
 		select {
 		case <-ctx.Done():
 			return

@@ -23,7 +23,7 @@ func newFakeSource() *fakeSource {
 	return &fakeSource{c: fsm.Empty(), changed: make(chan struct{})}
 }
 
-func (s *fakeSource) Snapshot() *fsm.Config {
+func (s *fakeSource) Config() *fsm.Config {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.c
@@ -148,7 +148,7 @@ spec: {provider: none, home_node: n1}
 		ch := w.Changed()
 		before := h.count()
 		src.apply(t, st.cmd)
-		idx := src.Snapshot().Index
+		idx := src.Config().Index
 		waitSeen(t, w, idx)
 		got := w.Snapshot().Index
 		if st.dataplane {
