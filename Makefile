@@ -3,7 +3,7 @@ GO        ?= go
 BIN       := bin/rafter
 FUZZTIME  ?= 15s
 # Packages with tests run under the race detector by `make test`.
-TEST_PKGS := ./fsm/... ./cluster/... ./dataplane/... ./client/... ./cmd/... ./internal/... ./bench/...
+TEST_PKGS := ./agent/... ./fsm/... ./cluster/... ./dataplane/... ./client/... ./cmd/... ./internal/... ./bench/...
 
 .PHONY: all build run test vet depcheck unit fuzz bench bench-quick lint clean test-deps
 

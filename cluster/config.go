@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/rafterlb/rafter/fsm"
 )
 
 // Config configures one node. Start from DefaultConfig.
@@ -154,18 +156,11 @@ func (c *Config) Validate() error {
 	var errs []error
 	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 
-	if cfg.NodeID == "" {
-		add("cluster.node_id: required")
-	} else if strings.ContainsAny(cfg.NodeID, " \t\n/") {
-		add("cluster.node_id: %q must not contain spaces or '/'", cfg.NodeID)
+	if err := fsm.CheckNodeID(cfg.NodeID); err != nil {
+		add("cluster.%w", err)
 	}
-	switch cfg.BootstrapExpect {
-	case 0, 1, 3, 5, 7:
-	case 2, 4, 6:
-		add("cluster.bootstrap_expect: %d is even: a cluster of %d tolerates no more failures than one of %d and loses quorum on an even split; use %d or %d",
-			cfg.BootstrapExpect, cfg.BootstrapExpect, cfg.BootstrapExpect-1, cfg.BootstrapExpect-1, cfg.BootstrapExpect+1)
-	default:
-		add("cluster.bootstrap_expect: %d not supported (want 1, 3, 5 or 7; 0 to join an existing cluster)", cfg.BootstrapExpect)
+	if err := CheckBootstrapExpect(cfg.BootstrapExpect); err != nil {
+		add("cluster.bootstrap_expect: %w", err)
 	}
 	if cfg.BootstrapExpect > 1 && len(cfg.Join) == 0 && len(cfg.Peers) == 0 {
 		add("cluster.join: bootstrap_expect %d needs the admin addresses of the other nodes", cfg.BootstrapExpect)
@@ -178,11 +173,15 @@ func (c *Config) Validate() error {
 			add("cluster.peers[%d]: id and raft_addr are required", i)
 		}
 	}
-	if cfg.InstanceID != "" && !strings.HasPrefix(cfg.InstanceID, "i-") {
-		add("cluster.instance_id: %q is not an instance id (i-...)", cfg.InstanceID)
+	if cfg.InstanceID != "" {
+		if err := fsm.CheckInstanceID(cfg.InstanceID); err != nil {
+			add("cluster.%w", err)
+		}
 	}
-	if cfg.ENI != "" && !strings.HasPrefix(cfg.ENI, "eni-") {
-		add("cluster.eni: %q is not a network interface id (eni-...)", cfg.ENI)
+	if cfg.ENI != "" {
+		if err := fsm.CheckENI(cfg.ENI); err != nil {
+			add("cluster.%w", err)
+		}
 	}
 	if cfg.PrivateIP != "" && net.ParseIP(cfg.PrivateIP) == nil {
 		add("cluster.private_ip: %q is not an IP address", cfg.PrivateIP)
@@ -226,6 +225,19 @@ func (c *Config) Validate() error {
 		add("cluster.timing: %w", err)
 	}
 	return errors.Join(errs...)
+}
+
+// CheckBootstrapExpect reports why n cannot be the number of voters a new
+// cluster forms with (0 means: join an existing cluster).
+func CheckBootstrapExpect(n int) error {
+	switch n {
+	case 0, 1, 3, 5, 7:
+		return nil
+	case 2, 4, 6:
+		return fmt.Errorf("%d is even: a cluster of %d tolerates no more failures than one of %d and loses quorum on an even split; use %d or %d",
+			n, n, n-1, n-1, n+1)
+	}
+	return fmt.Errorf("%d not supported (want 1, 3, 5 or 7; 0 to join an existing cluster)", n)
 }
 
 func (c *Config) validateRaftAddrs() []error {

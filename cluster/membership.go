@@ -67,7 +67,7 @@ func (n *Node) RemoveServer(ctx context.Context, id string) error {
 		if _, ok := n.fsm.Config().Nodes[id]; !ok {
 			return nil
 		}
-		_, err := n.Apply(ctx, &fsm.Command{Type: fsm.CmdNodeRemove, V: fsm.CommandVersion, NodeID: id})
+		_, err := n.Apply(ctx, fsm.NewCommand(&fsm.NodeRemove{NodeID: id}))
 		if err != nil {
 			return fmt.Errorf("cluster: remove node record %s: %w", id, err)
 		}
@@ -127,7 +127,7 @@ func (n *Node) upsertNode(ctx context.Context, want *fsm.Node) error {
 	if have, ok := n.fsm.Config().Nodes[want.ID]; ok && sameNode(have, want) {
 		return nil
 	}
-	_, err := n.Apply(ctx, &fsm.Command{Type: fsm.CmdNodeUpsert, V: fsm.CommandVersion, Node: want})
+	_, err := n.Apply(ctx, fsm.NewCommand(&fsm.NodeUpsert{Node: want}))
 	if err != nil {
 		return fmt.Errorf("cluster: record node %s: %w", want.ID, err)
 	}

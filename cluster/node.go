@@ -357,9 +357,6 @@ func (n *Node) notLeader(cause error) error {
 // Config returns the local copy of the replicated configuration.
 func (n *Node) Config() *fsm.Config { return n.fsm.Config() }
 
-// Snapshot is Config; it makes Node a dataplane.ConfigSource.
-func (n *Node) Snapshot() *fsm.Config { return n.fsm.Config() }
-
 // Changed returns a channel closed at the next change of Config.
 func (n *Node) Changed() <-chan struct{} { return n.fsm.Changed() }
 
@@ -472,19 +469,18 @@ func (n *Node) appliedThrough(index uint64) bool {
 // WaitForIndex blocks until the local Config has reached index (a watch:
 // `?index=N&wait=30s`), and returns it.
 func (n *Node) WaitForIndex(ctx context.Context, index uint64) (*fsm.Config, error) {
-	for {
-		ch := n.fsm.Changed()
-		if c := n.fsm.Config(); c.Index >= index {
-			return c, nil
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return n.fsm.Config(), fmt.Errorf("%w: waiting for index %d: %w", ErrTimeout, index, ctx.Err())
-		case <-n.ctx.Done():
-			return n.fsm.Config(), ErrShutdown
-		}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stop := context.AfterFunc(n.ctx, func() { cancel(ErrShutdown) })
+	defer stop()
+	c, err := fsm.WaitIndex(ctx, n.fsm, index)
+	switch {
+	case err == nil:
+		return c, nil
+	case errors.Is(context.Cause(ctx), ErrShutdown):
+		return c, ErrShutdown
 	}
+	return c, fmt.Errorf("%w: waiting for index %d: %w", ErrTimeout, index, err)
 }
 
 // TakeSnapshot compacts the log now instead of at the next threshold.

@@ -21,7 +21,7 @@ func (d *Dataplane) vipIPs(cfg *fsm.Config) []string {
 		if v.Spec.Provider != fsm.ProviderLinux {
 			continue
 		}
-		if len(v.Spec.Candidates) > 0 && !slices.Contains(v.Spec.Candidates, d.opts.NodeID) && v.Spec.HomeNode != d.opts.NodeID {
+		if !v.Spec.MayHold(d.opts.NodeID) {
 			continue
 		}
 		p, err := netip.ParsePrefix(v.Spec.Address)

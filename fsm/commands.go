@@ -5,124 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
-	"time"
 )
-
-// CommandType names what a command does to the document.
-type CommandType string
-
-// The commands of the replicated state machine.
-const (
-	CmdPut        CommandType = "put"         // Objects: exactly one object (kind,name,spec); optional CAS
-	CmdDelete     CommandType = "delete"      // Kind, Name; optional CAS
-	CmdApply      CommandType = "apply"       // Objects: a whole manifest, all or nothing, upsert (no prune)
-	CmdRestore    CommandType = "restore"     // Config: replaces listeners/routes/pools/vips/assignments/zones/leases (keeps nodes)
-	CmdAssign     CommandType = "assign"      // Assignment: VIP holder; Token is set by Apply to the entry's index
-	CmdSettle     CommandType = "settle"      // Assignment: VIP and Token; marks that assignment's hand-over complete
-	CmdNodeUpsert CommandType = "node_upsert" // Node
-	CmdNodeRemove CommandType = "node_remove" // NodeID
-	CmdZone       CommandType = "zone"        // Zone: evacuate / restore
-
-	CmdLeaseGrant        CommandType = "lease_grant"        // TTL, Time; the lease's ID is the entry's index
-	CmdLeaseRevoke       CommandType = "lease_revoke"       // ID, Drain, Time
-	CmdLeaseExpire       CommandType = "lease_expire"       // IDs, Time; proposed by the leader
-	CmdBackendRegister   CommandType = "backend_register"   // Pool, Backend (with Lease)
-	CmdBackendDeregister CommandType = "backend_deregister" // Pool, Backend (Addr; Lease when set must match)
-)
-
-// CommandVersion is the envelope version this package writes and accepts.
-const CommandVersion = 1
-
-// Command is one Raft log entry. It is encoded as JSON
-// (`{"type":..., "v":1, ...}`) and carries everything Apply needs,
-// including the leader's clock where time matters, so that applying it is
-// deterministic on every node.
-type Command struct {
-	Type       CommandType `json:"type"`
-	V          int         `json:"v"`
-	Objects    []Object    `json:"objects,omitempty"`
-	Kind       Kind        `json:"kind,omitempty"`
-	Name       string      `json:"name,omitempty"`
-	CAS        *uint64     `json:"cas,omitempty"` // put/delete: the object's current modify_index must equal *CAS; 0 = must not exist. assign: the current token (0 = no assignment)
-	Assignment *Assignment `json:"assignment,omitempty"`
-	Node       *Node       `json:"node,omitempty"`
-	NodeID     string      `json:"node_id,omitempty"`
-	Zone       *ZoneState  `json:"zone,omitempty"`
-	Config     *Config     `json:"config,omitempty"`
-	Time       time.Time   `json:"time,omitzero"` // the leader's clock, for commands that need time
-	// Leases and self-registered backends.
-	TTL     Duration `json:"ttl,omitempty"`   // lease_grant
-	ID      uint64   `json:"id,omitempty"`    // lease_revoke
-	IDs     []uint64 `json:"ids,omitempty"`   // lease_expire
-	Drain   bool     `json:"drain,omitempty"` // lease_revoke: mark the backends drain first, remove them later
-	Pool    string   `json:"pool,omitempty"`  // backend_register / backend_deregister
-	Backend *Backend `json:"backend,omitempty"`
-}
-
-// PutCommand creates or replaces one object; cas, when non-nil, is the
-// modify_index the object must have now (0: it must not exist).
-func PutCommand(obj Object, cas *uint64) *Command {
-	return &Command{Type: CmdPut, V: CommandVersion, Objects: []Object{obj}, CAS: cas}
-}
-
-// DeleteCommand deletes one object; cas as for PutCommand.
-func DeleteCommand(kind Kind, name string, cas *uint64) *Command {
-	return &Command{Type: CmdDelete, V: CommandVersion, Kind: kind, Name: name, CAS: cas}
-}
-
-// ApplyCommand upserts a whole manifest as one entry, all or nothing.
-func ApplyCommand(objs []Object) *Command {
-	return &Command{Type: CmdApply, V: CommandVersion, Objects: objs}
-}
-
-// EncodeCommand returns the log entry bytes of c.
-func EncodeCommand(c *Command) ([]byte, error) {
-	if c == nil {
-		return nil, invalidf("", "nil command")
-	}
-	b, err := json.Marshal(c)
-	if err != nil {
-		return nil, fmt.Errorf("encode command: %w", err)
-	}
-	return b, nil
-}
-
-// DecodeCommand parses a log entry. An unknown envelope version gives
-// ErrUnsupportedVersion, anything else malformed ErrInvalid.
-func DecodeCommand(b []byte) (*Command, error) {
-	var head struct {
-		Type CommandType `json:"type"`
-		V    int         `json:"v"`
-	}
-	if err := json.Unmarshal(b, &head); err != nil {
-		return nil, invalidf("", "malformed command: %v", err)
-	}
-	if head.V != CommandVersion {
-		return nil, &FieldError{Field: "v", Message: fmt.Sprintf("command version %d not supported (want %d)", head.V, CommandVersion), Err: ErrUnsupportedVersion}
-	}
-	if !knownCommand(head.Type) {
-		return nil, invalidf("type", "unknown command type %q", head.Type)
-	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	var c Command
-	if err := dec.Decode(&c); err != nil {
-		return nil, invalidf("", "malformed command: %v", err)
-	}
-	if dec.More() {
-		return nil, invalidf("", "malformed command: %v", errTrailingData)
-	}
-	return &c, nil
-}
-
-func knownCommand(t CommandType) bool {
-	switch t {
-	case CmdPut, CmdDelete, CmdApply, CmdRestore, CmdAssign, CmdSettle, CmdNodeUpsert, CmdNodeRemove, CmdZone,
-		CmdLeaseGrant, CmdLeaseRevoke, CmdLeaseExpire, CmdBackendRegister, CmdBackendDeregister:
-		return true
-	}
-	return false
-}
 
 // Empty returns the document before any command: Index 0 and every map
 // non-nil and empty.
@@ -159,35 +42,38 @@ func Next(c *Config, index uint64, cmd *Command) (*Config, error) {
 	if cmd.V != CommandVersion {
 		return nil, &FieldError{Field: "v", Message: fmt.Sprintf("command version %d not supported (want %d)", cmd.V, CommandVersion), Err: ErrUnsupportedVersion}
 	}
-	switch cmd.Type {
-	case CmdPut:
-		return nextPut(c, index, cmd)
-	case CmdDelete:
-		return nextDelete(c, index, cmd)
-	case CmdApply:
-		return nextApply(c, index, cmd)
-	case CmdRestore:
-		return nextRestore(c, index, cmd)
-	case CmdAssign:
-		return nextAssign(c, index, cmd)
-	case CmdSettle:
-		return nextSettle(c, index, cmd)
-	case CmdNodeUpsert:
-		return nextNodeUpsert(c, index, cmd)
-	case CmdNodeRemove:
-		return nextNodeRemove(c, index, cmd)
-	case CmdZone:
-		return nextZone(c, index, cmd)
-	case CmdLeaseGrant:
-		return nextLeaseGrant(c, index, cmd)
-	case CmdLeaseRevoke:
-		return nextLeaseRevoke(c, index, cmd)
-	case CmdLeaseExpire:
-		return nextLeaseExpire(c, index, cmd)
-	case CmdBackendRegister:
-		return nextBackendRegister(c, index, cmd)
-	case CmdBackendDeregister:
-		return nextBackendDeregister(c, index, cmd)
+	if cmd.Payload == nil || cmd.Payload.commandType() != cmd.Type {
+		return nil, invalidf("type", "command %q carries a payload of another type (%T)", cmd.Type, cmd.Payload)
+	}
+	switch p := cmd.Payload.(type) {
+	case *Put:
+		return nextPut(c, index, p)
+	case *Delete:
+		return nextDelete(c, index, p)
+	case *ApplyManifest:
+		return nextApply(c, index, p)
+	case *Restore:
+		return nextRestore(c, index, p)
+	case *Assign:
+		return nextAssign(c, index, p)
+	case *Settle:
+		return nextSettle(c, index, p)
+	case *NodeUpsert:
+		return nextNodeUpsert(c, index, p)
+	case *NodeRemove:
+		return nextNodeRemove(c, index, p)
+	case *ZoneChange:
+		return nextZone(c, index, p)
+	case *LeaseGrant:
+		return nextLeaseGrant(c, index, p)
+	case *LeaseRevoke:
+		return nextLeaseRevoke(c, index, p)
+	case *LeaseExpire:
+		return nextLeaseExpire(c, index, p)
+	case *BackendRegister:
+		return nextBackendRegister(c, index, p)
+	case *BackendDeregister:
+		return nextBackendDeregister(c, index, p)
 	}
 	return nil, invalidf("type", "unknown command type %q", cmd.Type)
 }
@@ -207,7 +93,7 @@ func checkCAS(cas *uint64, kind Kind, name string, cur uint64, exists bool) erro
 	return nil
 }
 
-func nextPut(c *Config, index uint64, cmd *Command) (*Config, error) {
+func nextPut(c *Config, index uint64, cmd *Put) (*Config, error) {
 	if len(cmd.Objects) != 1 {
 		return nil, invalidf("objects", "put takes exactly one object, got %d", len(cmd.Objects))
 	}
@@ -237,7 +123,7 @@ func nextPut(c *Config, index uint64, cmd *Command) (*Config, error) {
 	return b.c, nil
 }
 
-func nextDelete(c *Config, index uint64, cmd *Command) (*Config, error) {
+func nextDelete(c *Config, index uint64, cmd *Delete) (*Config, error) {
 	if !validKind(cmd.Kind) {
 		return nil, invalidf("kind", "unknown kind %q (want one of listener, pool, route, vip)", cmd.Kind)
 	}
@@ -283,7 +169,7 @@ func referencedBy(c *Config, kind Kind, name string) string {
 	return ""
 }
 
-func nextApply(c *Config, index uint64, cmd *Command) (*Config, error) {
+func nextApply(c *Config, index uint64, cmd *ApplyManifest) (*Config, error) {
 	type key struct {
 		kind Kind
 		name string
@@ -320,7 +206,7 @@ func nextApply(c *Config, index uint64, cmd *Command) (*Config, error) {
 	return b.c, nil
 }
 
-func nextRestore(c *Config, index uint64, cmd *Command) (*Config, error) {
+func nextRestore(c *Config, index uint64, cmd *Restore) (*Config, error) {
 	in := cmd.Config
 	if in == nil {
 		return nil, invalidf("config", "required")
@@ -436,7 +322,7 @@ func sameAssignment(a, b *Assignment) bool {
 		a.Since.Equal(b.Since) && a.Reason == b.Reason
 }
 
-func nextAssign(c *Config, index uint64, cmd *Command) (*Config, error) {
+func nextAssign(c *Config, index uint64, cmd *Assign) (*Config, error) {
 	a := cmd.Assignment
 	if a == nil {
 		return nil, invalidf("assignment", "required")
@@ -478,7 +364,7 @@ func nextAssign(c *Config, index uint64, cmd *Command) (*Config, error) {
 // nextSettle records that no node but the holder can still have the VIP
 // of the assignment with cmd.Assignment.Token. It refuses any other token,
 // so a late settle never marks a newer assignment.
-func nextSettle(c *Config, index uint64, cmd *Command) (*Config, error) {
+func nextSettle(c *Config, index uint64, cmd *Settle) (*Config, error) {
 	a := cmd.Assignment
 	if a == nil {
 		return nil, invalidf("assignment", "required")
@@ -500,7 +386,7 @@ func nextSettle(c *Config, index uint64, cmd *Command) (*Config, error) {
 	return b.c, nil
 }
 
-func nextNodeUpsert(c *Config, index uint64, cmd *Command) (*Config, error) {
+func nextNodeUpsert(c *Config, index uint64, cmd *NodeUpsert) (*Config, error) {
 	n := cmd.Node
 	if n == nil {
 		return nil, invalidf("node", "required")
@@ -522,7 +408,7 @@ func nextNodeUpsert(c *Config, index uint64, cmd *Command) (*Config, error) {
 	return b.c, nil
 }
 
-func nextNodeRemove(c *Config, index uint64, cmd *Command) (*Config, error) {
+func nextNodeRemove(c *Config, index uint64, cmd *NodeRemove) (*Config, error) {
 	if _, ok := c.Nodes[cmd.NodeID]; !ok {
 		return nil, notFoundf("node_id", "node %q not found", cmd.NodeID)
 	}
@@ -531,7 +417,7 @@ func nextNodeRemove(c *Config, index uint64, cmd *Command) (*Config, error) {
 	return b.c, nil
 }
 
-func nextZone(c *Config, index uint64, cmd *Command) (*Config, error) {
+func nextZone(c *Config, index uint64, cmd *ZoneChange) (*Config, error) {
 	z := cmd.Zone
 	if z == nil {
 		return nil, invalidf("zone", "required")

@@ -47,7 +47,7 @@ func TestPutCAS(t *testing.T) {
 func TestDelete(t *testing.T) {
 	base := baseConfig(t)
 	base = mustNext(t, base, PutCommand(obj(KindVIP, "v", `{"provider":"none"}`), nil))
-	base = mustNext(t, base, &Command{Type: CmdAssign, V: CommandVersion, Assignment: &Assignment{VIP: "v", Holder: "n1"}, Time: fixedTime})
+	base = mustNext(t, base, NewCommand(&Assign{Assignment: &Assignment{VIP: "v", Holder: "n1"}, Time: fixedTime}))
 	routeIdx := base.Routes["app"].ModifyIndex
 	tests := []struct {
 		name    string
@@ -174,10 +174,10 @@ func TestNextNeverModifiesInput(t *testing.T) {
 		PutCommand(obj(KindPool, "app", `{"balancer":"random"}`), nil),
 		DeleteCommand(KindRoute, "app", nil),
 		ApplyCommand([]Object{obj(KindPool, "q", `{}`), obj(KindRoute, "app", `{"listener":"web","action":{"respond":{"status":200}}}`)}),
-		{Type: CmdNodeUpsert, V: CommandVersion, Node: &Node{ID: "n4", RaftAddr: "127.0.0.4:7701"}},
-		{Type: CmdNodeRemove, V: CommandVersion, NodeID: "n1"},
-		{Type: CmdZone, V: CommandVersion, Zone: &ZoneState{Zone: "a", Evacuated: true}},
-		{Type: CmdRestore, V: CommandVersion, Config: Empty()},
+		NewCommand(&NodeUpsert{Node: &Node{ID: "n4", RaftAddr: "127.0.0.4:7701"}}),
+		NewCommand(&NodeRemove{NodeID: "n1"}),
+		NewCommand(&ZoneChange{Zone: &ZoneState{Zone: "a", Evacuated: true}}),
+		NewCommand(&Restore{Config: Empty()}),
 	}
 	for _, cmd := range cmds {
 		next, err := Next(base, base.Index+1, cmd)
@@ -217,7 +217,7 @@ func TestAssign(t *testing.T) {
 	base := baseConfig(t)
 	base = mustNext(t, base, PutCommand(obj(KindVIP, "v", `{"provider":"none","home_node":"n1"}`), nil))
 	assign := func(vip, holder string, cas *uint64) *Command {
-		return &Command{Type: CmdAssign, V: CommandVersion, Assignment: &Assignment{VIP: vip, Holder: holder, Token: 999, Reason: "home"}, CAS: cas, Time: fixedTime.In(time.FixedZone("x", 3600))}
+		return NewCommand(&Assign{Assignment: &Assignment{VIP: vip, Holder: holder, Token: 999, Reason: "home"}, CAS: cas, Time: fixedTime.In(time.FixedZone("x", 3600))})
 	}
 	c := mustNext(t, base, assign("v", "n1", u64(0)))
 	a := c.Assignments["v"]
@@ -233,7 +233,7 @@ func TestAssign(t *testing.T) {
 		{"unknown vip", assign("nope", "n1", nil), "assignment.vip", ErrNotFound},
 		{"unknown holder", assign("v", "n9", nil), "assignment.holder", ErrInvalid},
 		{"stale token", assign("v", "n2", u64(a.Token-1)), "cas", ErrConflict},
-		{"missing", &Command{Type: CmdAssign, V: CommandVersion}, "assignment", ErrInvalid},
+		{"missing", NewCommand(&Assign{}), "assignment", ErrInvalid},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -253,7 +253,7 @@ func TestAssign(t *testing.T) {
 
 func TestNodesAndZones(t *testing.T) {
 	c := Empty()
-	up := func(n Node) *Command { return &Command{Type: CmdNodeUpsert, V: CommandVersion, Node: &n} }
+	up := func(n Node) *Command { return NewCommand(&NodeUpsert{Node: &n}) }
 	c = mustNext(t, c, up(Node{ID: "n1", Zone: "a", RaftAddr: "127.0.0.1:7701"}))
 	c = mustNext(t, c, up(Node{ID: "n1", Zone: "a", RaftAddr: "127.0.0.1:7701", ModifyIndex: 77}))
 	if c.Nodes["n1"].ModifyIndex != 1 {
@@ -264,7 +264,7 @@ func TestNodesAndZones(t *testing.T) {
 		t.Fatalf("node %+v", n)
 	}
 	zone := func(z string, ev bool) *Command {
-		return &Command{Type: CmdZone, V: CommandVersion, Zone: &ZoneState{Zone: z, Evacuated: ev}}
+		return NewCommand(&ZoneChange{Zone: &ZoneState{Zone: z, Evacuated: ev}})
 	}
 	c = mustNext(t, c, zone("a", true))
 	c = mustNext(t, c, zone("a", true))
@@ -279,7 +279,7 @@ func TestNodesAndZones(t *testing.T) {
 	if n := c.Nodes["n1"]; n.ModifyIndex != 7 || n.ENI != "eni-0a1" || n.PrivateIP != "10.0.0.11" || n.InstanceID != "i-0a1" {
 		t.Fatalf("node with AWS identity %+v", n)
 	}
-	c = mustNext(t, c, &Command{Type: CmdNodeRemove, V: CommandVersion, NodeID: "n1"})
+	c = mustNext(t, c, NewCommand(&NodeRemove{NodeID: "n1"}))
 	if len(c.Nodes) != 0 {
 		t.Fatal("node not removed")
 	}
@@ -289,8 +289,8 @@ func TestNodesAndZones(t *testing.T) {
 		field string
 		err   error
 	}{
-		{"remove missing", &Command{Type: CmdNodeRemove, V: CommandVersion, NodeID: "n1"}, "node_id", ErrNotFound},
-		{"no node", &Command{Type: CmdNodeUpsert, V: CommandVersion}, "node", ErrInvalid},
+		{"remove missing", NewCommand(&NodeRemove{NodeID: "n1"}), "node_id", ErrNotFound},
+		{"no node", NewCommand(&NodeUpsert{}), "node", ErrInvalid},
 		{"no id", up(Node{RaftAddr: "127.0.0.1:1"}), "node.id", ErrInvalid},
 		{"id with space", up(Node{ID: "a b", RaftAddr: "127.0.0.1:1"}), "node.id", ErrInvalid},
 		{"no raft addr", up(Node{ID: "n2"}), "node.raft_addr", ErrInvalid},
@@ -298,11 +298,11 @@ func TestNodesAndZones(t *testing.T) {
 		{"bad instance id", up(Node{ID: "n2", RaftAddr: "127.0.0.1:1", InstanceID: "web-1"}), "node.instance_id", ErrInvalid},
 		{"bad eni", up(Node{ID: "n2", RaftAddr: "127.0.0.1:1", ENI: "eth0"}), "node.eni", ErrInvalid},
 		{"bad private ip", up(Node{ID: "n2", RaftAddr: "127.0.0.1:1", PrivateIP: "10.0.0"}), "node.private_ip", ErrInvalid},
-		{"no zone", &Command{Type: CmdZone, V: CommandVersion}, "zone", ErrInvalid},
+		{"no zone", NewCommand(&ZoneChange{}), "zone", ErrInvalid},
 		{"empty zone", zone("", true), "zone.zone", ErrInvalid},
 		{"bad type", &Command{Type: "frobnicate", V: CommandVersion}, "type", ErrInvalid},
-		{"bad version", &Command{Type: CmdZone, V: 2, Zone: &ZoneState{Zone: "a"}}, "v", ErrUnsupportedVersion},
-		{"put without object", &Command{Type: CmdPut, V: CommandVersion}, "objects", ErrInvalid},
+		{"bad version", &Command{Type: CmdZone, V: 2, Payload: &ZoneChange{Zone: &ZoneState{Zone: "a"}}}, "v", ErrUnsupportedVersion},
+		{"put without object", NewCommand(&Put{}), "objects", ErrInvalid},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -318,11 +318,11 @@ func TestNodesAndZones(t *testing.T) {
 func TestRestore(t *testing.T) {
 	base := baseConfig(t)
 	base = mustNext(t, base, PutCommand(obj(KindVIP, "v", `{"provider":"none","home_node":"n1"}`), nil))
-	base = mustNext(t, base, &Command{Type: CmdAssign, V: CommandVersion, Assignment: &Assignment{VIP: "v", Holder: "n1"}, Time: fixedTime})
-	base = mustNext(t, base, &Command{Type: CmdZone, V: CommandVersion, Zone: &ZoneState{Zone: "a", Evacuated: true}})
+	base = mustNext(t, base, NewCommand(&Assign{Assignment: &Assignment{VIP: "v", Holder: "n1"}, Time: fixedTime}))
+	base = mustNext(t, base, NewCommand(&ZoneChange{Zone: &ZoneState{Zone: "a", Evacuated: true}}))
 
 	// Restoring the document as it is changes no modify_index, keeps nodes.
-	same := mustNext(t, base, &Command{Type: CmdRestore, V: CommandVersion, Config: base})
+	same := mustNext(t, base, NewCommand(&Restore{Config: base}))
 	for _, o := range same.Objects() {
 		was, _ := base.Get(o.Kind, o.Name)
 		if o.ModifyIndex != was.ModifyIndex {
@@ -337,7 +337,7 @@ func TestRestore(t *testing.T) {
 	old := Empty()
 	old = mustNext(t, old, PutCommand(obj(KindListener, "web", `{"port":9999}`), nil))
 	old = mustNext(t, old, PutCommand(obj(KindPool, "legacy", `{}`), nil))
-	r := mustNext(t, base, &Command{Type: CmdRestore, V: CommandVersion, Config: old})
+	r := mustNext(t, base, NewCommand(&Restore{Config: old}))
 	if len(r.Routes) != 0 || len(r.VIPs) != 0 || len(r.Assignments) != 0 || len(r.Zones) != 0 || len(r.Nodes) != 3 {
 		t.Fatalf("restore result: %d routes %d vips %d assignments %d zones %d nodes", len(r.Routes), len(r.VIPs), len(r.Assignments), len(r.Zones), len(r.Nodes))
 	}
@@ -348,17 +348,17 @@ func TestRestore(t *testing.T) {
 	// A document that breaks the rules is refused with the object's path.
 	bad := Empty()
 	bad.Routes["r"] = &Route{Name: "r", Spec: RouteSpec{Listener: "missing", Action: RouteAction{Respond: &Respond{Status: 200}}}}
-	_, err := Next(base, base.Index+1, &Command{Type: CmdRestore, V: CommandVersion, Config: bad})
+	_, err := Next(base, base.Index+1, NewCommand(&Restore{Config: bad}))
 	wantFieldError(t, err, "routes/r.spec.listener", ErrInvalid)
 	bad = Empty()
 	bad.Pools["p"] = &Pool{Name: "p", Spec: PoolSpec{Balancer: "x"}}
-	_, err = Next(base, base.Index+1, &Command{Type: CmdRestore, V: CommandVersion, Config: bad})
+	_, err = Next(base, base.Index+1, NewCommand(&Restore{Config: bad}))
 	wantFieldError(t, err, "pools/p.spec.balancer", ErrInvalid)
 	bad = Empty()
 	bad.Pools["p"] = &Pool{Name: "q"}
-	_, err = Next(base, base.Index+1, &Command{Type: CmdRestore, V: CommandVersion, Config: bad})
+	_, err = Next(base, base.Index+1, NewCommand(&Restore{Config: bad}))
 	wantFieldError(t, err, "pools/p.name", ErrInvalid)
-	_, err = Next(base, base.Index+1, &Command{Type: CmdRestore, V: CommandVersion})
+	_, err = Next(base, base.Index+1, NewCommand(&Restore{}))
 	wantFieldError(t, err, "config", ErrInvalid)
 }
 
@@ -367,7 +367,7 @@ func commandLog() []*Command {
 	var log []*Command
 	for i := range 3 {
 		n := Node{ID: fmt.Sprintf("n%d", i+1), Zone: fmt.Sprintf("z%d", i), RaftAddr: fmt.Sprintf("127.0.0.%d:7701", i+1)}
-		log = append(log, &Command{Type: CmdNodeUpsert, V: CommandVersion, Node: &n})
+		log = append(log, NewCommand(&NodeUpsert{Node: &n}))
 	}
 	log = append(log, ApplyCommand([]Object{
 		obj(KindListener, "web", `{"port":8080}`),
@@ -378,12 +378,12 @@ func commandLog() []*Command {
 		log = append(log, PutCommand(obj(KindRoute, fmt.Sprintf("r%02d", i), fmt.Sprintf(`{"listener":"web","priority":%d,"match":{"path":{"prefix":"/%d"}},"action":{"split":[{"pool":"app","weight":%d}]}}`, i, i, i+1)), nil))
 	}
 	log = append(log,
-		&Command{Type: CmdAssign, V: CommandVersion, Assignment: &Assignment{VIP: "v1", Holder: "n2"}, Time: fixedTime},
+		NewCommand(&Assign{Assignment: &Assignment{VIP: "v1", Holder: "n2"}, Time: fixedTime}),
 		DeleteCommand(KindListener, "web", nil), // refused: in use
 		DeleteCommand(KindRoute, "r03", nil),
 		PutCommand(obj(KindPool, "app", `{"balancer":"random"}`), u64(1)), // refused: stale cas
-		&Command{Type: CmdZone, V: CommandVersion, Zone: &ZoneState{Zone: "z1", Evacuated: true}},
-		&Command{Type: CmdNodeRemove, V: CommandVersion, NodeID: "n3"},
+		NewCommand(&ZoneChange{Zone: &ZoneState{Zone: "z1", Evacuated: true}}),
+		NewCommand(&NodeRemove{NodeID: "n3"}),
 	)
 	return log
 }
@@ -460,10 +460,10 @@ func TestEncodeDecodeCommand(t *testing.T) {
 func TestSettle(t *testing.T) {
 	base := baseConfig(t)
 	base = mustNext(t, base, PutCommand(obj(KindVIP, "v", `{"provider":"linux","address":"10.0.0.9/24","home_node":"n1"}`), nil))
-	c := mustNext(t, base, &Command{Type: CmdAssign, V: CommandVersion, Assignment: &Assignment{VIP: "v", Holder: "n1"}, Time: fixedTime})
+	c := mustNext(t, base, NewCommand(&Assign{Assignment: &Assignment{VIP: "v", Holder: "n1"}, Time: fixedTime}))
 	tok := c.Assignments["v"].Token
 	settle := func(vip string, token uint64) *Command {
-		return &Command{Type: CmdSettle, V: CommandVersion, Assignment: &Assignment{VIP: vip, Token: token}}
+		return NewCommand(&Settle{Assignment: &Assignment{VIP: vip, Token: token}})
 	}
 	for _, tt := range []struct {
 		name  string
@@ -473,7 +473,7 @@ func TestSettle(t *testing.T) {
 	}{
 		{"older token", settle("v", tok-1), "assignment.token", ErrConflict},
 		{"no assignment", settle("w", 1), "assignment.vip", ErrNotFound},
-		{"missing", &Command{Type: CmdSettle, V: CommandVersion}, "assignment", ErrInvalid},
+		{"missing", NewCommand(&Settle{}), "assignment", ErrInvalid},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := Next(c, c.Index+1, tt.cmd)
@@ -485,7 +485,7 @@ func TestSettle(t *testing.T) {
 		t.Fatalf("after settle %+v (before %+v)", a, c.Assignments["v"])
 	}
 	// A new assignment starts unsettled.
-	n := mustNext(t, s, &Command{Type: CmdAssign, V: CommandVersion, Assignment: &Assignment{VIP: "v", Holder: "n2"}, Time: fixedTime})
+	n := mustNext(t, s, NewCommand(&Assign{Assignment: &Assignment{VIP: "v", Holder: "n2"}, Time: fixedTime}))
 	if n.Assignments["v"].Settled {
 		t.Fatal("a new assignment inherited settled")
 	}

@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"context"
 	"sync"
 	"sync/atomic"
 )
@@ -70,4 +71,30 @@ func (f *FSM) publish(c *Config) {
 	close(f.changed)
 	f.changed = make(chan struct{})
 	f.mu.Unlock()
+}
+
+// Source is what publishes configurations: an FSM, or a node around one.
+type Source interface {
+	Config() *Config
+	Changed() <-chan struct{}
+}
+
+// WaitIndex blocks until src's configuration has reached index, and
+// returns it; when ctx ends first it returns the configuration it has and
+// ctx's error.
+func WaitIndex(ctx context.Context, src Source, index uint64) (*Config, error) {
+	for {
+		// Taking the channel before reading the index means a change in
+		// between still wakes us.
+		ch := src.Changed()
+		c := src.Config()
+		if c != nil && c.Index >= index {
+			return c, nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return c, ctx.Err()
+		}
+	}
 }

@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sync"
@@ -111,5 +112,36 @@ func TestFSMConcurrentReaders(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Error(err)
+	}
+}
+
+func TestWaitIndex(t *testing.T) {
+	f := New()
+	done := make(chan *Config, 1)
+	go func() {
+		c, err := WaitIndex(context.Background(), f, 2)
+		if err != nil {
+			t.Errorf("WaitIndex: %v", err)
+		}
+		done <- c
+	}()
+	for i := uint64(1); i <= 2; i++ {
+		b, _ := EncodeCommand(PutCommand(obj(KindListener, "web", fmt.Sprintf(`{"port":%d}`, 8000+i)), nil))
+		if err := f.Apply(i, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case c := <-done:
+		if c.Index != 2 {
+			t.Fatalf("WaitIndex returned index %d, want 2", c.Index)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("WaitIndex did not return after index 2 was applied")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if c, err := WaitIndex(ctx, f, 9); !errors.Is(err, context.Canceled) || c.Index != 2 {
+		t.Fatalf("WaitIndex after cancel = %v, %v; want the current config and context.Canceled", c, err)
 	}
 }

@@ -57,7 +57,7 @@ func baseConfig(t testing.TB) *Config {
 	t.Helper()
 	c := Empty()
 	for _, n := range []string{"n1", "n2", "n3"} {
-		c = mustNext(t, c, &Command{Type: CmdNodeUpsert, V: CommandVersion, Node: &Node{ID: n, Zone: "z-" + n, RaftAddr: "127.0.0.1:7701"}})
+		c = mustNext(t, c, NewCommand(&NodeUpsert{Node: &Node{ID: n, Zone: "z-" + n, RaftAddr: "127.0.0.1:7701"}}))
 	}
 	c = mustNext(t, c, ApplyCommand([]Object{
 		obj(KindListener, "web", `{"port":8080}`),

@@ -19,33 +19,33 @@ const (
 
 // LeaseGrantCommand grants a lease of ttl; now is the leader's clock.
 func LeaseGrantCommand(ttl time.Duration, now time.Time) *Command {
-	return &Command{Type: CmdLeaseGrant, V: CommandVersion, TTL: Duration(ttl), Time: now}
+	return NewCommand(&LeaseGrant{TTL: Duration(ttl), Time: now})
 }
 
 // LeaseRevokeCommand ends lease id. With drain, its backends are only
 // marked drain: true and the lease stays (Draining) until a later revoke
 // without drain removes both.
 func LeaseRevokeCommand(id uint64, drain bool, now time.Time) *Command {
-	return &Command{Type: CmdLeaseRevoke, V: CommandVersion, ID: id, Drain: drain, Time: now}
+	return NewCommand(&LeaseRevoke{ID: id, Drain: drain, Time: now})
 }
 
 // LeaseExpireCommand ends every lease of ids whose owner stopped sending
 // keepalives. Ids that are already gone are skipped, so a late expiry
 // racing a revoke is harmless.
 func LeaseExpireCommand(ids []uint64, now time.Time) *Command {
-	return &Command{Type: CmdLeaseExpire, V: CommandVersion, IDs: ids, Time: now}
+	return NewCommand(&LeaseExpire{IDs: ids, Time: now})
 }
 
 // BackendRegisterCommand adds be (with be.Lease set) to pool, or updates
 // the backend of that address when a lease already holds it.
 func BackendRegisterCommand(pool string, be Backend) *Command {
-	return &Command{Type: CmdBackendRegister, V: CommandVersion, Pool: pool, Backend: &be}
+	return NewCommand(&BackendRegister{Pool: pool, Backend: &be})
 }
 
 // BackendDeregisterCommand removes the lease-attached backend addr from
 // pool; lease, when not 0, must be the one that holds it.
 func BackendDeregisterCommand(pool, addr string, lease uint64) *Command {
-	return &Command{Type: CmdBackendDeregister, V: CommandVersion, Pool: pool, Backend: &Backend{Addr: addr, Lease: lease}}
+	return NewCommand(&BackendDeregister{Pool: pool, Backend: &Backend{Addr: addr, Lease: lease}})
 }
 
 func validateLeaseTTL(field string, ttl Duration) error {
@@ -78,7 +78,7 @@ func (b *builder) setBackends(name string, backends []Backend) {
 	b.pools()[name] = &np
 }
 
-func nextLeaseGrant(c *Config, index uint64, cmd *Command) (*Config, error) {
+func nextLeaseGrant(c *Config, index uint64, cmd *LeaseGrant) (*Config, error) {
 	if err := validateLeaseTTL("ttl", cmd.TTL); err != nil {
 		return nil, err
 	}
@@ -93,7 +93,7 @@ func nextLeaseGrant(c *Config, index uint64, cmd *Command) (*Config, error) {
 	return b.c, nil
 }
 
-func nextLeaseRevoke(c *Config, index uint64, cmd *Command) (*Config, error) {
+func nextLeaseRevoke(c *Config, index uint64, cmd *LeaseRevoke) (*Config, error) {
 	if cmd.ID == 0 {
 		return nil, invalidf("id", "required")
 	}
@@ -132,7 +132,7 @@ func nextLeaseRevoke(c *Config, index uint64, cmd *Command) (*Config, error) {
 	return b.c, nil
 }
 
-func nextLeaseExpire(c *Config, index uint64, cmd *Command) (*Config, error) {
+func nextLeaseExpire(c *Config, index uint64, cmd *LeaseExpire) (*Config, error) {
 	if len(cmd.IDs) == 0 {
 		return nil, invalidf("ids", "at least one lease id required")
 	}
@@ -178,8 +178,8 @@ func removeLeases(b *builder, gone map[uint64]bool) {
 	}
 }
 
-func nextBackendRegister(c *Config, index uint64, cmd *Command) (*Config, error) {
-	pool, err := registrationPool(c, cmd)
+func nextBackendRegister(c *Config, index uint64, cmd *BackendRegister) (*Config, error) {
+	pool, err := registrationPool(c, cmd.Pool, cmd.Backend)
 	if err != nil {
 		return nil, err
 	}
@@ -239,8 +239,8 @@ func backendField(err error, last, at int) error {
 	return err
 }
 
-func nextBackendDeregister(c *Config, index uint64, cmd *Command) (*Config, error) {
-	pool, err := registrationPool(c, cmd)
+func nextBackendDeregister(c *Config, index uint64, cmd *BackendDeregister) (*Config, error) {
+	pool, err := registrationPool(c, cmd.Pool, cmd.Backend)
 	if err != nil {
 		return nil, err
 	}
@@ -261,22 +261,22 @@ func nextBackendDeregister(c *Config, index uint64, cmd *Command) (*Config, erro
 
 // registrationPool checks what register and deregister share: the pool
 // exists and the backend address is well formed.
-func registrationPool(c *Config, cmd *Command) (*Pool, error) {
-	if err := validateName("pool", cmd.Pool); err != nil {
+func registrationPool(c *Config, name string, be *Backend) (*Pool, error) {
+	if err := validateName("pool", name); err != nil {
 		return nil, err
 	}
-	if cmd.Backend == nil {
+	if be == nil {
 		return nil, invalidf("backend", "required")
 	}
-	if cmd.Backend.Addr == "" {
+	if be.Addr == "" {
 		return nil, invalidf("backend.addr", "required")
 	}
-	if msg := hostPortProblem(cmd.Backend.Addr); msg != "" {
+	if msg := hostPortProblem(be.Addr); msg != "" {
 		return nil, invalidf("backend.addr", "%s", msg)
 	}
-	pool, ok := c.Pools[cmd.Pool]
+	pool, ok := c.Pools[name]
 	if !ok {
-		return nil, notFoundf("pool", "pool %q not found", cmd.Pool)
+		return nil, notFoundf("pool", "pool %q not found", name)
 	}
 	return pool, nil
 }

@@ -167,7 +167,7 @@ func TestLeaseCommandValidation(t *testing.T) {
 		{"register weight", c, BackendRegisterCommand("app", Backend{Addr: "10.0.2.1:80", Lease: l1, Weight: 5000}), "backend.weight", ErrInvalid},
 		{"register zone", c, BackendRegisterCommand("app", Backend{Addr: "10.0.2.1:80", Lease: l1, Zone: "a b"}), "backend.zone", ErrInvalid},
 		{"register static addr", c, BackendRegisterCommand("app", Backend{Addr: "10.0.0.1:80", Lease: l1}), "backend.addr", ErrConflict},
-		{"register no backend", c, &Command{Type: CmdBackendRegister, V: CommandVersion, Pool: "app"}, "backend", ErrInvalid},
+		{"register no backend", c, NewCommand(&BackendRegister{Pool: "app"}), "backend", ErrInvalid},
 		{"deregister unknown addr", c, BackendDeregisterCommand("app", "10.0.9.9:80", 0), "backend.addr", ErrNotFound},
 		{"deregister static", c, BackendDeregisterCommand("app", "10.0.0.1:80", 0), "backend.addr", ErrConflict},
 		{"deregister unknown pool", c, BackendDeregisterCommand("nope", "10.0.1.1:80", 0), "pool", ErrNotFound},
@@ -235,19 +235,19 @@ func TestLeaseSnapshotAndRestore(t *testing.T) {
 		t.Fatalf("leases %+v", back.Leases)
 	}
 	// A restore brings the leases back with their backends.
-	r := mustNext(t, Empty(), &Command{Type: CmdRestore, V: CommandVersion, Config: back})
+	r := mustNext(t, Empty(), NewCommand(&Restore{Config: back}))
 	if len(r.Leases) != 2 || len(r.Pools["app"].Spec.Backends) != 3 {
 		t.Fatalf("restored %d leases, app %v", len(r.Leases), addrs(r.Pools["app"]))
 	}
 	// Restoring the same document keeps the lease objects.
-	same := mustNext(t, r, &Command{Type: CmdRestore, V: CommandVersion, Config: back})
+	same := mustNext(t, r, NewCommand(&Restore{Config: back}))
 	if same.Leases[l2] != r.Leases[l2] {
 		t.Fatal("unchanged lease replaced")
 	}
 	// A document with a backend on a missing lease is refused.
 	orphan := *back
 	orphan.Leases = map[uint64]*Lease{l1: back.Leases[l1]}
-	_, err = Next(Empty(), 1, &Command{Type: CmdRestore, V: CommandVersion, Config: &orphan})
+	_, err = Next(Empty(), 1, NewCommand(&Restore{Config: &orphan}))
 	wantFieldError(t, err, "pools/app.spec.backends[2].lease", ErrInvalid)
 	// A corrupt lease key is detected when reading a snapshot.
 	bad := *c

@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -88,11 +89,15 @@ func validateNode(field string, n *Node) error {
 			return invalidf(field+"."+a.f, "%q contains whitespace", a.v)
 		}
 	}
-	if n.InstanceID != "" && !awsID(n.InstanceID, "i-") {
-		return invalidf(field+".instance_id", "%q is not an instance id (i-...)", n.InstanceID)
+	if n.InstanceID != "" {
+		if err := CheckInstanceID(n.InstanceID); err != nil {
+			return reField(field+".instance_id", err)
+		}
 	}
-	if n.ENI != "" && !awsID(n.ENI, "eni-") {
-		return invalidf(field+".eni", "%q is not a network interface id (eni-...)", n.ENI)
+	if n.ENI != "" {
+		if err := CheckENI(n.ENI); err != nil {
+			return reField(field+".eni", err)
+		}
 	}
 	if n.PrivateIP != "" {
 		if _, err := netip.ParseAddr(n.PrivateIP); err != nil {
@@ -190,4 +195,36 @@ func isToken(s string) bool {
 		}
 	}
 	return true
+}
+
+// The checks below are the rules for a node's identity wherever it is
+// given: node records, `rafter agent` flags and cluster.Config. Each
+// returns a *FieldError whose Message reads well after a flag name.
+
+// CheckNodeID reports why id cannot identify a node.
+func CheckNodeID(id string) error { return validateNodeID("node_id", id) }
+
+// CheckInstanceID reports why id is not an EC2 instance id.
+func CheckInstanceID(id string) error {
+	if !awsID(id, "i-") {
+		return invalidf("instance_id", "%q is not an instance id like i-0123456789abcdef0", id)
+	}
+	return nil
+}
+
+// CheckENI reports why id is not an EC2 network interface id.
+func CheckENI(id string) error {
+	if !awsID(id, "eni-") {
+		return invalidf("eni", "%q is not a network interface id like eni-0123456789abcdef0", id)
+	}
+	return nil
+}
+
+// reField returns err, a *FieldError, with its field replaced.
+func reField(field string, err error) error {
+	var fe *FieldError
+	if errors.As(err, &fe) {
+		return &FieldError{Field: field, Message: fe.Message, Err: fe.Err}
+	}
+	return err
 }

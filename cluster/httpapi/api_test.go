@@ -104,8 +104,8 @@ func TestVIPListIncludesAssignment(t *testing.T) {
 	a := newTestAPI(t, "n1", nil)
 	a.store.put(t, fsm.KindVIP, "edge", validSpecs[fsm.KindVIP])
 	a.store.put(t, fsm.KindVIP, "spare", validSpecs[fsm.KindVIP])
-	if _, err := a.store.Apply(t.Context(), &fsm.Command{Type: fsm.CmdAssign, V: fsm.CommandVersion,
-		Assignment: &fsm.Assignment{VIP: "edge", Holder: "n1"}}); err != nil {
+	if _, err := a.store.Apply(t.Context(), fsm.NewCommand(&fsm.Assign{
+		Assignment: &fsm.Assignment{VIP: "edge", Holder: "n1"}})); err != nil {
 		t.Fatalf("assign: %v", err)
 	}
 	r := do(t, a.srv.URL, "GET", "/v1/vips", "", "")

@@ -95,23 +95,13 @@ func parseWait(v string) (time.Duration, error) {
 // waitPast blocks until the local state is past index, wait elapses or
 // the client goes away (then it returns the context's error).
 func (s *server) waitPast(ctx context.Context, index uint64, wait time.Duration) error {
-	timer := time.NewTimer(wait)
-	defer timer.Stop()
-	for {
-		// Taking the channel before reading the index means a change in
-		// between still wakes us.
-		ch := s.store.Changed()
-		if c := s.store.Config(); c != nil && c.Index > index {
-			return nil
-		}
-		select {
-		case <-ch:
-		case <-timer.C:
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+	wctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	if _, err := fsm.WaitIndex(wctx, s.store, index+1); err != nil && ctx.Err() != nil {
+		return ctx.Err()
 	}
+	// Past the index, or the wait ran out: answer with what there is.
+	return nil
 }
 
 // load returns the state a read answers from, honouring ?index/?wait and

@@ -61,7 +61,7 @@ func (s *server) handleRestore(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return fmt.Errorf("request body: %w", err)
 	}
-	return s.applyWithChanges(w, r, body, &fsm.Command{Type: fsm.CmdRestore, V: fsm.CommandVersion, Config: snap}, dry)
+	return s.applyWithChanges(w, r, body, fsm.NewCommand(&fsm.Restore{Config: snap}), dry)
 }
 
 // readBodyLimit reads the whole request body within limit bytes.

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"slices"
 	"time"
 
 	"github.com/rafterlb/rafter/cluster/probe"
@@ -68,18 +67,16 @@ func (s *server) handleVIPMove(w http.ResponseWriter, r *http.Request) error {
 			return s.answer(w, http.StatusOK, cfg.Index, MoveResponse{Assignment: *a, Index: cfg.Index})
 		}
 	}
-	cmd := &fsm.Command{
-		Type:       fsm.CmdAssign,
-		V:          fsm.CommandVersion,
+	assign := &fsm.Assign{
 		Assignment: &fsm.Assignment{VIP: name, Holder: req.To, Reason: "operator"},
 		CAS:        &cas,
 		Time:       time.Now().UTC(),
 	}
-	idx, err := s.store.Apply(r.Context(), cmd)
+	idx, err := s.store.Apply(r.Context(), fsm.NewCommand(assign))
 	if err != nil {
 		return s.forwardOrFail(w, r, body, err)
 	}
-	a := fsm.Assignment{VIP: name, Holder: req.To, Token: idx, Since: cmd.Time, Reason: cmd.Assignment.Reason}
+	a := fsm.Assignment{VIP: name, Holder: req.To, Token: idx, Since: assign.Time, Reason: assign.Assignment.Reason}
 	if cur, ok := s.store.Config().Assignments[name]; ok && cur.Token == idx {
 		a = *cur
 	}
@@ -94,7 +91,7 @@ func moveTargetProblem(cfg *fsm.Config, v *fsm.VIP, node string) error {
 		return invalidParam("to", "required: the node to move vip %q to", v.Name)
 	case cfg.Nodes[node] == nil:
 		return invalidParam("to", "node %q is not a cluster member", node)
-	case len(v.Spec.Candidates) > 0 && !slices.Contains(v.Spec.Candidates, node) && node != v.Spec.HomeNode:
+	case !v.Spec.MayHold(node):
 		return invalidParam("to", "node %q is not a candidate of vip %q (candidates: %v)", node, v.Name, v.Spec.Candidates)
 	}
 	if z := cfg.Nodes[node].Zone; z != "" {

@@ -35,7 +35,7 @@ func TestVIPMove(t *testing.T) {
 		t.Fatalf("repeat move: %d %s", r.status, r.body)
 	}
 
-	if _, err := a.store.Apply(context.Background(), &fsm.Command{Type: fsm.CmdZone, V: fsm.CommandVersion, Zone: &fsm.ZoneState{Zone: "d", Evacuated: true}}); err != nil {
+	if _, err := a.store.Apply(context.Background(), fsm.NewCommand(&fsm.ZoneChange{Zone: &fsm.ZoneState{Zone: "d", Evacuated: true}})); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct{ name, body, want string }{

@@ -135,7 +135,7 @@ func (s *server) handleZoneEvacuate(evacuate bool) handlerFunc {
 		if err != nil {
 			return err
 		}
-		cmd := &fsm.Command{Type: fsm.CmdZone, V: fsm.CommandVersion, Zone: &fsm.ZoneState{Zone: z, Evacuated: evacuate}}
+		cmd := fsm.NewCommand(&fsm.ZoneChange{Zone: &fsm.ZoneState{Zone: z, Evacuated: evacuate}})
 		idx, err := s.store.Apply(r.Context(), cmd)
 		if err != nil {
 			return s.forwardOrFail(w, r, nil, err)

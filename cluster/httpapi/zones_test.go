@@ -15,7 +15,7 @@ import (
 func (f *fakeStore) putNode(t *testing.T, id, zone string) {
 	t.Helper()
 	n := &fsm.Node{ID: id, Zone: zone, RaftAddr: "127.0.0.1:7701"}
-	if _, err := f.Apply(context.Background(), &fsm.Command{Type: fsm.CmdNodeUpsert, V: fsm.CommandVersion, Node: n}); err != nil {
+	if _, err := f.Apply(context.Background(), fsm.NewCommand(&fsm.NodeUpsert{Node: n})); err != nil {
 		t.Fatalf("node %s: %v", id, err)
 	}
 }

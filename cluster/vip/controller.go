@@ -275,13 +275,11 @@ func (t *term) warnStuck(stuck []Decision) {
 func (t *term) assign(d Decision, now time.Time) {
 	c := t.c
 	cas := d.CAS
-	cmd := &fsm.Command{
-		Type:       fsm.CmdAssign,
-		V:          fsm.CommandVersion,
+	cmd := fsm.NewCommand(&fsm.Assign{
 		Assignment: &fsm.Assignment{VIP: d.VIP, Holder: d.To, Reason: d.Reason},
 		CAS:        &cas,
 		Time:       now,
-	}
+	})
 	ctx, cancel := context.WithTimeout(t.ctx, c.cfg.ApplyTimeout)
 	token, err := c.cfg.Store.Apply(ctx, cmd)
 	cancel()
@@ -312,7 +310,7 @@ func (t *term) settle(a *fsm.Assignment) {
 	if a.Settled {
 		return
 	}
-	cmd := &fsm.Command{Type: fsm.CmdSettle, V: fsm.CommandVersion, Assignment: &fsm.Assignment{VIP: a.VIP, Token: a.Token}}
+	cmd := fsm.NewCommand(&fsm.Settle{Assignment: &fsm.Assignment{VIP: a.VIP, Token: a.Token}})
 	ctx, cancel := context.WithTimeout(t.ctx, t.c.cfg.ApplyTimeout)
 	defer cancel()
 	if _, err := t.c.cfg.Store.Apply(ctx, cmd); err != nil && t.ctx.Err() == nil && !errors.Is(err, fsm.ErrConflict) {

@@ -75,10 +75,7 @@ func newCtrlRig(t *testing.T, failN int) *ctrlRig {
 
 func (r *ctrlRig) start(t *testing.T, id string) {
 	node := r.c.Node(id)
-	live, err := vip.NewStatusLiveness(node, 0, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	live := newRaftLiveness(node)
 	ctrl, err := vip.New(vip.Config{Store: node, Liveness: live, Movers: map[string]vip.Mover{fsm.ProviderAWSEIP: r.mover},
 		Tick: 20 * time.Millisecond, ReconcileInterval: time.Hour, RetryBase: 10 * time.Millisecond, RetryMax: 20 * time.Millisecond})
 	if err != nil {

@@ -23,12 +23,9 @@
 // the assignment in the local Config, so a deposed leader's late call is
 // refused with ErrStaleToken.
 //
-// StatusLiveness derives node liveness from the leader's view of Raft
-// heartbeats (cluster.Node.Status).
-//
-// The package imports fsm and, for the Status type only, cluster (and so
-// reaches hashicorp/raft only through it). It must not import
-// hashicorp/raft itself, the AWS SDK or cluster/awsec2: cloud movers live
+// The package imports fsm, cluster/leading and cluster/probe, not cluster
+// itself: the node reaches it through the small interfaces it declares. It
+// must not import hashicorp/raft, the AWS SDK or cluster/awsec2: cloud movers live
 // in subpackages (vip/aws) and are handed in as Movers. Nothing in cluster
 // or dataplane may import it.
 package vip

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -67,86 +66,9 @@ func TestFence(t *testing.T) {
 	}
 }
 
-// fakeStatus serves a Status that the test changes.
-type fakeStatus struct {
-	mu sync.Mutex
-	st cluster.Status
-}
-
-func (f *fakeStatus) Status() cluster.Status {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.st
-}
-
-func (f *fakeStatus) set(st cluster.Status) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.st = st
-}
-
-func TestStatusLiveness(t *testing.T) {
-	t0 := time.Date(2025, 1, 1, 12, 0, 0, 0, time.UTC)
-	now := t0
-	clock := func() time.Time { return now }
-	src := &fakeStatus{}
-	leaderView := func(contact2 time.Time, members ...string) cluster.Status {
-		st := cluster.Status{NodeID: "n1", State: "Leader", Leader: "n1"}
-		for _, id := range members {
-			m := cluster.Member{ID: id, LastContact: now}
-			if id == "n2" {
-				m.LastContact = contact2
-			}
-			st.Members = append(st.Members, m)
-		}
-		return st
-	}
-	l, err := vip.NewStatusLiveness(src, 500*time.Millisecond, clock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	type want struct {
-		alive bool
-		since time.Time
-	}
-	steps := []struct {
-		name    string
-		advance time.Duration
-		status  func() cluster.Status
-		node    string
-		want    want
-	}{
-		{"self is alive", 0, func() cluster.Status { return leaderView(now, "n1", "n2", "n3") }, "n1", want{true, t0}},
-		{"peer in contact", 0, nil, "n2", want{true, t0}},
-		{"silent for less than the period", 400 * time.Millisecond, func() cluster.Status { return leaderView(t0, "n1", "n2", "n3") }, "n2", want{true, t0}},
-		{"silent for the period: dead since last contact", 200 * time.Millisecond, func() cluster.Status { return leaderView(t0, "n1", "n2", "n3") }, "n2", want{false, t0}},
-		{"back: alive since first seen", time.Second, func() cluster.Status { return leaderView(t0.Add(1600*time.Millisecond), "n1", "n2", "n3") }, "n2", want{true, t0.Add(1600 * time.Millisecond)}},
-		{"still alive keeps its since", 5 * time.Second, func() cluster.Status { return leaderView(t0.Add(6600*time.Millisecond), "n1", "n2", "n3") }, "n2", want{true, t0.Add(1600 * time.Millisecond)}},
-		{"removed from raft: dead", 10 * time.Millisecond, func() cluster.Status { return leaderView(now, "n1", "n2") }, "n3", want{false, t0.Add(6610 * time.Millisecond)}},
-		{"unknown node: dead", 0, nil, "n9", want{false, t0.Add(6610 * time.Millisecond)}},
-		{"follower view: peer unknown", time.Second, func() cluster.Status {
-			return cluster.Status{NodeID: "n1", State: "Follower", Leader: "n2", Members: []cluster.Member{{ID: "n2", Healthy: true, LastContact: now}, {ID: "n3"}}}
-		}, "n3", want{false, t0.Add(6610 * time.Millisecond)}},
-		{"shutdown: even self is dead", time.Second, func() cluster.Status { return cluster.Status{NodeID: "n1", State: "Shutdown"} }, "n1", want{false, t0.Add(8610 * time.Millisecond)}},
-	}
-	for _, s := range steps {
-		now = now.Add(s.advance)
-		if s.status != nil {
-			src.set(s.status())
-		}
-		alive, since := l.Alive(s.node)
-		if alive != s.want.alive || !since.Equal(s.want.since) {
-			t.Fatalf("%s: Alive(%s) = %v since %s, want %v since %s", s.name, s.node, alive, since.Sub(t0), s.want.alive, s.want.since.Sub(t0))
-		}
-	}
-}
-
 func TestConfigValidate(t *testing.T) {
 	store := nopStore{}
-	live, err := vip.NewStatusLiveness(&fakeStatus{}, 0, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	live := allAlive{}
 	tests := []struct {
 		name  string
 		cfg   vip.Config

@@ -84,16 +84,8 @@ func plan(in planInput) (moves, stuck []Decision) {
 		}
 	}
 	pick := func(v *fsm.VIP, avoidZone string) string {
-		var ids []string
-		if len(v.Spec.Candidates) > 0 {
-			ids = append(ids, v.Spec.Candidates...)
-			if v.Spec.HomeNode != "" && !slices.Contains(ids, v.Spec.HomeNode) {
-				ids = append(ids, v.Spec.HomeNode)
-			}
-		} else {
-			ids = slices.Collect(maps.Keys(cfg.Nodes))
-		}
-		ids = slices.DeleteFunc(ids, func(id string) bool { return !usable(id) })
+		ids := slices.Collect(maps.Keys(cfg.Nodes))
+		ids = slices.DeleteFunc(ids, func(id string) bool { return !v.Spec.MayHold(id) || !usable(id) })
 		if len(ids) == 0 {
 			return ""
 		}

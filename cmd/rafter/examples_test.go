@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/rafterlb/rafter/agent"
 	"github.com/rafterlb/rafter/fsm"
 )
 
@@ -27,7 +28,7 @@ func TestExamplesAreValid(t *testing.T) {
 			base := fsm.Empty()
 			if filepath.Base(f) == "demo.yaml" {
 				// demo.yaml is applied on top of `rafter dev`'s manifest.
-				dev, err := fsm.ParseManifest(demoManifest(8080, []string{"127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"}))
+				dev, err := fsm.ParseManifest(agent.DemoManifest(8080, []string{"127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"}))
 				if err != nil {
 					t.Fatalf("dev manifest: %v", err)
 				}

@@ -474,7 +474,7 @@ func TestZoneEvacuation(t *testing.T) {
 	victim := r.followerID()
 	zone := r.c.Leader(t).Config().Nodes[victim].Zone
 	alloc := "eipalloc-" + victim
-	r.c.Apply(t, &fsm.Command{Type: fsm.CmdZone, V: fsm.CommandVersion, Zone: &fsm.ZoneState{Zone: zone, Evacuated: true}})
+	r.c.Apply(t, fsm.NewCommand(&fsm.ZoneChange{Zone: &fsm.ZoneState{Zone: zone, Evacuated: true}}))
 	r.poll(alloc+" out of the evacuated zone", func() bool { n := r.on(alloc); return n != "" && n != victim })
 	a := r.c.Leader(t).Config().Assignments["edge-"+victim]
 	if a.Reason != vip.ReasonEvacuated {
@@ -483,7 +483,7 @@ func TestZoneEvacuation(t *testing.T) {
 	if got := r.moves(vip.ReasonEvacuated); got < 1 {
 		t.Errorf("rafter_vip_moves_total{reason=zone_evacuated} = %v", got)
 	}
-	r.c.Apply(t, &fsm.Command{Type: fsm.CmdZone, V: fsm.CommandVersion, Zone: &fsm.ZoneState{Zone: zone, Evacuated: false}})
+	r.c.Apply(t, fsm.NewCommand(&fsm.ZoneChange{Zone: &fsm.ZoneState{Zone: zone, Evacuated: false}}))
 	r.waitOn(alloc, victim)
 }
 
@@ -519,8 +519,8 @@ func TestFencing(t *testing.T) {
 				for {
 					if n := c.Leader(t); n != old {
 						ctx, cancel := context.WithTimeout(context.Background(), wait)
-						_, err := n.Apply(ctx, &fsm.Command{Type: fsm.CmdAssign, V: fsm.CommandVersion, Time: time.Now(),
-							Assignment: &fsm.Assignment{VIP: "web", Holder: "node2", Reason: "test"}})
+						_, err := n.Apply(ctx, fsm.NewCommand(&fsm.Assign{Time: time.Now(),
+							Assignment: &fsm.Assignment{VIP: "web", Holder: "node2", Reason: "test"}}))
 						cancel()
 						if err == nil {
 							break
@@ -547,8 +547,8 @@ func TestFencing(t *testing.T) {
 			spec, _ := json.Marshal(fsm.VIPSpec{Provider: fsm.ProviderAWSEIP, AllocationID: "eipalloc-web", HomeNode: "node1"})
 			c.Apply(t, fsm.PutCommand(fsm.Object{Kind: fsm.KindVIP, Name: "web", Spec: spec}, nil))
 			assign := func(holder string) uint64 {
-				return c.Apply(t, &fsm.Command{Type: fsm.CmdAssign, V: fsm.CommandVersion, Time: time.Now(),
-					Assignment: &fsm.Assignment{VIP: "web", Holder: holder, Reason: "test"}})
+				return c.Apply(t, fsm.NewCommand(&fsm.Assign{Time: time.Now(),
+					Assignment: &fsm.Assignment{VIP: "web", Holder: holder, Reason: "test"}}))
 			}
 			guard, token := tt.act(t, c, assign)
 			m, err := vipaws.New(vipaws.Config{Client: client, Targets: targets, Fence: vip.NewFence(guard)})

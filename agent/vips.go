@@ -1,4 +1,4 @@
-package main
+package agent
 
 import (
 	"context"
@@ -15,7 +15,6 @@ import (
 	"github.com/rafterlb/rafter/cluster/probe"
 	"github.com/rafterlb/rafter/cluster/vip"
 	vipaws "github.com/rafterlb/rafter/cluster/vip/aws"
-	"github.com/rafterlb/rafter/cmd/rafter/internal/cli"
 	"github.com/rafterlb/rafter/fsm"
 )
 
@@ -61,7 +60,7 @@ type vipRuntime struct {
 
 // startVIPs builds and starts the VIP machinery; its goroutines belong to
 // wg and stop when ctx ends.
-func startVIPs(ctx context.Context, wg *sync.WaitGroup, cfg cli.AgentConfig, d vipDeps) (*vipRuntime, error) {
+func startVIPs(ctx context.Context, wg *sync.WaitGroup, cfg Config, d vipDeps) (*vipRuntime, error) {
 	r := &vipRuntime{nodeID: cfg.NodeID, node: d.Node, log: d.Logger.With("component", "vip")}
 	tracker, err := probe.NewTracker(probe.TrackerConfig{
 		NodeID:       cfg.NodeID,

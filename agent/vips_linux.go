@@ -1,6 +1,6 @@
 //go:build linux
 
-package main
+package agent
 
 import (
 	"errors"
@@ -11,7 +11,6 @@ import (
 
 	"github.com/rafterlb/rafter/cluster"
 	viplinux "github.com/rafterlb/rafter/cluster/vip/linux"
-	"github.com/rafterlb/rafter/cmd/rafter/internal/cli"
 )
 
 // linuxHandoverDelay is how long after the leader last heard from a holder
@@ -20,7 +19,7 @@ func linuxHandoverDelay() time.Duration { return viplinux.DefaultOptions().Hando
 
 // preflightLinuxVIPs refuses --vip-linux before the node joins a cluster
 // when this process could not hold an address.
-func preflightLinuxVIPs(cfg cli.AgentConfig) error {
+func preflightLinuxVIPs(cfg Config) error {
 	if !cfg.VIPLinux {
 		return nil
 	}
@@ -30,7 +29,7 @@ func preflightLinuxVIPs(cfg cli.AgentConfig) error {
 	return nil
 }
 
-func newLinuxKeeper(cfg cli.AgentConfig, node *cluster.Node, contact func() time.Time, wantGrant func(), log *slog.Logger) (linuxKeeper, error) {
+func newLinuxKeeper(cfg Config, node *cluster.Node, contact func() time.Time, wantGrant func(), log *slog.Logger) (linuxKeeper, error) {
 	iface := cfg.VIPInterface
 	if iface == "" {
 		var err error

@@ -1,4 +1,4 @@
-package cli
+package main
 
 import (
 	"strings"
@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+
+	"github.com/rafterlb/rafter/agent"
 )
 
 func TestLeaseFlags(t *testing.T) {
@@ -20,7 +22,7 @@ func TestLeaseFlags(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
-			c := DefaultAgentConfig()
+			c := agent.DefaultConfig()
 			c.NodeID, c.Zone, c.DataDir, c.BootstrapExpect = "n1", "a", t.TempDir(), 1
 			fs := pflag.NewFlagSet("agent", pflag.ContinueOnError)
 			BindAgentFlags(fs, &c)
@@ -36,7 +38,7 @@ func TestLeaseFlags(t *testing.T) {
 			}
 		})
 	}
-	if c := DefaultAgentConfig(); c.LeaseCheckInterval != time.Second || c.LeaseDrainPeriod != 5*time.Second {
+	if c := agent.DefaultConfig(); c.LeaseCheckInterval != time.Second || c.LeaseDrainPeriod != 5*time.Second {
 		t.Fatalf("defaults %v %v", c.LeaseCheckInterval, c.LeaseDrainPeriod)
 	}
 }

@@ -1,4 +1,4 @@
-package main
+package agent
 
 import (
 	"context"
@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/rafterlb/rafter/client"
-	"github.com/rafterlb/rafter/cmd/rafter/internal/cli"
 	"github.com/rafterlb/rafter/fsm"
 	"github.com/rafterlb/rafter/internal/fakeec2"
 )
@@ -42,9 +41,9 @@ func fakeAWSEnv(t *testing.T) {
 
 // soloAWSAgent runs one agent (bootstrap-expect 1) on loopback with its EC2
 // API at fake, and returns a client once it leads.
-func soloAWSAgent(t *testing.T, fake *fakeec2.Server, mod func(*cli.AgentConfig)) (*client.Client, agentInfo) {
+func soloAWSAgent(t *testing.T, fake *fakeec2.Server, mod func(*Config)) (*client.Client, *Agent) {
 	t.Helper()
-	c := cli.DefaultAgentConfig()
+	c := DefaultConfig()
 	c.NodeID, c.Zone, c.DataDir = "n1", "us-east-1a", t.TempDir()
 	c.AdminPort, c.RaftPort = 0, 0
 	c.BootstrapExpect = 1
@@ -52,11 +51,7 @@ func soloAWSAgent(t *testing.T, fake *fakeec2.Server, mod func(*cli.AgentConfig)
 	c.AWSEndpoint = fake.URL()
 	mod(&c)
 	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan agentInfo, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- runAgent(ctx, c, agentDeps{Ready: func(a agentInfo) { ready <- a }})
-	}()
+	a, done := startAgent(t, ctx, c)
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -68,16 +63,7 @@ func soloAWSAgent(t *testing.T, fake *fakeec2.Server, mod func(*cli.AgentConfig)
 			t.Error("agent did not stop within 60s")
 		}
 	})
-	var info agentInfo
-	select {
-	case info = <-ready:
-	case err := <-done:
-		done <- err
-		t.Fatalf("agent exited early: %v", err)
-	case <-time.After(60 * time.Second):
-		t.Fatal("agent not ready within 60s")
-	}
-	cl := client.New(info.AdminAddr, "", nil)
+	cl := client.New(a.AdminAddr(), "", nil)
 	eventually(t, "single node leader", func() error {
 		st, _, err := cl.Status(ctx)
 		if err != nil {
@@ -88,7 +74,7 @@ func soloAWSAgent(t *testing.T, fake *fakeec2.Server, mod func(*cli.AgentConfig)
 		}
 		return nil
 	})
-	return cl, info
+	return cl, a
 }
 
 // TestAgentMovesElasticIP: with --vip, an aws-eip VIP homed on the node is
@@ -98,14 +84,14 @@ func TestAgentMovesElasticIP(t *testing.T) {
 	fake := fakeec2.New(t)
 	fake.AddInstance(fakeec2.Instance{ID: "i-0a1", PrivateIP: "10.0.0.11", ENI: "eni-0a1", Zone: "us-east-1a", State: fakeec2.StateRunning})
 	fake.AddAddress("eipalloc-0001", "203.0.113.10")
-	cl, info := soloAWSAgent(t, fake, func(c *cli.AgentConfig) {
+	cl, a := soloAWSAgent(t, fake, func(c *Config) {
 		c.VIP = true
 		c.AWSInstanceID, c.AWSENI, c.AWSPrivateIP = "i-0a1", "eni-0a1", "10.0.0.11"
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	eventually(t, "the node record carrying the AWS identity", func() error {
-		n := info.Node.Config().Nodes["n1"]
+		n := a.Node().Config().Nodes["n1"]
 		if n == nil {
 			return fmt.Errorf("no node record")
 		}
@@ -125,7 +111,7 @@ func TestAgentMovesElasticIP(t *testing.T) {
 		return nil
 	})
 	eventually(t, "GET /v1/vips showing holder n1", func() error {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+info.AdminAddr+"/v1/vips", nil)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+a.AdminAddr()+"/v1/vips", nil)
 		if err != nil {
 			return err
 		}
@@ -163,7 +149,7 @@ func TestAgentDiscoversBackends(t *testing.T) {
 	fake.AddInstance(fakeec2.Instance{ID: "i-0b1", PrivateIP: "10.0.1.1", Zone: "us-east-1a", State: fakeec2.StateRunning, Tags: web})
 	fake.AddInstance(fakeec2.Instance{ID: "i-0b2", PrivateIP: "10.0.2.1", Zone: "us-east-1b", State: fakeec2.StateRunning, Tags: web})
 	fake.AddInstance(fakeec2.Instance{ID: "i-0b3", PrivateIP: "10.0.3.1", Zone: "us-east-1c", State: fakeec2.StateRunning, Tags: map[string]string{"svc": "db"}})
-	cl, _ := soloAWSAgent(t, fake, func(c *cli.AgentConfig) { c.Discovery = true })
+	cl, _ := soloAWSAgent(t, fake, func(c *Config) { c.Discovery = true })
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	spec := fsm.PoolSpec{Discovery: &fsm.Discovery{EC2: &fsm.EC2Discovery{Tags: web, Port: 8080}}}
@@ -198,7 +184,7 @@ func TestAgentRefusesMissingEC2Permissions(t *testing.T) {
 	fakeAWSEnv(t)
 	fake := fakeec2.New(t)
 	fake.Deny(fakeec2.ActionAssociateAddress)
-	c := cli.DefaultAgentConfig()
+	c := DefaultConfig()
 	c.NodeID, c.Zone, c.DataDir = "n1", "us-east-1a", t.TempDir()
 	c.AdminPort, c.RaftPort = 0, 0
 	c.BootstrapExpect = 1
@@ -208,8 +194,12 @@ func TestAgentRefusesMissingEC2Permissions(t *testing.T) {
 	c.AWSENI, c.AWSPrivateIP = "eni-0a1", "10.0.0.11"
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	err := runAgent(ctx, c, agentDeps{})
+	a, err := New(c)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	err = a.Run(ctx)
 	if err == nil || !strings.Contains(err.Error(), "AssociateAddress") || strings.Contains(err.Error(), "DescribeInstances") {
-		t.Fatalf("runAgent = %v, want a refusal naming AssociateAddress only", err)
+		t.Fatalf("Run = %v, want a refusal naming AssociateAddress only", err)
 	}
 }

@@ -1,4 +1,4 @@
-package main
+package agent
 
 import (
 	"context"
@@ -16,56 +16,71 @@ import (
 
 	"github.com/rafterlb/rafter/client"
 	"github.com/rafterlb/rafter/cluster/tlsutil"
-	"github.com/rafterlb/rafter/cmd/rafter/internal/cli"
 	"github.com/rafterlb/rafter/fsm"
+	"github.com/rafterlb/rafter/internal/testutil"
 )
 
 // testCluster runs three agents in this process on 127.0.0.1 with admin
 // listeners opened here (so every address is known before the start) and
 // Raft on free ports.
-func testCluster(t *testing.T, token string) (*devCluster, []string) {
+func testCluster(t *testing.T, token string) (*DevCluster, []string) {
 	t.Helper()
 	dir := t.TempDir()
 	var lns []net.Listener
 	var admins []string
 	for i := range 3 {
-		ln, err := net.Listen("tcp", devIP(i)+":0")
+		ln, err := net.Listen("tcp", DevIP(i)+":0")
 		if err != nil {
 			t.Fatalf("listen: %v", err)
 		}
 		lns = append(lns, ln)
 		admins = append(admins, ln.Addr().String())
 	}
-	var cfgs []cli.AgentConfig
-	for i := range 3 {
-		c := cli.DefaultAgentConfig()
-		c.NodeID = "n" + strconv.Itoa(i+1)
-		c.Zone = devZones[i]
-		c.DataDir = filepath.Join(dir, c.NodeID)
-		c.Bind = devIP(i)
-		c.AdminPort, c.RaftPort = 0, 0
-		c.BootstrapExpect = 3
-		c.Join = admins
-		c.Token = token
-		c.AccessLog = "off"
-		cfgs = append(cfgs, c)
+	cfgs := DevConfigs(dir, 0, 0, admins)
+	for i := range cfgs {
+		cfgs[i].Token = token
+		cfgs[i].AccessLog = "off"
+		cfgs[i].AdminListener = lns[i]
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
-	dc := newDevCluster(cfgs, lns, agentDeps{Logger: log})
+	for i := range cfgs {
+		cfgs[i].Logger = log
+	}
+	dc := NewDevCluster(cfgs)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(func() {
 		cancel()
-		if err := dc.stopAll(); err != nil {
+		if err := dc.StopAll(); err != nil {
 			t.Errorf("stopping: %v", err)
 		}
 	})
-	if err := dc.startAll(ctx); err != nil {
+	if err := dc.StartAll(ctx); err != nil {
 		t.Fatalf("start: %v", err)
 	}
 	return dc, admins
+}
+
+// startAgent runs an agent until ctx is done and waits until it serves;
+// done receives what Run returned.
+func startAgent(t *testing.T, ctx context.Context, c Config) (*Agent, <-chan error) {
+	t.Helper()
+	a, err := New(c)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	select {
+	case <-a.Ready():
+	case err := <-done:
+		t.Fatalf("agent exited early: %v", err)
+	case <-time.After(60 * time.Second):
+		t.Fatal("agent not ready within 60s")
+	}
+	return a, done
 }
 
 // freePort is a port free on 127.0.0.1 a moment ago; the data plane binds
@@ -117,15 +132,7 @@ func waitLeader(t *testing.T, clients []*client.Client) string {
 // eventually polls cond until it holds or the deadline passes.
 func eventually(t *testing.T, what string, cond func() error) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = cond(); err == nil {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("%s: %v", what, err)
+	testutil.Eventually(t, 30*time.Second, what, cond)
 }
 
 func TestThreeAgentsApplyGetDelete(t *testing.T) {
@@ -147,13 +154,13 @@ func TestThreeAgentsApplyGetDelete(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
-	backends, err := startDemoBackends(3)
+	backends, err := StartDemoBackends(3)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(backends.Close)
 	port := freePort(t)
-	manifest := demoManifest(port, backends.addrs)
+	manifest := DemoManifest(port, backends.Addrs)
 	res, err := follower.Apply(ctx, manifest, false)
 	if err != nil {
 		t.Fatalf("apply: %v", err)
@@ -177,7 +184,7 @@ func TestThreeAgentsApplyGetDelete(t *testing.T) {
 	}
 	// Every node proxies the listener on its own address to the demo pool.
 	for i := range 3 {
-		url := "http://" + net.JoinHostPort(devIP(i), strconv.Itoa(port)) + "/"
+		url := "http://" + net.JoinHostPort(DevIP(i), strconv.Itoa(port)) + "/"
 		eventually(t, "proxy on n"+strconv.Itoa(i+1), func() error {
 			resp, err := http.Get(url)
 			if err != nil {
@@ -249,34 +256,22 @@ func TestThreeAgentsApplyGetDelete(t *testing.T) {
 }
 
 func TestRunRefusesInvalidConfig(t *testing.T) {
-	c := cli.DefaultAgentConfig()
-	err := run(context.Background(), c)
+	c := DefaultConfig()
+	_, err := New(c)
 	if err == nil || !strings.Contains(err.Error(), "--node-id") {
-		t.Fatalf("run with no node id: %v", err)
+		t.Fatalf("New with no node id: %v", err)
 	}
 }
 
 func TestAgentStopsOnCancel(t *testing.T) {
-	c := cli.DefaultAgentConfig()
+	c := DefaultConfig()
 	c.NodeID, c.Zone, c.DataDir = "solo", "a", t.TempDir()
 	c.AdminPort, c.RaftPort = 0, 0
 	c.BootstrapExpect = 1
 	c.AccessLog = filepath.Join(t.TempDir(), "access.log")
 	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan agentInfo, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- runAgent(ctx, c, agentDeps{Ready: func(a agentInfo) { ready <- a }})
-	}()
-	var info agentInfo
-	select {
-	case info = <-ready:
-	case err := <-done:
-		t.Fatalf("agent exited early: %v", err)
-	case <-time.After(60 * time.Second):
-		t.Fatal("agent not ready within 60s")
-	}
-	cl := client.New(info.AdminAddr, "", nil)
+	a, done := startAgent(t, ctx, c)
+	cl := client.New(a.AdminAddr(), "", nil)
 	eventually(t, "single node leader", func() error {
 		st, _, err := cl.Status(ctx)
 		if err != nil {
@@ -312,7 +307,7 @@ func TestAgentWithTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	ca, cert, key := filepath.Join(certs, "ca.pem"), filepath.Join(certs, "solo.pem"), filepath.Join(certs, "solo-key.pem")
-	c := cli.DefaultAgentConfig()
+	c := DefaultConfig()
 	c.NodeID, c.Zone, c.DataDir = "solo", "a", t.TempDir()
 	c.AdminPort, c.RaftPort = 0, 0
 	c.BootstrapExpect = 1
@@ -320,23 +315,13 @@ func TestAgentWithTLS(t *testing.T) {
 	c.Token = "tls-token"
 	c.TLSCA, c.TLSCert, c.TLSKey = ca, cert, key
 	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan agentInfo, 1)
-	done := make(chan error, 1)
-	go func() { done <- runAgent(ctx, c, agentDeps{Ready: func(a agentInfo) { ready <- a }}) }()
+	a, done := startAgent(t, ctx, c)
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("agent: %v", err)
 		}
 	})
-	var info agentInfo
-	select {
-	case info = <-ready:
-	case err := <-done:
-		t.Fatalf("agent exited early: %v", err)
-	case <-time.After(60 * time.Second):
-		t.Fatal("agent not ready within 60s")
-	}
 
 	// A token and the CA are enough (no client certificate), as with curl.
 	caOnly, err := tlsutil.ClientConfig(ca, "", "")
@@ -348,7 +333,7 @@ func TestAgentWithTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, tc := range map[string]*tls.Config{"ca only": caOnly, "client cert": withCert} {
-		cl := client.New("https://"+info.AdminAddr, "tls-token", tc)
+		cl := client.New("https://"+a.AdminAddr(), "tls-token", tc)
 		eventually(t, name+": leader over https", func() error {
 			st, _, err := cl.Status(ctx)
 			if err != nil {
@@ -361,7 +346,7 @@ func TestAgentWithTLS(t *testing.T) {
 		})
 	}
 	// Plain HTTP is not served.
-	if _, _, err := client.New("http://"+info.AdminAddr, "tls-token", nil).Status(ctx); err == nil {
+	if _, _, err := client.New("http://"+a.AdminAddr(), "tls-token", nil).Status(ctx); err == nil {
 		t.Fatal("plain http accepted")
 	}
 }

@@ -1,6 +1,6 @@
 //go:build !linux
 
-package main
+package agent
 
 import (
 	"errors"
@@ -8,20 +8,19 @@ import (
 	"time"
 
 	"github.com/rafterlb/rafter/cluster"
-	"github.com/rafterlb/rafter/cmd/rafter/internal/cli"
 )
 
 // linuxHandoverDelay matches the Linux holder's default timing, so a leader
 // on another system still waits long enough for Linux holders.
 func linuxHandoverDelay() time.Duration { return 2 * time.Second }
 
-func preflightLinuxVIPs(cfg cli.AgentConfig) error {
+func preflightLinuxVIPs(cfg Config) error {
 	if cfg.VIPLinux {
 		return errors.New("--vip-linux: linux VIPs need Linux")
 	}
 	return nil
 }
 
-func newLinuxKeeper(cli.AgentConfig, *cluster.Node, func() time.Time, func(), *slog.Logger) (linuxKeeper, error) {
+func newLinuxKeeper(Config, *cluster.Node, func() time.Time, func(), *slog.Logger) (linuxKeeper, error) {
 	return nil, errors.New("--vip-linux: linux VIPs need Linux")
 }

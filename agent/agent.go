@@ -1,0 +1,380 @@
+package agent
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/rafterlb/rafter/cluster"
+	"github.com/rafterlb/rafter/cluster/httpapi"
+	"github.com/rafterlb/rafter/cluster/lease"
+	"github.com/rafterlb/rafter/cluster/tlsutil"
+	"github.com/rafterlb/rafter/dataplane/health"
+)
+
+// Shutdown budgets: how long each stage of a graceful stop may take.
+const (
+	adminShutdownTimeout = 10 * time.Second
+	readHeaderTimeout    = 10 * time.Second
+	forwardTimeout       = 30 * time.Second
+)
+
+// Agent is one rafter node: the Raft member, the admin API, the data
+// plane and the health, lease, VIP and discovery machinery around them.
+type Agent struct {
+	cfg   Config
+	log   *slog.Logger
+	tls   tlsSet
+	ready chan struct{}
+
+	// Set once the admin API serves (before ready is closed).
+	adminAddr string
+	node      *cluster.Node
+}
+
+// New checks cfg and loads its TLS files; Run starts the node.
+func New(cfg Config) (*Agent, error) {
+	if err := cfg.Validate(); err != nil {
+		if cfg.AdminListener != nil {
+			cfg.AdminListener.Close()
+		}
+		return nil, err
+	}
+	if cfg.Stdout == nil {
+		cfg.Stdout = io.Discard
+	}
+	if cfg.Stderr == nil {
+		cfg.Stderr = io.Discard
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.NewJSONHandler(cfg.Stderr, &slog.HandlerOptions{Level: cfg.SlogLevel()}))
+	}
+	tlsc, err := loadTLS(cfg)
+	if err != nil {
+		if cfg.AdminListener != nil {
+			cfg.AdminListener.Close()
+		}
+		return nil, err
+	}
+	return &Agent{cfg: cfg, log: log.With("node", cfg.NodeID), tls: tlsc, ready: make(chan struct{})}, nil
+}
+
+// Ready is closed once the admin API serves.
+func (a *Agent) Ready() <-chan struct{} { return a.ready }
+
+// AdminAddr is where the admin API serves; valid once Ready is closed.
+func (a *Agent) AdminAddr() string {
+	<-a.ready
+	return a.adminAddr
+}
+
+// Node is the agent's Raft node; valid once Ready is closed.
+func (a *Agent) Node() *cluster.Node {
+	<-a.ready
+	return a.node
+}
+
+// tlsSet holds the configs built from --tls-*; all nil without TLS.
+type tlsSet struct {
+	raftServer, adminServer, client *tls.Config
+}
+
+func loadTLS(cfg Config) (tlsSet, error) {
+	if !cfg.TLS() {
+		return tlsSet{}, nil
+	}
+	var t tlsSet
+	var err error
+	if t.raftServer, err = tlsutil.ServerConfig(cfg.TLSCA, cfg.TLSCert, cfg.TLSKey); err != nil {
+		return t, fmt.Errorf("--tls-*: %w", err)
+	}
+	if t.adminServer, err = tlsutil.AdminServerConfig(cfg.TLSCA, cfg.TLSCert, cfg.TLSKey); err != nil {
+		return t, fmt.Errorf("--tls-*: %w", err)
+	}
+	if t.client, err = tlsutil.ClientConfig(cfg.TLSCA, cfg.TLSCert, cfg.TLSKey); err != nil {
+		return t, fmt.Errorf("--tls-*: %w", err)
+	}
+	return t, nil
+}
+
+// openAccessLog returns the access logger (nil when off) and what closes it.
+func openAccessLog(cfg Config, stdout io.Writer) (*slog.Logger, func() error, error) {
+	noop := func() error { return nil }
+	switch cfg.AccessLog {
+	case "off":
+		return nil, noop, nil
+	case "stdout":
+		return slog.New(slog.NewJSONHandler(stdout, nil)), noop, nil
+	}
+	f, err := os.OpenFile(cfg.AccessLog, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+	if err != nil {
+		return nil, noop, fmt.Errorf("--access-log: %w", err)
+	}
+	return slog.New(slog.NewJSONHandler(f, nil)), f.Close, nil
+}
+
+// Run serves until ctx is done, then stops, in order: the VIPs move away,
+// the data plane drains, the admin API stops, then the Raft node closes.
+// An Agent runs once.
+func (a *Agent) Run(ctx context.Context) (err error) {
+	cfg, log, tlsc := a.cfg, a.log, a.tls
+	accessLog, closeAccessLog, err := openAccessLog(cfg, cfg.Stdout)
+	if err != nil {
+		if cfg.AdminListener != nil {
+			cfg.AdminListener.Close()
+		}
+		return err
+	}
+	defer func() { err = errors.Join(err, closeAccessLog()) }()
+
+	adminLn := cfg.AdminListener
+	if adminLn == nil {
+		adminLn, err = net.Listen("tcp", cfg.AdminAddr())
+		if err != nil {
+			return fmt.Errorf("--admin-port: admin API: %w", err)
+		}
+	}
+	adminAddr := adminLn.Addr().String()
+	// From here the listener belongs to the admin server, which closes it
+	// on Shutdown; until it serves, close it on every early return.
+	serving := false
+	defer func() {
+		if !serving {
+			adminLn.Close()
+		}
+	}()
+
+	ccfg := cluster.DefaultConfig()
+	ccfg.NodeID = cfg.NodeID
+	ccfg.Zone = cfg.Zone
+	ccfg.DataDir = cfg.DataDir
+	ccfg.RaftBind = cfg.RaftAddr()
+	if cfg.RaftPort != 0 {
+		ccfg.RaftAdvertise = cfg.RaftAddr()
+	}
+	ccfg.AdminAddr = adminAddr
+	ccfg.DataAddr = cfg.Bind
+	ccfg.InstanceID = cfg.AWSInstanceID
+	ccfg.ENI = cfg.AWSENI
+	ccfg.PrivateIP = cfg.AWSPrivateIP
+	ccfg.BootstrapExpect = cfg.BootstrapExpect
+	ccfg.Join = cfg.Join
+	ccfg.Token = cfg.Token
+	ccfg.ServerTLS = tlsc.raftServer
+	ccfg.ClientTLS = tlsc.client
+	ccfg.InsecureTransport = cfg.InsecureTransport
+	ccfg.Logger = log
+	if cfg.SlogLevel() <= slog.LevelDebug {
+		ccfg.RaftLogLevel = "info"
+	}
+	// The EC2 client is checked before the node opens, so that missing
+	// permissions stop the agent before it joins a cluster.
+	ec2c, err := newEC2Client(ctx, cfg, log.With("component", "awsec2"))
+	if err != nil {
+		return err
+	}
+	if err := preflightLinuxVIPs(cfg); err != nil {
+		return err
+	}
+	node, err := cluster.Open(ctx, ccfg)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := node.Close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("closing the raft node: %w", cerr))
+		}
+		log.Info("raft node closed")
+	}()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	monitor := health.NewMonitor(health.Options{
+		NodeID:     cfg.NodeID,
+		Logger:     log.With("component", "health"),
+		Registerer: reg,
+	})
+
+	// Every goroutine below is owned by this function: workers stop when
+	// workCtx is cancelled, and wg waits for them before the node closes.
+	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	// On an early return too: stop the workers first, then wait for them.
+	defer func() {
+		stopWork()
+		wg.Wait()
+	}()
+	fatal := make(chan error, 4)
+
+	wg.Go(func() { monitor.Run(workCtx) })
+	// The one watch loop: health first, then the data plane.
+	watch := newWatcher(node, monitor)
+	wg.Go(func() { watch.Run(workCtx) })
+
+	leaseCfg := lease.DefaultConfig()
+	leaseCfg.Store = node
+	leaseCfg.Logger = log.With("component", "lease")
+	leaseCfg.Registerer = reg
+	leaseCfg.CheckInterval = cfg.LeaseCheckInterval
+	leaseCfg.DrainPeriod = cfg.LeaseDrainPeriod
+	leases, err := lease.New(leaseCfg)
+	if err != nil {
+		return fmt.Errorf("leases: %w", err)
+	}
+	wg.Go(func() { leases.Run(workCtx) })
+
+	if err := startDiscovery(workCtx, &wg, cfg, awsDeps{Client: ec2c, Node: node, Logger: log, Registerer: reg}); err != nil {
+		return err
+	}
+	rw, ro := tokens(cfg.Token), tokens(cfg.ReadOnlyToken)
+	fwdTransport := http.DefaultTransport.(*http.Transport).Clone()
+	fwdTransport.TLSClientConfig = tlsc.client
+	fwdTransport.Proxy = nil
+	scheme := "http"
+	if tlsc.adminServer != nil {
+		scheme = "https"
+	}
+	var ownToken string
+	if len(rw) > 0 {
+		ownToken = rw[0]
+	}
+	vips, err := startVIPs(workCtx, &wg, cfg, vipDeps{
+		Node:             node,
+		EC2:              ec2c,
+		Sender:           probeSender(fwdTransport, scheme, ownToken),
+		HeartbeatTimeout: ccfg.HeartbeatTimeout,
+		Logger:           log,
+		Registerer:       reg,
+	})
+	if err != nil {
+		return err
+	}
+
+	dp, err := newDataPlane(dataPlaneDeps{
+		Source:     watch,
+		BindIP:     cfg.Bind,
+		NodeID:     cfg.NodeID,
+		Zone:       cfg.Zone,
+		Logger:     log.With("component", "dataplane"),
+		AccessLog:  accessLog,
+		Registerer: reg,
+		Health:     monitor,
+	})
+	if err != nil {
+		return err
+	}
+	dpCtx, stopDP := context.WithCancel(workCtx)
+	defer stopDP()
+	var dpWG sync.WaitGroup
+	defer dpWG.Wait()
+	dpWG.Go(func() {
+		if err := dp.Run(dpCtx); err != nil && dpCtx.Err() == nil {
+			fatal <- fmt.Errorf("data plane: %w", err)
+		}
+	})
+
+	if len(rw)+len(ro) == 0 {
+		log.Warn("admin API authentication is off: pass --token (or RAFTER_TOKEN) to require a bearer token")
+	}
+	apiCfg := httpapi.DefaultConfig()
+	apiCfg.Store = node
+	apiCfg.NodeID = cfg.NodeID
+	apiCfg.ReadWriteTokens = rw
+	apiCfg.ReadOnlyTokens = ro
+	apiCfg.ForwardClient = &http.Client{
+		Transport:     fwdTransport,
+		Timeout:       forwardTimeout,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	if tlsc.client != nil {
+		apiCfg.ForwardScheme = "https"
+	}
+	apiCfg.Logger = log.With("component", "admin")
+	apiCfg.Leases = leases
+	apiCfg.Probe = vips.tracker
+	apiCfg.Extra = map[string]http.Handler{
+		"/metrics":   promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
+		"/v1/health": monitor.Handler(),
+	}
+	api, err := httpapi.New(apiCfg)
+	if err != nil {
+		return fmt.Errorf("admin API: %w", err)
+	}
+	srv := &http.Server{
+		Handler:           api,
+		TLSConfig:         tlsc.adminServer,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ErrorLog:          slog.NewLogLogger(log.With("component", "admin").Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return workCtx },
+	}
+	serving = true
+	wg.Go(func() {
+		var err error
+		if tlsc.adminServer != nil {
+			err = srv.ServeTLS(adminLn, "", "")
+		} else {
+			err = srv.Serve(adminLn)
+		}
+		if !errors.Is(err, http.ErrServerClosed) {
+			fatal <- fmt.Errorf("admin API: %w", err)
+		}
+	})
+	log.Info("rafter agent started", "admin", scheme+"://"+adminAddr, "raft", cfg.RaftAddr(), "bind", cfg.Bind, "zone", cfg.Zone)
+	a.adminAddr, a.node = adminAddr, node
+	close(a.ready)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		log.Info("stopping", "cause", context.Cause(ctx))
+	case runErr = <-fatal:
+		log.Error("stopping after a fatal error", "err", runErr)
+	}
+
+	// 1. VIPs move to other nodes while this one still serves.
+	vips.handOver(context.WithoutCancel(ctx))
+	// 2. The data plane finishes in-flight requests (bounded by its own
+	// drain timeout) while the admin API still answers.
+	stopDP()
+	dpWG.Wait()
+	log.Info("data plane stopped")
+	// 3. The admin API.
+	shCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), adminShutdownTimeout)
+	if err := srv.Shutdown(shCtx); err != nil {
+		srv.Close()
+	}
+	cancel()
+	log.Info("admin API stopped")
+	// 4. Health checks and the config watcher; the deferred node.Close
+	// runs after them.
+	stopWork()
+	wg.Wait()
+	return runErr
+}
+
+func tokens(t string) []string {
+	var out []string
+	for _, s := range strings.Split(t, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}

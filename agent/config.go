@@ -1,0 +1,279 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/rafterlb/rafter/cluster"
+	"github.com/rafterlb/rafter/fsm"
+)
+
+// Config is everything an agent is started with. `rafter agent` fills it
+// from flags, a YAML file (--config, same keys as the flags, snake_case or
+// dashed) and the environment; the precedence is flag, then environment,
+// then file, then DefaultConfig.
+type Config struct {
+	NodeID          string
+	Zone            string
+	DataDir         string
+	Bind            string // IP the data-plane listeners bind
+	Advertise       string // IP the admin API and Raft listen on and peers reach; default Bind
+	AdminPort       int
+	RaftPort        int
+	BootstrapExpect int
+	Join            []string // admin addresses host:port of peers
+	Token           string   // read-write bearer token; also used to call peers
+	ReadOnlyToken   string
+	TLSCA           string
+	TLSCert         string
+	TLSKey          string
+	// InsecureTransport allows plaintext Raft and admin traffic on a
+	// non-loopback address.
+	InsecureTransport bool
+	AccessLog         string // "off", "stdout" or a file path
+	LogLevel          string // debug | info | warn | error
+	// LeaseCheckInterval: how often the leader looks for expired leases.
+	LeaseCheckInterval time.Duration
+	// LeaseDrainPeriod: how long a revoked lease's backends drain before
+	// they leave their pools.
+	LeaseDrainPeriod time.Duration
+
+	// AWSRegion and AWSEndpoint select the EC2 API; "" leaves them to the
+	// SDK (AWS_REGION, AWS_ENDPOINT_URL_EC2, shared config).
+	AWSRegion   string
+	AWSEndpoint string
+	// Discovery runs EC2 tag discovery for pools with discovery.ec2.
+	Discovery bool
+	// This node's AWS identity, recorded in its node record; Elastic IPs
+	// move to AWSENI/AWSPrivateIP.
+	AWSInstanceID string
+	AWSENI        string
+	AWSPrivateIP  string
+	// VIP moves aws-eip VIPs (Elastic IPs) while this node leads;
+	// VIPHoldDown is how long a VIP stays before it moves back home,
+	// VIPDetectAfter how long a holder must be silent before it is
+	// declared dead.
+	VIP            bool
+	VIPHoldDown    time.Duration
+	VIPDetectAfter time.Duration
+	// VIPLinux lets this node hold linux VIPs: it adds their addresses to
+	// VIPInterface (default: the interface that carries --bind).
+	VIPLinux     bool
+	VIPInterface string
+
+	// The fields below are set by programs that run agents in-process
+	// (`rafter dev`, tests), never by flags.
+
+	// Stdout receives the access log when AccessLog is "stdout"; Stderr
+	// the JSON log. Both default to io.Discard.
+	Stdout, Stderr io.Writer
+	// Logger, when set, replaces the JSON logger on Stderr.
+	Logger *slog.Logger
+	// AdminListener, when set, is served instead of listening on
+	// AdminAddr(); its address is the one peers are told.
+	AdminListener net.Listener
+}
+
+// DefaultConfig is a single node on loopback with default ports.
+func DefaultConfig() Config {
+	return Config{
+		Bind:      "127.0.0.1",
+		AdminPort: 7700,
+		RaftPort:  7701,
+		AccessLog: "stdout",
+		LogLevel:  "info",
+
+		LeaseCheckInterval: time.Second,
+		LeaseDrainPeriod:   5 * time.Second,
+
+		VIPHoldDown:    30 * time.Second,
+		VIPDetectAfter: 500 * time.Millisecond,
+	}
+}
+
+// AdvertiseIP is Advertise, or Bind when Advertise is not set.
+func (c *Config) AdvertiseIP() string {
+	if c.Advertise != "" {
+		return c.Advertise
+	}
+	return c.Bind
+}
+
+// AdminAddr is where the admin API listens and peers reach it.
+func (c *Config) AdminAddr() string {
+	return net.JoinHostPort(c.AdvertiseIP(), strconv.Itoa(c.AdminPort))
+}
+
+// RaftAddr is where Raft listens and peers reach it.
+func (c *Config) RaftAddr() string {
+	return net.JoinHostPort(c.AdvertiseIP(), strconv.Itoa(c.RaftPort))
+}
+
+// TLS reports whether TLS files are configured.
+func (c *Config) TLS() bool { return c.TLSCA != "" || c.TLSCert != "" || c.TLSKey != "" }
+
+// SlogLevel is LogLevel as a slog.Level (info when invalid).
+func (c *Config) SlogLevel() slog.Level {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		return slog.LevelInfo
+	}
+	return l
+}
+
+// Validate reports every problem, each naming the flag to fix.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(flag, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("--%s: %s", flag, fmt.Sprintf(format, args...)))
+	}
+	// Identity follows the rules of the node record it becomes.
+	check := func(flag string, err error) {
+		var fe *fsm.FieldError
+		if errors.As(err, &fe) {
+			bad(flag, "%s", fe.Message)
+		} else if err != nil {
+			bad(flag, "%v", err)
+		}
+	}
+	check("node-id", fsm.CheckNodeID(c.NodeID))
+	if c.Zone == "" {
+		bad("zone", "required (the availability zone this node runs in)")
+	} else {
+		check("zone", fsm.CheckZoneName(c.Zone))
+	}
+	if c.DataDir == "" {
+		bad("data-dir", "required")
+	}
+	bind := net.ParseIP(c.Bind)
+	if bind == nil {
+		bad("bind", "%q is not an IP address", c.Bind)
+	}
+	if c.Advertise != "" {
+		if ip := net.ParseIP(c.Advertise); ip == nil {
+			bad("advertise", "%q is not an IP address", c.Advertise)
+		} else if ip.IsUnspecified() {
+			bad("advertise", "%s: peers cannot reach an unspecified address", c.Advertise)
+		}
+	} else if bind != nil && bind.IsUnspecified() {
+		bad("advertise", "required when --bind is %s", c.Bind)
+	}
+	for _, p := range []struct {
+		flag string
+		v    int
+	}{{"admin-port", c.AdminPort}, {"raft-port", c.RaftPort}} {
+		// 0 picks a free port: useful for tests and a single node only,
+		// since peers cannot be told a port nobody knows in advance.
+		if p.v < 0 || p.v > 65535 {
+			bad(p.flag, "must be 1..65535 (0: any free port), got %d", p.v)
+		}
+	}
+	if c.AdminPort == c.RaftPort && c.AdminPort != 0 {
+		bad("raft-port", "must differ from --admin-port (%d)", c.AdminPort)
+	}
+	check("bootstrap-expect", cluster.CheckBootstrapExpect(c.BootstrapExpect))
+	for i, j := range c.Join {
+		if _, port, err := net.SplitHostPort(j); err != nil || port == "" {
+			bad("join", "[%d] %q: want host:port of a peer's admin API", i, j)
+		}
+	}
+	if c.BootstrapExpect == 0 && len(c.Join) == 0 {
+		bad("join", "required when --bootstrap-expect is 0 (give the admin address of a cluster member)")
+	}
+	if c.Token != "" && c.Token == c.ReadOnlyToken {
+		bad("read-only-token", "must differ from --token")
+	}
+	if c.TLS() {
+		for _, f := range []struct{ flag, path string }{{"tls-ca", c.TLSCA}, {"tls-cert", c.TLSCert}, {"tls-key", c.TLSKey}} {
+			if f.path == "" {
+				bad(f.flag, "required with the other --tls-* flags")
+			} else if _, err := os.Stat(f.path); err != nil {
+				bad(f.flag, "%v", err)
+			}
+		}
+	} else if ip := net.ParseIP(c.AdvertiseIP()); ip != nil && !ip.IsLoopback() && !c.InsecureTransport {
+		bad("tls-ca", "Raft and the admin API on %s would be plaintext: run `rafter tls init` and pass --tls-ca/--tls-cert/--tls-key, or --insecure-transport on a trusted network", c.AdvertiseIP())
+	}
+	switch c.AccessLog {
+	case "":
+		bad("access-log", "want off, stdout or a file path")
+	}
+	switch strings.ToLower(c.LogLevel) {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log-level", "want debug, info, warn or error, got %q", c.LogLevel)
+	}
+	if c.LeaseCheckInterval <= 0 {
+		bad("lease-check-interval", "must be positive, got %v", c.LeaseCheckInterval)
+	}
+	if c.LeaseDrainPeriod < 0 {
+		bad("lease-drain-period", "must not be negative, got %v", c.LeaseDrainPeriod)
+	}
+	c.validateAWS(bad, check)
+	if len(errs) == 0 {
+		return nil
+	}
+	return configErrors(errs)
+}
+
+// configErrors reads as one line, so that the command prints one line.
+type configErrors []error
+
+func (e configErrors) Error() string {
+	parts := make([]string, len(e))
+	for i, err := range e {
+		parts[i] = err.Error()
+	}
+	return strings.Join(parts, "; ")
+}
+
+func (e configErrors) Unwrap() []error { return e }
+
+// AWS reports whether a feature needing the EC2 API is enabled.
+func (c *Config) AWS() bool { return c.Discovery || c.VIP }
+
+func (c *Config) validateAWS(bad func(flag, format string, args ...any), check func(flag string, err error)) {
+	if c.AWSEndpoint != "" {
+		if u, err := url.Parse(c.AWSEndpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("aws-endpoint", "%q: want an http(s) URL", c.AWSEndpoint)
+		}
+	}
+	if strings.ContainsFunc(c.AWSRegion, unicode.IsSpace) {
+		bad("aws-region", "%q contains whitespace", c.AWSRegion)
+	}
+	if c.AWSInstanceID != "" {
+		check("aws-instance-id", fsm.CheckInstanceID(c.AWSInstanceID))
+	}
+	if c.AWSENI != "" {
+		check("aws-eni", fsm.CheckENI(c.AWSENI))
+	}
+	if c.AWSPrivateIP != "" && net.ParseIP(c.AWSPrivateIP) == nil {
+		bad("aws-private-ip", "%q is not an IP address", c.AWSPrivateIP)
+	}
+	switch {
+	case c.AWSENI != "" && c.AWSPrivateIP == "":
+		bad("aws-private-ip", "required with --aws-eni (the address Elastic IPs map to)")
+	case c.AWSENI == "" && c.AWSPrivateIP != "":
+		bad("aws-eni", "required with --aws-private-ip")
+	case c.VIP && c.AWSENI == "":
+		bad("aws-eni", "required with --vip: an aws-eip VIP is associated with this node's --aws-eni and --aws-private-ip")
+	}
+	if c.VIPHoldDown < 0 {
+		bad("vip-hold-down", "must not be negative, got %v", c.VIPHoldDown)
+	}
+	if c.VIPDetectAfter <= 0 {
+		bad("vip-detect-after", "must be positive, got %v", c.VIPDetectAfter)
+	}
+	if c.VIPInterface != "" && !c.VIPLinux {
+		bad("vip-linux", "required with --vip-interface")
+	}
+}

@@ -1,0 +1,105 @@
+package agent
+
+import (
+	"context"
+	"reflect"
+	"sync"
+
+	"github.com/rafterlb/rafter/fsm"
+)
+
+// poolUpdater is the health monitor as the watch loop feeds it.
+type poolUpdater interface {
+	Update(pools map[string]fsm.PoolSpec)
+}
+
+// watcher is the node's one loop over configuration changes. For each new
+// configuration it feeds, in order, the health monitor (so a new backend
+// has a health state before it can be routed to) and then the data plane,
+// which it serves as a dataplane.ConfigSource that signals only when
+// something the data plane reads has changed: VIP settles, lease grants
+// and node records are Raft writes that leave the routing table as it is.
+type watcher struct {
+	src    fsm.Source
+	health poolUpdater
+
+	mu      sync.Mutex
+	cur     *fsm.Config   // the configuration the data plane compiles
+	changed chan struct{} // closed when cur is replaced
+	seen    *fsm.Config   // the last configuration read from src (written by step only)
+}
+
+// newWatcher reads src's current configuration and feeds it at once, so
+// the data plane starts from it.
+func newWatcher(src fsm.Source, health poolUpdater) *watcher {
+	w := &watcher{src: src, health: health, changed: make(chan struct{})}
+	w.step(src.Config())
+	return w
+}
+
+// Snapshot is the configuration the data plane should serve.
+func (w *watcher) Snapshot() *fsm.Config {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.cur
+}
+
+// Changed is closed when Snapshot changes after the call.
+func (w *watcher) Changed() <-chan struct{} {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.changed
+}
+
+// Run follows src until ctx is done.
+func (w *watcher) Run(ctx context.Context) {
+	for {
+		ch := w.src.Changed()
+		w.step(w.src.Config())
+		select {
+		case <-ctx.Done():
+			return
+		case <-ch:
+		}
+	}
+}
+
+func (w *watcher) step(c *fsm.Config) {
+	if c == nil {
+		return
+	}
+	w.mu.Lock()
+	prev := w.seen
+	w.seen = c
+	w.mu.Unlock()
+	if prev != nil && prev.Index == c.Index {
+		return
+	}
+	if prev == nil || !sameMap(prev.Pools, c.Pools) {
+		pools := make(map[string]fsm.PoolSpec, len(c.Pools))
+		for name, p := range c.Pools {
+			pools[name] = p.Spec
+		}
+		w.health.Update(pools)
+	}
+	if prev != nil && !dataplaneChanged(prev, c) {
+		return
+	}
+	w.mu.Lock()
+	w.cur = c
+	close(w.changed)
+	w.changed = make(chan struct{})
+	w.mu.Unlock()
+}
+
+// dataplaneChanged reports whether b differs from a in what the data plane
+// reads. fsm copies a map only when a command changes it and shares the
+// rest, so an untouched map is the same map in both.
+func dataplaneChanged(a, b *fsm.Config) bool {
+	return !sameMap(a.Listeners, b.Listeners) || !sameMap(a.Routes, b.Routes) ||
+		!sameMap(a.Pools, b.Pools) || !sameMap(a.VIPs, b.VIPs) || !sameMap(a.Zones, b.Zones)
+}
+
+func sameMap[K comparable, V any](a, b map[K]V) bool {
+	return reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
+}

@@ -1,0 +1,32 @@
+package testutil
+
+import (
+	"testing"
+	"time"
+)
+
+// pollInterval is how often Eventually asks again.
+const pollInterval = 10 * time.Millisecond
+
+// Eventually calls cond until it returns nil, failing the test with what
+// and cond's last error when within does not suffice. Deadlines are
+// generous on purpose: test machines are shared and slow.
+func Eventually(t testing.TB, within time.Duration, what string, cond func() error) {
+	t.Helper()
+	if err := Poll(within, cond); err != nil {
+		t.Fatalf("%s: not within %v: %v", what, within, err)
+	}
+}
+
+// Poll calls cond until it returns nil or within has passed, and returns
+// its last error then.
+func Poll(within time.Duration, cond func() error) error {
+	deadline := time.Now().Add(within)
+	for {
+		err := cond()
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(pollInterval)
+	}
+}
