@@ -33,7 +33,6 @@ import (
 // Shutdown budgets: how long each stage of a graceful stop may take.
 const (
 	adminShutdownTimeout = 10 * time.Second
-	readHeaderTimeout    = 10 * time.Second
 	forwardTimeout       = 30 * time.Second
 )
 
@@ -331,13 +330,10 @@ func runAgent(ctx context.Context, cfg cli.AgentConfig, deps agentDeps) (err err
 	if err != nil {
 		return fmt.Errorf("admin API: %w", err)
 	}
-	srv := &http.Server{
-		Handler:           api,
-		TLSConfig:         tlsc.adminServer,
-		ReadHeaderTimeout: readHeaderTimeout,
-		ErrorLog:          slog.NewLogLogger(log.With("component", "admin").Handler(), slog.LevelWarn),
-		BaseContext:       func(net.Listener) context.Context { return workCtx },
-	}
+	srv := httpapi.NewServer(api, apiCfg)
+	srv.TLSConfig = tlsc.adminServer
+	srv.ErrorLog = slog.NewLogLogger(log.With("component", "admin").Handler(), slog.LevelWarn)
+	srv.BaseContext = func(net.Listener) context.Context { return workCtx }
 	serving = true
 	wg.Go(func() {
 		var err error
