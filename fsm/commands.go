@@ -75,7 +75,8 @@ func ApplyCommand(objs []Object) *Command {
 	return &Command{Type: CmdApply, V: CommandVersion, Objects: objs}
 }
 
-// EncodeCommand returns the log entry bytes of c.
+// EncodeCommand returns the log entry bytes of c: its JSON envelope in a
+// frame carrying a CRC-32C of it (see frame.go).
 func EncodeCommand(c *Command) ([]byte, error) {
 	if c == nil {
 		return nil, invalidf("", "nil command")
@@ -84,12 +85,18 @@ func EncodeCommand(c *Command) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encode command: %w", err)
 	}
-	return b, nil
+	return frame(b), nil
 }
 
-// DecodeCommand parses a log entry. An unknown envelope version gives
-// ErrUnsupportedVersion, anything else malformed ErrInvalid.
-func DecodeCommand(b []byte) (*Command, error) {
+// DecodeCommand parses a log entry. A checksum mismatch or unknown framing
+// gives ErrCorruptEntry, an unknown envelope version
+// ErrUnsupportedVersion, anything else malformed ErrInvalid. Unframed JSON
+// entries (from before entries carried a checksum) are accepted.
+func DecodeCommand(entry []byte) (*Command, error) {
+	b, _, err := unframe(entry)
+	if err != nil {
+		return nil, err
+	}
 	var head struct {
 		Type CommandType `json:"type"`
 		V    int         `json:"v"`
