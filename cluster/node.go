@@ -78,7 +78,11 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		peers: make(map[string]PeerInfo),
 		obsCh: make(chan raft.Observation, 128),
 	}
-	n.adapter = &raftFSM{f: n.fsm}
+	logPath := ""
+	if cfg.Transport == nil {
+		logPath = filepath.Join(cfg.DataDir, "raft.db")
+	}
+	n.adapter = newRaftFSM(n.fsm, cfg.NodeID, logPath)
 	n.health.init()
 	defer func() {
 		if err != nil {
@@ -120,6 +124,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	})
 	r.RegisterObserver(n.observer)
 
+	n.goTracked(n.leaveOnCorruption)
 	n.goTracked(n.observeLoop)
 	n.goTracked(n.leadershipLoop)
 	if !hasState {
@@ -199,16 +204,38 @@ func checkNewestSnapshot(store raft.SnapshotStore, dataDir string) error {
 		return nil
 	}
 	meta := list[0]
+	name := meta.ID
+	if dataDir != "" {
+		// FileSnapshotStore's layout: DIR/snapshots/ID/{meta.json,state.bin}.
+		name = filepath.Join(dataDir, "snapshots", meta.ID, "state.bin")
+	}
 	_, rc, err := store.Open(meta.ID)
 	if err != nil {
 		return fmt.Errorf("cluster: snapshot %s (index %d): %w: %w; %s",
-			meta.ID, meta.Index, fsm.ErrCorruptSnapshot, err, fix)
+			name, meta.Index, fsm.ErrCorruptSnapshot, err, fix)
 	}
 	defer func() { _ = rc.Close() }()
 	if _, err := fsm.ReadSnapshot(rc); err != nil {
-		return fmt.Errorf("cluster: snapshot %s (index %d): %w; %s", meta.ID, meta.Index, err, fix)
+		return fmt.Errorf("cluster: snapshot %s (index %d): %w; %s", name, meta.Index, err, fix)
 	}
 	return nil
+}
+
+// leaveOnCorruption shuts Raft down once the adapter has met a corrupt
+// log entry: a node that cannot apply its log must not vote, lead or
+// replicate it. The node stays open so that its data plane keeps serving
+// the last good state and GET /v1/status reports the error.
+func (n *Node) leaveOnCorruption() {
+	select {
+	case <-n.ctx.Done():
+		return
+	case <-n.adapter.corruptCh:
+	}
+	c := n.adapter.corruption()
+	n.log.Error(c.Error(), "index", c.Index, "file", c.Path, "last_good_index", c.LastGood)
+	if err := n.raft.Shutdown().Error(); err != nil {
+		n.log.Error("raft shutdown after a corrupt log entry", "err", err)
+	}
 }
 
 // goTracked runs fn in a goroutine Close waits for. It reports false (and
