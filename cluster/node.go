@@ -29,6 +29,7 @@ type Node struct {
 	adapter *raftFSM
 	raft    *raft.Raft
 	trans   raft.Transport
+	stream  *streamLayer // nil with a test transport
 	logs    raft.LogStore
 	closers []io.Closer // stores this node opened itself
 	http    *http.Client
@@ -112,6 +113,9 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, fmt.Errorf("cluster: starting raft: %w", err)
 	}
 	n.raft = r
+	if n.stream != nil {
+		n.stream.setMembers(func() []raft.Server { return r.GetConfiguration().Configuration().Servers })
+	}
 	n.http = newPeerClient(cfg.ClientTLS)
 	n.ctx, n.cancel = context.WithCancel(context.WithoutCancel(ctx))
 
@@ -179,6 +183,7 @@ func (n *Node) openStores(hlog hclog.Logger) (raft.StableStore, raft.SnapshotSto
 	if err != nil {
 		return nil, nil, err
 	}
+	n.stream = stream
 	n.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  stream,
 		MaxPool: transportMaxPool,
