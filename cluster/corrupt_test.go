@@ -161,3 +161,58 @@ func TestAdapterStopsAtCorruptEntry(t *testing.T) {
 		t.Fatal("the node was not told")
 	}
 }
+
+// In a cluster, a follower with a corrupt entry leaves Raft while the
+// others carry on: it can neither lead nor vote, and it keeps the state of
+// its last good entry.
+func TestCorruptFollowerLeavesCluster(t *testing.T) {
+	var cfgs []Config
+	var nodes []*Node
+	for i := 1; i <= 3; i++ {
+		cfg := diskConfig(fmt.Sprintf("c%d", i), t.TempDir(), "127.0.0.1:0")
+		if i > 1 {
+			cfg.BootstrapExpect = 0 // wait to be added
+		}
+		n := openNode(t, cfg)
+		cfg.RaftBind = n.PeerInfo().RaftAddr
+		cfgs, nodes = append(cfgs, cfg), append(nodes, n)
+	}
+	leader := nodes[0]
+	waitLeader(t, leader)
+	for _, n := range nodes[1:] {
+		if err := leader.AddVoter(testCtx(t), n.PeerInfo()); err != nil {
+			t.Fatalf("AddVoter %s: %v", n.cfg.NodeID, err)
+		}
+	}
+	var idx []uint64
+	for i := range 5 {
+		idx = append(idx, apply(t, leader, listenerCmd(fmt.Sprintf("l%d", i), 3000+i)))
+	}
+	for _, n := range nodes {
+		if _, err := n.WaitForIndex(testCtx(t), idx[4]); err != nil {
+			t.Fatalf("%s: %v", n.cfg.NodeID, err)
+		}
+	}
+	if err := nodes[2].Close(); err != nil {
+		t.Fatal(err)
+	}
+	flipStoredEntry(t, cfgs[2].DataDir, idx[2])
+	bad := openNode(t, cfgs[2])
+	waitFor(t, "c3 to refuse its corrupt entry and leave Raft", func() bool {
+		return bad.Status().Error != "" && bad.raft.State() == raft.Shutdown
+	})
+	if e := bad.Status().Error; !strings.Contains(e, fmt.Sprintf("entry %d", idx[2])) || !strings.Contains(e, filepath.Join(cfgs[2].DataDir, "raft.db")) {
+		t.Fatalf("status error %q", e)
+	}
+	if c := bad.Config(); c.Listeners["l1"] == nil || c.Listeners["l2"] != nil || c.Index >= idx[2] {
+		t.Fatalf("c3 state: index %d listeners %v", c.Index, c.Listeners)
+	}
+	// The two good nodes still form a majority.
+	after := apply(t, leader, listenerCmd("after", 5000))
+	if _, err := nodes[1].WaitForIndex(testCtx(t), after); err != nil {
+		t.Fatalf("c2 after c3 left: %v", err)
+	}
+	if bad.IsLeader() || bad.Config().Listeners["after"] != nil {
+		t.Fatal("c3 took part in Raft after refusing an entry")
+	}
+}
