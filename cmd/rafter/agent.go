@@ -303,7 +303,11 @@ func runAgent(ctx context.Context, cfg cli.AgentConfig, deps agentDeps) (err err
 		}
 	})
 
-	if len(rw)+len(ro) == 0 {
+	switch {
+	case len(rw)+len(ro) > 0:
+	case tlsc.adminServer != nil:
+		log.Info("admin API: no bearer token; every client needs a certificate from the cluster CA")
+	default:
 		log.Warn("admin API authentication is off: pass --token (or RAFTER_TOKEN) to require a bearer token")
 	}
 	apiCfg := httpapi.DefaultConfig()
