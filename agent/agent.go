@@ -28,7 +28,6 @@ import (
 // Shutdown budgets: how long each stage of a graceful stop may take.
 const (
 	adminShutdownTimeout = 10 * time.Second
-	readHeaderTimeout    = 10 * time.Second
 	forwardTimeout       = 30 * time.Second
 )
 
@@ -290,7 +289,11 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		}
 	})
 
-	if len(rw)+len(ro) == 0 {
+	switch {
+	case len(rw)+len(ro) > 0:
+	case tlsc.adminServer != nil:
+		log.Info("admin API: no bearer token; every client needs a certificate from the cluster CA")
+	default:
 		log.Warn("admin API authentication is off: pass --token (or RAFTER_TOKEN) to require a bearer token")
 	}
 	apiCfg := httpapi.DefaultConfig()
@@ -317,13 +320,10 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("admin API: %w", err)
 	}
-	srv := &http.Server{
-		Handler:           api,
-		TLSConfig:         tlsc.adminServer,
-		ReadHeaderTimeout: readHeaderTimeout,
-		ErrorLog:          slog.NewLogLogger(log.With("component", "admin").Handler(), slog.LevelWarn),
-		BaseContext:       func(net.Listener) context.Context { return workCtx },
-	}
+	srv := httpapi.NewServer(api, apiCfg)
+	srv.TLSConfig = tlsc.adminServer
+	srv.ErrorLog = slog.NewLogLogger(log.With("component", "admin").Handler(), slog.LevelWarn)
+	srv.BaseContext = func(net.Listener) context.Context { return workCtx }
 	serving = true
 	wg.Go(func() {
 		var err error

@@ -323,7 +323,6 @@ func TestAgentWithTLS(t *testing.T) {
 		}
 	})
 
-	// A token and the CA are enough (no client certificate), as with curl.
 	caOnly, err := tlsutil.ClientConfig(ca, "", "")
 	if err != nil {
 		t.Fatal(err)
@@ -332,7 +331,15 @@ func TestAgentWithTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, tc := range map[string]*tls.Config{"ca only": caOnly, "client cert": withCert} {
+	cliCert, err := tlsutil.ClientConfig(ca, filepath.Join(certs, tlsutil.CLIFile), filepath.Join(certs, tlsutil.CLIKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A token is not enough: every caller presents a certificate.
+	if _, _, err := client.New("https://"+a.AdminAddr(), "tls-token", caOnly).Status(ctx); err == nil {
+		t.Fatal("admin API answered a client without a certificate")
+	}
+	for name, tc := range map[string]*tls.Config{"node cert": withCert, "cli cert": cliCert} {
 		cl := client.New("https://"+a.AdminAddr(), "tls-token", tc)
 		eventually(t, name+": leader over https", func() error {
 			st, _, err := cl.Status(ctx)

@@ -200,8 +200,16 @@ func (c *Config) Validate() error {
 				bad(f.flag, "%v", err)
 			}
 		}
-	} else if ip := net.ParseIP(c.AdvertiseIP()); ip != nil && !ip.IsLoopback() && !c.InsecureTransport {
-		bad("tls-ca", "Raft and the admin API on %s would be plaintext: run `rafter tls init` and pass --tls-ca/--tls-cert/--tls-key, or --insecure-transport on a trusted network", c.AdvertiseIP())
+	} else if ip := net.ParseIP(c.AdvertiseIP()); ip != nil && !ip.IsLoopback() {
+		switch {
+		case !c.InsecureTransport:
+			bad("tls-ca", "Raft and the admin API on %s would be plaintext: run `rafter tls init` and pass --tls-ca/--tls-cert/--tls-key, or --insecure-transport on a trusted network", c.AdvertiseIP())
+		case c.Token == "" && c.ReadOnlyToken == "":
+			// With TLS every caller needs a client certificate; without
+			// it and without a token anyone who can reach the port could
+			// rewrite the configuration.
+			bad("token", "the admin API on %s would accept any client: pass --token (or RAFTER_TOKEN), or run `rafter tls init` and pass --tls-ca/--tls-cert/--tls-key so that clients need a certificate", c.AdvertiseIP())
+		}
 	}
 	switch c.AccessLog {
 	case "":

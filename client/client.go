@@ -127,6 +127,7 @@ type Status struct {
 	AppliedIndex uint64    `json:"applied_index"`
 	LastContact  time.Time `json:"last_contact,omitempty"`
 	Members      []Member  `json:"members"`
+	Error        string    `json:"error,omitempty"` // why the node left Raft, and how to recover
 }
 
 // Member mirrors cluster.Member.

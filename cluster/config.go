@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/rafterlb/rafter/cluster/tlsutil"
 	"github.com/rafterlb/rafter/fsm"
 )
 
@@ -206,6 +208,14 @@ func (c *Config) Validate() error {
 	if cfg.ServerTLS != nil && len(cfg.ServerTLS.Certificates) == 0 && cfg.ServerTLS.GetCertificate == nil {
 		add("cluster.tls.server: certificate required")
 	}
+	for _, tc := range []struct {
+		field string
+		c     *tls.Config
+	}{{"server", cfg.ServerTLS}, {"client", cfg.ClientTLS}} {
+		if err := certNamesNode(tc.c, cfg.NodeID); err != nil {
+			add("cluster.tls.%s: %w", tc.field, err)
+		}
+	}
 	if cfg.ClientTLS != nil && cfg.ClientTLS.RootCAs == nil {
 		add("cluster.tls.client: CA pool required to verify peers")
 	}
@@ -238,6 +248,26 @@ func CheckBootstrapExpect(n int) error {
 			n, n, n-1, n-1, n+1)
 	}
 	return fmt.Errorf("%d not supported (want 1, 3, 5 or 7; 0 to join an existing cluster)", n)
+}
+
+// certNamesNode checks that the certificate this node presents to peers
+// names it: peers refuse a certificate for any other node id.
+func certNamesNode(c *tls.Config, nodeID string) error {
+	if c == nil || len(c.Certificates) == 0 || len(c.Certificates[0].Certificate) == 0 || nodeID == "" {
+		return nil
+	}
+	leaf, err := x509.ParseCertificate(c.Certificates[0].Certificate[0])
+	if err != nil {
+		return fmt.Errorf("certificate: %w", err)
+	}
+	id, err := tlsutil.NodeID(leaf)
+	if err != nil {
+		return fmt.Errorf("certificate: %w; use a node certificate from `rafter tls init --nodes %s=IP`", err, nodeID)
+	}
+	if id != nodeID {
+		return fmt.Errorf("the certificate is node %q's but this node is %q; peers refuse a certificate for another node: use %s.pem from `rafter tls init --nodes %s=IP,...`", id, nodeID, nodeID, nodeID)
+	}
+	return nil
 }
 
 func (c *Config) validateRaftAddrs() []error {

@@ -19,11 +19,13 @@ func TestConfigValidate(t *testing.T) {
 		c.Join = []string{"127.0.0.1:8401", "127.0.0.1:8402"}
 		return c
 	}
-	tlsPair := func(c *Config) {
-		cert := tls.Certificate{Certificate: [][]byte{{1}}}
-		c.ServerTLS = &tls.Config{Certificates: []tls.Certificate{cert}, ClientCAs: newTestCA(t, "ca").pool}
-		c.ClientTLS = &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: newTestCA(t, "ca").pool}
+	ca := newTestCA(t, "ca")
+	tlsWith := func(c *Config, cert tls.Certificate) {
+		c.ServerTLS = &tls.Config{Certificates: []tls.Certificate{cert}, ClientCAs: ca.pool}
+		c.ClientTLS = &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: ca.pool}
 	}
+	n1Cert := ca.issue(t, "n1")
+	tlsPair := func(c *Config) { tlsWith(c, n1Cert) }
 	tests := []struct {
 		name   string
 		change func(*Config)
@@ -48,6 +50,8 @@ func TestConfigValidate(t *testing.T) {
 		{"wildcard bind with advertise", func(c *Config) { c.RaftBind = "0.0.0.0:7000"; c.RaftAdvertise = "10.0.0.5:7000"; tlsPair(c) }, ""},
 		{"half TLS", func(c *Config) { tlsPair(c); c.ClientTLS = nil }, "set together"},
 		{"TLS without CA", func(c *Config) { tlsPair(c); c.ServerTLS.ClientCAs = nil }, "cluster.tls.server: client CA"},
+		{"TLS with another node's certificate", func(c *Config) { tlsWith(c, ca.issue(t, "n2")) }, `the certificate is node "n2"'s but this node is "n1"`},
+		{"TLS with a client-only certificate", func(c *Config) { tlsWith(c, ca.issueClientOnly(t, "n1")) }, "not a node certificate"},
 		{"bad scheme", func(c *Config) { c.AdminScheme = "ftp" }, "cluster.admin_scheme"},
 		{"bad raft log level", func(c *Config) { c.RaftLogLevel = "loud" }, "cluster.raft_log_level"},
 		{"lease above heartbeat", func(c *Config) { c.LeaderLeaseTimeout = time.Second }, "cluster.timing"},

@@ -188,8 +188,9 @@ func TestCorruptSnapshotRefused(t *testing.T) {
 				_ = n2.Close()
 				t.Fatal("Open accepted a corrupt snapshot")
 			}
-			if !errors.Is(err, fsm.ErrCorruptSnapshot) || !strings.Contains(err.Error(), snaps[0].Name()) {
-				t.Fatalf("Open: %v; want ErrCorruptSnapshot naming %s", err, snaps[0].Name())
+			file := filepath.Join(dir, "snapshots", snaps[0].Name())
+			if !errors.Is(err, fsm.ErrCorruptSnapshot) || !strings.Contains(err.Error(), file) {
+				t.Fatalf("Open: %v; want ErrCorruptSnapshot naming %s", err, file)
 			}
 			t.Logf("refused: %v", err)
 		})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -11,13 +12,20 @@ import (
 	"github.com/rafterlb/rafter/fsm"
 )
 
+// maxVoters is the largest voter set rafter runs (3, 5 or 7 voters).
+const maxVoters = 7
+
 // AddVoter adds a server to the Raft configuration (a no-op when it is
 // already a voter at that address) and records its fsm Node (zone, admin
 // address). Leader only.
+//
+// Everything is checked before anything changes. Then the record is
+// written first and the voter added after: a record without a voter is
+// harmless (nothing counts it toward quorum), while a voter whose record
+// was refused would be a member nobody can see or reach by its admin
+// address, and a wrong voter can cost the cluster its quorum. When adding
+// the voter fails for certain, the record is put back as it was.
 func (n *Node) AddVoter(ctx context.Context, info PeerInfo) error {
-	if info.ID == "" || info.RaftAddr == "" {
-		return fmt.Errorf("%w: peer id and raft_addr are required", fsm.ErrInvalid)
-	}
 	if !n.IsLeader() {
 		return n.notLeader(nil)
 	}
@@ -25,21 +33,91 @@ func (n *Node) AddVoter(ctx context.Context, info PeerInfo) error {
 	if err != nil {
 		return err
 	}
-	present := false
-	for _, s := range servers {
-		if string(s.ID) == info.ID && string(s.Address) == info.RaftAddr && s.Suffrage == raft.Voter {
-			present = true
-		}
+	present, err := n.checkJoin(info, servers)
+	if err != nil {
+		return err
 	}
-	if !present {
-		f := n.raft.AddVoter(raft.ServerID(info.ID), raft.ServerAddress(info.RaftAddr), 0, enqueueTimeout(ctx))
-		if err := n.await(ctx, f); err != nil {
-			return fmt.Errorf("cluster: add voter %s: %w", info.ID, err)
-		}
-		n.log.Info("added voter", "node", info.ID, "raft_addr", info.RaftAddr)
+	want := nodeFromPeer(info)
+	if present {
+		n.rememberPeer(info)
+		return n.upsertNode(ctx, want)
 	}
+	prev := n.fsm.Config().Nodes[info.ID]
+	if err := n.upsertNode(ctx, want); err != nil {
+		return err
+	}
+	f := n.raft.AddVoter(raft.ServerID(info.ID), raft.ServerAddress(info.RaftAddr), 0, enqueueTimeout(ctx))
+	if err := n.await(ctx, f); err != nil {
+		err = fmt.Errorf("cluster: add voter %s: %w", info.ID, err)
+		if errors.Is(err, ErrTimeout) {
+			// The change may still commit: keep the record that describes it.
+			return err
+		}
+		return errors.Join(err, n.undoRecord(context.WithoutCancel(ctx), info.ID, prev))
+	}
+	n.log.Info("added voter", "node", info.ID, "raft_addr", info.RaftAddr)
 	n.rememberPeer(info)
-	return n.upsertNode(ctx, nodeFromPeer(info))
+	return nil
+}
+
+// checkJoin reports why info cannot join, before anything is changed:
+// its record must pass the fsm's validation, its id and Raft address must
+// not belong to another server, and the voters must stay within
+// maxVoters. present is true when info is already a voter at that address.
+func (n *Node) checkJoin(info PeerInfo, servers []raft.Server) (present bool, err error) {
+	if info.ID == "" {
+		return false, &fsm.FieldError{Field: "id", Message: "required", Err: fsm.ErrInvalid}
+	}
+	if info.RaftAddr == "" {
+		return false, &fsm.FieldError{Field: "raft_addr", Message: "required", Err: fsm.ErrInvalid}
+	}
+	if info.AdminAddr != "" {
+		if _, _, err := net.SplitHostPort(info.AdminAddr); err != nil {
+			return false, &fsm.FieldError{Field: "admin_addr", Message: fmt.Sprintf("%q is not host:port", info.AdminAddr), Err: fsm.ErrInvalid}
+		}
+	}
+	cur := n.fsm.Config()
+	cmd := fsm.NewCommand(&fsm.NodeUpsert{Node: nodeFromPeer(info)})
+	if _, err := fsm.Next(cur, cur.Index+1, cmd); err != nil {
+		return false, err
+	}
+	voters := 0
+	for _, s := range servers {
+		if s.Suffrage == raft.Voter {
+			voters++
+		}
+		id, addr := string(s.ID), string(s.Address)
+		switch {
+		case id == info.ID && addr == info.RaftAddr && s.Suffrage == raft.Voter:
+			present = true
+		case id == info.ID:
+			return false, &fsm.FieldError{Field: "id", Err: fsm.ErrConflict, Message: fmt.Sprintf(
+				"node %s is already a member at %s; remove it first (rafter node remove %s), then join it again", id, addr, id)}
+		case addr == info.RaftAddr:
+			return false, &fsm.FieldError{Field: "raft_addr", Err: fsm.ErrConflict, Message: fmt.Sprintf(
+				"%s is the Raft address of member %s; remove that node first (rafter node remove %s)", addr, id, id)}
+		}
+	}
+	if !present && voters >= maxVoters {
+		return false, &fsm.FieldError{Field: "id", Err: fsm.ErrInvalid, Message: fmt.Sprintf(
+			"the cluster already has %d voters, the most rafter runs; remove one first", voters)}
+	}
+	return present, nil
+}
+
+// undoRecord puts node id's record back to prev (nil: no record) after
+// adding it as a voter failed.
+func (n *Node) undoRecord(ctx context.Context, id string, prev *fsm.Node) error {
+	var err error
+	if prev != nil {
+		err = n.upsertNode(ctx, prev)
+	} else if _, ok := n.fsm.Config().Nodes[id]; ok {
+		_, err = n.Apply(ctx, fsm.NewCommand(&fsm.NodeRemove{NodeID: id}))
+	}
+	if err != nil {
+		return fmt.Errorf("cluster: undoing the record of %s: %w (remove it with `rafter node remove %s`)", id, err, id)
+	}
+	return nil
 }
 
 // RemoveServer removes a server from the Raft configuration and its fsm

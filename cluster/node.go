@@ -29,6 +29,7 @@ type Node struct {
 	adapter *raftFSM
 	raft    *raft.Raft
 	trans   raft.Transport
+	stream  *streamLayer // nil with a test transport
 	logs    raft.LogStore
 	closers []io.Closer // stores this node opened itself
 	http    *http.Client
@@ -78,7 +79,11 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		peers: make(map[string]PeerInfo),
 		obsCh: make(chan raft.Observation, 128),
 	}
-	n.adapter = &raftFSM{f: n.fsm}
+	logPath := ""
+	if cfg.Transport == nil {
+		logPath = filepath.Join(cfg.DataDir, "raft.db")
+	}
+	n.adapter = newRaftFSM(n.fsm, cfg.NodeID, logPath)
 	n.health.init()
 	defer func() {
 		if err != nil {
@@ -108,6 +113,9 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, fmt.Errorf("cluster: starting raft: %w", err)
 	}
 	n.raft = r
+	if n.stream != nil {
+		n.stream.setMembers(func() []raft.Server { return r.GetConfiguration().Configuration().Servers })
+	}
 	n.http = newPeerClient(cfg.ClientTLS)
 	n.ctx, n.cancel = context.WithCancel(context.WithoutCancel(ctx))
 
@@ -120,6 +128,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	})
 	r.RegisterObserver(n.observer)
 
+	n.goTracked(n.leaveOnCorruption)
 	n.goTracked(n.observeLoop)
 	n.goTracked(n.leadershipLoop)
 	if !hasState {
@@ -174,6 +183,7 @@ func (n *Node) openStores(hlog hclog.Logger) (raft.StableStore, raft.SnapshotSto
 	if err != nil {
 		return nil, nil, err
 	}
+	n.stream = stream
 	n.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  stream,
 		MaxPool: transportMaxPool,
@@ -199,16 +209,38 @@ func checkNewestSnapshot(store raft.SnapshotStore, dataDir string) error {
 		return nil
 	}
 	meta := list[0]
+	name := meta.ID
+	if dataDir != "" {
+		// FileSnapshotStore's layout: DIR/snapshots/ID/{meta.json,state.bin}.
+		name = filepath.Join(dataDir, "snapshots", meta.ID, "state.bin")
+	}
 	_, rc, err := store.Open(meta.ID)
 	if err != nil {
 		return fmt.Errorf("cluster: snapshot %s (index %d): %w: %w; %s",
-			meta.ID, meta.Index, fsm.ErrCorruptSnapshot, err, fix)
+			name, meta.Index, fsm.ErrCorruptSnapshot, err, fix)
 	}
 	defer func() { _ = rc.Close() }()
 	if _, err := fsm.ReadSnapshot(rc); err != nil {
-		return fmt.Errorf("cluster: snapshot %s (index %d): %w; %s", meta.ID, meta.Index, err, fix)
+		return fmt.Errorf("cluster: snapshot %s (index %d): %w; %s", name, meta.Index, err, fix)
 	}
 	return nil
+}
+
+// leaveOnCorruption shuts Raft down once the adapter has met a corrupt
+// log entry: a node that cannot apply its log must not vote, lead or
+// replicate it. The node stays open so that its data plane keeps serving
+// the last good state and GET /v1/status reports the error.
+func (n *Node) leaveOnCorruption() {
+	select {
+	case <-n.ctx.Done():
+		return
+	case <-n.adapter.corruptCh:
+	}
+	c := n.adapter.corruption()
+	n.log.Error(c.Error(), "index", c.Index, "file", c.Path, "last_good_index", c.LastGood)
+	if err := n.raft.Shutdown().Error(); err != nil {
+		n.log.Error("raft shutdown after a corrupt log entry", "err", err)
+	}
 }
 
 // goTracked runs fn in a goroutine Close waits for. It reports false (and

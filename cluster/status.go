@@ -24,6 +24,12 @@ func (n *Node) Status() Status {
 		AppliedIndex: n.raft.AppliedIndex(),
 		Members:      []Member{},
 	}
+	if c := n.adapter.corruption(); c != nil {
+		st.Error = c.Error()
+		// Raft counts the entries it handed over as applied; the state is
+		// that of the last good one.
+		st.AppliedIndex = c.LastGood
+	}
 	followerContact := n.raft.LastContact()
 	if state != raft.Leader {
 		st.LastContact = followerContact

@@ -29,6 +29,9 @@ type Status struct {
 	AppliedIndex uint64    `json:"applied_index"`
 	LastContact  time.Time `json:"last_contact,omitempty"` // followers: last contact with the leader
 	Members      []Member  `json:"members"`
+	// Error, when set, is why this node stopped taking part in Raft (a
+	// corrupt log entry) and how to recover.
+	Error string `json:"error,omitempty"`
 }
 
 // Member is one Raft server as seen from this node.

@@ -233,7 +233,8 @@ func (c *Command) MarshalJSON() ([]byte, error) {
 	return append(out, body[1:]...), nil
 }
 
-// EncodeCommand returns the log entry bytes of c.
+// EncodeCommand returns the log entry bytes of c: its JSON envelope in a
+// frame carrying a CRC-32C of it (see frame.go).
 func EncodeCommand(c *Command) ([]byte, error) {
 	if c == nil {
 		return nil, invalidf("", "nil command")
@@ -245,14 +246,20 @@ func EncodeCommand(c *Command) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encode command: %w", err)
 	}
-	return b, nil
+	return frame(b), nil
 }
 
-// DecodeCommand parses a log entry. An unknown envelope version gives
+// DecodeCommand parses a log entry. A checksum mismatch or unknown framing
+// gives ErrCorruptEntry, an unknown envelope version
 // ErrUnsupportedVersion, anything else malformed ErrInvalid; so does a
 // field that the command's payload does not have, so that a node never
-// silently ignores part of a newer command.
-func DecodeCommand(b []byte) (*Command, error) {
+// silently ignores part of a newer command. Unframed JSON entries (from
+// before entries carried a checksum) are accepted.
+func DecodeCommand(entry []byte) (*Command, error) {
+	b, _, err := unframe(entry)
+	if err != nil {
+		return nil, err
+	}
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(b, &fields); err != nil {
 		return nil, invalidf("", "malformed command: %v", err)

@@ -49,11 +49,13 @@ func TestDecodeCommandRefusesWhatItCannotApply(t *testing.T) {
 		`{"type":"node_remove","v":1,"future_field":1}`,
 		`{"type":"frobnicate","v":1}`,
 		`{"type":"zone","v":1,"zone":{"zone":"a"}} {}`,
-		`[1,2]`,
 	} {
 		if _, err := DecodeCommand([]byte(wire)); !errors.Is(err, ErrInvalid) {
 			t.Errorf("DecodeCommand(%s) = %v, want ErrInvalid", wire, err)
 		}
+	}
+	if _, err := DecodeCommand([]byte(`[1,2]`)); !errors.Is(err, ErrCorruptEntry) {
+		t.Errorf("a JSON array: %v, want ErrCorruptEntry", err)
 	}
 	if _, err := DecodeCommand([]byte(`{"type":"zone","v":2}`)); !errors.Is(err, ErrUnsupportedVersion) {
 		t.Errorf("version 2: %v, want ErrUnsupportedVersion", err)

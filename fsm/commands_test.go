@@ -444,7 +444,8 @@ func TestEncodeDecodeCommand(t *testing.T) {
 		{`{"type":"nope","v":1}`, ErrInvalid},
 		{`{"type":"put","v":1,"extra":1}`, ErrInvalid},
 		{`{"type":"put","v":1}x`, ErrInvalid},
-		{`not json`, ErrInvalid},
+		{`not json`, ErrCorruptEntry},
+		{`{not json`, ErrInvalid},
 		{``, ErrInvalid},
 	}
 	for _, tt := range tests {
@@ -454,6 +455,46 @@ func TestEncodeDecodeCommand(t *testing.T) {
 	}
 	if _, err := EncodeCommand(nil); err == nil {
 		t.Error("EncodeCommand(nil) succeeded")
+	}
+}
+
+// Every byte of an encoded entry is covered: flipping any bit of the
+// frame or the payload is refused as ErrCorruptEntry, never decoded into
+// a different command.
+func TestDecodeCommandRefusesCorruptEntries(t *testing.T) {
+	good, err := EncodeCommand(PutCommand(obj(KindListener, "web", `{"port":8080}`), nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if good[0] == '{' {
+		t.Fatalf("EncodeCommand wrote an unframed entry: %q", good)
+	}
+	if err := VerifyCommand(good); err != nil {
+		t.Fatalf("VerifyCommand(good) = %v", err)
+	}
+	for i := range good {
+		for _, mask := range []byte{0x01, 0x80, 0xff} {
+			b := bytes.Clone(good)
+			b[i] ^= mask
+			if _, err := DecodeCommand(b); !errors.Is(err, ErrCorruptEntry) {
+				t.Fatalf("byte %d ^ %#x: DecodeCommand = %v, want ErrCorruptEntry", i, mask, err)
+			}
+			if err := VerifyCommand(b); !errors.Is(err, ErrCorruptEntry) {
+				t.Fatalf("byte %d ^ %#x: VerifyCommand = %v, want ErrCorruptEntry", i, mask, err)
+			}
+		}
+	}
+	for _, b := range [][]byte{good[:3], good[:len(good)-1], nil} {
+		if err := VerifyCommand(b); !errors.Is(err, ErrCorruptEntry) {
+			t.Errorf("VerifyCommand(%q) = %v, want ErrCorruptEntry", b, err)
+		}
+	}
+	// An unframed JSON envelope, as logs written before the checksum hold,
+	// still decodes.
+	legacy := []byte(`{"type":"put","v":1,"objects":[{"kind":"listener","name":"web","spec":{"port":8080}}]}`)
+	cmd, err := DecodeCommand(legacy)
+	if err != nil || cmd.Type != CmdPut || VerifyCommand(legacy) != nil {
+		t.Fatalf("legacy entry: %+v, %v", cmd, err)
 	}
 }
 

@@ -11,4 +11,8 @@
 // travels inside the command, from the leader. Every *Config it hands out is
 // immutable; each command produces a new one that shares the parts it did
 // not change.
+//
+// A command's log entry is its JSON envelope framed with a CRC-32C
+// (EncodeCommand, frame.go); DecodeCommand refuses a damaged entry with
+// ErrCorruptEntry.
 package fsm

@@ -43,7 +43,7 @@ func TestFSMApply(t *testing.T) {
 	default:
 		t.Fatal("Changed not closed by a refused entry")
 	}
-	if err := f.Apply(7, []byte("garbage")); !errors.Is(err, ErrInvalid) || f.Config().Index != 7 {
+	if err := f.Apply(7, []byte("{garbage")); !errors.Is(err, ErrInvalid) || f.Config().Index != 7 {
 		t.Fatalf("garbage entry: %v, index %d", err, f.Config().Index)
 	}
 	ch = f.Changed()

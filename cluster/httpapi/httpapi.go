@@ -68,6 +68,9 @@ type Config struct {
 	Leases Leases
 	// Probe answers node probes (*probe.Tracker); without it they answer 404.
 	Probe Prober
+	// Timeouts of the http.Server NewServer builds; zero fields take
+	// DefaultTimeouts. Handlers extend them for blocking reads and snapshots.
+	Timeouts Timeouts
 }
 
 // DefaultConfig returns a Config with every optional field at its default;
@@ -77,6 +80,7 @@ func DefaultConfig() Config {
 		MaxBodyBytes:     DefaultMaxBodyBytes,
 		MaxSnapshotBytes: DefaultMaxSnapshotBytes,
 		ForwardScheme:    "http",
+		Timeouts:         DefaultTimeouts(),
 	}
 }
 
@@ -179,6 +183,7 @@ func newServer(cfg Config) (*server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	cfg.Timeouts = cfg.Timeouts.withDefaults()
 	client := cfg.ForwardClient
 	if client == nil {
 		client = &http.Client{

@@ -113,6 +113,8 @@ func (s *server) load(w http.ResponseWriter, r *http.Request) (cfg *fsm.Config, 
 		return nil, false, err
 	}
 	if o.blocking {
+		t := s.cfg.Timeouts
+		extendDeadlines(w, o.wait+t.Read, o.wait+t.Write)
 		if err := s.waitPast(r.Context(), o.index, o.wait); err != nil {
 			return nil, false, err
 		}

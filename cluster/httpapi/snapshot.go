@@ -31,6 +31,7 @@ func (s *server) handleSnapshot(w http.ResponseWriter, r *http.Request) error {
 	if err := fsm.WriteSnapshot(&buf, cfg); err != nil {
 		return fmt.Errorf("encoding the snapshot: %w", err)
 	}
+	extendDeadlines(w, 0, s.cfg.Timeouts.Transfer)
 	s.setMeta(w, cfg.Index)
 	h := w.Header()
 	h.Set("Content-Type", ContentTypeSnapshot)
@@ -50,6 +51,7 @@ func (s *server) handleRestore(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	extendDeadlines(w, s.cfg.Timeouts.Transfer, s.cfg.Timeouts.Transfer)
 	body, err := readBodyLimit(w, r, s.cfg.MaxSnapshotBytes)
 	if err != nil {
 		return err

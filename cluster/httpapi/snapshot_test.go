@@ -153,7 +153,7 @@ func TestRestoreRefusesBadSnapshots(t *testing.T) {
 		{"short header", string(good[:10]), "header"},
 		{"truncated payload", string(good[:len(good)/2]), "truncated payload"},
 		{"truncated checksum", string(good[:len(good)-5]), "truncated checksum"},
-		{"flipped byte", mutate(func(b []byte) []byte { b[len(b)/2] ^= 0xff; return b }), "checksum mismatch"},
+		{"flipped byte", mutate(func(b []byte) []byte { b[len(b)/2] ^= 0xff; return b }), "request body: corrupt snapshot: checksum mismatch"},
 		{"trailing data", string(good) + "x", "trailing data"},
 		{"future version", mutate(func(b []byte) []byte { binary.BigEndian.PutUint32(b[8:], 99); return b }), "snapshot format 99"},
 	}

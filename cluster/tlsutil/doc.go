@@ -1,7 +1,8 @@
-// Package tlsutil creates the cluster's certificate authority and node
-// certificates (`rafter tls init`) and loads them into tls.Configs for Raft
-// (mutual TLS, client certificates required), the admin API (HTTPS, client
-// certificates verified when presented) and clients.
+// Package tlsutil creates the cluster's certificate authority, node
+// certificates and the CLI's client-only certificate (`rafter tls init`),
+// loads them into tls.Configs for Raft and the admin API (mutual TLS,
+// client certificates required on both) and clients, and tells a node
+// certificate's node id (NodeID).
 //
 // It owns only files and tls.Configs: it imports no other rafter package and
 // opens no connection.

@@ -24,11 +24,20 @@ import (
 const Validity = 365 * 24 * time.Hour
 
 // File names written by Init in its directory; node certificates are
-// NAME.pem and NAME-key.pem.
+// NAME.pem and NAME-key.pem. CLIFile and CLIKeyFile are a client-only
+// certificate for the CLI and other admin API clients (rafter register):
+// the admin API requires a client certificate when TLS is on.
 const (
-	CAFile    = "ca.pem"
-	CAKeyFile = "ca-key.pem"
+	CAFile     = "ca.pem"
+	CAKeyFile  = "ca-key.pem"
+	CLIFile    = "cli.pem"
+	CLIKeyFile = "cli-key.pem"
 )
+
+// CLICommonName is the subject of the certificate in CLIFile. It is a
+// client certificate only (no server use), so it cannot pass for a node
+// on the Raft transport.
+const CLICommonName = "rafter-cli"
 
 // ErrCAExists is returned by Init when the directory already holds a CA and
 // force is false: replacing a CA invalidates every certificate it signed.
@@ -91,6 +100,9 @@ func initAt(dir string, nodes []NodeSpec, force bool, now time.Time) error {
 		if !nodeName.MatchString(n.Name) {
 			return fmt.Errorf("tlsutil: nodes[%d].name %q: want letters, digits, '.', '_' or '-'", i, n.Name)
 		}
+		if n.Name+".pem" == CLIFile || n.Name == CLICommonName {
+			return fmt.Errorf("tlsutil: nodes[%d].name %q: reserved for the CLI's client certificate", i, n.Name)
+		}
 		if len(n.Hosts) == 0 {
 			return fmt.Errorf("tlsutil: nodes[%d] (%s): no IP address or DNS name", i, n.Name)
 		}
@@ -145,6 +157,32 @@ func initAt(dir string, nodes []NodeSpec, force bool, now time.Time) error {
 		{CAFile, pemBlock("CERTIFICATE", caDER), 0o644},
 		{CAKeyFile, caKeyPEM, 0o600},
 	}
+	cliKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return fmt.Errorf("tlsutil: generate CLI key: %w", err)
+	}
+	cliSerial, err := serial()
+	if err != nil {
+		return err
+	}
+	cliDER, err := x509.CreateCertificate(rand.Reader, &x509.Certificate{
+		SerialNumber: cliSerial,
+		Subject:      pkix.Name{CommonName: CLICommonName, Organization: []string{"rafter"}},
+		NotBefore:    now.Add(-5 * time.Minute),
+		NotAfter:     now.Add(Validity),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}, caCert, &cliKey.PublicKey, caKey)
+	if err != nil {
+		return fmt.Errorf("tlsutil: create CLI certificate: %w", err)
+	}
+	cliKeyPEM, err := keyPEM(cliKey)
+	if err != nil {
+		return err
+	}
+	files = append(files,
+		file{CLIFile, pemBlock("CERTIFICATE", cliDER), 0o644},
+		file{CLIKeyFile, cliKeyPEM, 0o600})
 	for _, n := range nodes {
 		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 		if err != nil {
@@ -285,10 +323,36 @@ func ServerConfig(ca, cert, key string) (*tls.Config, error) {
 }
 
 // AdminServerConfig is the admin API's config: HTTPS with the node
-// certificate; a client certificate is verified when one is presented but
-// not required, so an operator with only a token (curl --cacert) gets in.
+// certificate, and a client certificate signed by the CA required of
+// every caller (nodes present theirs, the CLI cli.pem). A bearer token,
+// when configured, is checked on top.
 func AdminServerConfig(ca, cert, key string) (*tls.Config, error) {
-	return serverConfig(ca, cert, key, tls.VerifyClientCertIfGiven)
+	return serverConfig(ca, cert, key, tls.RequireAndVerifyClientCert)
+}
+
+// ErrNotNodeCert: a verified certificate is not a node certificate (the
+// CLI's client certificate, say), so it may not speak Raft.
+var ErrNotNodeCert = errors.New("not a node certificate")
+
+// NodeID returns the node id a verified certificate was issued to: its
+// common name, for certificates Init wrote for nodes (usable as server and
+// client). A client-only certificate such as cli.pem is refused.
+func NodeID(c *x509.Certificate) (string, error) {
+	server, client := false, false
+	for _, u := range c.ExtKeyUsage {
+		switch u {
+		case x509.ExtKeyUsageServerAuth:
+			server = true
+		case x509.ExtKeyUsageClientAuth:
+			client = true
+		case x509.ExtKeyUsageAny:
+			server, client = true, true
+		}
+	}
+	if !server || !client || c.Subject.CommonName == "" {
+		return "", fmt.Errorf("%w: %q (usable as server %v, as client %v)", ErrNotNodeCert, c.Subject.CommonName, server, client)
+	}
+	return c.Subject.CommonName, nil
 }
 
 // ClientConfig verifies servers against the CA and, when cert and key are

@@ -73,7 +73,7 @@ func handshake(t *testing.T, srv, cli *tls.Config) (serverErr, clientErr error) 
 
 func TestInitWritesVerifiableCerts(t *testing.T) {
 	dir := initDir(t, "n1=127.0.0.1,n2=127.0.0.2+n2.rafter.internal")
-	for _, f := range []string{"ca.pem", "ca-key.pem", "n1.pem", "n1-key.pem", "n2.pem", "n2-key.pem"} {
+	for _, f := range []string{"ca.pem", "ca-key.pem", "n1.pem", "n1-key.pem", "n2.pem", "n2-key.pem", "cli.pem", "cli-key.pem"} {
 		st, err := os.Stat(filepath.Join(dir, f))
 		if err != nil {
 			t.Fatalf("%s: %v", f, err)
@@ -159,6 +159,10 @@ func TestHandshake(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	cliCert, err := ClientConfig(ca, filepath.Join(dir, CLIFile), filepath.Join(dir, CLIKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
 	xca, xcert, xkey := files(other, "x1")
 	// A client trusting our CA but presenting a certificate from another CA.
 	foreignCert, err := ClientConfig(ca, xcert, xkey)
@@ -182,7 +186,8 @@ func TestHandshake(t *testing.T) {
 		{"raft: client cert from another CA refused", raftSrv, foreignCert, false},
 		{"raft: server from another CA refused by client", raftSrv, foreignRoots, false},
 		{"admin: node cert", adminSrv, peer, true},
-		{"admin: no client cert allowed", adminSrv, noCert, true},
+		{"admin: CLI cert", adminSrv, cliCert, true},
+		{"admin: no client cert refused", adminSrv, noCert, false},
 		{"admin: client cert from another CA refused", adminSrv, foreignCert, false},
 	}
 	for _, tt := range tests {
@@ -240,5 +245,49 @@ func TestClientConfigErrors(t *testing.T) {
 				t.Fatal("want error")
 			}
 		})
+	}
+}
+
+func parseCertFile(t *testing.T, path string) *x509.Certificate {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		t.Fatalf("%s: no PEM block", path)
+	}
+	c, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// Node certificates name their node; the CLI's certificate is client-only
+// and names none.
+func TestNodeID(t *testing.T) {
+	dir := initDir(t, "n1=127.0.0.1")
+	if id, err := NodeID(parseCertFile(t, filepath.Join(dir, "n1.pem"))); err != nil || id != "n1" {
+		t.Fatalf("NodeID(n1.pem) = %q, %v", id, err)
+	}
+	cli := parseCertFile(t, filepath.Join(dir, CLIFile))
+	if id, err := NodeID(cli); !errors.Is(err, ErrNotNodeCert) {
+		t.Fatalf("NodeID(cli.pem) = %q, %v; want ErrNotNodeCert", id, err)
+	}
+	pool, err := loadPool(filepath.Join(dir, CAFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		t.Fatalf("cli.pem does not verify as a client: %v", err)
+	}
+	if _, err := cli.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err == nil {
+		t.Fatal("cli.pem verifies as a server")
+	}
+	specs, _ := ParseNodes("cli=127.0.0.1")
+	if err := Init(t.TempDir(), specs, false); err == nil {
+		t.Fatal("Init accepted a node named cli, which would overwrite cli.pem")
 	}
 }

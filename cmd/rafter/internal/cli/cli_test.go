@@ -333,8 +333,8 @@ func TestSnapshotSaveRestore(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, args := range [][]string{{"snapshot", "restore", bad}, {"snapshot", "restore", bad, "--dry-run"}} {
-		if _, err := runCLI(t, api.srv.URL, "", args...); err == nil || !errors.Is(err, fsm.ErrCorruptSnapshot) {
-			t.Fatalf("%v: err %v, want a corrupt snapshot refusal", args, err)
+		if _, err := runCLI(t, api.srv.URL, "", args...); err == nil || !errors.Is(err, fsm.ErrCorruptSnapshot) || !strings.Contains(err.Error(), bad) {
+			t.Fatalf("%v: err %v, want a corrupt snapshot refusal naming %s", args, err, bad)
 		}
 	}
 	if n := len(api.requests()); n != len(want) {

@@ -54,6 +54,9 @@ func writeStatus(w io.Writer, st client.Status) error {
 	fmt.Fprintf(tw, "State:\t%s, term %d\n", st.State, st.Term)
 	fmt.Fprintf(tw, "Leader:\t%s\n", leader)
 	fmt.Fprintf(tw, "Index:\tcommit %d, applied %d\n", st.CommitIndex, st.AppliedIndex)
+	if st.Error != "" {
+		fmt.Fprintf(tw, "Error:\t%s\n", st.Error)
+	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}

@@ -132,10 +132,12 @@ func newTLSCmd(s Streams) *cobra.Command {
 	var force bool
 	initCmd := &cobra.Command{
 		Use:   "init --dir DIR --nodes n1=IP,n2=IP,...",
-		Short: "Write ca.pem, ca-key.pem and NAME.pem/NAME-key.pem per node (ECDSA P-256, one year)",
+		Short: "Write ca.pem, ca-key.pem, NAME.pem/NAME-key.pem per node and cli.pem/cli-key.pem (ECDSA P-256, one year)",
 		Long: "Write a new CA and one certificate per node, valid for the node's IP addresses and\n" +
 			"names (add more with '+': n1=10.0.1.5+n1.lb.internal). Start each agent with\n" +
 			"--tls-ca DIR/ca.pem --tls-cert DIR/NAME.pem --tls-key DIR/NAME-key.pem.\n" +
+			"The admin API then requires a client certificate: give the CLI DIR/cli.pem and\n" +
+			"DIR/cli-key.pem (--tls-cert/--tls-key or RAFTER_TLS_CERT/RAFTER_TLS_KEY).\n" +
 			"Keep ca-key.pem off the nodes. An existing CA is kept unless --force.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -153,6 +155,10 @@ func newTLSCmd(s Streams) *cobra.Command {
 			for _, n := range specs {
 				fmt.Fprintf(s.Out, "wrote %s and %s\n", filepath.Join(dir, n.Name+".pem"), filepath.Join(dir, n.Name+"-key.pem"))
 			}
+			cliCert, cliKey := filepath.Join(dir, tlsutil.CLIFile), filepath.Join(dir, tlsutil.CLIKeyFile)
+			fmt.Fprintf(s.Out, "wrote %s and %s (client certificate for the CLI and rafter register)\n", cliCert, cliKey)
+			fmt.Fprintf(s.Out, "the admin API requires a client certificate; for the CLI:\n  export RAFTER_TLS_CA=%s RAFTER_TLS_CERT=%s RAFTER_TLS_KEY=%s\n",
+				filepath.Join(dir, tlsutil.CAFile), cliCert, cliKey)
 			return nil
 		},
 	}
