@@ -314,7 +314,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	apiCfg.Probe = vips.tracker
 	apiCfg.Extra = map[string]http.Handler{
 		"/metrics":   promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
-		"/v1/health": monitor.Handler(),
+		"/v1/health": monitor.Handler(func() any { return dp.Listeners() }),
 	}
 	api, err := httpapi.New(apiCfg)
 	if err != nil {

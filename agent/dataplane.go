@@ -27,6 +27,8 @@ type dataPlaneDeps struct {
 // data plane's drain timeout).
 type dataPlane interface {
 	Run(ctx context.Context) error
+	// Listeners reports each listener's bind state (/v1/health).
+	Listeners() []dataplane.ListenerStatus
 }
 
 // newDataPlane builds this node's proxy.
@@ -40,32 +42,7 @@ func newDataPlane(d dataPlaneDeps) (dataPlane, error) {
 	opts.AccessLog = d.AccessLog
 	opts.Registerer = d.Registerer
 	if d.Health != nil {
-		opts.Health = healthView{d.Health}
+		opts.Health = d.Health
 	}
 	return dataplane.New(opts)
-}
-
-// healthView adapts the health monitor to the interface the data plane
-// declares: the two packages do not import each other, so each has its
-// own outcome type.
-type healthView struct{ m *health.Monitor }
-
-func (h healthView) Healthy(pool, addr string) bool { return h.m.Healthy(pool, addr) }
-
-func (h healthView) Observe(pool, addr string, o dataplane.Outcome) {
-	h.m.Observe(pool, addr, healthOutcome(o))
-}
-
-func healthOutcome(o dataplane.Outcome) health.Outcome {
-	switch o {
-	case dataplane.Outcome5xx:
-		return health.Status5xx
-	case dataplane.OutcomeConnectError:
-		return health.ConnectError
-	case dataplane.OutcomeTimeout:
-		return health.Timeout
-	case dataplane.OutcomeReset:
-		return health.Reset
-	}
-	return health.Success
 }

@@ -5,13 +5,14 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/rafterlb/rafter/dataplane/health"
 	"github.com/rafterlb/rafter/fsm"
 )
 
 type fakeHealth struct{ down map[string]bool }
 
-func (f fakeHealth) Healthy(_, addr string) bool     { return !f.down[addr] }
-func (f fakeHealth) Observe(string, string, Outcome) {}
+func (f fakeHealth) Healthy(_, addr string) bool            { return !f.down[addr] }
+func (f fakeHealth) Observe(string, string, health.Outcome) {}
 
 func testPool(t *testing.T, spec fsm.PoolSpec, zones map[string]bool, localZone string) *pool {
 	t.Helper()

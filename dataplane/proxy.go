@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/rafterlb/rafter/dataplane/health"
 )
 
 // exchange is per-request scratch memory, pooled so that a request does
@@ -392,9 +394,9 @@ func (d *Dataplane) forward(ctx *fasthttp.RequestCtx, ex *exchange, lt *listener
 		if err == nil {
 			code := resp.StatusCode()
 			if code >= 500 {
-				d.health.Observe(p.name, b.addr, Outcome5xx)
+				d.health.Observe(p.name, b.addr, health.Status5xx)
 			} else {
-				d.health.Observe(p.name, b.addr, OutcomeSuccess)
+				d.health.Observe(p.name, b.addr, health.Success)
 			}
 			replayable := !streamed || !ex.stream.consumed
 			if try < r.retry.attempts && idempotent && replayable && retryStatus(r.retry.statuses, code) {
@@ -408,7 +410,7 @@ func (d *Dataplane) forward(ctx *fasthttp.RequestCtx, ex *exchange, lt *listener
 		kind, status, outcome := classify(err, &ex.stream)
 		ex.kind = kind
 		d.metrics.upstreamErrors.WithLabelValues(p.name, kind).Inc()
-		if outcome != OutcomeSuccess {
+		if outcome != health.Success {
 			d.health.Observe(p.name, b.addr, outcome)
 		}
 		if status == fasthttp.StatusRequestEntityTooLarge || kind == "client_body" {
@@ -443,31 +445,31 @@ func (d *Dataplane) forward(ctx *fasthttp.RequestCtx, ex *exchange, lt *listener
 
 // classify maps an upstream error to a metric kind, the client status and
 // the passive health outcome.
-func classify(err error, body *bodyReader) (kind string, status int, o Outcome) {
+func classify(err error, body *bodyReader) (kind string, status int, o health.Outcome) {
 	var de *dialError
 	switch {
 	case body.err == errBodyTooLarge:
-		return "body_too_large", fasthttp.StatusRequestEntityTooLarge, OutcomeSuccess
+		return "body_too_large", fasthttp.StatusRequestEntityTooLarge, health.Success
 	case body.err == errClientTimeout:
-		return "client_body", fasthttp.StatusRequestTimeout, OutcomeSuccess
+		return "client_body", fasthttp.StatusRequestTimeout, health.Success
 	case body.err != nil:
-		return "client_body", fasthttp.StatusBadRequest, OutcomeSuccess
+		return "client_body", fasthttp.StatusBadRequest, health.Success
 	case errors.As(err, &de):
 		var ne net.Error
 		if errors.As(de.err, &ne) && ne.Timeout() {
-			return "connect", fasthttp.StatusGatewayTimeout, OutcomeConnectError
+			return "connect", fasthttp.StatusGatewayTimeout, health.ConnectError
 		}
-		return "connect", fasthttp.StatusBadGateway, OutcomeConnectError
+		return "connect", fasthttp.StatusBadGateway, health.ConnectError
 	case errors.Is(err, fasthttp.ErrNoFreeConns):
-		return "conn_limit", fasthttp.StatusServiceUnavailable, OutcomeSuccess
+		return "conn_limit", fasthttp.StatusServiceUnavailable, health.Success
 	case errors.Is(err, fasthttp.ErrTimeout):
-		return "timeout", fasthttp.StatusGatewayTimeout, OutcomeTimeout
+		return "timeout", fasthttp.StatusGatewayTimeout, health.Timeout
 	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
-		return "timeout", fasthttp.StatusGatewayTimeout, OutcomeTimeout
+		return "timeout", fasthttp.StatusGatewayTimeout, health.Timeout
 	}
-	return "reset", fasthttp.StatusBadGateway, OutcomeReset
+	return "reset", fasthttp.StatusBadGateway, health.Reset
 }
 
 func retryStatus(statuses []int, code int) bool {

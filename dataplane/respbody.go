@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/rafterlb/rafter/dataplane/health"
 )
 
 // upstreamBody streams a backend's response body to the client and records
@@ -94,9 +96,9 @@ func (b *upstreamBody) Read(p []byte) (int, error) {
 	if err != nil && err != io.EOF && !b.failed {
 		b.failed = true
 		ex := b.ex
-		kind, outcome := "truncated", OutcomeReset
+		kind, outcome := "truncated", health.Reset
 		if b.idle != nil && b.idle.fired.Load() {
-			kind, outcome = "idle_timeout", OutcomeTimeout
+			kind, outcome = "idle_timeout", health.Timeout
 		}
 		ex.kind = kind
 		b.d.metrics.upstreamErrors.WithLabelValues(ex.pool.name, kind).Inc()

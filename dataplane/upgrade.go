@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/rafterlb/rafter/dataplane/health"
 )
 
 // tunnels tracks hijacked Upgrade connections so that a stop can close them
@@ -66,7 +68,7 @@ func (d *Dataplane) upgrade(ctx *fasthttp.RequestCtx, ex *exchange, lt *listener
 	ex.backend = b.addr
 	conn, err := d.dial(b.addr, r.connectTimeout)
 	if err != nil {
-		d.health.Observe(p.name, b.addr, OutcomeConnectError)
+		d.health.Observe(p.name, b.addr, health.ConnectError)
 		d.metrics.upstreamErrors.WithLabelValues(p.name, "connect").Inc()
 		d.errorResponse(ctx, ex, fasthttp.StatusBadGateway, "connect")
 		return

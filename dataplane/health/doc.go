@@ -11,7 +11,7 @@
 //	if m.Healthy(pool, addr) {...} // request path: lock-free, allocation-free
 //	m.Observe(pool, addr, health.Status5xx) // request path: after each upstream exchange
 //	h, n := m.HealthyCount(pool)   // request path: for the panic threshold
-//	mux.Handle("GET /v1/health", m.Handler())
+//	mux.Handle("GET /v1/health", m.Handler(nil))
 //
 // A target is one distinct (pool, backend addr) pair. Its verdict is healthy
 // when active checks say up and it is not ejected.

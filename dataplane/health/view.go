@@ -64,12 +64,17 @@ func (m *Monitor) View() []TargetStatus {
 type HealthView struct {
 	Node    string         `json:"node"`
 	Targets []TargetStatus `json:"targets"`
+	// Listeners is the data plane's bind state of every listener
+	// (dataplane.ListenerStatus), so a port that cannot be bound shows
+	// here and not only in the log.
+	Listeners any `json:"listeners,omitempty"`
 }
 
 // Handler serves View as a HealthView on GET (and HEAD); the optional
-// query parameter pool keeps only that pool's targets. It does no
-// authentication: the admin API mounts it behind its own.
-func (m *Monitor) Handler() http.Handler {
+// query parameter pool keeps only that pool's targets. listeners, when not
+// nil, fills HealthView.Listeners. It does no authentication: the admin
+// API mounts it behind its own.
+func (m *Monitor) Handler(listeners func() any) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			w.Header().Set("Allow", "GET, HEAD")
@@ -82,7 +87,11 @@ func (m *Monitor) Handler() http.Handler {
 		if pool := r.URL.Query().Get("pool"); pool != "" {
 			targets = slices.DeleteFunc(targets, func(t TargetStatus) bool { return t.Pool != pool })
 		}
-		body, err := json.Marshal(HealthView{Node: m.nodeID, Targets: targets})
+		hv := HealthView{Node: m.nodeID, Targets: targets}
+		if listeners != nil {
+			hv.Listeners = listeners()
+		}
+		body, err := json.Marshal(hv)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return

@@ -36,7 +36,7 @@ func TestHandler(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			rec := httptest.NewRecorder()
-			m.Handler().ServeHTTP(rec, httptest.NewRequest(tc.method, tc.target, nil))
+			m.Handler(nil).ServeHTTP(rec, httptest.NewRequest(tc.method, tc.target, nil))
 			if rec.Code != tc.wantStatus {
 				t.Fatalf("status %d, want %d", rec.Code, tc.wantStatus)
 			}
@@ -70,7 +70,7 @@ func TestHandler(t *testing.T) {
 
 	// The fields an operator reads, as JSON.
 	rec := httptest.NewRecorder()
-	m.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/v1/health?pool=web", nil))
+	m.Handler(nil).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/v1/health?pool=web", nil))
 	var doc struct {
 		Targets []map[string]any `json:"targets"`
 	}
