@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/rafterlb/rafter/cluster/leading"
 )
 
 // healthyWithin is how recently the leader must have reached a peer for it
@@ -13,22 +15,25 @@ import (
 const healthyWithin = 2 * time.Second
 
 // WatchLeadership reports this node's leadership: the current value first,
-// then every change. Only the latest value is kept for a slow reader, so a
-// consumer always ends on the truth. The channel is closed by cancel or when
-// the node closes; cancel may be called more than once.
-func (n *Node) WatchLeadership() (ch <-chan bool, cancel func()) {
-	c := make(chan bool, 1)
+// then every change. Each gain of leadership is reported with its Raft
+// term, so a reader that sees two reports of leadership in a row knows by
+// their terms whether leadership was lost and regained in between. Only
+// the latest report is kept for a slow reader, so a consumer always ends on
+// the truth. The channel is closed by cancel or when the node closes;
+// cancel may be called more than once.
+func (n *Node) WatchLeadership() (ch <-chan leading.Leadership, cancel func()) {
+	c := make(chan leading.Leadership, 1)
 	n.mu.Lock()
 	if n.closing {
 		n.mu.Unlock()
-		c <- false
+		c <- leading.Leadership{}
 		close(c)
 		return c, func() {}
 	}
 	id := n.nextSub
 	n.nextSub++
 	n.subs[id] = c
-	c <- n.leader.Load()
+	c <- n.leadership
 	n.mu.Unlock()
 	return c, func() {
 		n.mu.Lock()
@@ -40,18 +45,19 @@ func (n *Node) WatchLeadership() (ch <-chan bool, cancel func()) {
 	}
 }
 
-// publishLeadership replaces any unread value in each subscriber's buffer
-// with v; it never blocks on a slow subscriber.
-func (n *Node) publishLeadership(v bool) {
+// publishLeadership replaces any unread report in each subscriber's buffer
+// with l; it never blocks on a slow subscriber.
+func (n *Node) publishLeadership(l leading.Leadership) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	n.leader.Store(v)
+	n.leader.Store(l.Leader)
+	n.leadership = l
 	for _, c := range n.subs {
 		select {
 		case <-c:
 		default:
 		}
-		c <- v
+		c <- l
 	}
 }
 
@@ -59,19 +65,31 @@ func (n *Node) closeSubscribers() {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.leader.Store(false)
+	n.leadership = leading.Leadership{}
 	for id, c := range n.subs {
 		select {
 		case <-c:
 		default:
 		}
-		c <- false
+		c <- leading.Leadership{}
 		close(c)
 		delete(n.subs, id)
 	}
 }
 
-// leadershipLoop follows Raft's leadership signal, runs the leader's
-// duties while leading and tells subscribers.
+// leadershipLoop follows Raft's leadership notifications, runs the
+// leader's duties once per term and tells subscribers.
+//
+// It reads Config.NotifyCh, not LeaderCh: LeaderCh keeps only the latest
+// value, so a loss and regain between two reads shows as true, true and
+// the new term would go unnoticed. Raft blocks on NotifyCh until each
+// change is taken, in order, so this loop must keep draining it and must
+// never wait for Raft's main loop while it handles one. While Raft waits
+// to hand over the gain of leadership its term cannot change, and it
+// cannot lead again before this loop has taken the loss, so the term read
+// just after a gain is that term, or (when leadership is already being
+// lost) a later one in which this node does not lead. Either way each gain
+// gets a term larger than the one before.
 func (n *Node) leadershipLoop() {
 	var (
 		stop func() // ends the current leader term's duties and waits for them
@@ -88,26 +106,27 @@ func (n *Node) leadershipLoop() {
 		select {
 		case <-n.ctx.Done():
 			return
-		case isLeader := <-n.raft.LeaderCh():
-			if isLeader == n.leader.Load() {
-				continue
-			}
-			if isLeader {
-				n.notePredecessor()
-				ctx, cancel := context.WithCancel(n.ctx)
-				done := make(chan struct{})
-				term := n.raft.CurrentTerm()
-				go func() {
-					defer close(done)
-					n.leaderDuties(ctx, term)
-				}()
-				stop = func() { cancel(); <-done }
-				n.log.Info("became leader", "node", n.cfg.NodeID, "term", term)
-			} else {
+		case isLeader := <-n.notifyCh:
+			if !isLeader {
 				endTerm()
 				n.log.Info("lost leadership", "node", n.cfg.NodeID)
+				n.publishLeadership(leading.Leadership{})
+				continue
 			}
-			n.publishLeadership(isLeader)
+			term := n.raft.CurrentTerm()
+			// Raft alternates true and false; end a term left running all
+			// the same, so no term's duties ever outlive it.
+			endTerm()
+			n.notePredecessor()
+			ctx, cancel := context.WithCancel(n.ctx)
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				n.leaderDuties(ctx, term)
+			}()
+			stop = func() { cancel(); <-done }
+			n.log.Info("became leader", "node", n.cfg.NodeID, "term", term)
+			n.publishLeadership(leading.Leadership{Leader: true, Term: term})
 		}
 	}
 }

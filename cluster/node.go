@@ -18,6 +18,7 @@ import (
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 
+	"github.com/rafterlb/rafter/cluster/leading"
 	"github.com/rafterlb/rafter/fsm"
 )
 
@@ -37,10 +38,12 @@ type Node struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	mu      sync.Mutex // guards closing (with wg.Add), subs, nextSub
-	closing bool
-	subs    map[int]chan bool
-	nextSub int
+	mu         sync.Mutex // guards closing (with wg.Add), subs, nextSub, leadership
+	closing    bool
+	subs       map[int]chan leading.Leadership
+	nextSub    int
+	leadership leading.Leadership // the latest report to subscribers
+	notifyCh   chan bool          // Raft's Config.NotifyCh; leadershipLoop drains it
 
 	leader    atomic.Bool
 	readyTerm atomic.Uint64 // term in which this leader's barrier completed
@@ -74,9 +77,12 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		cfg:   cfg,
 		log:   cfg.Logger,
 		fsm:   fsm.New(),
-		subs:  make(map[int]chan bool),
+		subs:  make(map[int]chan leading.Leadership),
 		peers: make(map[string]PeerInfo),
 		obsCh: make(chan raft.Observation, 128),
+		// Unbuffered: see leadershipLoop for why each change is taken
+		// while Raft waits.
+		notifyCh: make(chan bool),
 	}
 	n.adapter = &raftFSM{f: n.fsm}
 	n.health.init()
@@ -103,6 +109,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
 	rc.Logger = hlog
+	rc.NotifyCh = n.notifyCh
 	r, err := raft.NewRaft(rc, n.adapter, n.logs, stable, snaps, n.trans)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: starting raft: %w", err)
