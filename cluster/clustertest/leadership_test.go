@@ -2,6 +2,7 @@ package clustertest_test
 
 import (
 	"context"
+	"log/slog"
 	"slices"
 	"sync"
 	"testing"
@@ -224,4 +225,129 @@ type leaseStore struct {
 
 func (s leaseStore) WatchLeadership() (<-chan leading.Leadership, func()) {
 	return s.leads, func() {}
+}
+
+// stallHandler discards log records, but records the terms of each
+// "became leader" that node logs, and the first one blocks until release:
+// the leadership loop is busy while Raft goes on.
+type stallHandler struct{ s *stall }
+
+type stall struct {
+	node    string
+	once    sync.Once
+	held    chan struct{} // closed when the loop is stalled
+	release chan struct{}
+
+	mu    sync.Mutex
+	terms []uint64 // of every "became leader"
+}
+
+func (s *stall) leaderTerms() []uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.terms)
+}
+
+func (h stallHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h stallHandler) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h stallHandler) WithGroup(string) slog.Handler            { return h }
+
+func (h stallHandler) Handle(_ context.Context, r slog.Record) error {
+	if r.Message != "became leader" {
+		return nil
+	}
+	mine, term := false, uint64(0)
+	r.Attrs(func(a slog.Attr) bool {
+		mine = mine || a.Key == "node" && a.Value.String() == h.s.node
+		if a.Key == "term" {
+			term = a.Value.Uint64()
+		}
+		return true
+	})
+	if !mine {
+		return nil
+	}
+	h.s.mu.Lock()
+	h.s.terms = append(h.s.terms, term)
+	h.s.mu.Unlock()
+	h.s.once.Do(func() {
+		close(h.s.held)
+		<-h.s.release
+	})
+	return nil
+}
+
+// TestLeadershipLoopSeesRegainWhileBusy: node1's leadership loop is busy
+// just after node1 becomes leader while node1 loses leadership and (if
+// Raft lets it) regains it. When the loop goes on it must end the first
+// term and run the node's leader duties in the new one, and subscribers
+// must hear of the new term. Raft's LeaderCh would show true, true there
+// and the new term would be lost.
+func TestLeadershipLoopSeesRegainWhileBusy(t *testing.T) {
+	s := &stall{node: "node1", held: make(chan struct{}), release: make(chan struct{})}
+	var releaseOnce sync.Once
+	release := func() { releaseOnce.Do(func() { close(s.release) }) }
+	c := clustertest.NewCluster(t, 3, clustertest.WithLogger(slog.New(stallHandler{s})),
+		clustertest.WithConfig(func(cfg *cluster.Config) {
+			if cfg.NodeID == "node1" {
+				cfg.HeartbeatTimeout = 150 * time.Millisecond
+				cfg.ElectionTimeout = 150 * time.Millisecond
+				cfg.LeaderLeaseTimeout = 100 * time.Millisecond
+				return
+			}
+			cfg.HeartbeatTimeout = 3 * time.Second
+			cfg.ElectionTimeout = 3 * time.Second
+		}))
+	t.Cleanup(release) // before the cluster closes
+	select {
+	case <-s.held:
+	case <-time.After(clustertest.WaitTimeout):
+		t.Fatal("node1 never became leader")
+	}
+	node := c.Node("node1")
+	first := node.Status().Term
+
+	ch, unwatch := node.WatchLeadership()
+	t.Cleanup(unwatch)
+	var mu sync.Mutex
+	var latest leading.Leadership
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for l := range ch {
+			mu.Lock()
+			latest = l
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() { unwatch(); <-done })
+
+	c.Partition("node1")
+	poll(t, "node1 to step down", func() bool { return !node.IsLeader() })
+	c.Heal()
+	// Raft may wait for the loop before it can lead again, or may not:
+	// give it a while to regain leadership, then let the loop go on.
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) && !(node.IsLeader() && node.Status().Term > first) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	release()
+
+	poll(t, "node1 to lead in a later term, its loop to take office and subscribers to be told", func() bool {
+		term := node.Status().Term
+		if !node.IsLeader() || term <= first {
+			return false
+		}
+		mu.Lock()
+		l := latest
+		mu.Unlock()
+		if l != (leading.Leadership{Leader: true, Term: term}) {
+			return false
+		}
+		// The loop started the term's leader duties: it logs that as it does.
+		return slices.Contains(s.leaderTerms(), term)
+	})
+	if terms := s.leaderTerms(); len(terms) < 2 || terms[0] != first {
+		t.Errorf("node1's loop took office in terms %v; want %d, then a later one", terms, first)
+	}
 }
