@@ -80,24 +80,29 @@ func (n *Node) closeSubscribers() {
 // leadershipLoop follows Raft's leadership notifications, runs the
 // leader's duties once per term and tells subscribers.
 //
-// It reads Config.NotifyCh, not LeaderCh: LeaderCh keeps only the latest
-// value, so a loss and regain between two reads shows as true, true and
-// the new term would go unnoticed. Raft blocks on NotifyCh until each
-// change is taken, in order, so this loop must keep draining it and must
-// never wait for Raft's main loop while it handles one. While Raft waits
-// to hand over the gain of leadership its term cannot change, and it
-// cannot lead again before this loop has taken the loss, so the term read
-// just after a gain is that term, or (when leadership is already being
-// lost) a later one in which this node does not lead. Either way each gain
-// gets a term larger than the one before.
+// Raft's LeaderCh keeps only its latest value, so a loss and regain
+// between two reads shows as true, true and the new term would go
+// unnoticed. This loop reads Config.NotifyCh instead, through drainNotify,
+// which stamps every gain with its term: a report of leadership in a term
+// other than the running one ends that term before the new one starts,
+// however many changes were passed over meanwhile.
 func (n *Node) leadershipLoop() {
+	latest := make(chan leading.Leadership, 1)
+	drained := make(chan struct{})
+	go func() {
+		defer close(drained)
+		n.drainNotify(latest)
+	}()
+	defer func() { <-drained }()
+
 	var (
 		stop func() // ends the current leader term's duties and waits for them
+		term uint64 // the term whose duties run, while stop is set
 	)
 	endTerm := func() {
 		if stop != nil {
 			stop()
-			stop = nil
+			stop, term = nil, 0
 		}
 		n.health.reset()
 	}
@@ -106,27 +111,53 @@ func (n *Node) leadershipLoop() {
 		select {
 		case <-n.ctx.Done():
 			return
-		case isLeader := <-n.notifyCh:
-			if !isLeader {
+		case l := <-latest:
+			if stop != nil && (!l.Leader || l.Term != term) {
+				n.log.Info("lost leadership", "node", n.cfg.NodeID, "term", term)
 				endTerm()
-				n.log.Info("lost leadership", "node", n.cfg.NodeID)
 				n.publishLeadership(leading.Leadership{})
+			}
+			if !l.Leader || stop != nil {
 				continue
 			}
-			term := n.raft.CurrentTerm()
-			// Raft alternates true and false; end a term left running all
-			// the same, so no term's duties ever outlive it.
-			endTerm()
 			n.notePredecessor()
 			ctx, cancel := context.WithCancel(n.ctx)
 			done := make(chan struct{})
 			go func() {
 				defer close(done)
-				n.leaderDuties(ctx, term)
+				n.leaderDuties(ctx, l.Term)
 			}()
-			stop = func() { cancel(); <-done }
-			n.log.Info("became leader", "node", n.cfg.NodeID, "term", term)
-			n.publishLeadership(leading.Leadership{Leader: true, Term: term})
+			stop, term = func() { cancel(); <-done }, l.Term
+			n.log.Info("became leader", "node", n.cfg.NodeID, "term", l.Term)
+			n.publishLeadership(l)
+		}
+	}
+}
+
+// drainNotify takes each change from Raft's NotifyCh as soon as Raft
+// hands it over and leaves only the latest in latest (it is the only
+// sender), so Raft, which blocks on NotifyCh, never waits for the leader's
+// duties to stop: those may themselves wait for Raft. Raft cannot change
+// its term while it waits to hand over a gain, nor lead again before the
+// loss has been taken, so the term read just after a gain is the term
+// gained, or (when leadership is already being lost) a later one in which
+// this node does not lead; either way each gain is stamped with a term
+// larger than the gain before.
+func (n *Node) drainNotify(latest chan leading.Leadership) {
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case v := <-n.notifyCh:
+			l := leading.Leadership{}
+			if v {
+				l = leading.Leadership{Leader: true, Term: n.raft.CurrentTerm()}
+			}
+			select {
+			case <-latest:
+			default:
+			}
+			latest <- l
 		}
 	}
 }

@@ -43,7 +43,7 @@ type Node struct {
 	subs       map[int]chan leading.Leadership
 	nextSub    int
 	leadership leading.Leadership // the latest report to subscribers
-	notifyCh   chan bool          // Raft's Config.NotifyCh; leadershipLoop drains it
+	notifyCh   chan bool          // Raft's Config.NotifyCh; drainNotify takes every change
 
 	leader    atomic.Bool
 	readyTerm atomic.Uint64 // term in which this leader's barrier completed
@@ -80,8 +80,8 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		subs:  make(map[int]chan leading.Leadership),
 		peers: make(map[string]PeerInfo),
 		obsCh: make(chan raft.Observation, 128),
-		// Unbuffered: see leadershipLoop for why each change is taken
-		// while Raft waits.
+		// Unbuffered: drainNotify reads the term of a gain while Raft
+		// waits to hand it over.
 		notifyCh: make(chan bool),
 	}
 	n.adapter = &raftFSM{f: n.fsm}

@@ -102,9 +102,8 @@ func (t *Tracker) SetGranter(g Granter) {
 
 // Run follows leadership (cluster.Node.WatchLeadership) until ctx ends or
 // the channel closes. Each term starts with no reports: every node counts
-// as last heard when the term began. That holds for a term that follows
-// a lost and regained leadership too, since probes answered in between may
-// have come from another leader.
+// as last heard when the term began. That holds after leadership was lost
+// and regained too: another leader may have answered probes in between.
 func (t *Tracker) Run(ctx context.Context, leadership <-chan leading.Leadership) error {
 	return leading.Follow(ctx, leadership, t.startTerm, nil)
 }
