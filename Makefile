@@ -2,10 +2,16 @@
 GO        ?= go
 BIN       := bin/rafter
 FUZZTIME  ?= 15s
+# The benchmark harness and its command are modules of their own (go.work
+# joins them to the product's), so ./... at the top does not reach them.
+BENCH_PKGS := ./bench/... ./cmd/rafter-bench/...
 # Packages with tests run under the race detector by `make test`.
-TEST_PKGS := ./agent/... ./fsm/... ./cluster/... ./dataplane/... ./client/... ./cmd/... ./internal/... ./bench/...
+TEST_PKGS := ./agent/... ./fsm/... ./cluster/... ./dataplane/... ./client/... ./cmd/... ./internal/... $(BENCH_PKGS)
+# System packages the tests need: ip (iproute2) and nft (nftables) for the
+# network-namespace tests.
+DEPS_APT  := iproute2 nftables
 
-.PHONY: all build run test vet depcheck unit fuzz bench bench-quick lint clean test-deps
+.PHONY: all build run deps test vet depcheck unit fuzz bench bench-quick lint clean
 
 all: build
 
@@ -18,7 +24,7 @@ run: build
 test: vet depcheck unit fuzz
 
 vet:
-	$(GO) vet ./...
+	$(GO) vet ./... $(BENCH_PKGS)
 
 # The data plane must never depend on Raft, the cluster or the cloud SDK.
 depcheck:
@@ -31,14 +37,15 @@ depcheck:
 	fi; \
 	echo "depcheck: dataplane imports neither raft, the AWS SDK nor cluster"
 
-# Network-namespace tests (internal/netns) need root, iproute2 and nftables.
-test-deps:
-	@command -v nft >/dev/null 2>&1 || apt-get install -y nftables || { apt-get update && apt-get install -y nftables; }
-	@command -v ip >/dev/null 2>&1 || apt-get install -y iproute2 || { apt-get update && apt-get install -y iproute2; }
+# Installs what the tests need (as root; .ci/run calls it before make
+# test). make test itself installs nothing: the network-namespace tests
+# fail, naming what is missing, where these are absent.
+deps:
+	apt-get install -y $(DEPS_APT) || { apt-get update && apt-get install -y $(DEPS_APT); }
 
 # -count=1: the system tests run a rafter binary they build themselves,
 # which go test's result cache cannot see; never trust a cached pass.
-unit: test-deps
+unit:
 	$(GO) test -race -count=1 -timeout 10m $(TEST_PKGS)
 
 # A short fuzz budget per target; each target runs on its own (go test
@@ -63,7 +70,7 @@ bench-quick:
 lint:
 	@out="$$(gofmt -l .)"; \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
-	$(GO) vet ./...
+	$(GO) vet ./... $(BENCH_PKGS)
 
 clean:
 	rm -rf bin

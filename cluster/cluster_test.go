@@ -11,6 +11,7 @@ import (
 
 	"github.com/rafterlb/rafter/cluster"
 	"github.com/rafterlb/rafter/cluster/clustertest"
+	"github.com/rafterlb/rafter/cluster/leading"
 	"github.com/rafterlb/rafter/fsm"
 )
 
@@ -360,22 +361,27 @@ func TestLeaderElectedAfterPartitionOfLeader(t *testing.T) {
 func TestWatchLeadership(t *testing.T) {
 	c := clustertest.NewCluster(t, 3)
 	leader := c.Leader(t)
+	term := leader.Status().Term
 	type sub struct {
-		ch     <-chan bool
+		ch     <-chan leading.Leadership
 		cancel func()
 	}
 	subs := map[string]sub{}
 	for _, n := range c.Nodes() {
 		ch, cancel := n.WatchLeadership()
 		subs[c.ID(n)] = sub{ch, cancel}
-		if got := <-ch; got != (n == leader) {
-			t.Errorf("%s: first value %v", c.ID(n), got)
+		want := leading.Leadership{}
+		if n == leader {
+			want = leading.Leadership{Leader: true, Term: term}
+		}
+		if got := <-ch; got != want {
+			t.Errorf("%s: first value %+v, want %+v", c.ID(n), got, want)
 		}
 	}
 	// A second subscriber on the same node gets its own copy.
 	extra, cancelExtra := leader.WatchLeadership()
-	if !<-extra {
-		t.Fatal("second subscriber on the leader: false")
+	if !(<-extra).Leader {
+		t.Fatal("second subscriber on the leader: not leading")
 	}
 	cancelExtra()
 	cancelExtra()
@@ -385,14 +391,14 @@ func TestWatchLeadership(t *testing.T) {
 
 	oldID := c.ID(leader)
 	c.Kill(oldID)
-	if v, ok := <-subs[oldID].ch; ok && v {
-		t.Fatalf("killed leader's subscriber saw %v", v)
+	if v, ok := <-subs[oldID].ch; ok && v.Leader {
+		t.Fatalf("killed leader's subscriber saw %+v", v)
 	}
 	next := c.Leader(t)
 	select {
 	case v := <-subs[c.ID(next)].ch:
-		if !v {
-			t.Fatal("new leader's subscriber saw false")
+		if !v.Leader || v.Term <= term {
+			t.Fatalf("new leader's subscriber saw %+v, want leadership in a term after %d", v, term)
 		}
 	case <-time.After(clustertest.WaitTimeout):
 		t.Fatal("new leader's subscriber not told")

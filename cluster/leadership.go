@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/rafterlb/rafter/cluster/leading"
 )
 
 // healthyWithin is how recently the leader must have reached a peer for it
@@ -13,22 +15,25 @@ import (
 const healthyWithin = 2 * time.Second
 
 // WatchLeadership reports this node's leadership: the current value first,
-// then every change. Only the latest value is kept for a slow reader, so a
-// consumer always ends on the truth. The channel is closed by cancel or when
-// the node closes; cancel may be called more than once.
-func (n *Node) WatchLeadership() (ch <-chan bool, cancel func()) {
-	c := make(chan bool, 1)
+// then every change. Each gain of leadership is reported with its Raft
+// term, so a reader that sees two reports of leadership in a row knows by
+// their terms whether leadership was lost and regained in between. Only
+// the latest report is kept for a slow reader, so a consumer always ends on
+// the truth. The channel is closed by cancel or when the node closes;
+// cancel may be called more than once.
+func (n *Node) WatchLeadership() (ch <-chan leading.Leadership, cancel func()) {
+	c := make(chan leading.Leadership, 1)
 	n.mu.Lock()
 	if n.closing {
 		n.mu.Unlock()
-		c <- false
+		c <- leading.Leadership{}
 		close(c)
 		return c, func() {}
 	}
 	id := n.nextSub
 	n.nextSub++
 	n.subs[id] = c
-	c <- n.leader.Load()
+	c <- n.leadership
 	n.mu.Unlock()
 	return c, func() {
 		n.mu.Lock()
@@ -40,18 +45,19 @@ func (n *Node) WatchLeadership() (ch <-chan bool, cancel func()) {
 	}
 }
 
-// publishLeadership replaces any unread value in each subscriber's buffer
-// with v; it never blocks on a slow subscriber.
-func (n *Node) publishLeadership(v bool) {
+// publishLeadership replaces any unread report in each subscriber's buffer
+// with l; it never blocks on a slow subscriber.
+func (n *Node) publishLeadership(l leading.Leadership) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	n.leader.Store(v)
+	n.leader.Store(l.Leader)
+	n.leadership = l
 	for _, c := range n.subs {
 		select {
 		case <-c:
 		default:
 		}
-		c <- v
+		c <- l
 	}
 }
 
@@ -59,27 +65,44 @@ func (n *Node) closeSubscribers() {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.leader.Store(false)
+	n.leadership = leading.Leadership{}
 	for id, c := range n.subs {
 		select {
 		case <-c:
 		default:
 		}
-		c <- false
+		c <- leading.Leadership{}
 		close(c)
 		delete(n.subs, id)
 	}
 }
 
-// leadershipLoop follows Raft's leadership signal, runs the leader's
-// duties while leading and tells subscribers.
+// leadershipLoop follows Raft's leadership notifications, runs the
+// leader's duties once per term and tells subscribers.
+//
+// Raft's LeaderCh keeps only its latest value, so a loss and regain
+// between two reads shows as true, true and the new term would go
+// unnoticed. This loop reads Config.NotifyCh instead, through drainNotify,
+// which stamps every gain with its term: a report of leadership in a term
+// other than the running one ends that term before the new one starts,
+// however many changes were passed over meanwhile.
 func (n *Node) leadershipLoop() {
+	latest := make(chan leading.Leadership, 1)
+	drained := make(chan struct{})
+	go func() {
+		defer close(drained)
+		n.drainNotify(latest)
+	}()
+	defer func() { <-drained }()
+
 	var (
 		stop func() // ends the current leader term's duties and waits for them
+		term uint64 // the term whose duties run, while stop is set
 	)
 	endTerm := func() {
 		if stop != nil {
 			stop()
-			stop = nil
+			stop, term = nil, 0
 		}
 		n.health.reset()
 	}
@@ -88,26 +111,53 @@ func (n *Node) leadershipLoop() {
 		select {
 		case <-n.ctx.Done():
 			return
-		case isLeader := <-n.raft.LeaderCh():
-			if isLeader == n.leader.Load() {
+		case l := <-latest:
+			if stop != nil && (!l.Leader || l.Term != term) {
+				n.log.Info("lost leadership", "node", n.cfg.NodeID, "term", term)
+				endTerm()
+				n.publishLeadership(leading.Leadership{})
+			}
+			if !l.Leader || stop != nil {
 				continue
 			}
-			if isLeader {
-				n.notePredecessor()
-				ctx, cancel := context.WithCancel(n.ctx)
-				done := make(chan struct{})
-				term := n.raft.CurrentTerm()
-				go func() {
-					defer close(done)
-					n.leaderDuties(ctx, term)
-				}()
-				stop = func() { cancel(); <-done }
-				n.log.Info("became leader", "node", n.cfg.NodeID, "term", term)
-			} else {
-				endTerm()
-				n.log.Info("lost leadership", "node", n.cfg.NodeID)
+			n.notePredecessor()
+			ctx, cancel := context.WithCancel(n.ctx)
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				n.leaderDuties(ctx, l.Term)
+			}()
+			stop, term = func() { cancel(); <-done }, l.Term
+			n.log.Info("became leader", "node", n.cfg.NodeID, "term", l.Term)
+			n.publishLeadership(l)
+		}
+	}
+}
+
+// drainNotify takes each change from Raft's NotifyCh as soon as Raft
+// hands it over and leaves only the latest in latest (it is the only
+// sender), so Raft, which blocks on NotifyCh, never waits for the leader's
+// duties to stop: those may themselves wait for Raft. Raft cannot change
+// its term while it waits to hand over a gain, nor lead again before the
+// loss has been taken, so the term read just after a gain is the term
+// gained, or (when leadership is already being lost) a later one in which
+// this node does not lead; either way each gain is stamped with a term
+// larger than the gain before.
+func (n *Node) drainNotify(latest chan leading.Leadership) {
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case v := <-n.notifyCh:
+			l := leading.Leadership{}
+			if v {
+				l = leading.Leadership{Leader: true, Term: n.raft.CurrentTerm()}
 			}
-			n.publishLeadership(isLeader)
+			select {
+			case <-latest:
+			default:
+			}
+			latest <- l
 		}
 	}
 }

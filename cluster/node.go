@@ -18,6 +18,7 @@ import (
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 
+	"github.com/rafterlb/rafter/cluster/leading"
 	"github.com/rafterlb/rafter/fsm"
 )
 
@@ -38,10 +39,12 @@ type Node struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	mu      sync.Mutex // guards closing (with wg.Add), subs, nextSub
-	closing bool
-	subs    map[int]chan bool
-	nextSub int
+	mu         sync.Mutex // guards closing (with wg.Add), subs, nextSub, leadership
+	closing    bool
+	subs       map[int]chan leading.Leadership
+	nextSub    int
+	leadership leading.Leadership // the latest report to subscribers
+	notifyCh   chan bool          // Raft's Config.NotifyCh; drainNotify takes every change
 
 	leader    atomic.Bool
 	readyTerm atomic.Uint64 // term in which this leader's barrier completed
@@ -75,9 +78,12 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		cfg:   cfg,
 		log:   cfg.Logger,
 		fsm:   fsm.New(),
-		subs:  make(map[int]chan bool),
+		subs:  make(map[int]chan leading.Leadership),
 		peers: make(map[string]PeerInfo),
 		obsCh: make(chan raft.Observation, 128),
+		// Unbuffered: drainNotify reads the term of a gain while Raft
+		// waits to hand it over.
+		notifyCh: make(chan bool),
 	}
 	logPath := ""
 	if cfg.Transport == nil {
@@ -108,6 +114,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
 	rc.Logger = hlog
+	rc.NotifyCh = n.notifyCh
 	r, err := raft.NewRaft(rc, n.adapter, n.logs, stable, snaps, n.trans)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: starting raft: %w", err)

@@ -177,19 +177,19 @@ func New(cfg Config) (*Discoverer, error) {
 // Run follows leadership (as cluster.Node.WatchLeadership reports it) and
 // runs rounds every Tick while this node leads. It returns when ctx ends or
 // the channel closes, after the current round has stopped.
-func (d *Discoverer) Run(ctx context.Context, leadership <-chan bool) error {
-	return leading.Follow(ctx, leadership, d.startTerm, func(active bool) {
-		if active {
-			d.log.Info("ec2 discovery started: this node leads")
+func (d *Discoverer) Run(ctx context.Context, leadership <-chan leading.Leadership) error {
+	return leading.Follow(ctx, leadership, d.startTerm, func(l leading.Leadership) {
+		if l.Leader {
+			d.log.Info("ec2 discovery started: this node leads", "term", l.Term)
 		} else {
-			d.log.Info("ec2 discovery stopped: this node no longer leads")
+			d.log.Info("ec2 discovery stopped: this node's term ended")
 		}
 	})
 }
 
 // startTerm forgets the previous term and runs rounds until the returned
 // function is called; that function waits for the rounds to stop.
-func (d *Discoverer) startTerm(ctx context.Context) func() {
+func (d *Discoverer) startTerm(ctx context.Context, _ uint64) func() {
 	d.Reset()
 	tctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})

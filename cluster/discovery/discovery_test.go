@@ -17,6 +17,7 @@ import (
 
 	"github.com/rafterlb/rafter/cluster/awsec2"
 	"github.com/rafterlb/rafter/cluster/discovery"
+	"github.com/rafterlb/rafter/cluster/leading"
 	"github.com/rafterlb/rafter/fsm"
 	"github.com/rafterlb/rafter/internal/fakeec2"
 )
@@ -447,7 +448,7 @@ func TestRunFollowsLeadership(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(r.ctx)
-	leadership := make(chan bool) // unbuffered: a send returns once Run took it
+	leadership := make(chan leading.Leadership) // unbuffered: a send returns once Run took it
 	done := make(chan error, 1)
 	go func() { done <- d.Run(ctx, leadership) }()
 	var once sync.Once
@@ -460,15 +461,15 @@ func TestRunFollowsLeadership(t *testing.T) {
 	}
 	t.Cleanup(stop)
 
-	leadership <- false
-	leadership <- false
+	leadership <- leading.Leadership{}
+	leadership <- leading.Leadership{}
 	if n := r.fake.Calls(fakeec2.ActionDescribeInstances); n != 0 {
 		t.Fatalf("listed %d times while not leading", n)
 	}
-	leadership <- true
+	leadership <- leading.Leadership{Leader: true, Term: 2}
 	waitFor(t, "discovered backend", func() bool { return len(r.addrs(t, "app")) == 2 })
-	leadership <- false
-	leadership <- false // the previous value has been handled: rounds have stopped
+	leadership <- leading.Leadership{}
+	leadership <- leading.Leadership{} // the previous value has been handled: rounds have stopped
 	n := r.fake.Calls(fakeec2.ActionDescribeInstances)
 	r.fake.AddInstance(web("i-2", "10.0.2.1", "us-east-1b"))
 	r.clk.Advance(time.Hour)

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/rafterlb/rafter/cluster"
+	"github.com/rafterlb/rafter/cluster/leading"
 	"github.com/rafterlb/rafter/fsm"
 )
 
@@ -24,7 +25,8 @@ type fakeStore struct {
 	applies atomic.Int64
 
 	subMu sync.Mutex
-	subs  []chan bool
+	term  uint64 // the term of the latest gain of leadership
+	subs  []chan leading.Leadership
 }
 
 func newFakeStore(t testing.TB) *fakeStore {
@@ -68,26 +70,46 @@ func (s *fakeStore) ConsistentConfig(context.Context) (*fsm.Config, error) {
 	return s.f.Config(), nil
 }
 
-func (s *fakeStore) WatchLeadership() (<-chan bool, func()) {
+func (s *fakeStore) WatchLeadership() (<-chan leading.Leadership, func()) {
 	s.subMu.Lock()
 	defer s.subMu.Unlock()
-	c := make(chan bool, 1)
-	c <- s.leader.Load()
+	c := make(chan leading.Leadership, 1)
+	c <- s.leadership()
 	s.subs = append(s.subs, c)
 	return c, func() {}
 }
 
+// leadership is the current report; s.subMu is held.
+func (s *fakeStore) leadership() leading.Leadership {
+	if !s.leader.Load() {
+		return leading.Leadership{}
+	}
+	return leading.Leadership{Leader: true, Term: max(s.term, 1)}
+}
+
+// setLeader reports leadership as cluster.Node does, keeping only the
+// latest report for a subscriber; each true starts a new term, so setting
+// true twice is a loss and regain that the subscriber may never see.
 func (s *fakeStore) setLeader(v bool) {
 	s.subMu.Lock()
 	defer s.subMu.Unlock()
 	s.leader.Store(v)
+	if v {
+		s.term = max(s.term, 1) + 1
+	}
+	l := s.leadership()
 	for _, c := range s.subs {
 		select {
 		case <-c:
 		default:
 		}
-		c <- v
+		c <- l
 	}
+}
+
+func (m *Manager) isLeading() bool {
+	_, ok := m.Term()
+	return ok
 }
 
 // fakeClock is the Manager's clock; only the test moves it.

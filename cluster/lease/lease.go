@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/rafterlb/rafter/cluster"
+	"github.com/rafterlb/rafter/cluster/leading"
 	"github.com/rafterlb/rafter/fsm"
 )
 
@@ -21,7 +22,7 @@ type Store interface {
 	Apply(ctx context.Context, cmd *fsm.Command) (uint64, error)
 	Config() *fsm.Config
 	IsLeader() bool
-	WatchLeadership() (ch <-chan bool, cancel func())
+	WatchLeadership() (ch <-chan leading.Leadership, cancel func())
 	// ConsistentConfig is used once per leadership term: a new leader
 	// must have applied every committed grant before it answers keepalives.
 	ConsistentConfig(ctx context.Context) (*fsm.Config, error)
@@ -104,6 +105,7 @@ type Manager struct {
 	// leading: this node leads and has caught up with the log, so its
 	// deadlines cover every lease.
 	leading  bool
+	term     uint64 // the Raft term of the office held, while leading
 	live     map[uint64]*deadline
 	draining map[uint64]time.Time // removal time of revoked leases' backends
 	held     bool                 // self-preservation holds expiry
@@ -227,49 +229,58 @@ func (m *Manager) Held() bool {
 }
 
 // Run follows this node's leadership and, while it leads, checks deadlines
-// every CheckInterval, until ctx is done.
+// every CheckInterval, until ctx is done. Every term starts afresh: when
+// leadership was lost and regained the deadlines of the old term are
+// dropped and every lease gets a fresh TTL again.
 func (m *Manager) Run(ctx context.Context) {
 	lead, cancel := m.store.WatchLeadership()
 	defer cancel()
 	t := time.NewTicker(m.cfg.CheckInterval)
 	defer t.Stop()
 	defer m.stepDown()
-	wantLead := false
+	var want uint64 // the term to hold office in; 0 while not leading
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case v, ok := <-lead:
+		case l, ok := <-lead:
 			if !ok {
 				lead = nil // the node closed
-				v = false
+				l = leading.Leadership{}
 			}
-			wantLead = v
-			if !v {
+			if !l.Leader {
+				want = 0
 				m.stepDown()
 				continue
 			}
-			m.takeOffice(ctx)
+			if l.Term == want {
+				continue
+			}
+			want = l.Term
+			m.stepDown()
+			m.takeOffice(ctx, want)
 		case <-t.C:
-			if wantLead && !m.isLeading() {
-				m.takeOffice(ctx)
+			if term, ok := m.Term(); want != 0 && (!ok || term != want) {
+				m.takeOffice(ctx, want)
 			}
 			m.round(ctx)
 		}
 	}
 }
 
-func (m *Manager) isLeading() bool {
+// Term reports the Raft term in which this Manager holds office; ok is
+// false while it does not (a follower, or a leader still taking office).
+func (m *Manager) Term() (term uint64, ok bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.leading
+	return m.term, m.leading
 }
 
 // takeOffice catches up with the log, then gives every lease a fresh full
 // TTL: the previous leader's deadlines died with it, and owners that kept
 // sending keepalives (to it, or into an election) must not lose their
 // leases. On failure the next tick tries again.
-func (m *Manager) takeOffice(ctx context.Context) {
+func (m *Manager) takeOffice(ctx context.Context, term uint64) {
 	cctx, cancel := context.WithTimeout(ctx, m.cfg.ApplyTimeout)
 	c, err := m.store.ConsistentConfig(cctx)
 	cancel()
@@ -290,18 +301,18 @@ func (m *Manager) takeOffice(ctx context.Context) {
 		m.live[id] = &deadline{at: now.Add(l.TTL.D()), ttl: l.TTL.D()}
 	}
 	m.synced = c.Index
-	m.leading = true
+	m.leading, m.term = true, term
 	m.setHeld(false)
-	m.log.Info("lease manager: leading; every lease has a fresh TTL", "leases", len(m.live), "draining", len(m.draining))
+	m.log.Info("lease manager: leading; every lease has a fresh TTL", "term", term, "leases", len(m.live), "draining", len(m.draining))
 }
 
 func (m *Manager) stepDown() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.leading {
-		m.log.Info("lease manager: no longer leading")
+		m.log.Info("lease manager: no longer leading", "term", m.term)
 	}
-	m.leading = false
+	m.leading, m.term = false, 0
 	clear(m.live)
 	clear(m.draining)
 	m.setHeld(false)

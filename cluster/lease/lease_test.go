@@ -110,6 +110,24 @@ func TestSelfPreservation(t *testing.T) {
 	}
 }
 
+// TestRegainedLeadershipGivesFreshTTL: leadership lost and regained
+// between two reads shows only as a report of a new term; the Manager
+// still leaves the old term and gives every lease a fresh TTL.
+func TestRegainedLeadershipGivesFreshTTL(t *testing.T) {
+	const ttl = 2 * time.Second
+	r := newRig(t, nil)
+	first, _ := r.m.Term()
+	id := r.grant(ttl)
+	r.clock.Advance(ttl - rigInterval)
+	r.store.setLeader(true) // a loss and a regain, the loss unseen
+	r.waitFor("a new term", func() bool { term, ok := r.m.Term(); return ok && term != first })
+	r.clock.Advance(ttl - time.Millisecond)
+	r.waitRounds()
+	if !r.has(id) {
+		t.Fatalf("lease expired within a TTL (%v) of regaining leadership", ttl)
+	}
+}
+
 // TestLeaderChangeGivesFreshTTL: a new leader restarts every deadline at
 // a full TTL, so leases whose keepalives went into the election survive.
 func TestLeaderChangeGivesFreshTTL(t *testing.T) {

@@ -17,7 +17,7 @@ func BenchmarkKeepAlive(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	m.takeOffice(context.Background())
+	m.takeOffice(context.Background(), 1)
 	ids := make([]uint64, 1000)
 	for i := range ids {
 		l, err := m.Grant(context.Background(), time.Minute)

@@ -8,12 +8,15 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/rafterlb/rafter/cluster/leading"
 )
 
-// leaderSignal drives a Tracker's Run like cluster.Node.WatchLeadership.
-func runTracker(t *testing.T, tr *Tracker) chan bool {
+// runTracker runs tr and returns a function that reports leadership to it
+// as cluster.Node.WatchLeadership does, each gain in a new term.
+func runTracker(t *testing.T, tr *Tracker) (lead func(bool)) {
 	t.Helper()
-	ch := make(chan bool, 1)
+	ch := make(chan leading.Leadership)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -21,7 +24,15 @@ func runTracker(t *testing.T, tr *Tracker) chan bool {
 		_ = tr.Run(ctx, ch)
 	}()
 	t.Cleanup(func() { cancel(); <-done })
-	return ch
+	var term uint64
+	return func(v bool) {
+		l := leading.Leadership{}
+		if v {
+			term++
+			l = leading.Leadership{Leader: true, Term: term}
+		}
+		ch <- l
+	}
 }
 
 func waitUntil(t *testing.T, what string, cond func() bool) {
@@ -59,7 +70,7 @@ func TestTrackerAnswersAfterARoundStartedLater(t *testing.T) {
 		t.Fatal(err)
 	}
 	lead := runTracker(t, tr)
-	lead <- true
+	lead(true)
 	waitUntil(t, "the term to start", func() bool { _, ok := tr.TermStart(); return ok })
 
 	first := make(chan error, 1)
@@ -115,7 +126,7 @@ func TestTrackerRefusesWithoutConfirmation(t *testing.T) {
 		t.Fatal("Report answers while not leading")
 	}
 	lead := runTracker(t, tr)
-	lead <- true
+	lead(true)
 	waitUntil(t, "the term to start", func() bool { _, ok := tr.TermStart(); return ok })
 	if _, err := tr.Handle(context.Background(), Request{}); err == nil {
 		t.Fatal("a probe without a node was accepted")
@@ -134,10 +145,10 @@ func TestTrackerRefusesWithoutConfirmation(t *testing.T) {
 
 	// A new term forgets the previous one's reports.
 	start1, _ := tr.TermStart()
-	lead <- false
+	lead(false)
 	waitUntil(t, "the term to end", func() bool { _, ok := tr.TermStart(); return !ok })
 	time.Sleep(2 * time.Millisecond)
-	lead <- true
+	lead(true)
 	waitUntil(t, "a new term", func() bool { s, ok := tr.TermStart(); return ok && s.After(start1) })
 	r, ok := tr.Report("n2")
 	start2, _ := tr.TermStart()
@@ -155,7 +166,7 @@ func TestTrackerBatchesRounds(t *testing.T) {
 		return nil
 	}})
 	lead := runTracker(t, tr)
-	lead <- true
+	lead(true)
 	waitUntil(t, "the term to start", func() bool { _, ok := tr.TermStart(); return ok })
 	var wg sync.WaitGroup
 	for i := range 50 {
@@ -184,7 +195,7 @@ func TestLiveness(t *testing.T) {
 		t.Fatal("alive while not leading")
 	}
 	lead := runTracker(t, tr)
-	lead <- true
+	lead(true)
 	waitUntil(t, "the term to start", func() bool { _, ok := tr.TermStart(); return ok })
 	termStart := now
 

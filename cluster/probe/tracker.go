@@ -49,6 +49,7 @@ type Tracker struct {
 	granter   Granter
 	leading   bool
 	term      uint64 // counts terms, so a waiter notices a new one
+	raftTerm  uint64 // the Raft term of the current term
 	termStart time.Time
 	reports   map[string]Report
 	wake      chan struct{} // buffered: a probe is waiting for a round
@@ -101,15 +102,17 @@ func (t *Tracker) SetGranter(g Granter) {
 
 // Run follows leadership (cluster.Node.WatchLeadership) until ctx ends or
 // the channel closes. Each term starts with no reports: every node counts
-// as last heard when the term began.
-func (t *Tracker) Run(ctx context.Context, leadership <-chan bool) error {
+// as last heard when the term began. That holds after leadership was lost
+// and regained too: another leader may have answered probes in between.
+func (t *Tracker) Run(ctx context.Context, leadership <-chan leading.Leadership) error {
 	return leading.Follow(ctx, leadership, t.startTerm, nil)
 }
 
-func (t *Tracker) startTerm(ctx context.Context) func() {
+func (t *Tracker) startTerm(ctx context.Context, raftTerm uint64) func() {
 	t.mu.Lock()
 	t.leading = true
 	t.term++
+	t.raftTerm = raftTerm
 	t.termStart = t.cfg.Now()
 	t.reports = map[string]Report{}
 	t.started, t.confirmed, t.failed, t.lastErr = 0, 0, 0, nil
@@ -246,6 +249,14 @@ func (t *Tracker) Report(node string) (Report, bool) {
 	}
 	r.Holding = maps.Clone(r.Holding)
 	return r, true
+}
+
+// Term is the Raft term this Tracker serves; ok is false when this node
+// does not lead.
+func (t *Tracker) Term() (term uint64, ok bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.raftTerm, t.leading
 }
 
 // TermStart is when this node's current term began; ok is false when it

@@ -24,6 +24,7 @@ type Controller struct {
 
 	mu     sync.Mutex
 	status []VIPStatus // published by the leader's term; nil when not leading
+	term   uint64      // the Raft term being served; 0 when not leading
 }
 
 // VIPStatus is what the leading controller knows about one assigned VIP.
@@ -68,20 +69,33 @@ func New(cfg Config) (*Controller, error) {
 	return c, nil
 }
 
+// Term is the Raft term whose leader's work this controller runs; ok is
+// false while its node does not lead.
+func (c *Controller) Term() (term uint64, ok bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.term, c.term != 0
+}
+
 // Run follows leadership (as cluster.Node.WatchLeadership reports it) and
-// runs the leader's work while this node leads. It returns when ctx ends or
-// the channel closes, after that work has stopped.
-func (c *Controller) Run(ctx context.Context, leadership <-chan bool) error {
-	return leading.Follow(ctx, leadership, c.startTerm, func(active bool) {
-		if active {
-			c.log.Info("vip controller active: this node leads")
+// runs the leader's work once per term while this node leads: a term that
+// follows a lost and regained leadership starts from scratch, checking
+// every assignment again. It returns when ctx ends or the channel closes,
+// after that work has stopped.
+func (c *Controller) Run(ctx context.Context, leadership <-chan leading.Leadership) error {
+	return leading.Follow(ctx, leadership, c.startTerm, func(l leading.Leadership) {
+		if l.Leader {
+			c.log.Info("vip controller active: this node leads", "term", l.Term)
 		} else {
-			c.log.Info("vip controller idle: this node no longer leads")
+			c.log.Info("vip controller idle: this node's term ended")
 		}
 	})
 }
 
-func (c *Controller) startTerm(ctx context.Context) func() {
+func (c *Controller) startTerm(ctx context.Context, raftTerm uint64) func() {
+	c.mu.Lock()
+	c.term = raftTerm
+	c.mu.Unlock()
 	tctx, cancel := context.WithCancel(ctx)
 	t := &term{
 		c:       c,
@@ -102,7 +116,9 @@ func (c *Controller) startTerm(ctx context.Context) func() {
 	return func() {
 		cancel()
 		<-finished
-		c.publish(nil)
+		c.mu.Lock()
+		c.status, c.term = nil, 0
+		c.mu.Unlock()
 	}
 }
 
