@@ -3,14 +3,10 @@ package fsm
 import (
 	"fmt"
 	"net/netip"
-	"regexp"
 	"strconv"
 	"strings"
 	"unicode"
 )
-
-// maxRegexLen bounds the length of every regex in a spec.
-const maxRegexLen = 4096
 
 // Defaults the data plane applies, needed here only to compare a health
 // check timeout with its interval when one of them is left unset.
@@ -235,16 +231,6 @@ func validateMatch(p string, m *RouteMatch) error {
 		}
 	}
 	return nil
-}
-
-func regexProblem(re string) string {
-	if len(re) > maxRegexLen {
-		return fmt.Sprintf("longer than %d characters", maxRegexLen)
-	}
-	if _, err := regexp.Compile(re); err != nil {
-		return err.Error()
-	}
-	return ""
 }
 
 func validateAction(p string, a *RouteAction) error {
