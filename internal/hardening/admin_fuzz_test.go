@@ -3,6 +3,7 @@ package hardening
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 	"os"
 	"sort"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -67,26 +69,7 @@ func TestAdminInputFuzz(t *testing.T) {
 	t.Logf("seed %d (RAFTER_FUZZ_SEED=%d replays this run)", seed, seed)
 	m := &mutator{r: rand.New(rand.NewPCG(seed, seed>>1|1))}
 
-	c := clustertest.NewCluster(t, 3)
-	c.Leader(t)
-	handlers := inmemForward{}
-	byID := map[string]http.Handler{}
-	planes := map[string]*servingPlane{}
-	for _, id := range c.IDs() {
-		n := c.Node(id)
-		cfg := httpapi.DefaultConfig()
-		cfg.Store = n
-		cfg.NodeID = id
-		cfg.ForwardClient = &http.Client{Transport: handlers}
-		cfg.Logger = slog.New(slog.DiscardHandler)
-		h, err := httpapi.New(cfg)
-		if err != nil {
-			t.Fatalf("httpapi.New: %v", err)
-		}
-		handlers[n.PeerInfo().AdminAddr] = h
-		byID[id] = h
-		planes[id] = startPlane(t, n)
-	}
+	c, byID, planes := startAdminCluster(t)
 	ids := c.IDs()
 
 	// The objects routes refer to, so that mutated routes have something
@@ -174,6 +157,83 @@ func TestAdminInputFuzz(t *testing.T) {
 		if code, body := serve(byID[id], "GET", "/v1/status", nil); code != http.StatusOK {
 			t.Errorf("%s: GET /v1/status: %d %s", id, code, body)
 		}
+	}
+}
+
+// startAdminCluster starts a 3-node in-memory cluster with the admin API
+// of every node (forwarding to the leader in memory) and a data plane
+// following every node's configuration.
+func startAdminCluster(t *testing.T) (*clustertest.Cluster, map[string]http.Handler, map[string]*servingPlane) {
+	t.Helper()
+	c := clustertest.NewCluster(t, 3)
+	c.Leader(t)
+	handlers := inmemForward{}
+	byID := map[string]http.Handler{}
+	planes := map[string]*servingPlane{}
+	for _, id := range c.IDs() {
+		n := c.Node(id)
+		cfg := httpapi.DefaultConfig()
+		cfg.Store = n
+		cfg.NodeID = id
+		cfg.ForwardClient = &http.Client{Transport: handlers}
+		cfg.Logger = slog.New(slog.DiscardHandler)
+		h, err := httpapi.New(cfg)
+		if err != nil {
+			t.Fatalf("httpapi.New: %v", err)
+		}
+		handlers[n.PeerInfo().AdminAddr] = h
+		byID[id] = h
+		planes[id] = startPlane(t, n)
+	}
+	return c, byID, planes
+}
+
+// TestAdminRefusesWithField: the inputs of issue 10 answer 400 naming the
+// field, from a follower as from the leader, and change nothing.
+func TestAdminRefusesWithField(t *testing.T) {
+	c, byID, _ := startAdminCluster(t)
+	leader := c.Leader(t)
+	var follower string
+	for _, id := range c.IDs() {
+		if id != c.ID(leader) {
+			follower = id
+		}
+	}
+	admin := leader.Config().Nodes[c.ID(leader)].AdminAddr
+	_, adminPort, _ := strings.Cut(admin, ":")
+	regex, _ := json.Marshal(strings.Repeat(`\pL{1,1000}`, 372))
+	tests := []struct {
+		name, path, body, field, msg string
+	}{
+		{"max_header_bytes", "/v1/listeners/x", `{"port":8081,"limits":{"max_header_bytes":4611686018427387904}}`,
+			"spec.limits.max_header_bytes", "at most 1048576"},
+		{"admin port", "/v1/listeners/x", `{"port":` + adminPort + `}`,
+			"spec.port", adminPort + " is node " + c.ID(leader) + "'s admin port"},
+		{"regex", "/v1/routes/x", `{"listener":"web","match":{"path":{"regex":` + string(regex) + `}},"action":{"respond":{"status":200}}}`,
+			"spec.match.path.regex", "at most 1024"},
+		{"regex program", "/v1/routes/x", `{"listener":"web","match":{"path":{"regex":"(?:[a-z]{1,100}){1,10}"}},"action":{"respond":{"status":200}}}`,
+			"spec.match.path.regex", "instructions, at most 1000"},
+	}
+	if code, body := serve(byID[c.ID(leader)], "PUT", "/v1/listeners/web", []byte(`{"port":8080}`)); code != http.StatusOK {
+		t.Fatalf("PUT listener web: %d %s", code, body)
+	}
+	before := leader.Config().Index
+	for _, tt := range tests {
+		for _, id := range []string{c.ID(leader), follower} {
+			t.Run(tt.name+"@"+id, func(t *testing.T) {
+				code, body := serve(byID[id], "PUT", tt.path, []byte(tt.body))
+				var eb httpapi.ErrorBody
+				if err := json.Unmarshal([]byte(body), &eb); err != nil || code != http.StatusBadRequest {
+					t.Fatalf("answered %d %s, want 400", code, body)
+				}
+				if eb.Error.Field != tt.field || !strings.Contains(eb.Error.Message, tt.msg) {
+					t.Fatalf("error %+v, want field %s and a message with %q", eb.Error, tt.field, tt.msg)
+				}
+			})
+		}
+	}
+	if got := leader.Config().Index; got != before {
+		t.Fatalf("refused writes moved the index from %d to %d", before, got)
 	}
 }
 
