@@ -36,14 +36,16 @@ var boundSamples = map[string]struct {
 		"headers_add":{"X-A":"1"},"headers_remove":["x-b"],"response_headers_add":{"X-C":"1"},"response_headers_remove":["x-d"],
 		"timeouts":{"connect":"1s","request":"1s","idle":"1s"},"retries":{"attempts":1,"on":["503"],"budget_percent":10},"max_body":1}`},
 	"route-redirect": {KindRoute, `{"listener":"web","match":{"path":{"regex":"/r/[0-9]+"}},"action":{"redirect":{"scheme":"https","host":"a.com","port":443,"path":"/x","code":301}}}`},
-	"route-respond":  {KindRoute, `{"listener":"web","match":{"path":{"exact":"/x"}},"action":{"respond":{"status":200,"body":"b","headers":{"X-A":"b"}}}}`},
+	"route-respond": {KindRoute, `{"listener":"web","match":{"path":{"exact":"/x"},"headers":[{"name":"x-r","regex":"a+"}],"query":[{"name":"q","value":"1"}]},
+		"action":{"respond":{"status":200,"body":"b","headers":{"X-A":"b"}}}}`},
 	"pool": {KindPool, `{"balancer":"hash","hash":{"header":"x-u"},"zone_aware":true,"zone_min_healthy_percent":50,
 		"health_check":{"path":"/h","expect":200,"host":"h.com","interval":"1s","timeout":"50ms","rise":1,"fall":1},
 		"outlier":{"consecutive_5xx":1,"consecutive_connect_errors":1,"base_ejection":"1s","max_ejected_percent":10},
-		"panic_threshold":10,"max_conns_per_backend":1,"max_conn_wait":"1s","backends":[{"addr":"10.0.0.1:80","weight":1,"zone":"z1"}],
+		"panic_threshold":10,"max_conns_per_backend":1,"max_conn_wait":"1s","backends":[{"addr":"10.0.0.1:80","weight":1,"zone":"z1"},{"addr":"10.0.0.2:80","source":"ec2"}],
 		"discovery":{"ec2":{"tags":{"app":"x"},"port":80,"refresh":"30s"}}}`},
 	"pool-cookie": {KindPool, `{"balancer":"hash","hash":{"cookie":"sid"}}`},
 	"vip":         {KindVIP, `{"provider":"aws-eip","allocation_id":"eipalloc-9","home_node":"n1","candidates":["n1"]}`},
+	"vip-linux":   {KindVIP, `{"provider":"linux","address":"10.0.0.100/24","interface":"eth0","home_node":"n1"}`},
 }
 
 // setPath sets the value at path ("limits.max_conns", "action.split[0].weight")
@@ -400,6 +402,105 @@ func TestEveryNumericFieldIsBounded(t *testing.T) {
 	for _, p := range sortedKeys(all) {
 		if !reached[p] {
 			t.Errorf("numeric field %s is set in no sample of boundSamples: add it there (and bound it)", p)
+		}
+	}
+}
+
+// stringFields lists every string reachable in v as numericFields does
+// for numbers (map keys and values are left to TestBounds).
+func stringFields(v reflect.Value, path string, out *[]numericField) {
+	switch v.Kind() {
+	case reflect.Pointer:
+		if !v.IsNil() {
+			stringFields(v.Elem(), path, out)
+		}
+	case reflect.Struct:
+		for i := range v.NumField() {
+			f := v.Type().Field(i)
+			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+			if name == "" || name == "-" {
+				continue
+			}
+			stringFields(v.Field(i), path+"."+name, out)
+		}
+	case reflect.Slice:
+		for i := range v.Len() {
+			stringFields(v.Index(i), fmt.Sprintf("%s[%d]", path, i), out)
+		}
+	case reflect.String:
+		if v.Len() > 0 { // an unset alternative (path.exact beside path.prefix) would be refused for being set
+			*out = append(*out, numericField{path, v})
+		}
+	}
+}
+
+// stringTypePaths lists the paths of every string field a type can hold
+// outside maps, with "[]" for any slice index.
+func stringTypePaths(t reflect.Type, path string, out map[string]bool) {
+	switch t.Kind() {
+	case reflect.Pointer, reflect.Slice:
+		if t.Kind() == reflect.Slice {
+			path += "[]"
+		}
+		stringTypePaths(t.Elem(), path, out)
+	case reflect.Struct:
+		for i := range t.NumField() {
+			f := t.Field(i)
+			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+			if name == "" || name == "-" {
+				continue
+			}
+			stringTypePaths(f.Type, path+"."+name, out)
+		}
+	case reflect.String:
+		out[path] = true
+	}
+}
+
+// TestEveryStringIsBounded sets each string of every sample to 100 KiB
+// and expects a refusal naming it: no string field is unbounded.
+func TestEveryStringIsBounded(t *testing.T) {
+	base := boundsBase(t)
+	long := strings.Repeat("a", 100<<10)
+	reached := map[string]bool{}
+	for _, name := range sortedKeys(boundSamples) {
+		s := boundSamples[name]
+		t.Run(name, func(t *testing.T) {
+			probe := newSpec(s.kind)
+			if err := json.Unmarshal([]byte(s.spec), probe); err != nil {
+				t.Fatal(err)
+			}
+			var fields []numericField
+			stringFields(reflect.ValueOf(probe), "spec", &fields)
+			for i, f := range fields {
+				reached[anyIndex.ReplaceAllString(f.path, "[]")] = true
+				spec := newSpec(s.kind)
+				if err := json.Unmarshal([]byte(s.spec), spec); err != nil {
+					t.Fatal(err)
+				}
+				var fs []numericField
+				stringFields(reflect.ValueOf(spec), "spec", &fs)
+				fs[i].v.SetString(long)
+				raw, err := json.Marshal(spec)
+				if err != nil {
+					t.Fatal(err)
+				}
+				_, err = Next(base, base.Index+1, PutCommand(Object{Kind: s.kind, Name: "x", Spec: raw}, nil))
+				if err == nil {
+					t.Errorf("%s of %d bytes was accepted: add a length bound to validation", f.path, len(long))
+					continue
+				}
+				wantFieldError(t, err, f.path, ErrInvalid)
+			}
+		})
+	}
+	all := map[string]bool{}
+	for _, k := range Kinds {
+		stringTypePaths(reflect.TypeOf(newSpec(k)), "spec", all)
+	}
+	for _, p := range sortedKeys(all) {
+		if !reached[p] {
+			t.Errorf("string field %s is set in no sample of boundSamples: add it there (and bound it)", p)
 		}
 	}
 }
