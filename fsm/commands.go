@@ -401,6 +401,9 @@ func nextNodeUpsert(c *Config, index uint64, cmd *NodeUpsert) (*Config, error) {
 			return newBuilder(c, index).c, nil
 		}
 	}
+	if err := checkNodePorts(c, "node", n); err != nil {
+		return nil, err
+	}
 	nn := *n
 	nn.ModifyIndex = index
 	b := newBuilder(c, index)

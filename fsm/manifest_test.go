@@ -150,7 +150,12 @@ func TestMarshalManifest(t *testing.T) {
 	// Strings that YAML would read as something else stay strings.
 	tricky := []string{"503", "yes", "on", "null", "~", "1e3", "0x10", "true", "- a", "a: b", "#x", "", " lead", "line\nbreak", "tab\there", "\u2028", "'q'", `"dq"`, "*x", "&a", "!t", "%", "@", "`"}
 	for _, s := range tricky {
-		spec, _ := json.Marshal(map[string]any{"status": 200, "body": s, "headers": map[string]string{"X-A": s}})
+		respond := map[string]any{"status": 200, "body": s}
+		if !strings.ContainsAny(s, "\r\n") {
+			// A header value never holds a line break (validation refuses it).
+			respond["headers"] = map[string]string{"X-A": s}
+		}
+		spec, _ := json.Marshal(respond)
 		o := obj(KindRoute, "r", `{"listener":"l","action":{"respond":`+string(spec)+`}}`)
 		objs, err := ParseManifest(mustMarshal(t, []Object{o}, "json"))
 		if err != nil {

@@ -85,6 +85,9 @@ func validateNode(field string, n *Node) error {
 		return invalidf(field+".raft_addr", "%s", msg)
 	}
 	for _, a := range []struct{ f, v string }{{"admin_addr", n.AdminAddr}, {"data_addr", n.DataAddr}} {
+		if err := maxLen(field+"."+a.f, a.v, maxNodeAddrLen); err != nil {
+			return err
+		}
 		if strings.ContainsFunc(a.v, unicode.IsSpace) {
 			return invalidf(field+"."+a.f, "%q contains whitespace", a.v)
 		}

@@ -3,22 +3,9 @@ package fsm
 import (
 	"fmt"
 	"net/netip"
-	"regexp"
 	"strconv"
 	"strings"
 	"unicode"
-)
-
-// Limits on operator-supplied values that the data plane relies on.
-const (
-	maxNameLen      = 63
-	maxNodeIDLen    = 128
-	maxZoneLen      = 63
-	maxSplitWeight  = 10000
-	maxBackendWt    = 1000
-	maxRetries      = 5
-	maxRegexLen     = 4096
-	maxHealthRiseFl = 100
 )
 
 // Defaults the data plane applies, needed here only to compare a health
@@ -63,31 +50,32 @@ func validateListener(p string, s *ListenerSpec) error {
 		if s.TLS.KeyFile == "" {
 			return invalidf(p+".tls.key_file", "required")
 		}
+		if err := firstErr(
+			maxLen(p+".tls.cert_file", s.TLS.CertFile, maxFileLen),
+			maxLen(p+".tls.key_file", s.TLS.KeyFile, maxFileLen),
+		); err != nil {
+			return err
+		}
 	default:
 		return invalidf(p+".protocol", "%q is not http or https", s.Protocol)
 	}
-	l := s.Limits
-	for _, f := range []struct {
-		name string
-		v    int64
-	}{
-		{"max_header_bytes", int64(l.MaxHeaderBytes)},
-		{"max_body_bytes", l.MaxBodyBytes},
-		{"read_timeout", int64(l.ReadTimeout)},
-		{"write_timeout", int64(l.WriteTimeout)},
-		{"idle_timeout", int64(l.IdleTimeout)},
-		{"max_conns", int64(l.MaxConns)},
-	} {
-		if f.v < 0 {
-			return invalidf(p+".limits."+f.name, "must not be negative")
-		}
-	}
-	return nil
+	l, lp := s.Limits, p+".limits."
+	return firstErr(
+		intRange(lp+"max_header_bytes", l.MaxHeaderBytes, 0, maxHeaderBytes),
+		intRange(lp+"max_body_bytes", l.MaxBodyBytes, 0, maxBodyBytes),
+		durRange(lp+"read_timeout", l.ReadTimeout, 0, maxListenerTimeout),
+		durRange(lp+"write_timeout", l.WriteTimeout, 0, maxListenerTimeout),
+		durRange(lp+"idle_timeout", l.IdleTimeout, 0, maxListenerTimeout),
+		intRange(lp+"max_conns", l.MaxConns, 0, maxConns),
+	)
 }
 
 func validateRoute(p string, s *RouteSpec) error {
 	if s.Listener == "" {
 		return invalidf(p+".listener", "required")
+	}
+	if err := intRange(p+".priority", s.Priority, -maxPriority, maxPriority); err != nil {
+		return err
 	}
 	if err := validateMatch(p+".match", &s.Match); err != nil {
 		return err
@@ -97,8 +85,8 @@ func validateRoute(p string, s *RouteSpec) error {
 	}
 	if rw := s.Rewrite; rw != nil {
 		if rw.PathPrefix != "" {
-			if !strings.HasPrefix(rw.PathPrefix, "/") {
-				return invalidf(p+".rewrite.path_prefix", "%q must start with \"/\"", rw.PathPrefix)
+			if msg := pathProblem(rw.PathPrefix); msg != "" {
+				return invalidf(p+".rewrite.path_prefix", "%s", msg)
 			}
 			if s.Match.Path.Exact != "" || s.Match.Path.Regex != "" {
 				return invalidf(p+".rewrite.path_prefix", "only valid with a prefix path match")
@@ -116,17 +104,19 @@ func validateRoute(p string, s *RouteSpec) error {
 	if err := validateHeaderOps(p, "response_headers_add", "response_headers_remove", s.ResponseHeadersAdd, s.ResponseHeadersRemove); err != nil {
 		return err
 	}
-	for _, f := range []struct {
-		name string
-		v    Duration
-	}{{"connect", s.Timeouts.Connect}, {"request", s.Timeouts.Request}, {"idle", s.Timeouts.Idle}} {
-		if f.v < 0 {
-			return invalidf(p+".timeouts."+f.name, "must not be negative")
-		}
+	if err := firstErr(
+		durRange(p+".timeouts.connect", s.Timeouts.Connect, 0, maxConnectTimeout),
+		durRange(p+".timeouts.request", s.Timeouts.Request, 0, maxRouteTimeout),
+		durRange(p+".timeouts.idle", s.Timeouts.Idle, 0, maxRouteTimeout),
+	); err != nil {
+		return err
 	}
 	if r := s.Retries; r != nil {
 		if r.Attempts < 0 || r.Attempts > maxRetries {
 			return invalidf(p+".retries.attempts", "%d is out of range 0..%d", r.Attempts, maxRetries)
+		}
+		if err := maxItems(p+".retries.on", len(r.On), maxRetryOn); err != nil {
+			return err
 		}
 		for i, on := range r.On {
 			if !retryCondition(on) {
@@ -137,10 +127,18 @@ func validateRoute(p string, s *RouteSpec) error {
 			return invalidf(p+".retries.budget_percent", "%d is out of range 0..100", r.BudgetPercent)
 		}
 	}
-	if s.MaxBody < 0 {
-		return invalidf(p+".max_body", "must not be negative")
+	return intRange(p+".max_body", s.MaxBody, 0, maxBodyBytes)
+}
+
+// pathProblem describes why s is not a path a spec may hold, or returns "".
+func pathProblem(s string) string {
+	if !strings.HasPrefix(s, "/") {
+		return fmt.Sprintf("%q must start with \"/\"", s)
 	}
-	return nil
+	if len(s) > maxPathLen {
+		return fmt.Sprintf("at most %d bytes long, got %d", maxPathLen, len(s))
+	}
+	return ""
 }
 
 func retryCondition(s string) bool {
@@ -156,6 +154,14 @@ func retryCondition(s string) bool {
 }
 
 func validateMatch(p string, m *RouteMatch) error {
+	if err := firstErr(
+		maxItems(p+".hosts", len(m.Hosts), maxHosts),
+		maxItems(p+".methods", len(m.Methods), maxMethods),
+		maxItems(p+".headers", len(m.Headers), maxValueMatches),
+		maxItems(p+".query", len(m.Query), maxValueMatches),
+	); err != nil {
+		return err
+	}
 	for i, h := range m.Hosts {
 		if msg := hostnameProblem(h, true); msg != "" {
 			return invalidf(fmt.Sprintf("%s.hosts[%d]", p, i), "%s", msg)
@@ -171,11 +177,15 @@ func validateMatch(p string, m *RouteMatch) error {
 	if set > 1 {
 		return invalidf(p+".path", "set at most one of prefix, exact, regex")
 	}
-	if pm.Prefix != "" && !strings.HasPrefix(pm.Prefix, "/") {
-		return invalidf(p+".path.prefix", "%q must start with \"/\"", pm.Prefix)
+	if pm.Prefix != "" {
+		if msg := pathProblem(pm.Prefix); msg != "" {
+			return invalidf(p+".path.prefix", "%s", msg)
+		}
 	}
-	if pm.Exact != "" && !strings.HasPrefix(pm.Exact, "/") {
-		return invalidf(p+".path.exact", "%q must start with \"/\"", pm.Exact)
+	if pm.Exact != "" {
+		if msg := pathProblem(pm.Exact); msg != "" {
+			return invalidf(p+".path.exact", "%s", msg)
+		}
 	}
 	if pm.Regex != "" {
 		if msg := regexProblem(pm.Regex); msg != "" {
@@ -183,8 +193,12 @@ func validateMatch(p string, m *RouteMatch) error {
 		}
 	}
 	for i, meth := range m.Methods {
+		f := fmt.Sprintf("%s.methods[%d]", p, i)
+		if err := maxLen(f, meth, maxHeaderNameLen); err != nil {
+			return err
+		}
 		if !isToken(meth) || strings.ToUpper(meth) != meth {
-			return invalidf(fmt.Sprintf("%s.methods[%d]", p, i), "%q is not an upper-case method token", meth)
+			return invalidf(f, "%q is not an upper-case method token", meth)
 		}
 	}
 	for _, part := range []struct {
@@ -200,6 +214,12 @@ func validateMatch(p string, m *RouteMatch) error {
 			if part.header && !isToken(vm.Name) {
 				return invalidf(f+".name", "%q is not a valid header name", vm.Name)
 			}
+			if err := firstErr(
+				maxLen(f+".name", vm.Name, maxHeaderNameLen),
+				maxLen(f+".value", vm.Value, maxHeaderValueLen),
+			); err != nil {
+				return err
+			}
 			if vm.Value != "" && vm.Regex != "" {
 				return invalidf(f, "set at most one of value, regex")
 			}
@@ -211,16 +231,6 @@ func validateMatch(p string, m *RouteMatch) error {
 		}
 	}
 	return nil
-}
-
-func regexProblem(re string) string {
-	if len(re) > maxRegexLen {
-		return fmt.Sprintf("longer than %d characters", maxRegexLen)
-	}
-	if _, err := regexp.Compile(re); err != nil {
-		return err.Error()
-	}
-	return ""
 }
 
 func validateAction(p string, a *RouteAction) error {
@@ -238,6 +248,9 @@ func validateAction(p string, a *RouteAction) error {
 		return invalidf(p, "set exactly one of split, redirect, respond")
 	}
 	if len(a.Split) > 0 {
+		if err := maxItems(p+".split", len(a.Split), maxSplit); err != nil {
+			return err
+		}
 		sum := 0
 		seen := make(map[string]int, len(a.Split))
 		for i, wp := range a.Split {
@@ -277,35 +290,59 @@ func validateAction(p string, a *RouteAction) error {
 		if r.Port < 0 || r.Port > 65535 {
 			return invalidf(p+".redirect.port", "%d is not a port", r.Port)
 		}
-		if r.Path != "" && !strings.HasPrefix(r.Path, "/") {
-			return invalidf(p+".redirect.path", "%q must start with \"/\"", r.Path)
+		if r.Path != "" {
+			if msg := pathProblem(r.Path); msg != "" {
+				return invalidf(p+".redirect.path", "%s", msg)
+			}
 		}
 	}
 	if r := a.Respond; r != nil {
-		if r.Status < 100 || r.Status > 599 {
-			return invalidf(p+".respond.status", "%d is out of range 100..599", r.Status)
+		if r.Status < minStatus || r.Status > maxStatus {
+			return invalidf(p+".respond.status", "%d is out of range %d..%d", r.Status, minStatus, maxStatus)
 		}
-		for _, k := range sortedKeys(r.Headers) {
-			if !isToken(k) {
-				return invalidf(p+".respond.headers."+k, "%q is not a valid header name", k)
-			}
+		if err := maxLen(p+".respond.body", r.Body, maxRespondBody); err != nil {
+			return err
+		}
+		if err := validateHeaderOps(p+".respond", "headers", "", r.Headers, nil); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
 func validateHeaderOps(p, addName, removeName string, add map[string]string, remove []string) error {
+	if err := maxItems(p+"."+addName, len(add), maxHeaderOps); err != nil {
+		return err
+	}
 	for _, k := range sortedKeys(add) {
+		f := p + "." + addName + "." + k
+		if len(k) > maxHeaderNameLen {
+			// The name itself is too long to repeat in the path.
+			return invalidf(p+"."+addName, "header name %.32q... is longer than %d bytes", k, maxHeaderNameLen)
+		}
 		if !isToken(k) {
-			return invalidf(p+"."+addName+"."+k, "%q is not a valid header name", k)
+			return invalidf(f, "%q is not a valid header name", k)
 		}
 		if strings.ContainsAny(add[k], "\r\n\x00") {
-			return invalidf(p+"."+addName+"."+k, "value contains a line break or NUL")
+			return invalidf(f, "value contains a line break or NUL")
+		}
+		if err := maxLen(f, add[k], maxHeaderValueLen); err != nil {
+			return err
 		}
 	}
+	if removeName == "" {
+		return nil
+	}
+	if err := maxItems(p+"."+removeName, len(remove), maxHeaderOps); err != nil {
+		return err
+	}
 	for i, k := range remove {
+		f := fmt.Sprintf("%s.%s[%d]", p, removeName, i)
 		if !isToken(k) {
-			return invalidf(fmt.Sprintf("%s.%s[%d]", p, removeName, i), "%q is not a valid header name", k)
+			return invalidf(f, "%q is not a valid header name", k)
+		}
+		if err := maxLen(f, k, maxHeaderNameLen); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -334,6 +371,12 @@ func validatePool(p string, s *PoolSpec) error {
 				return invalidf(p+".hash.cookie", "%q is not a valid cookie name", s.Hash.Cookie)
 			}
 		}
+		if err := firstErr(
+			maxLen(p+".hash.header", s.Hash.Header, maxHeaderNameLen),
+			maxLen(p+".hash.cookie", s.Hash.Cookie, maxHeaderNameLen),
+		); err != nil {
+			return err
+		}
 		if s.Hash.ClientIP {
 			set++
 		}
@@ -349,11 +392,12 @@ func validatePool(p string, s *PoolSpec) error {
 	if err := percent(p+".panic_threshold", s.PanicThreshold); err != nil {
 		return err
 	}
-	if s.MaxConnsPerBackend < 0 {
-		return invalidf(p+".max_conns_per_backend", "must not be negative")
-	}
-	if s.MaxConnWait < 0 {
-		return invalidf(p+".max_conn_wait", "must not be negative")
+	if err := firstErr(
+		intRange(p+".max_conns_per_backend", s.MaxConnsPerBackend, 0, maxConnsPerBackend),
+		durRange(p+".max_conn_wait", s.MaxConnWait, 0, maxConnWait),
+		maxItems(p+".backends", len(s.Backends), maxBackends),
+	); err != nil {
+		return err
 	}
 	if hc := s.HealthCheck; hc != nil {
 		if err := validateHealthCheck(p+".health_check", hc); err != nil {
@@ -361,16 +405,12 @@ func validatePool(p string, s *PoolSpec) error {
 		}
 	}
 	if o := s.Outlier; o != nil {
-		if o.Consecutive5xx < 0 {
-			return invalidf(p+".outlier.consecutive_5xx", "must not be negative")
-		}
-		if o.ConsecutiveConnectErrors < 0 {
-			return invalidf(p+".outlier.consecutive_connect_errors", "must not be negative")
-		}
-		if o.BaseEjection < 0 {
-			return invalidf(p+".outlier.base_ejection", "must not be negative")
-		}
-		if err := percent(p+".outlier.max_ejected_percent", o.MaxEjectedPercent); err != nil {
+		if err := firstErr(
+			intRange(p+".outlier.consecutive_5xx", o.Consecutive5xx, 0, maxOutlierCount),
+			intRange(p+".outlier.consecutive_connect_errors", o.ConsecutiveConnectErrors, 0, maxOutlierCount),
+			durRange(p+".outlier.base_ejection", o.BaseEjection, 0, maxBaseEjection),
+			percent(p+".outlier.max_ejected_percent", o.MaxEjectedPercent),
+		); err != nil {
 			return err
 		}
 	}
@@ -412,30 +452,39 @@ func validatePool(p string, s *PoolSpec) error {
 		if len(d.EC2.Tags) == 0 {
 			return invalidf(p+".discovery.ec2.tags", "at least one tag required")
 		}
+		if err := maxItems(p+".discovery.ec2.tags", len(d.EC2.Tags), maxDiscoveryTags); err != nil {
+			return err
+		}
 		for _, k := range sortedKeys(d.EC2.Tags) {
 			if k == "" {
 				return invalidf(p+".discovery.ec2.tags", "empty tag key")
+			}
+			if len(k) > maxTagKeyLen {
+				return invalidf(p+".discovery.ec2.tags", "tag key %.32q... is longer than %d bytes", k, maxTagKeyLen)
+			}
+			if err := maxLen(p+".discovery.ec2.tags."+k, d.EC2.Tags[k], maxTagValueLen); err != nil {
+				return err
 			}
 		}
 		if d.EC2.Port < 1 || d.EC2.Port > 65535 {
 			return invalidf(p+".discovery.ec2.port", "%d is not a port (1..65535)", d.EC2.Port)
 		}
-		if d.EC2.Refresh < 0 {
-			return invalidf(p+".discovery.ec2.refresh", "must not be negative")
+		if err := durRange(p+".discovery.ec2.refresh", d.EC2.Refresh, 0, maxDiscoveryRefresh); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
 func validateHealthCheck(p string, hc *HealthCheck) error {
-	if !strings.HasPrefix(hc.Path, "/") {
-		return invalidf(p+".path", "%q must start with \"/\"", hc.Path)
+	if msg := pathProblem(hc.Path); msg != "" {
+		return invalidf(p+".path", "%s", msg)
 	}
 	if strings.ContainsFunc(hc.Path, unicode.IsSpace) {
 		return invalidf(p+".path", "%q contains whitespace", hc.Path)
 	}
-	if hc.Expect != 0 && (hc.Expect < 100 || hc.Expect > 599) {
-		return invalidf(p+".expect", "%d is out of range 100..599", hc.Expect)
+	if hc.Expect != 0 && (hc.Expect < minStatus || hc.Expect > maxStatus) {
+		return invalidf(p+".expect", "%d is out of range %d..%d", hc.Expect, minStatus, maxStatus)
 	}
 	if hc.Host != "" {
 		if msg := hostnameProblem(hc.Host, false); msg != "" {
@@ -449,11 +498,13 @@ func validateHealthCheck(p string, hc *HealthCheck) error {
 	if hc.Fall < 0 || hc.Fall > maxHealthRiseFl {
 		return invalidf(p+".fall", "%d is out of range 1..%d", hc.Fall, maxHealthRiseFl)
 	}
-	if hc.Interval < 0 {
-		return invalidf(p+".interval", "must be positive")
+	if hc.Interval != 0 {
+		if err := durRange(p+".interval", hc.Interval, minCheckInterval, maxCheckInterval); err != nil {
+			return err
+		}
 	}
-	if hc.Timeout < 0 {
-		return invalidf(p+".timeout", "must be positive")
+	if err := durRange(p+".timeout", hc.Timeout, 0, maxCheckInterval); err != nil {
+		return err
 	}
 	interval, timeout := hc.Interval, hc.Timeout
 	if interval == 0 {
@@ -488,6 +539,9 @@ func validateVIP(p string, s *VIPSpec) error {
 		if strings.ContainsFunc(s.AllocationID, unicode.IsSpace) {
 			return invalidf(p+".allocation_id", "%q contains whitespace", s.AllocationID)
 		}
+		if err := maxLen(p+".allocation_id", s.AllocationID, maxAllocationIDLen); err != nil {
+			return err
+		}
 		if s.Address != "" {
 			if _, err := netip.ParseAddr(s.Address); err != nil {
 				return invalidf(p+".address", "%q is not an IP address", s.Address)
@@ -519,6 +573,9 @@ func validateVIP(p string, s *VIPSpec) error {
 		if err := validateNodeID(p+".home_node", s.HomeNode); err != nil {
 			return err
 		}
+	}
+	if err := maxItems(p+".candidates", len(s.Candidates), maxCandidates); err != nil {
+		return err
 	}
 	seen := make(map[string]int, len(s.Candidates))
 	for i, c := range s.Candidates {
