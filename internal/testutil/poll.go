@@ -5,8 +5,13 @@ import (
 	"time"
 )
 
-// pollInterval is how often Eventually asks again.
-const pollInterval = 10 * time.Millisecond
+// Poll asks again after firstPoll, then backs off to at most maxPoll: a
+// quick condition is seen quickly, and a long wait (an election, a process
+// starting) does not load the shared machine with requests.
+const (
+	firstPoll = 5 * time.Millisecond
+	maxPoll   = 50 * time.Millisecond
+)
 
 // Eventually calls cond until it returns nil, failing the test with what
 // and cond's last error when within does not suffice. Deadlines are
@@ -22,11 +27,11 @@ func Eventually(t testing.TB, within time.Duration, what string, cond func() err
 // its last error then.
 func Poll(within time.Duration, cond func() error) error {
 	deadline := time.Now().Add(within)
-	for {
+	for wait := firstPoll; ; wait = min(2*wait, maxPoll) {
 		err := cond()
 		if err == nil || time.Now().After(deadline) {
 			return err
 		}
-		time.Sleep(pollInterval)
+		time.Sleep(wait)
 	}
 }
