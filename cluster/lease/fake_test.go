@@ -146,13 +146,7 @@ func (r *rig) waitRounds() {
 
 func (r *rig) waitFor(what string, cond func() bool) {
 	r.t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			r.t.Fatalf("no %s within 15s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.WaitFor(r.t, 15*time.Second, what, cond)
 }
 
 func (r *rig) grant(ttl time.Duration) uint64 {

@@ -24,13 +24,7 @@ func (c *fakeClock) NewTimer(d time.Duration) Timer { return c.FakeClock.NewTime
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+	testutil.WaitFor(t, 10*time.Second, what, cond)
 }
 
 // startMonitor runs m until the test ends and checks that Run leaves no checker behind.

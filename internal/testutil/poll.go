@@ -1,6 +1,7 @@
 package testutil
 
 import (
+	"errors"
 	"testing"
 	"time"
 )
@@ -22,6 +23,19 @@ func Eventually(t testing.TB, within time.Duration, what string, cond func() err
 		t.Fatalf("%s: not within %v: %v", what, within, err)
 	}
 }
+
+// WaitFor is Eventually for a condition that has no reason to give.
+func WaitFor(t testing.TB, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	Eventually(t, within, what, func() error {
+		if cond() {
+			return nil
+		}
+		return errNotYet
+	})
+}
+
+var errNotYet = errors.New("condition not met")
 
 // Poll calls cond until it returns nil or within has passed, and returns
 // its last error then.
