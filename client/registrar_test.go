@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/rafterlb/rafter/internal/testutil"
 )
 
 // leaseAPI is a one-node lease API: it grants leases, registers backends,
@@ -117,13 +119,7 @@ func deadAddr(t *testing.T) string {
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("no %s within 15s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.WaitFor(t, 15*time.Second, what, cond)
 }
 
 // running is a Registrar's Run in a goroutine; err is set when done closes.

@@ -13,6 +13,7 @@ import (
 	"github.com/rafterlb/rafter/cluster/clustertest"
 	"github.com/rafterlb/rafter/cluster/leading"
 	"github.com/rafterlb/rafter/fsm"
+	"github.com/rafterlb/rafter/internal/testutil"
 )
 
 func ctxT(t testing.TB) context.Context {
@@ -24,13 +25,7 @@ func ctxT(t testing.TB) context.Context {
 // eventually polls cond until it holds or the harness deadline passes.
 func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(clustertest.WaitTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.WaitFor(t, clustertest.WaitTimeout, what, cond)
 }
 
 // currentLeader is the running node that leads with the highest term, or nil.

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/rafterlb/rafter/fsm"
+	"github.com/rafterlb/rafter/internal/testutil"
 )
 
 const waitTimeout = 15 * time.Second
@@ -29,13 +30,7 @@ func testCtx(t testing.TB) context.Context {
 
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.WaitFor(t, waitTimeout, what, cond)
 }
 
 func listenerCmd(name string, port int) *fsm.Command {

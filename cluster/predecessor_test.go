@@ -21,8 +21,12 @@ func TestPredecessorAfterLeaderLoss(t *testing.T) {
 			t.Fatalf("follower %s reports a predecessor", c.ID(f))
 		}
 	}
-	// Let heartbeats flow so the followers have heard from the leader.
-	time.Sleep(300 * time.Millisecond)
+	for _, f := range c.Followers(old) {
+		eventually(t, "follower "+c.ID(f)+" to hear from leader "+oldID, func() bool {
+			st := f.Status()
+			return st.Leader == oldID && !st.LastContact.IsZero()
+		})
+	}
 	killed := time.Now()
 	c.Kill(oldID)
 	var next = c.Leader(t)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/rafterlb/rafter/fsm"
+	"github.com/rafterlb/rafter/internal/testutil"
 )
 
 // fakeSource is an in-memory ConfigSource.
@@ -129,13 +130,7 @@ func startDataplane(t testing.TB, src ConfigSource, mod func(*Options)) *Datapla
 // waitFor polls cond until it holds or the deadline passes.
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.WaitFor(t, 10*time.Second, what, cond)
 }
 
 // seen is one request as a backend received it.

@@ -20,6 +20,7 @@ import (
 	"github.com/rafterlb/rafter/cluster/leading"
 	"github.com/rafterlb/rafter/fsm"
 	"github.com/rafterlb/rafter/internal/fakeec2"
+	"github.com/rafterlb/rafter/internal/testutil"
 )
 
 var errNotLeader = errors.New("not the leader")
@@ -503,13 +504,7 @@ func ec2ListerFor(t *testing.T, r *rig) discovery.Lister {
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.WaitFor(t, 20*time.Second, what, cond)
 }
 
 func TestConfigValidate(t *testing.T) {

@@ -17,6 +17,7 @@ import (
 	"github.com/rafterlb/rafter/cluster/clustertest"
 	"github.com/rafterlb/rafter/cluster/lease"
 	"github.com/rafterlb/rafter/fsm"
+	"github.com/rafterlb/rafter/internal/testutil"
 )
 
 const (
@@ -230,13 +231,7 @@ func backendsOf(c *fsm.Config) map[string]uint64 {
 
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(waitLong)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("no %s within %v", what, waitLong)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testutil.WaitFor(t, waitLong, what, cond)
 }
 
 // TestClusterLeases is the acceptance run on an in-memory cluster: 500

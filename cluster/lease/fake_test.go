@@ -14,6 +14,7 @@ import (
 	"github.com/rafterlb/rafter/cluster"
 	"github.com/rafterlb/rafter/cluster/leading"
 	"github.com/rafterlb/rafter/fsm"
+	"github.com/rafterlb/rafter/internal/testutil"
 )
 
 // fakeStore is a one-node "cluster": an fsm.FSM written through Apply,
@@ -112,31 +113,13 @@ func (m *Manager) isLeading() bool {
 	return ok
 }
 
-// fakeClock is the Manager's clock; only the test moves it.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
 // rig is a Manager on a fakeStore with a fake clock, running until the
 // test ends. Rounds run on a fast real ticker; time in them is the fake
 // clock's.
 type rig struct {
 	t     *testing.T
 	store *fakeStore
-	clock *fakeClock
+	clock *testutil.FakeClock
 	reg   *prometheus.Registry
 	m     *Manager
 }
@@ -148,7 +131,7 @@ func newRig(t *testing.T, adjust func(*Config)) *rig {
 	r := &rig{
 		t:     t,
 		store: newFakeStore(t),
-		clock: &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)},
+		clock: testutil.NewFakeClock(),
 		reg:   prometheus.NewRegistry(),
 	}
 	cfg := DefaultConfig()
@@ -185,13 +168,7 @@ func (r *rig) waitRounds() {
 
 func (r *rig) waitFor(what string, cond func() bool) {
 	r.t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			r.t.Fatalf("no %s within 15s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.WaitFor(r.t, 15*time.Second, what, cond)
 }
 
 func (r *rig) grant(ttl time.Duration) uint64 {

@@ -3,6 +3,7 @@ package probe
 import (
 	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"sync"
 	"sync/atomic"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/rafterlb/rafter/cluster/leading"
+	"github.com/rafterlb/rafter/internal/testutil"
 )
 
 // runTracker runs tr and returns a function that reports leadership to it
@@ -37,13 +39,7 @@ func runTracker(t *testing.T, tr *Tracker) (lead func(bool)) {
 
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testutil.WaitFor(t, 10*time.Second, what, cond)
 }
 
 type grants map[string]uint64
@@ -273,6 +269,19 @@ func (s *fakeSender) Send(_ context.Context, leaderID, _ string, req Request) (R
 	return Response{Leader: answer, Grants: map[string]uint64{"v": 1}}, nil
 }
 
+// waitSent waits until n more probes than now have been sent.
+func (s *fakeSender) waitSent(t *testing.T, n int) {
+	t.Helper()
+	s.mu.Lock()
+	want := len(s.reqs) + n
+	s.mu.Unlock()
+	waitUntil(t, fmt.Sprintf("%d more probes", n), func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return len(s.reqs) >= want
+	})
+}
+
 func TestProber(t *testing.T) {
 	var clock atomic.Int64
 	base := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -304,9 +313,9 @@ func TestProber(t *testing.T) {
 	s.mu.Lock()
 	s.answer = "n9"
 	s.mu.Unlock()
-	time.Sleep(20 * time.Millisecond)
+	s.waitSent(t, 2) // the probe in flight at the change has been answered
 	stale := p.QuorumContact()
-	time.Sleep(20 * time.Millisecond)
+	s.waitSent(t, 5)
 	if !p.QuorumContact().Equal(stale) {
 		t.Fatal("answers from another leader advanced the quorum contact")
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/rafterlb/rafter/cluster/clustertest"
 	"github.com/rafterlb/rafter/cluster/vip"
 	"github.com/rafterlb/rafter/fsm"
+	"github.com/rafterlb/rafter/internal/testutil"
 )
 
 // recMover records moves; the first failN calls fail. Its InPlace answers
@@ -126,13 +127,7 @@ func (r *ctrlRig) put(t *testing.T, name string, spec fsm.VIPSpec) {
 
 func pollT(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(clustertest.WaitTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %s: %s", clustertest.WaitTimeout, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.WaitFor(t, clustertest.WaitTimeout, what, cond)
 }
 
 // TestControllerRetriesAndAssignsNone: failed moves are retried; a VIP of

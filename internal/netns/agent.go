@@ -3,22 +3,17 @@
 package netns
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"os"
-	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
-	"testing"
 	"time"
+
+	"github.com/rafterlb/rafter/internal/testutil"
 )
 
 // Node is one node namespace and the rafter agent that runs in it.
@@ -31,15 +26,7 @@ type Node struct {
 	LogPath string
 
 	mu   sync.Mutex
-	proc *process
-}
-
-// process is one run of the agent; done closes once Wait returned.
-type process struct {
-	cmd   *exec.Cmd
-	done  chan struct{}
-	state *os.ProcessState
-	err   error
+	proc *testutil.Process // the latest run; nil before the first start
 }
 
 // AdminAddr is the node's admin API address inside the rig.
@@ -82,37 +69,18 @@ func (n *Node) Start() {
 	t.Helper()
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.proc != nil {
-		select {
-		case <-n.proc.done:
-		default:
-			t.Fatalf("netns rig: agent %s is already running", n.Name)
-		}
+	if n.proc != nil && n.proc.Running() {
+		t.Fatalf("netns rig: agent %s is already running", n.Name)
 	}
-	logf, err := os.OpenFile(n.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		t.Fatalf("netns rig: agent log: %v", err)
-	}
-	fmt.Fprintf(logf, "==== %s start %s\n", time.Now().Format(time.RFC3339Nano), n.Name)
 	// `ip netns exec` execs the binary, so the pid is the agent's own.
-	cmd := exec.Command("ip", n.args()...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		t.Fatalf("netns rig: starting agent %s: %v", n.Name, err)
+	p, err := testutil.StartProcess(testutil.ProcessSpec{Name: n.Name, Path: "ip", Args: n.args(), Log: n.LogPath})
+	if err != nil {
+		t.Fatalf("netns rig: %v", err)
 	}
-	p := &process{cmd: cmd, done: make(chan struct{})}
 	n.proc = p
-	go func() {
-		p.err = cmd.Wait()
-		p.state = cmd.ProcessState
-		logf.Close()
-		close(p.done)
-	}()
 }
 
-func (n *Node) current() *process {
+func (n *Node) current() *testutil.Process {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return n.proc
@@ -121,151 +89,70 @@ func (n *Node) current() *process {
 // Running reports whether the agent process is alive.
 func (n *Node) Running() bool {
 	p := n.current()
-	if p == nil {
-		return false
-	}
-	select {
-	case <-p.done:
-		return false
-	default:
-		return true
-	}
-}
-
-// Pid is the agent's process id, 0 when it never started.
-func (n *Node) Pid() int {
-	if p := n.current(); p != nil {
-		return p.cmd.Process.Pid
-	}
-	return 0
-}
-
-// Signal sends sig to the agent's process group.
-func (n *Node) Signal(sig syscall.Signal) error {
-	p := n.current()
-	if p == nil {
-		return errors.New("agent never started")
-	}
-	return syscall.Kill(-p.cmd.Process.Pid, sig)
-}
-
-// Wait blocks until the agent exits and returns how it exited.
-func (n *Node) Wait(ctx context.Context) (*os.ProcessState, error) {
-	p := n.current()
-	if p == nil {
-		return nil, errors.New("agent never started")
-	}
-	select {
-	case <-p.done:
-		return p.state, nil
-	case <-ctx.Done():
-		return nil, fmt.Errorf("waiting for agent %s to exit: %w", n.Name, ctx.Err())
-	}
+	return p != nil && p.Running()
 }
 
 // Kill sends SIGKILL and waits for the process to be gone.
 func (n *Node) Kill() *os.ProcessState {
-	n.rig.t.Helper()
-	return n.signalAndWait(syscall.SIGKILL, 20*time.Second)
-}
-
-// Stop sends SIGTERM and waits for the agent's graceful exit.
-func (n *Node) Stop() *os.ProcessState {
-	n.rig.t.Helper()
-	return n.signalAndWait(syscall.SIGTERM, 60*time.Second)
-}
-
-func (n *Node) signalAndWait(sig syscall.Signal, within time.Duration) *os.ProcessState {
 	t := n.rig.t
 	t.Helper()
-	if !n.Running() {
-		t.Fatalf("netns rig: agent %s is not running", n.Name)
-	}
-	if err := n.Signal(sig); err != nil && !errors.Is(err, syscall.ESRCH) {
-		t.Fatalf("netns rig: signalling agent %s: %v", n.Name, err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), within)
-	defer cancel()
-	st, err := n.Wait(ctx)
+	st, err := n.running().Kill()
 	if err != nil {
 		t.Fatalf("netns rig: %v", err)
 	}
 	return st
 }
 
-func (n *Node) stopForCleanup() {
-	p := n.current()
-	if p == nil {
-		return
-	}
-	syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-	select {
-	case <-p.done:
-	case <-time.After(20 * time.Second):
-		n.rig.t.Errorf("netns rig cleanup: agent %s did not exit after SIGKILL", n.Name)
-	}
-}
+// stopGrace is how long a stopping agent may take before it is killed.
+const stopGrace = 60 * time.Second
 
-func (n *Node) dumpLog(t testing.TB) {
-	b, err := os.ReadFile(n.LogPath)
+// Stop sends SIGTERM and waits for the agent's graceful exit; an agent
+// that needs longer than stopGrace is killed and fails the test.
+func (n *Node) Stop() *os.ProcessState {
+	t := n.rig.t
+	t.Helper()
+	st, err := n.running().Stop(stopGrace)
 	if err != nil {
-		return
+		t.Fatalf("netns rig: %v", err)
 	}
-	const max = 8000
-	if len(b) > max {
-		b = b[len(b)-max:]
-	}
-	t.Logf("---- log of agent %s (tail) ----\n%s", n.Name, b)
+	return st
 }
 
-// Response is one admin API answer.
-type Response struct {
-	Status int
-	Index  uint64 // X-Rafter-Index
-	Leader string // X-Rafter-Leader
-	Body   []byte
+func (n *Node) running() *testutil.Process {
+	n.rig.t.Helper()
+	p := n.current()
+	if p == nil || !p.Running() {
+		n.rig.t.Fatalf("netns rig: agent %s is not running", n.Name)
+	}
+	return p
+}
+
+func (n *Node) stopForCleanup() {
+	if p := n.current(); p != nil {
+		if _, err := p.Kill(); err != nil {
+			n.rig.t.Errorf("netns rig cleanup: %v", err)
+		}
+	}
+}
+
+// LogTail is the last bytes of the agent's log, for a failing test.
+func (n *Node) LogTail() string {
+	return fmt.Sprintf("---- log of agent %s (tail) ----\n%s", n.Name, testutil.LogTail(n.LogPath, 8000))
+}
+
+// admin speaks to the nodes' admin APIs from the client namespace.
+func (r *Rig) admin() testutil.Admin {
+	return testutil.Admin{Client: r.HTTPClient(), Token: r.opts.Token}
 }
 
 // API sends one admin API request to node n from the client namespace.
-func (r *Rig) API(ctx context.Context, n *Node, method, path string, body []byte) (*Response, error) {
-	req, err := http.NewRequestWithContext(ctx, method, n.URL()+path, bytes.NewReader(body))
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Authorization", "Bearer "+r.opts.Token)
-	resp, err := r.HTTPClient().Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, err
-	}
-	idx, _ := strconv.ParseUint(resp.Header.Get("X-Rafter-Index"), 10, 64)
-	return &Response{Status: resp.StatusCode, Index: idx, Leader: resp.Header.Get("X-Rafter-Leader"), Body: b}, nil
+func (r *Rig) API(ctx context.Context, n *Node, method, path string, body []byte) (*testutil.Response, error) {
+	return r.admin().Do(ctx, n.URL(), method, path, body)
 }
 
-// Status is the part of GET /v1/status the rig reads.
-type Status struct {
-	NodeID string `json:"node_id"`
-	State  string `json:"state"`
-}
-
-// Status reads node n's own view of itself.
-func (r *Rig) Status(ctx context.Context, n *Node) (Status, error) {
-	resp, err := r.API(ctx, n, http.MethodGet, "/v1/status", nil)
-	if err != nil {
-		return Status{}, err
-	}
-	if resp.Status != http.StatusOK {
-		return Status{}, fmt.Errorf("GET /v1/status on %s: %d %s", n.Name, resp.Status, resp.Body)
-	}
-	var st Status
-	if err := json.Unmarshal(resp.Body, &st); err != nil {
-		return Status{}, fmt.Errorf("decoding status of %s: %w", n.Name, err)
-	}
-	return st, nil
+// Status reads node n's own view of itself and the cluster.
+func (r *Rig) Status(ctx context.Context, n *Node) (testutil.Status, error) {
+	return r.admin().Status(ctx, n.URL())
 }
 
 // Leader polls the given nodes (all when none) until one of them reports
@@ -275,20 +162,15 @@ func (r *Rig) Leader(within time.Duration, among ...*Node) *Node {
 	if len(among) == 0 {
 		among = r.Nodes
 	}
-	var leader *Node
-	Eventually(r.t, within, "a leader", func() error {
-		for _, n := range among {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			st, err := r.Status(ctx, n)
-			cancel()
-			if err == nil && st.State == "Leader" {
-				leader = n
-				return nil
-			}
-		}
-		return errors.New("no node reports itself leader")
-	})
-	return leader
+	urls := make([]string, len(among))
+	for i, n := range among {
+		urls[i] = n.URL()
+	}
+	u, err := r.admin().Leader(within, urls...)
+	if err != nil {
+		r.t.Fatalf("netns rig: %v", err)
+	}
+	return among[slices.Index(urls, u)]
 }
 
 // StartAgents starts the agent on every node.
@@ -296,22 +178,5 @@ func (r *Rig) StartAgents() {
 	r.t.Helper()
 	for _, n := range r.Nodes {
 		n.Start()
-	}
-}
-
-// Eventually polls f until it returns nil or within passes, then fails the
-// test with f's last error.
-func Eventually(t testing.TB, within time.Duration, what string, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("waiting %s for %s: %v", within, what, err)
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }

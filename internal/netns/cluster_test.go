@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/rafterlb/rafter/internal/testutil"
 )
 
 func poolSpec(name string) []byte {
@@ -45,7 +47,7 @@ func putAny(t *testing.T, r *Rig, nodes []*Node, name string, within time.Durati
 func putAnyEach(t *testing.T, r *Rig, nodes []*Node, name string, within, each time.Duration) time.Time {
 	t.Helper()
 	var at time.Time
-	Eventually(t, within, "write "+name+" to be acknowledged", func() error {
+	testutil.Eventually(t, within, "write "+name+" to be acknowledged", func() error {
 		var errs []error
 		for _, n := range nodes {
 			ok, err := put(r, n, name, each)
@@ -91,7 +93,7 @@ func pools(r *Rig, n *Node) (map[string]bool, error) {
 func requireAcked(t *testing.T, r *Rig, nodes []*Node, acked []string) {
 	t.Helper()
 	for _, n := range nodes {
-		Eventually(t, 60*time.Second, "node "+n.Name+" to hold every acknowledged write", func() error {
+		testutil.Eventually(t, 60*time.Second, "node "+n.Name+" to hold every acknowledged write", func() error {
 			got, err := pools(r, n)
 			if err != nil {
 				return err
@@ -129,7 +131,7 @@ func TestClusterFormsAcrossNamespaces(t *testing.T) {
 	leader := r.Leader(60 * time.Second)
 
 	for _, n := range r.Nodes {
-		Eventually(t, 30*time.Second, n.Name+" to report leader "+leader.Name, func() error {
+		testutil.Eventually(t, 30*time.Second, n.Name+" to report leader "+leader.Name, func() error {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			defer cancel()
 			resp, err := r.API(ctx, n, http.MethodGet, "/v1/status", nil)
@@ -139,7 +141,7 @@ func TestClusterFormsAcrossNamespaces(t *testing.T) {
 			if resp.Status != http.StatusOK {
 				return fmt.Errorf("status %d: %s", resp.Status, resp.Body)
 			}
-			var st Status
+			var st testutil.Status
 			if err := json.Unmarshal(resp.Body, &st); err != nil {
 				return err
 			}
@@ -189,7 +191,7 @@ func TestClusterFormsAcrossNamespaces(t *testing.T) {
 		}
 	}
 	r.Heal()
-	Eventually(t, 10*time.Second, "n2 to reach n1 after heal", func() error { return dial("n2", r.Node("n1")) })
+	testutil.Eventually(t, 10*time.Second, "n2 to reach n1 after heal", func() error { return dial("n2", r.Node("n1")) })
 }
 
 // TestKillLeaderKeepsAcknowledgedWrites kills -9 the leader: the others

@@ -13,6 +13,7 @@
 // Everything a rig creates is removed in t.Cleanup, and namespaces left by a
 // crashed earlier run (whose process is gone) are removed when a rig starts.
 //
-// It is test support: it imports no rafter package and nothing outside
-// internal/ may import it from non-test code.
+// It is test support: of rafter's packages it imports only internal/testutil
+// (whose process harness runs the agents), and nothing outside internal/ may
+// import it from non-test code.
 package netns

@@ -227,7 +227,7 @@ func (r *Rig) cleanup() {
 	}
 	if r.t.Failed() {
 		for _, n := range r.Nodes {
-			n.dumpLog(r.t)
+			r.t.Log(n.LogTail())
 		}
 	}
 	r.mu.Lock()

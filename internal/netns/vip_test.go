@@ -14,8 +14,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/rafterlb/rafter/internal/testutil"
 )
 
 // The failover tests run a client in its own namespace that sends requests
@@ -71,7 +74,7 @@ func newVIPCluster(t *testing.T, homes ...string) *Rig {
 // putSpec writes one resource through whichever node takes it.
 func putSpec(t *testing.T, r *Rig, kind, name, spec string) {
 	t.Helper()
-	Eventually(t, 30*time.Second, "PUT "+kind+"/"+name, func() error {
+	testutil.Eventually(t, 30*time.Second, "PUT "+kind+"/"+name, func() error {
 		var errs []error
 		for _, n := range r.Nodes {
 			if !n.Running() {
@@ -102,7 +105,7 @@ func holdersNow(r *Rig, addr string) []string {
 
 func waitHolder(t *testing.T, r *Rig, addr, node string, within time.Duration) {
 	t.Helper()
-	Eventually(t, within, addr+" on "+node+" alone", func() error {
+	testutil.Eventually(t, within, addr+" on "+node+" alone", func() error {
 		if h := holdersNow(r, addr); !slices.Equal(h, []string{node}) {
 			return fmt.Errorf("holders %v", h)
 		}
@@ -114,6 +117,7 @@ func waitHolder(t *testing.T, r *Rig, addr, node string, within time.Duration) {
 type watch struct {
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
+	served   atomic.Int64 // successful requests so far, while it runs
 	samples  []Sample
 	attempts []attempt
 }
@@ -127,8 +131,22 @@ func startWatch(r *Rig, addr string) *watch {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	w := &watch{cancel: cancel}
 	w.wg.Go(func() { w.samples = r.SampleAddresses(ctx, sampleEvery, addr) })
-	w.wg.Go(func() { w.attempts = load(ctx, r, addr) })
+	w.wg.Go(func() { w.attempts = load(ctx, r, addr, &w.served) })
 	return w
+}
+
+// waitServed waits until the client has been served n more requests than
+// when it was called: before a fault, so that the figures start from a
+// working VIP, and after one, so that they end with the VIP serving again.
+func (w *watch) waitServed(t *testing.T, n int64, what string) {
+	t.Helper()
+	want := w.served.Load() + n
+	testutil.Eventually(t, 30*time.Second, fmt.Sprintf("%d requests to be served %s", n, what), func() error {
+		if got := w.served.Load(); got < want {
+			return fmt.Errorf("%d served", n-(want-got))
+		}
+		return nil
+	})
 }
 
 func (w *watch) stop() {
@@ -137,8 +155,9 @@ func (w *watch) stop() {
 }
 
 // load sends GET / to addr from the client namespace every 20ms, each on
-// a new connection with a 250ms timeout, until ctx ends (at most 10000).
-func load(ctx context.Context, r *Rig, addr string) []attempt {
+// a new connection with a 250ms timeout, until ctx ends (at most 10000),
+// and counts the successful ones in served as they happen.
+func load(ctx context.Context, r *Rig, addr string, served *atomic.Int64) []attempt {
 	c := &http.Client{
 		Timeout:   250 * time.Millisecond,
 		Transport: &http.Transport{DialContext: r.DialContext, DisableKeepAlives: true},
@@ -160,6 +179,9 @@ func load(ctx context.Context, r *Rig, addr string) []attempt {
 			return out
 		}
 		out = append(out, attempt{at, ok})
+		if ok {
+			served.Add(1)
+		}
 		select {
 		case <-ctx.Done():
 			return out
@@ -204,7 +226,7 @@ func noTwoHolders(t *testing.T, r *Rig, addr string, samples []Sample) {
 	for _, s := range samples {
 		if len(s.Holders) > 1 {
 			for _, n := range r.Nodes {
-				n.dumpLog(t)
+				t.Log(n.LogTail())
 			}
 			t.Fatalf("split brain: at %s %s is held by %v", s.At.Format("15:04:05.000"), addr, s.Holders)
 		}
@@ -235,11 +257,11 @@ func handover(t *testing.T, samples []Sample, from string) {
 }
 
 // failedOver waits until addr is held by a node other than from and the
-// client succeeds again.
-func failedOver(t *testing.T, r *Rig, addr, from string) string {
+// client of w is served again.
+func failedOver(t *testing.T, r *Rig, w *watch, addr, from string) string {
 	t.Helper()
 	var to string
-	Eventually(t, 60*time.Second, addr+" to move off "+from, func() error {
+	testutil.Eventually(t, 60*time.Second, addr+" to move off "+from, func() error {
 		h := holdersNow(r, addr)
 		if len(h) != 1 || h[0] == from {
 			return fmt.Errorf("holders %v", h)
@@ -247,8 +269,7 @@ func failedOver(t *testing.T, r *Rig, addr, from string) string {
 		to = h[0]
 		return nil
 	})
-	// Let the client see it serve.
-	time.Sleep(time.Second)
+	w.waitServed(t, 10, "by "+to)
 	return to
 }
 
@@ -299,10 +320,10 @@ func TestVIPKillHolder(t *testing.T) {
 				}
 				waitHolder(t, r, vipIP(0), holder.Name, 60*time.Second)
 				w := startWatch(r, vipIP(0))
-				time.Sleep(500 * time.Millisecond)
+				w.waitServed(t, 10, "before the kill")
 				killed := time.Now()
 				holder.Kill()
-				failedOver(t, r, vipIP(0), holder.Name)
+				failedOver(t, r, w, vipIP(0), holder.Name)
 				w.stop()
 				noTwoHolders(t, r, vipIP(0), w.samples)
 				gap, lost := outageOf(w, killed)
@@ -337,7 +358,7 @@ func moveLeadership(t *testing.T, r *Rig, holder *Node, want bool) {
 		victim.Stop()
 		r.Leader(60*time.Second, others(r, victim)...)
 		victim.Start()
-		Eventually(t, 60*time.Second, victim.Name+" back", func() error {
+		testutil.Eventually(t, 60*time.Second, victim.Name+" back", func() error {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 			defer cancel()
 			_, err := r.Status(ctx, victim)
@@ -361,19 +382,19 @@ func TestVIPIsolateHolder(t *testing.T) {
 		}
 		waitHolder(t, r, vipIP(0), holder.Name, 60*time.Second)
 		w := startWatch(r, vipIP(0))
-		time.Sleep(500 * time.Millisecond)
+		w.waitServed(t, 10, "before the cut")
 		cut := time.Now()
 		var rest []string
 		for _, n := range others(r, holder) {
 			rest = append(rest, n.Name)
 		}
 		r.Partition([]string{holder.Name}, rest)
-		failedOver(t, r, vipIP(0), holder.Name)
+		failedOver(t, r, w, vipIP(0), holder.Name)
 		r.Heal()
 		healed := time.Now()
 		waitHolder(t, r, vipIP(0), holder.Name, 60*time.Second)
 		back := time.Since(healed)
-		time.Sleep(500 * time.Millisecond)
+		w.waitServed(t, 10, "by "+holder.Name+" after the failback")
 		w.stop()
 		noTwoHolders(t, r, vipIP(0), w.samples)
 		var cutAttempts []attempt
@@ -411,7 +432,9 @@ func TestVIPPartitionLeaderZone(t *testing.T) {
 	for i := range r.Nodes {
 		ws = append(ws, startWatch(r, vipIP(i)))
 	}
-	time.Sleep(500 * time.Millisecond)
+	for i, w := range ws {
+		w.waitServed(t, 10, "on "+vipIP(i)+" before the partition")
+	}
 	cut := time.Now()
 	var rest []string
 	for _, n := range others(r, leader) {
@@ -419,7 +442,7 @@ func TestVIPPartitionLeaderZone(t *testing.T) {
 	}
 	r.Partition([]string{leader.Name}, rest)
 	newLeader := r.Leader(60*time.Second, others(r, leader)...)
-	failedOver(t, r, addr, leader.Name)
+	failedOver(t, r, ws[idx], addr, leader.Name)
 	for _, w := range ws {
 		w.stop()
 	}
@@ -462,11 +485,11 @@ func TestVIPGracefulStop(t *testing.T) {
 		waitHolder(t, r, vipIP(0), holder.Name, 60*time.Second)
 	}
 	w := startWatch(r, vipIP(0))
-	time.Sleep(500 * time.Millisecond)
+	w.waitServed(t, 10, "before the stop")
 	stopped := time.Now()
 	holder.Stop()
 	took := time.Since(stopped)
-	to := failedOver(t, r, vipIP(0), holder.Name)
+	to := failedOver(t, r, w, vipIP(0), holder.Name)
 	w.stop()
 	noTwoHolders(t, r, vipIP(0), w.samples)
 	handover(t, w.samples, holder.Name)

@@ -10,9 +10,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -21,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/rafterlb/rafter/internal/testutil"
 )
 
 // testBackend is a net/http server on 127.0.0.1:0 that answers
@@ -126,11 +125,11 @@ func dataPort(t *testing.T, agents []*Agent) int {
 	for _, a := range agents {
 		ips = append(ips, a.IP)
 	}
-	p, _, err := freePorts(ips)
+	ports, err := testutil.FreePorts(ips, 1)
 	if err != nil {
 		t.Fatalf("data-plane port: %v", err)
 	}
-	return p
+	return ports[0]
 }
 
 // proxyURL is the URL of path on agent a's listener at port.
@@ -253,7 +252,7 @@ func (c *Cluster) health(a *Agent, pool string) (map[string]targetStatus, error)
 func (c *Cluster) waitHealth(t *testing.T, pool string, want map[string]bool) {
 	t.Helper()
 	for _, a := range c.Agents {
-		Eventually(t, 20*time.Second, fmt.Sprintf("%s's health view of pool %s to be %v", a.ID, pool, want), func() error {
+		testutil.Eventually(t, 20*time.Second, fmt.Sprintf("%s's health view of pool %s to be %v", a.ID, pool, want), func() error {
 			got, err := c.health(a, pool)
 			if err != nil {
 				return err
@@ -279,7 +278,7 @@ func (c *Cluster) waitHealth(t *testing.T, pool string, want map[string]bool) {
 // body for which ok is true.
 func waitServes(t *testing.T, client *http.Client, a *Agent, port int, path string, ok func(string) bool, what string) {
 	t.Helper()
-	Eventually(t, 20*time.Second, fmt.Sprintf("%s to serve %s on %s", a.ID, path, what), func() error {
+	testutil.Eventually(t, 20*time.Second, fmt.Sprintf("%s to serve %s on %s", a.ID, path, what), func() error {
 		code, body, err := get(client, proxyURL(a, port, path))
 		if err != nil {
 			return err
@@ -300,122 +299,6 @@ func percentile(ds []time.Duration, p int) time.Duration {
 	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
 	i := (len(s)*p + 99) / 100
 	return s[min(max(i-1, 0), len(s)-1)]
-}
-
-// proc is an agent process whose exit status the test keeps.
-type proc struct {
-	cmd   *exec.Cmd
-	done  chan struct{}
-	state *os.ProcessState
-	err   error
-}
-
-// trackedCluster is a Cluster whose agents were started by startTracked,
-// with their exit statuses.
-type trackedCluster struct {
-	*Cluster
-	procs map[*Agent]*proc
-}
-
-// startTracked starts n agents with the same flags as StartCluster, but
-// keeps each process's exit status (StartCluster's Start drops it).
-func startTracked(t *testing.T, n int) *trackedCluster {
-	t.Helper()
-	ips := make([]string, n)
-	for i := range ips {
-		ips[i] = fmt.Sprintf("127.0.0.%d", i+1)
-	}
-	adminPort, raftPort, err := freePorts(ips)
-	if err != nil {
-		t.Fatalf("cluster setup: %v", err)
-	}
-	tc := &trackedCluster{
-		Cluster: &Cluster{t: t, Bin: bin, Token: "system-test-token"},
-		procs:   map[*Agent]*proc{},
-	}
-	dir := t.TempDir()
-	for i := 0; i < n; i++ {
-		tc.Agents = append(tc.Agents, &Agent{
-			ID: fmt.Sprintf("n%d", i+1), Zone: string(rune('a' + i)), IP: ips[i],
-			AdminPort: adminPort, RaftPort: raftPort,
-			DataDir: filepath.Join(dir, fmt.Sprintf("n%d", i+1)),
-			Log:     filepath.Join(dir, fmt.Sprintf("n%d.log", i+1)),
-		})
-	}
-	t.Cleanup(func() {
-		for _, p := range tc.procs {
-			syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-		}
-		for _, p := range tc.procs {
-			select {
-			case <-p.done:
-			case <-time.After(10 * time.Second):
-				t.Errorf("agent process %d did not exit after SIGKILL", p.cmd.Process.Pid)
-			}
-		}
-		if t.Failed() {
-			for _, a := range tc.Agents {
-				b, _ := os.ReadFile(a.Log)
-				if len(b) > 6000 {
-					b = b[len(b)-6000:]
-				}
-				t.Logf("---- log of %s (tail) ----\n%s", a.ID, b)
-			}
-		}
-	})
-	for _, a := range tc.Agents {
-		tc.start(t, a)
-	}
-	return tc
-}
-
-func (tc *trackedCluster) start(t *testing.T, a *Agent) {
-	t.Helper()
-	logf, err := os.OpenFile(a.Log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(tc.Bin, "agent",
-		"--node-id", a.ID, "--zone", a.Zone, "--data-dir", a.DataDir,
-		"--bind", a.IP, "--admin-port", strconv.Itoa(a.AdminPort), "--raft-port", strconv.Itoa(a.RaftPort),
-		"--bootstrap-expect", strconv.Itoa(len(tc.Agents)), "--join", tc.joinList(),
-		"--token", tc.Token, "--access-log", "off")
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		t.Fatalf("starting %s: %v", a.ID, err)
-	}
-	p := &proc{cmd: cmd, done: make(chan struct{})}
-	tc.procs[a] = p
-	go func() {
-		defer close(p.done)
-		p.err = cmd.Wait()
-		p.state = cmd.ProcessState
-		logf.Close()
-	}()
-}
-
-// terminate sends SIGTERM to agent a's process (not its group: the agent
-// itself must stop what it started).
-func (tc *trackedCluster) terminate(t *testing.T, a *Agent) {
-	t.Helper()
-	if err := tc.procs[a].cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatalf("SIGTERM to %s: %v", a.ID, err)
-	}
-}
-
-// waitExit waits for agent a's process to exit and returns its state.
-func (tc *trackedCluster) waitExit(t *testing.T, a *Agent, within time.Duration) *os.ProcessState {
-	t.Helper()
-	p := tc.procs[a]
-	select {
-	case <-p.done:
-		return p.state
-	case <-time.After(within):
-		t.Fatalf("%s still running %s after SIGTERM", a.ID, within)
-		return nil
-	}
 }
 
 // refused reports nil once a TCP connection to addr is refused.

@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/rafterlb/rafter/internal/testutil"
 )
 
 // leg is one weighted pool of a route's split.
@@ -220,7 +222,7 @@ func TestRouteChangesUnderLoad(t *testing.T) {
 		// Let the load run on each version before the next swap, so that
 		// every swap happens between requests of every worker.
 		mark := requests.Load()
-		Eventually(t, 10*time.Second, "the load to go on after "+ch.what, func() error {
+		testutil.Eventually(t, 10*time.Second, "the load to go on after "+ch.what, func() error {
 			if n := requests.Load() - mark; n < minPerChange {
 				return fmt.Errorf("%d requests since the change", n)
 			}
@@ -293,14 +295,14 @@ func TestGracefulStop(t *testing.T) {
 	cases := []struct {
 		name   string
 		nodes  int
-		victim func(tc *trackedCluster) *Agent
+		victim func(tc *Cluster) *Agent
 	}{
-		{"single node", 1, func(tc *trackedCluster) *Agent { return tc.Agents[0] }},
-		{"leader of three", 3, func(tc *trackedCluster) *Agent { return tc.Leader(30 * time.Second) }},
+		{"single node", 1, func(tc *Cluster) *Agent { return tc.Agents[0] }},
+		{"leader of three", 3, func(tc *Cluster) *Agent { return tc.Leader(30 * time.Second) }},
 	}
 	for _, tt := range cases {
 		t.Run(tt.name, func(t *testing.T) {
-			tc := startTracked(t, tt.nodes)
+			tc := StartCluster(t, bin, tt.nodes)
 			leader := tc.Leader(30 * time.Second)
 			port := dataPort(t, tc.Agents)
 			slow := startBackend(t, "slow")
@@ -326,11 +328,11 @@ func TestGracefulStop(t *testing.T) {
 			case <-time.After(10 * time.Second):
 				t.Fatal("the held request never reached the backend")
 			}
-			tc.terminate(t, victim)
+			tc.Terminate(victim)
 			termAt := time.Now()
 			dataAddr := net.JoinHostPort(victim.IP, strconv.Itoa(port))
 			// While the request is still held, new connections are refused.
-			Eventually(t, 8*time.Second, "the stopping listener to refuse connections", func() error { return refused(dataAddr) })
+			testutil.Eventually(t, 8*time.Second, "the stopping listener to refuse connections", func() error { return refused(dataAddr) })
 			refusedAfter := time.Since(termAt)
 			slow.Release()
 
@@ -346,7 +348,7 @@ func TestGracefulStop(t *testing.T) {
 				t.Fatal("in-flight request during SIGTERM never completed")
 			}
 			completedAfter := time.Since(termAt)
-			st := tc.waitExit(t, victim, 40*time.Second)
+			st := tc.WaitExit(victim, 40*time.Second)
 			if !st.Success() {
 				t.Fatalf("agent %s exited with %s after SIGTERM, want status 0", victim.ID, st)
 			}
@@ -478,7 +480,7 @@ func TestAllBackendsDown(t *testing.T) {
 				// The route exists on every node once it answers anything
 				// but the no-route 404.
 				for _, a := range c.Agents {
-					Eventually(t, 20*time.Second, a.ID+" to have route "+poolName, func() error {
+					testutil.Eventually(t, 20*time.Second, a.ID+" to have route "+poolName, func() error {
 						code, _, err := get(client, proxyURL(a, port, prefix+"x"))
 						if err != nil || code == http.StatusNotFound {
 							return fmt.Errorf("%d %v", code, err)

@@ -7,6 +7,8 @@ import (
 	"sort"
 	"testing"
 	"time"
+
+	"github.com/rafterlb/rafter/internal/testutil"
 )
 
 func poolSpec(value string) []byte {
@@ -90,7 +92,7 @@ func TestKillLeaderDuringWrites(t *testing.T) {
 	c.Start(leader)
 	for _, a := range c.Agents {
 		a := a
-		Eventually(t, 30*time.Second, "node "+a.ID+" to hold every acknowledged write", func() error {
+		testutil.Eventually(t, 30*time.Second, "node "+a.ID+" to hold every acknowledged write", func() error {
 			cfg, _, err := c.Config(a)
 			if err != nil {
 				return err
@@ -150,7 +152,7 @@ spec:
 	}
 	var want map[string]json.RawMessage
 	var wantIndex uint64
-	Eventually(t, 20*time.Second, "every node to apply the writes", func() error {
+	testutil.Eventually(t, 20*time.Second, "every node to apply the writes", func() error {
 		var err error
 		want, wantIndex, err = c.Config(leader)
 		if err != nil {
@@ -178,7 +180,7 @@ spec:
 		c.Leader(30 * time.Second)
 		for _, a := range c.Agents {
 			a := a
-			Eventually(t, 30*time.Second, fmt.Sprintf("round %d: node %s to return to index %d", round, a.ID, wantIndex), func() error {
+			testutil.Eventually(t, 30*time.Second, fmt.Sprintf("round %d: node %s to return to index %d", round, a.ID, wantIndex), func() error {
 				got, idx, err := c.Config(a)
 				if err != nil {
 					return err

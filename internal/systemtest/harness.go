@@ -1,35 +1,22 @@
 package systemtest
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"math/rand/v2"
 	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
-)
 
-// Binary builds ./cmd/rafter into dir and returns its path.
-func Binary(dir string) (string, error) {
-	out := filepath.Join(dir, "rafter")
-	cmd := exec.Command("go", "build", "-o", out, "github.com/rafterlb/rafter/cmd/rafter")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("building rafter: %v\n%s", err, b)
-	}
-	return out, nil
-}
+	"github.com/rafterlb/rafter/internal/testutil"
+)
 
 // Agent is one rafter agent process.
 type Agent struct {
@@ -39,8 +26,8 @@ type Agent struct {
 	DataDir      string
 	Log          string
 
-	mu  sync.Mutex
-	cmd *exec.Cmd
+	mu   sync.Mutex
+	proc *testutil.Process // the latest run; nil before the first start
 }
 
 // AdminAddr is the agent's admin API host:port.
@@ -49,82 +36,56 @@ func (a *Agent) AdminAddr() string { return net.JoinHostPort(a.IP, strconv.Itoa(
 // URL is the base URL of the agent's admin API.
 func (a *Agent) URL() string { return "http://" + a.AdminAddr() }
 
+func (a *Agent) process() *testutil.Process {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.proc
+}
+
 // Cluster is a set of agents started from one binary.
 type Cluster struct {
 	t      testing.TB
 	Bin    string
 	Token  string
 	Agents []*Agent
-}
-
-// freePorts finds two ports free on every one of ips. They are drawn from
-// below the kernel's ephemeral range (32768 and up on Linux): a port taken
-// from there ("listen on :0", then close) may be handed to another test's
-// listener or to an outgoing connection before the agent binds it, which is
-// a real race when packages' tests run in parallel.
-func freePorts(ips []string) (admin, raft int, err error) {
-	var got []int
-	for tries := 0; tries < 200 && len(got) < 2; tries++ {
-		port := 20000 + rand.IntN(12000)
-		if len(got) == 1 && got[0] == port {
-			continue
-		}
-		var held []net.Listener
-		ok := true
-		for _, ip := range ips {
-			l, err := net.Listen("tcp", net.JoinHostPort(ip, strconv.Itoa(port)))
-			if err != nil {
-				ok = false
-				break
-			}
-			held = append(held, l)
-		}
-		for _, h := range held {
-			h.Close()
-		}
-		if ok {
-			got = append(got, port)
-		}
-	}
-	if len(got) < 2 {
-		return 0, 0, errors.New("no port free on every loopback address")
-	}
-	return got[0], got[1], nil
+	admin  testutil.Admin
 }
 
 // StartCluster starts n agents (n1..nN in zones a, b, c...) on 127.0.0.1..n.
+// Every agent is killed when the test ends, and the tail of each log is
+// shown when it failed.
 func StartCluster(t testing.TB, bin string, n int) *Cluster {
 	t.Helper()
 	ips := make([]string, n)
 	for i := range ips {
 		ips[i] = fmt.Sprintf("127.0.0.%d", i+1)
 	}
-	adminPort, raftPort, err := freePorts(ips)
+	ports, err := testutil.FreePorts(ips, 2)
 	if err != nil {
 		t.Fatalf("cluster setup: %v", err)
 	}
-	c := &Cluster{t: t, Bin: bin, Token: "system-test-token"}
+	const token = "system-test-token"
+	c := &Cluster{t: t, Bin: bin, Token: token, admin: testutil.Admin{Token: token}}
 	dir := t.TempDir()
 	for i := 0; i < n; i++ {
-		a := &Agent{
+		c.Agents = append(c.Agents, &Agent{
 			ID: fmt.Sprintf("n%d", i+1), Zone: string(rune('a' + i)), IP: ips[i],
-			AdminPort: adminPort, RaftPort: raftPort,
+			AdminPort: ports[0], RaftPort: ports[1],
 			DataDir: filepath.Join(dir, fmt.Sprintf("n%d", i+1)),
 			Log:     filepath.Join(dir, fmt.Sprintf("n%d.log", i+1)),
-		}
-		c.Agents = append(c.Agents, a)
+		})
 	}
 	t.Cleanup(func() {
 		for _, a := range c.Agents {
-			a.kill()
+			if p := a.process(); p != nil {
+				if _, err := p.Kill(); err != nil {
+					t.Errorf("cleanup: %v", err)
+				}
+			}
 		}
 		if t.Failed() {
 			for _, a := range c.Agents {
-				b, _ := os.ReadFile(a.Log)
-				if len(b) > 6000 {
-					b = b[len(b)-6000:]
-				}
-				t.Logf("---- log of %s (tail) ----\n%s", a.ID, b)
+				t.Logf("---- log of %s (tail) ----\n%s", a.ID, testutil.LogTail(a.Log, 6000))
 			}
 		}
 	})
@@ -145,133 +106,92 @@ func (c *Cluster) joinList() string {
 // Start starts (or restarts) agent a with its data dir.
 func (c *Cluster) Start(a *Agent) {
 	c.t.Helper()
-	logf, err := os.OpenFile(a.Log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.proc != nil && a.proc.Running() {
+		c.t.Fatalf("agent %s is already running", a.ID)
+	}
+	p, err := testutil.StartProcess(testutil.ProcessSpec{
+		Name: a.ID, Path: c.Bin, Log: a.Log,
+		Args: []string{"agent",
+			"--node-id", a.ID, "--zone", a.Zone, "--data-dir", a.DataDir,
+			"--bind", a.IP, "--admin-port", strconv.Itoa(a.AdminPort), "--raft-port", strconv.Itoa(a.RaftPort),
+			"--bootstrap-expect", strconv.Itoa(len(c.Agents)), "--join", c.joinList(),
+			"--token", c.Token, "--access-log", "off"},
+	})
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	cmd := exec.Command(c.Bin, "agent",
-		"--node-id", a.ID, "--zone", a.Zone, "--data-dir", a.DataDir,
-		"--bind", a.IP, "--admin-port", strconv.Itoa(a.AdminPort), "--raft-port", strconv.Itoa(a.RaftPort),
-		"--bootstrap-expect", strconv.Itoa(len(c.Agents)), "--join", c.joinList(),
-		"--token", c.Token, "--access-log", "off")
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		c.t.Fatalf("starting %s: %v", a.ID, err)
-	}
-	a.mu.Lock()
-	a.cmd = cmd
-	a.mu.Unlock()
-	go func() { cmd.Wait(); logf.Close() }()
+	a.proc = p
 }
 
-// Kill sends SIGKILL to agent a and waits until its admin port is closed.
+// Kill sends SIGKILL to agent a and waits until it has exited.
 func (c *Cluster) Kill(a *Agent) {
 	c.t.Helper()
-	a.kill()
-	c.waitDown(a)
+	if _, err := c.running(a).Kill(); err != nil {
+		c.t.Fatal(err)
+	}
 }
 
-// Stop sends SIGTERM to agent a and waits until its admin port is closed.
+// stopGrace is how long a stopping agent may take before it is killed.
+const stopGrace = 30 * time.Second
+
+// Stop sends SIGTERM to agent a and waits until it has exited; an agent
+// that needs longer than stopGrace is killed and fails the test.
 func (c *Cluster) Stop(a *Agent) {
 	c.t.Helper()
-	a.mu.Lock()
-	cmd := a.cmd
-	a.mu.Unlock()
-	if cmd != nil && cmd.Process != nil {
-		cmd.Process.Signal(syscall.SIGTERM)
-	}
-	c.waitDown(a)
-}
-
-func (a *Agent) kill() {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.cmd != nil && a.cmd.Process != nil {
-		syscall.Kill(-a.cmd.Process.Pid, syscall.SIGKILL)
+	if _, err := c.running(a).Stop(stopGrace); err != nil {
+		c.t.Fatal(err)
 	}
 }
 
-func (c *Cluster) waitDown(a *Agent) {
+// Terminate sends SIGTERM to agent a's process (not its group: the agent
+// itself must stop what it started) and returns at once.
+func (c *Cluster) Terminate(a *Agent) {
 	c.t.Helper()
-	Eventually(c.t, 20*time.Second, "agent "+a.ID+" to stop", func() error {
-		conn, err := net.DialTimeout("tcp", a.AdminAddr(), 200*time.Millisecond)
-		if err != nil {
-			return nil
-		}
-		conn.Close()
-		return errors.New("admin port still open")
-	})
-}
-
-// Eventually polls f until it returns nil or the deadline passes.
-func Eventually(t testing.TB, within time.Duration, what string, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	var err error
-	for {
-		if err = f(); err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("waiting %s for %s: %v", within, what, err)
-		}
-		time.Sleep(50 * time.Millisecond)
+	if err := c.running(a).Signal(syscall.SIGTERM); err != nil {
+		c.t.Fatal(err)
 	}
 }
 
-// Response is a decoded admin API answer.
-type Response struct {
-	Status int
-	Index  uint64 // X-Rafter-Index
-	Leader string // X-Rafter-Leader
-	Body   []byte
+// WaitExit waits for agent a to exit and returns how it exited.
+func (c *Cluster) WaitExit(a *Agent, within time.Duration) *os.ProcessState {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	defer cancel()
+	st, err := a.process().Wait(ctx)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return st
+}
+
+func (c *Cluster) running(a *Agent) *testutil.Process {
+	c.t.Helper()
+	p := a.process()
+	if p == nil || !p.Running() {
+		c.t.Fatalf("agent %s is not running", a.ID)
+	}
+	return p
 }
 
 // Do sends one admin API request to agent a.
-func (c *Cluster) Do(ctx context.Context, a *Agent, method, path string, body []byte) (*Response, error) {
-	req, err := http.NewRequestWithContext(ctx, method, a.URL()+path, bytes.NewReader(body))
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Authorization", "Bearer "+c.Token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, err
-	}
-	idx, _ := strconv.ParseUint(resp.Header.Get("X-Rafter-Index"), 10, 64)
-	return &Response{Status: resp.StatusCode, Index: idx, Leader: resp.Header.Get("X-Rafter-Leader"), Body: b}, nil
+func (c *Cluster) Do(ctx context.Context, a *Agent, method, path string, body []byte) (*testutil.Response, error) {
+	return c.admin.Do(ctx, a.URL(), method, path, body)
 }
 
-// Leader polls until the agents agree on a leader among the running ones.
+// Leader polls until one of the running agents reports itself leader.
 func (c *Cluster) Leader(within time.Duration) *Agent {
 	c.t.Helper()
-	var leader *Agent
-	Eventually(c.t, within, "a leader", func() error {
-		for _, a := range c.Agents {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			r, err := c.Do(ctx, a, "GET", "/v1/status", nil)
-			cancel()
-			if err != nil || r.Status != 200 {
-				continue
-			}
-			var st struct {
-				NodeID string `json:"node_id"`
-				State  string `json:"state"`
-			}
-			if json.Unmarshal(r.Body, &st) == nil && st.State == "Leader" {
-				leader = a
-				return nil
-			}
-		}
-		return errors.New("no node reports itself leader")
-	})
-	return leader
+	urls := make([]string, len(c.Agents))
+	for i, a := range c.Agents {
+		urls[i] = a.URL()
+	}
+	u, err := c.admin.Leader(within, urls...)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return c.Agents[slices.Index(urls, u)]
 }
 
 // Config reads the whole local document of agent a.

@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/rafterlb/rafter/internal/testutil"
 )
 
 // owner is one self-registered backend: its lease and whether its
@@ -149,7 +151,7 @@ func TestRegisteredBackendsThroughEveryNode(t *testing.T) {
 			return nil
 		}
 	}
-	Eventually(t, 30*time.Second, "500 backends on every node", want(func(*owner) bool { return true }))
+	testutil.Eventually(t, 30*time.Second, "500 backends on every node", want(func(*owner) bool { return true }))
 
 	// Keepalives at TTL/3 from 25 workers, each owner through its own node.
 	kaCtx, kaStop := context.WithCancel(ctx)
@@ -183,7 +185,7 @@ func TestRegisteredBackendsThroughEveryNode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(ttl + ttl/2) // keepalives run: one and a half TTLs
+	time.Sleep(ttl + ttl/2) // the window under test: keepalives for one and a half TTLs
 	after, err := c.commitIndex(leader)
 	if err != nil {
 		t.Fatal(err)
@@ -197,14 +199,14 @@ func TestRegisteredBackendsThroughEveryNode(t *testing.T) {
 		o.stopped.Store(true)
 	}
 	stoppedAt := time.Now()
-	Eventually(t, 3*ttl, "the 100 stopped backends to leave", want(func(o *owner) bool { return !o.stopped.Load() }))
+	testutil.Eventually(t, 3*ttl, "the 100 stopped backends to leave", want(func(o *owner) bool { return !o.stopped.Load() }))
 	t.Logf("stopped backends left %s after their keepalives stopped (TTL %s)", time.Since(stoppedAt).Round(10*time.Millisecond), ttl)
 
 	// Kill the leader: every lease still kept alive survives the change.
 	c.Kill(leader)
 	dead.Store(leader)
 	c.Leader(30 * time.Second)
-	time.Sleep(2 * ttl)
+	time.Sleep(2 * ttl) // the window under test: two TTLs under the new leader
 	if err := want(func(o *owner) bool { return !o.stopped.Load() })(); err != nil {
 		t.Fatalf("after the leader was killed: %v", err)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/anishathalye/porcupine"
 
 	"github.com/rafterlb/rafter/internal/linearize"
+	"github.com/rafterlb/rafter/internal/testutil"
 )
 
 // TestLinearizableUnderLeaderLoss runs concurrent clients, each bound to a
@@ -57,9 +58,22 @@ func TestLinearizableUnderLeaderLoss(t *testing.T) {
 		}(i, a)
 	}
 
-	time.Sleep(4 * time.Second) // let history build up before the fault
+	// The history must hold acknowledged operations from before the fault
+	// and from under the new leader, so that the check covers both.
+	const enough = 100
+	waitOps := func(what string, n int) {
+		t.Helper()
+		testutil.Eventually(t, 10*time.Second, what, func() error {
+			if got := acknowledged(rec); got < n {
+				return fmt.Errorf("%d acknowledged operations, want %d", got, n)
+			}
+			return nil
+		})
+	}
+	waitOps("history to build up before the fault", enough)
 	c.Kill(leader)
-	time.Sleep(4 * time.Second)
+	c.Leader(10 * time.Second)
+	waitOps("operations under the new leader", acknowledged(rec)+enough)
 	c.Start(leader)
 	wg.Wait()
 
@@ -94,6 +108,18 @@ func TestLinearizableUnderLeaderLoss(t *testing.T) {
 	if err := linearize.Check(planted, time.Minute); err == nil {
 		t.Fatal("the checker accepted a history with a planted stale read")
 	}
+}
+
+// acknowledged counts the operations of the history so far whose outcome
+// is known.
+func acknowledged(rec *linearize.Recorder) int {
+	n := 0
+	for _, op := range rec.Operations() {
+		if op.Output.(linearize.Output).Outcome != linearize.Unknown {
+			n++
+		}
+	}
+	return n
 }
 
 // plantStaleRead finds the first key whose first acknowledged write was
@@ -152,7 +178,7 @@ func (c *Cluster) linPut(rec *linearize.Recorder, client int, a *Agent, key, val
 
 // writeOutcome classifies a write's answer: acknowledged, refused by CAS,
 // never sent (connection refused: no effect possible), or unknown.
-func writeOutcome(r *Response, err error) linearize.Output {
+func writeOutcome(r *testutil.Response, err error) linearize.Output {
 	switch {
 	case err == nil && r.Status == 200:
 		return linearize.Output{Outcome: linearize.OK}

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/rafterlb/rafter/internal/testutil"
 )
 
 // zoneBackend is a backend in one zone that counts the proxied requests
@@ -184,7 +186,7 @@ func (z *zoneRig) zoneCLI(t *testing.T, a *Agent, args ...string) string {
 func (z *zoneRig) waitEvacuated(t *testing.T, zone string, evacuated bool) {
 	t.Helper()
 	for _, a := range z.c.Agents {
-		Eventually(t, 20*time.Second, fmt.Sprintf("%s to see zone %s evacuated=%v", a.ID, zone, evacuated), func() error {
+		testutil.Eventually(t, 20*time.Second, fmt.Sprintf("%s to see zone %s evacuated=%v", a.ID, zone, evacuated), func() error {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			defer cancel()
 			r, err := z.c.Do(ctx, a, "GET", "/v1/zones", nil)
@@ -219,7 +221,7 @@ func (z *zoneRig) waitSettled(t *testing.T, a *Agent, what string, ok func(body 
 	t.Helper()
 	const streak = 12
 	n := 0
-	Eventually(t, 20*time.Second, fmt.Sprintf("%s to %s", a.ID, what), func() error {
+	testutil.Eventually(t, 20*time.Second, fmt.Sprintf("%s to %s", a.ID, what), func() error {
 		for i := 0; i < streak*2; i++ {
 			code, body, err := get(z.client, proxyURL(a, z.port, "/"))
 			if err != nil || code != http.StatusOK {
@@ -261,7 +263,7 @@ func TestZoneAwareFailoverAndEvacuation(t *testing.T) {
 		b.failing.Store(true)
 	}
 	sent, answered := 0, map[string]int{}
-	Eventually(t, 30*time.Second, "node a to judge zone a's backends unhealthy", func() error {
+	testutil.Eventually(t, 30*time.Second, "node a to judge zone a's backends unhealthy", func() error {
 		for i := 0; i < 20; i++ {
 			_, got := z.burst(t, 1, nodeA)
 			sent++

@@ -21,3 +21,11 @@ func TestPoll(t *testing.T) {
 		t.Fatalf("Poll = %v, want the last error", err)
 	}
 }
+
+func TestWaitFor(t *testing.T) {
+	n := 0
+	WaitFor(t, 5*time.Second, "the third call", func() bool { n++; return n == 3 })
+	if n != 3 {
+		t.Fatalf("WaitFor returned after %d calls, want 3", n)
+	}
+}

@@ -21,6 +21,7 @@ import (
 	vipaws "github.com/rafterlb/rafter/cluster/vip/aws"
 	"github.com/rafterlb/rafter/fsm"
 	"github.com/rafterlb/rafter/internal/fakeec2"
+	"github.com/rafterlb/rafter/internal/testutil"
 )
 
 // wait bounds every poll of these tests: generous, for -race on a busy machine.
@@ -243,13 +244,7 @@ func (r *rig) moves(reason string) float64 {
 
 func (r *rig) poll(what string, cond func() bool) {
 	r.t.Helper()
-	deadline := time.Now().Add(wait)
-	for !cond() {
-		if time.Now().After(deadline) {
-			r.t.Fatalf("not within %s: %s", wait, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.WaitFor(r.t, wait, what, cond)
 }
 
 // addVIPs creates one EIP per node, homed there, and waits until each is

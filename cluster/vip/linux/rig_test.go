@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/rafterlb/rafter/fsm"
+	"github.com/rafterlb/rafter/internal/testutil"
 )
 
 // rig is a test's own network namespaces: "node" holds the VIPs on link
@@ -149,13 +150,7 @@ func (r *rig) addrOf(t *testing.T, p netip.Prefix) (netlink.Addr, bool) {
 // eventually polls cond until it holds or a generous deadline passes.
 func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %s: %s", within, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testutil.WaitFor(t, within, what, cond)
 }
 
 func testVIP(name, addr string) fsm.VIP {
