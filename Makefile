@@ -49,10 +49,12 @@ unit:
 	$(GO) test -race -count=1 -timeout 10m $(TEST_PKGS)
 
 # A short fuzz budget per target; each target runs on its own (go test
-# -fuzz takes one target in one package at a time).
+# -fuzz takes one target in one package at a time): the manifest parser,
+# the proxy (request parsing, the differential test) and validation
+# against the data plane (internal/hardening).
 fuzz:
 	$(GO) test -run=NONE -fuzz='^FuzzParseManifest$$' -fuzztime=$(FUZZTIME) ./fsm
-	@for pkg in $$($(GO) list ./dataplane/...); do \
+	@for pkg in $$($(GO) list ./dataplane/... ./internal/hardening); do \
 		dir=$$($(GO) list -f '{{.Dir}}' $$pkg); \
 		for t in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$dir/*_test.go 2>/dev/null | sed 's/^func //' | sort -u); do \
 			echo "fuzz $$pkg $$t"; \
