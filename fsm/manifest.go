@@ -53,6 +53,11 @@ func ParseManifest(data []byte) ([]Object, error) {
 	return objs, nil
 }
 
+// MaxManifestDocuments bounds the documents of one manifest: parsing is
+// the costly part of an apply (about 80 µs per small YAML document), and a
+// manifest of this size still fits one Raft entry.
+const MaxManifestDocuments = 25000
+
 // manifestDocuments splits data into generic JSON values, one per document.
 func manifestDocuments(data []byte) ([]any, error) {
 	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf"))
@@ -63,13 +68,21 @@ func manifestDocuments(data []byte) ([]any, error) {
 			return nil, invalidf("documents", "malformed JSON: %v", err)
 		}
 		if a, ok := v.([]any); ok {
+			if len(a) > MaxManifestDocuments {
+				return nil, invalidf("documents", "%d documents, at most %d in one manifest", len(a), MaxManifestDocuments)
+			}
 			return a, nil
 		}
 		return []any{v}, nil
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var docs []any
-	for {
+	for parsed := 0; ; parsed++ {
+		// Counted before decoding, empty documents included: each costs
+		// parsing time whatever it holds.
+		if parsed > MaxManifestDocuments {
+			return nil, invalidf("documents", "more than %d documents in one manifest", MaxManifestDocuments)
+		}
 		var n yaml.Node
 		err := dec.Decode(&n)
 		if errors.Is(err, io.EOF) {

@@ -302,3 +302,17 @@ func TestParseManifestKeepsDateText(t *testing.T) {
 		t.Fatalf("spec %s", objs[0].Spec)
 	}
 }
+
+func TestManifestDocumentsBounded(t *testing.T) {
+	var y strings.Builder
+	for range MaxManifestDocuments + 1 {
+		y.WriteString("---\n{}\n")
+	}
+	if _, err := ParseManifest([]byte(y.String())); err == nil || !strings.Contains(err.Error(), "documents") {
+		t.Fatalf("ParseManifest of %d YAML documents = %v, want a refusal naming documents", MaxManifestDocuments+1, err)
+	}
+	arr := "[" + strings.TrimSuffix(strings.Repeat(`{},`, MaxManifestDocuments+1), ",") + "]"
+	if _, err := ParseManifest([]byte(arr)); err == nil || !strings.Contains(err.Error(), "documents") {
+		t.Fatalf("ParseManifest of a JSON array of %d = %v, want a refusal naming documents", MaxManifestDocuments+1, err)
+	}
+}
