@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rafterlb/rafter/api"
 	"github.com/rafterlb/rafter/fsm"
 )
 
@@ -115,61 +116,18 @@ type Meta struct {
 	Leader string // X-Rafter-Leader
 }
 
-// Status mirrors cluster.Status (GET /v1/status).
-type Status struct {
-	NodeID       string    `json:"node_id"`
-	Zone         string    `json:"zone"`
-	State        string    `json:"state"`
-	Leader       string    `json:"leader"`
-	LeaderAddr   string    `json:"leader_addr"`
-	Term         uint64    `json:"term"`
-	CommitIndex  uint64    `json:"commit_index"`
-	AppliedIndex uint64    `json:"applied_index"`
-	LastContact  time.Time `json:"last_contact,omitempty"`
-	Members      []Member  `json:"members"`
-	Error        string    `json:"error,omitempty"` // why the node left Raft, and how to recover
-}
+// The wire types of the API, as the client answers them.
+type (
+	Status   = api.Status
+	Member   = api.Member
+	PeerInfo = api.PeerInfo
+)
 
-// Member mirrors cluster.Member.
-type Member struct {
-	ID          string    `json:"id"`
-	Zone        string    `json:"zone,omitempty"`
-	RaftAddr    string    `json:"raft_addr"`
-	AdminAddr   string    `json:"admin_addr,omitempty"`
-	Suffrage    string    `json:"suffrage"`
-	Leader      bool      `json:"leader"`
-	Healthy     bool      `json:"healthy"`
-	Health      string    `json:"health"` // healthy, unhealthy, or unknown (a follower's view of another follower)
-	LastContact time.Time `json:"last_contact,omitempty"`
-}
-
-// PeerInfo mirrors cluster.PeerInfo: what `rafter node join` sends to
-// POST /v1/nodes.
-type PeerInfo struct {
-	ID           string `json:"id"`
-	Zone         string `json:"zone"`
-	RaftAddr     string `json:"raft_addr"`
-	AdminAddr    string `json:"admin_addr"`
-	DataAddr     string `json:"data_addr,omitempty"`
-	Bootstrapped bool   `json:"bootstrapped"`
-	Leader       string `json:"leader,omitempty"`
-	LeaderAddr   string `json:"leader_addr,omitempty"`
-}
-
-// Change is one entry of the diff an apply answers (fsm.Change on the wire).
-type Change struct {
-	Op     string          `json:"op"` // create | update | delete
-	Kind   fsm.Kind        `json:"kind"`
-	Name   string          `json:"name"`
-	Before json.RawMessage `json:"before,omitempty"`
-	After  json.RawMessage `json:"after,omitempty"`
-}
-
-// ApplyResult is the answer of POST /v1/apply.
+// ApplyResult is the answer of POST /v1/apply (or /v1/restore), and
+// whether it was a dry run.
 type ApplyResult struct {
-	Index   uint64   `json:"index"`   // Raft index of the entry; 0 for a dry run or no change
-	Changes []Change `json:"changes"` // empty: the manifest changes nothing
-	DryRun  bool     `json:"dry_run,omitempty"`
+	api.ApplyResult
+	DryRun bool
 }
 
 // KindPath is the collection path segment of a kind: "route" -> "routes".
@@ -244,11 +202,11 @@ func (c *Client) Apply(ctx context.Context, manifest []byte, dryRun bool) (Apply
 		ct = "application/json"
 	}
 	var res ApplyResult
-	m, err := c.do(ctx, http.MethodPost, "/v1/apply", q, manifest, ct, &res)
+	m, err := c.do(ctx, http.MethodPost, "/v1/apply", q, manifest, ct, &res.ApplyResult)
 	if err == nil && res.Index == 0 && !dryRun {
 		res.Index = m.Index
 	}
-	res.DryRun = res.DryRun || dryRun
+	res.DryRun = dryRun
 	return res, err
 }
 
@@ -302,7 +260,7 @@ func (c *Client) Restore(ctx context.Context, snapshot []byte, dryRun bool) (App
 	if err == nil && res.Index == 0 && !dryRun {
 		res.Index = m.Index
 	}
-	res.DryRun = res.DryRun || dryRun
+	res.DryRun = dryRun
 	return res, err
 }
 

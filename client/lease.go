@@ -9,29 +9,21 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/rafterlb/rafter/api"
 	"github.com/rafterlb/rafter/fsm"
 )
 
-// Lease is the answer of POST /v1/leases (with Index) and of
-// PUT /v1/leases/{id}/keepalive (without).
-type Lease struct {
-	ID    uint64       `json:"id"`
-	TTL   fsm.Duration `json:"ttl"`
-	Index uint64       `json:"index,omitempty"`
-}
-
-// BackendRegistration is the body of PUT /v1/pools/{pool}/backends/{addr}.
-// Weight nil means 1.
-type BackendRegistration struct {
-	Lease  uint64 `json:"lease"`
-	Weight *int   `json:"weight,omitempty"`
-	Zone   string `json:"zone,omitempty"`
-}
+// Lease answers a grant (with Index) or a keepalive; BackendRegistration
+// is the body of PUT /v1/pools/{pool}/backends/{addr}.
+type (
+	Lease               = api.Lease
+	BackendRegistration = api.BackendRegistration
+)
 
 // GrantLease grants a lease of ttl (POST /v1/leases); any node forwards it
 // to the leader.
 func (c *Client) GrantLease(ctx context.Context, ttl time.Duration) (Lease, error) {
-	b, err := json.Marshal(map[string]fsm.Duration{"ttl": fsm.Duration(ttl)})
+	b, err := json.Marshal(api.LeaseGrant{TTL: fsm.Duration(ttl)})
 	if err != nil {
 		return Lease{}, fmt.Errorf("client: %w", err)
 	}

@@ -5,29 +5,22 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
-	"time"
 
+	"github.com/rafterlb/rafter/api"
 	"github.com/rafterlb/rafter/fsm"
 )
 
 // VIP is one VIP as GET /v1/vips answers it: its spec and, once assigned,
 // which node holds it.
 type VIP struct {
-	Name        string         `json:"name"`
-	Spec        fsm.VIPSpec    `json:"spec"`
-	ModifyIndex uint64         `json:"modify_index"`
-	Assignment  *VIPAssignment `json:"assignment,omitempty"`
+	Name        string             `json:"name"`
+	Spec        fsm.VIPSpec        `json:"spec"`
+	ModifyIndex uint64             `json:"modify_index"`
+	Assignment  *api.VIPAssignment `json:"assignment,omitempty"`
 }
 
-// VIPAssignment is a VIP's holder; Token is the Raft index that made the
-// assignment, Settled that the hand-over to Holder completed.
-type VIPAssignment struct {
-	Holder  string    `json:"holder"`
-	Token   uint64    `json:"token"`
-	Since   time.Time `json:"since"`
-	Reason  string    `json:"reason,omitempty"`
-	Settled bool      `json:"settled,omitempty"`
-}
+// MoveResult answers MoveVIP: the new assignment.
+type MoveResult = api.MoveResult
 
 // VIPs answers every VIP with its assignment, sorted by name.
 func (c *Client) VIPs(ctx context.Context) ([]VIP, Meta, error) {
@@ -40,12 +33,6 @@ func (c *Client) VIPs(ctx context.Context) ([]VIP, Meta, error) {
 		m.Index = out.Index
 	}
 	return out.Items, m, err
-}
-
-// MoveResult answers MoveVIP: the new assignment.
-type MoveResult struct {
-	Assignment fsm.Assignment `json:"assignment"`
-	Index      uint64         `json:"index"`
 }
 
 // MoveVIP assigns VIP name to node to (POST /v1/vips/{name}/move); the

@@ -4,28 +4,16 @@ import (
 	"context"
 	"net/http"
 	"net/url"
+
+	"github.com/rafterlb/rafter/api"
 )
 
-// Zone is one availability zone as GET /v1/zones answers it.
-type Zone struct {
-	Zone        string   `json:"zone"`
-	Evacuated   bool     `json:"evacuated"`
-	ModifyIndex uint64   `json:"modify_index"` // 0: never evacuated nor restored
-	Nodes       []string `json:"nodes"`        // members in the zone
-	Backends    int      `json:"backends"`     // pool backends in the zone, over every pool
-}
-
-// ZoneResult answers an evacuate or restore. Warning is set when the
-// change may not do what was meant (a pool left with no backend outside
-// evacuated zones, listed in StrandedPools; or a zone nothing is in): the
-// server never refuses an evacuation, so the caller should show it.
-type ZoneResult struct {
-	Index         uint64   `json:"index"`
-	Zone          string   `json:"zone"`
-	Evacuated     bool     `json:"evacuated"`
-	Warning       string   `json:"warning,omitempty"`
-	StrandedPools []string `json:"stranded_pools,omitempty"`
-}
+// Zone and ZoneResult are GET /v1/zones's items and what evacuating or
+// restoring a zone answers.
+type (
+	Zone       = api.Zone
+	ZoneResult = api.ZoneResult
+)
 
 // Zones answers every zone the cluster knows (from members, pool
 // backends and zone states), sorted by name.

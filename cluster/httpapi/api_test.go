@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/rafterlb/rafter/api"
 	"github.com/rafterlb/rafter/fsm"
 )
 
@@ -40,7 +41,7 @@ func TestCRUDRoundTrip(t *testing.T) {
 			if r.status != http.StatusOK {
 				t.Fatalf("PUT: %d %s", r.status, r.body)
 			}
-			var put IndexResponse
+			var put api.WriteResult
 			r.decode(t, &put)
 			if put.Index != a.store.Config().Index || put.Index == 0 {
 				t.Fatalf("PUT index %d, store at %d", put.Index, a.store.Config().Index)
@@ -60,7 +61,7 @@ func TestCRUDRoundTrip(t *testing.T) {
 					t.Fatalf("GET answer %s lacks %q", r.body, k)
 				}
 			}
-			var it Item
+			var it api.Item
 			r.decode(t, &it)
 			if it.Kind != tc.kind || it.Name != "obj-1" || it.ModifyIndex != put.Index {
 				t.Fatalf("GET = %+v, want kind %s name obj-1 modify_index %d", it, tc.kind, put.Index)
@@ -71,7 +72,7 @@ func TestCRUDRoundTrip(t *testing.T) {
 			}
 
 			r = do(t, base, "GET", "/v1/"+tc.path, "", "")
-			var list ListResponse
+			var list api.List
 			r.decode(t, &list)
 			if r.status != http.StatusOK || list.Index != a.store.Config().Index {
 				t.Fatalf("list: %d %s", r.status, r.body)
@@ -85,7 +86,7 @@ func TestCRUDRoundTrip(t *testing.T) {
 			}
 
 			r = do(t, base, "DELETE", obj, "", "")
-			var del IndexResponse
+			var del api.WriteResult
 			r.decode(t, &del)
 			if r.status != http.StatusOK || del.Index <= put.Index {
 				t.Fatalf("DELETE: %d %s", r.status, r.body)
@@ -109,7 +110,7 @@ func TestVIPListIncludesAssignment(t *testing.T) {
 		t.Fatalf("assign: %v", err)
 	}
 	r := do(t, a.srv.URL, "GET", "/v1/vips", "", "")
-	var list ListResponse
+	var list api.List
 	r.decode(t, &list)
 	if len(list.Items) != 2 {
 		t.Fatalf("list: %s", r.body)
@@ -136,7 +137,7 @@ func TestCAS(t *testing.T) {
 	if first.status != http.StatusOK {
 		t.Fatalf("create with cas=0: %d %s", first.status, first.body)
 	}
-	var created IndexResponse
+	var created api.WriteResult
 	first.decode(t, &created)
 	cur := created.Index
 
@@ -173,7 +174,7 @@ func TestCAS(t *testing.T) {
 	if r.status != http.StatusOK {
 		t.Fatalf("put with current cas: %d %s", r.status, r.body)
 	}
-	var upd IndexResponse
+	var upd api.WriteResult
 	r.decode(t, &upd)
 	r = do(t, base, "DELETE", fmt.Sprintf("/v1/listeners/web?cas=%d", upd.Index), "", "")
 	if r.status != http.StatusOK {

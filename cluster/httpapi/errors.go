@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 
+	"github.com/rafterlb/rafter/api"
 	"github.com/rafterlb/rafter/cluster"
 	"github.com/rafterlb/rafter/fsm"
 )
@@ -39,22 +40,9 @@ const (
 	CodeInternal         = "internal"
 )
 
-// ErrorBody is the JSON body of every error answer.
-type ErrorBody struct {
-	Error ErrorDetail `json:"error"`
-}
-
-// ErrorDetail describes one error; Field is the offending field path for
-// validation errors ("spec.port", "documents[2].spec.port", "cas").
-type ErrorDetail struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
-	Field   string `json:"field,omitempty"`
-}
-
 // errorStatus is the one place errors become statuses. retry is true for
 // answers that carry Retry-After.
-func errorStatus(err error) (status int, detail ErrorDetail, retry bool) {
+func errorStatus(err error) (status int, detail api.ErrorDetail, retry bool) {
 	detail.Message = err.Error()
 	var fe *fsm.FieldError
 	if errors.As(err, &fe) {
@@ -66,11 +54,11 @@ func errorStatus(err error) (status int, detail ErrorDetail, retry bool) {
 	var tooLarge *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooLarge):
-		return http.StatusRequestEntityTooLarge, ErrorDetail{Code: CodeTooLarge, Message: err.Error()}, false
+		return http.StatusRequestEntityTooLarge, api.ErrorDetail{Code: CodeTooLarge, Message: err.Error()}, false
 	case errors.Is(err, errUnauthorized):
-		return http.StatusUnauthorized, ErrorDetail{Code: CodeUnauthorized, Message: err.Error()}, false
+		return http.StatusUnauthorized, api.ErrorDetail{Code: CodeUnauthorized, Message: err.Error()}, false
 	case errors.Is(err, errForbidden):
-		return http.StatusForbidden, ErrorDetail{Code: CodeForbidden, Message: err.Error()}, false
+		return http.StatusForbidden, api.ErrorDetail{Code: CodeForbidden, Message: err.Error()}, false
 	// The fsm sentinels come before FieldError: a FieldError may wrap
 	// ErrNotFound or ErrConflict.
 	case errors.Is(err, fsm.ErrNotFound), errors.Is(err, errNoRoute):
@@ -84,16 +72,16 @@ func errorStatus(err error) (status int, detail ErrorDetail, retry bool) {
 		detail.Code = CodeInvalid
 		return http.StatusBadRequest, detail, false
 	case errors.Is(err, errMethodNotAllowed):
-		return http.StatusMethodNotAllowed, ErrorDetail{Code: CodeMethodNotAllowed, Message: err.Error()}, false
+		return http.StatusMethodNotAllowed, api.ErrorDetail{Code: CodeMethodNotAllowed, Message: err.Error()}, false
 	case errors.Is(err, cluster.ErrNoLeader), errors.Is(err, cluster.ErrNotLeader), errors.Is(err, errLeaderUnreachable),
 		errors.Is(err, errNotLeaderProbe):
-		return http.StatusServiceUnavailable, ErrorDetail{Code: CodeNoLeader, Message: err.Error()}, true
+		return http.StatusServiceUnavailable, api.ErrorDetail{Code: CodeNoLeader, Message: err.Error()}, true
 	case errors.Is(err, cluster.ErrShutdown):
-		return http.StatusServiceUnavailable, ErrorDetail{Code: CodeUnavailable, Message: err.Error()}, true
+		return http.StatusServiceUnavailable, api.ErrorDetail{Code: CodeUnavailable, Message: err.Error()}, true
 	case errors.Is(err, cluster.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
-		return http.StatusGatewayTimeout, ErrorDetail{Code: CodeTimeout, Message: err.Error()}, false
+		return http.StatusGatewayTimeout, api.ErrorDetail{Code: CodeTimeout, Message: err.Error()}, false
 	default:
-		return http.StatusInternalServerError, ErrorDetail{Code: CodeInternal, Message: err.Error()}, false
+		return http.StatusInternalServerError, api.ErrorDetail{Code: CodeInternal, Message: err.Error()}, false
 	}
 }
 
@@ -118,7 +106,7 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="rafter"`)
 	}
 	s.setMeta(w, 0)
-	writeJSON(w, status, ErrorBody{Error: detail})
+	writeJSON(w, status, api.ErrorBody{Error: detail})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rafterlb/rafter/api"
 	"github.com/rafterlb/rafter/fsm"
 	"github.com/rafterlb/rafter/internal/testutil"
 )
@@ -82,9 +83,9 @@ type result struct {
 	body   []byte
 }
 
-func (r result) errorBody(t *testing.T) ErrorDetail {
+func (r result) errorBody(t *testing.T) api.ErrorDetail {
 	t.Helper()
-	var eb ErrorBody
+	var eb api.ErrorBody
 	if err := json.Unmarshal(r.body, &eb); err != nil {
 		t.Fatalf("error body %q: %v", r.body, err)
 	}

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rafterlb/rafter/api"
 	"github.com/rafterlb/rafter/fsm"
 )
 
@@ -28,28 +29,8 @@ type Leases interface {
 // errNoLeases: the node runs without a lease manager.
 var errNoLeases = errors.New("leases are not served by this node")
 
-// LeaseResponse answers POST /v1/leases (with Index) and
-// PUT /v1/leases/{id}/keepalive (without).
-type LeaseResponse struct {
-	ID    uint64       `json:"id"`
-	TTL   fsm.Duration `json:"ttl"`
-	Index uint64       `json:"index,omitempty"`
-}
-
-// GrantRequest is the body of POST /v1/leases.
-type GrantRequest struct {
-	TTL fsm.Duration `json:"ttl"`
-}
-
-// BackendRequest is the body of PUT and DELETE
-// /v1/pools/{name}/backends/{addr}. Weight absent means 1.
-type BackendRequest struct {
-	Lease  uint64 `json:"lease"`
-	Weight *int   `json:"weight,omitempty"`
-	Zone   string `json:"zone,omitempty"`
-}
-
-func (b *BackendRequest) fields() map[string]any {
+// registrationFields maps the members of a registration body to b's fields.
+func registrationFields(b *api.BackendRegistration) map[string]any {
 	return map[string]any{"lease": &b.Lease, "weight": &b.Weight, "zone": &b.Zone}
 }
 
@@ -111,7 +92,7 @@ func (s *server) handleLeaseGrant(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return err
 	}
-	var req GrantRequest
+	var req api.LeaseGrant
 	if err := decodeFields(body, map[string]any{"ttl": &req.TTL}); err != nil {
 		return err
 	}
@@ -122,7 +103,7 @@ func (s *server) handleLeaseGrant(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return s.forwardOrFail(w, r, body, err)
 	}
-	return s.answer(w, http.StatusOK, l.ID, LeaseResponse{ID: l.ID, TTL: l.TTL, Index: l.ID})
+	return s.answer(w, http.StatusOK, l.ID, api.Lease{ID: l.ID, TTL: l.TTL, Index: l.ID})
 }
 
 func (s *server) handleLeaseKeepAlive(w http.ResponseWriter, r *http.Request) error {
@@ -138,7 +119,7 @@ func (s *server) handleLeaseKeepAlive(w http.ResponseWriter, r *http.Request) er
 	if err != nil {
 		return s.forwardOrFail(w, r, nil, err)
 	}
-	return s.answer(w, http.StatusOK, 0, LeaseResponse{ID: id, TTL: fsm.Duration(ttl)})
+	return s.answer(w, http.StatusOK, 0, api.Lease{ID: id, TTL: fsm.Duration(ttl)})
 }
 
 func (s *server) handleLeaseRevoke(w http.ResponseWriter, r *http.Request) error {
@@ -154,7 +135,7 @@ func (s *server) handleLeaseRevoke(w http.ResponseWriter, r *http.Request) error
 	if err != nil {
 		return s.forwardOrFail(w, r, nil, err)
 	}
-	return s.answer(w, http.StatusOK, idx, IndexResponse{Index: idx})
+	return s.answer(w, http.StatusOK, idx, api.WriteResult{Index: idx})
 }
 
 func (s *server) handleBackendRegister(w http.ResponseWriter, r *http.Request) error {
@@ -162,8 +143,8 @@ func (s *server) handleBackendRegister(w http.ResponseWriter, r *http.Request) e
 	if err != nil {
 		return err
 	}
-	var req BackendRequest
-	if err := decodeFields(body, req.fields()); err != nil {
+	var req api.BackendRegistration
+	if err := decodeFields(body, registrationFields(&req)); err != nil {
 		return err
 	}
 	if req.Lease == 0 {
@@ -180,7 +161,7 @@ func (s *server) handleBackendRegister(w http.ResponseWriter, r *http.Request) e
 	if err != nil {
 		return s.forwardOrFail(w, r, body, backendFields(err))
 	}
-	return s.answer(w, http.StatusOK, idx, IndexResponse{Index: idx})
+	return s.answer(w, http.StatusOK, idx, api.WriteResult{Index: idx})
 }
 
 func (s *server) handleBackendDeregister(w http.ResponseWriter, r *http.Request) error {
@@ -188,9 +169,9 @@ func (s *server) handleBackendDeregister(w http.ResponseWriter, r *http.Request)
 	if err != nil {
 		return err
 	}
-	var req BackendRequest
+	var req api.BackendRegistration
 	if len(bytes.TrimSpace(body)) > 0 {
-		if err := decodeFields(body, req.fields()); err != nil {
+		if err := decodeFields(body, registrationFields(&req)); err != nil {
 			return err
 		}
 	}
@@ -199,7 +180,7 @@ func (s *server) handleBackendDeregister(w http.ResponseWriter, r *http.Request)
 	if err != nil {
 		return s.forwardOrFail(w, r, body, backendFields(err))
 	}
-	return s.answer(w, http.StatusOK, idx, IndexResponse{Index: idx})
+	return s.answer(w, http.StatusOK, idx, api.WriteResult{Index: idx})
 }
 
 // backendFields names the fields of a registration command as the request

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rafterlb/rafter/api"
 	"github.com/rafterlb/rafter/fsm"
 )
 
@@ -71,7 +72,7 @@ func newLeaseAPI(t *testing.T, id string) (*testAPI, *fakeLeases) {
 func TestLeaseEndpoints(t *testing.T) {
 	a, fl := newLeaseAPI(t, "n1")
 	r := do(t, a.srv.URL, "POST", "/v1/leases", "", `{"ttl":"30s"}`)
-	var l LeaseResponse
+	var l api.Lease
 	r.decode(t, &l)
 	if r.status != 200 || l.ID == 0 || l.TTL.D() != 30*time.Second || l.Index != l.ID {
 		t.Fatalf("grant: %d %s", r.status, r.body)
@@ -115,7 +116,7 @@ func TestLeaseEndpoints(t *testing.T) {
 func TestLeaseBadInput(t *testing.T) {
 	a, _ := newLeaseAPI(t, "n1")
 	r := do(t, a.srv.URL, "POST", "/v1/leases", "", `{"ttl":"30s"}`)
-	var l LeaseResponse
+	var l api.Lease
 	r.decode(t, &l)
 	tests := []struct {
 		name, method, path, body string
@@ -175,7 +176,7 @@ func TestLeaseForwarding(t *testing.T) {
 	follower, _ := newLeaseAPI(t, "n2")
 	follower.store.setFollower("n1", leader.srv.Listener.Addr().String())
 	r := do(t, follower.srv.URL, "POST", "/v1/leases", "", `{"ttl":"10s"}`)
-	var l LeaseResponse
+	var l api.Lease
 	r.decode(t, &l)
 	if r.status != 200 || leader.store.Config().Leases[l.ID] == nil {
 		t.Fatalf("forwarded grant: %d %s", r.status, r.body)

@@ -6,15 +6,9 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/rafterlb/rafter/api"
 	"github.com/rafterlb/rafter/fsm"
 )
-
-// ApplyResponse answers POST /v1/apply. Index is absent on a dry run,
-// which writes nothing.
-type ApplyResponse struct {
-	Index   uint64       `json:"index,omitempty"`
-	Changes []fsm.Change `json:"changes"`
-}
 
 // handleApply applies a whole manifest as one command. A dry run needs
 // only read access: it changes nothing and tells no more than a read.
@@ -51,7 +45,7 @@ func (s *server) applyWithChanges(w http.ResponseWriter, r *http.Request, body [
 		if nextErr != nil {
 			return nextErr
 		}
-		return s.answer(w, http.StatusOK, cur.Index, ApplyResponse{Changes: nonNil(fsm.Diff(cur, next))})
+		return s.answer(w, http.StatusOK, cur.Index, api.ApplyResult{Changes: nonNil(fsm.Diff(cur, next))})
 	}
 	// The leader decides validity: a follower's state may be behind, so a
 	// local verdict is not final and the request goes to Apply either way.
@@ -66,7 +60,7 @@ func (s *server) applyWithChanges(w http.ResponseWriter, r *http.Request, body [
 	if nextErr == nil {
 		changes = fsm.Diff(cur, next)
 	}
-	return s.answer(w, http.StatusOK, idx, ApplyResponse{Index: idx, Changes: nonNil(changes)})
+	return s.answer(w, http.StatusOK, idx, api.ApplyResult{Index: idx, Changes: nonNil(changes)})
 }
 
 func nonNil(c []fsm.Change) []fsm.Change {

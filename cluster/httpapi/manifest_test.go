@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/rafterlb/rafter/api"
 	"github.com/rafterlb/rafter/fsm"
 )
 
@@ -70,7 +71,7 @@ func TestApplyAndDryRun(t *testing.T) {
 				}
 				return
 			}
-			var resp ApplyResponse
+			var resp api.ApplyResult
 			r.decode(t, &resp)
 			if len(resp.Changes) != tc.creates {
 				t.Fatalf("changes %s, want %d", r.body, tc.creates)
@@ -147,7 +148,7 @@ func TestExportRoundTrip(t *testing.T) {
 					t.Fatalf("object %d: got %+v, want %+v", i, got[i], want[i])
 				}
 			}
-			var resp ApplyResponse
+			var resp api.ApplyResult
 			dr := do(t, src.srv.URL, "POST", "/v1/apply?dry_run", "", string(r.body))
 			dr.decode(t, &resp)
 			if dr.status != 200 || len(resp.Changes) != 0 {

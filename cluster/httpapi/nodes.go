@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/rafterlb/rafter/api"
 	"github.com/rafterlb/rafter/cluster"
 )
 
@@ -48,7 +49,7 @@ func (s *server) handleNodeJoin(w http.ResponseWriter, r *http.Request) error {
 		return s.forwardOrFail(w, r, body, fmt.Errorf("adding node %s: %w", info.ID, err))
 	}
 	idx := s.store.Config().Index
-	return s.answer(w, http.StatusOK, idx, IndexResponse{Index: idx})
+	return s.answer(w, http.StatusOK, idx, api.WriteResult{Index: idx})
 }
 
 // handleNodeRemove removes a server (leader only; a follower forwards).
@@ -58,7 +59,7 @@ func (s *server) handleNodeRemove(w http.ResponseWriter, r *http.Request) error 
 		return s.forwardOrFail(w, r, nil, fmt.Errorf("removing node %s: %w", id, err))
 	}
 	idx := s.store.Config().Index
-	return s.answer(w, http.StatusOK, idx, IndexResponse{Index: idx})
+	return s.answer(w, http.StatusOK, idx, api.WriteResult{Index: idx})
 }
 
 // decodeStrict decodes one JSON value, rejecting unknown fields and

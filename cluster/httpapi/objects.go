@@ -5,49 +5,16 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"time"
 
+	"github.com/rafterlb/rafter/api"
 	"github.com/rafterlb/rafter/fsm"
 )
 
-// Item is one managed object as GET answers it. ModifyIndex is always
-// present (fsm.Object omits a zero one). Assignment is set for VIPs that
-// have a holder.
-type Item struct {
-	Kind        fsm.Kind        `json:"kind"`
-	Name        string          `json:"name"`
-	Spec        json.RawMessage `json:"spec"`
-	ModifyIndex uint64          `json:"modify_index"`
-	Assignment  *AssignmentView `json:"assignment,omitempty"`
-}
-
-// AssignmentView is a VIP's current holder.
-type AssignmentView struct {
-	Holder string    `json:"holder"`
-	Token  uint64    `json:"token"`
-	Since  time.Time `json:"since"`
-	Reason string    `json:"reason,omitempty"`
-	// Settled: the hand-over to Holder completed (linux: every other node
-	// let go; see fsm.Assignment.Settled).
-	Settled bool `json:"settled,omitempty"`
-}
-
-// ListResponse answers GET /v1/{kinds}.
-type ListResponse struct {
-	Items []Item `json:"items"`
-	Index uint64 `json:"index"`
-}
-
-// IndexResponse answers writes: the Raft index at which the write applied.
-type IndexResponse struct {
-	Index uint64 `json:"index"`
-}
-
-func item(cfg *fsm.Config, o fsm.Object) Item {
-	it := Item{Kind: o.Kind, Name: o.Name, Spec: o.Spec, ModifyIndex: o.ModifyIndex}
+func item(cfg *fsm.Config, o fsm.Object) api.Item {
+	it := api.Item{Kind: o.Kind, Name: o.Name, Spec: o.Spec, ModifyIndex: o.ModifyIndex}
 	if o.Kind == fsm.KindVIP && cfg.Assignments != nil {
 		if a, ok := cfg.Assignments[o.Name]; ok && a != nil && a.Holder != "" {
-			it.Assignment = &AssignmentView{Holder: a.Holder, Token: a.Token, Since: a.Since, Reason: a.Reason, Settled: a.Settled}
+			it.Assignment = &api.VIPAssignment{Holder: a.Holder, Token: a.Token, Since: a.Since, Reason: a.Reason, Settled: a.Settled}
 		}
 	}
 	return it
@@ -67,7 +34,7 @@ func (s *server) handleList(kind fsm.Kind) handlerFunc {
 			return err
 		}
 		objs := cfg.List(kind)
-		resp := ListResponse{Items: make([]Item, 0, len(objs)), Index: cfg.Index}
+		resp := api.List{Items: make([]api.Item, 0, len(objs)), Index: cfg.Index}
 		for _, o := range objs {
 			resp.Items = append(resp.Items, item(cfg, o))
 		}
@@ -113,7 +80,7 @@ func (s *server) handlePut(kind fsm.Kind) handlerFunc {
 		if err != nil {
 			return s.forwardOrFail(w, r, body, err)
 		}
-		return s.answer(w, http.StatusOK, idx, IndexResponse{Index: idx})
+		return s.answer(w, http.StatusOK, idx, api.WriteResult{Index: idx})
 	}
 }
 
@@ -127,6 +94,6 @@ func (s *server) handleDelete(kind fsm.Kind) handlerFunc {
 		if err != nil {
 			return s.forwardOrFail(w, r, nil, err)
 		}
-		return s.answer(w, http.StatusOK, idx, IndexResponse{Index: idx})
+		return s.answer(w, http.StatusOK, idx, api.WriteResult{Index: idx})
 	}
 }

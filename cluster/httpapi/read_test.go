@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rafterlb/rafter/api"
 	"github.com/rafterlb/rafter/fsm"
 )
 
@@ -87,7 +88,7 @@ func TestBlockingReadOptions(t *testing.T) {
 				}
 				return
 			}
-			var list ListResponse
+			var list api.List
 			r.decode(t, &list)
 			if list.Index != cur || r.header.Get(HeaderIndex) != idx {
 				t.Fatalf("answer at %d (header %s), want %d", list.Index, r.header.Get(HeaderIndex), cur)

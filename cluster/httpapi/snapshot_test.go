@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/rafterlb/rafter/api"
 	"github.com/rafterlb/rafter/fsm"
 )
 
@@ -73,7 +74,7 @@ func TestSnapshotRestoreRoundTrip(t *testing.T) {
 	if r.status != http.StatusOK {
 		t.Fatalf("dry run: %d %s", r.status, r.body)
 	}
-	var dry ApplyResponse
+	var dry api.ApplyResult
 	r.decode(t, &dry)
 	if got := changeKeys(dry.Changes); strings.Join(got, ",") != strings.Join(want, ",") || dry.Index != 0 {
 		t.Fatalf("dry run = index %d %v, want %v", dry.Index, got, want)
@@ -86,7 +87,7 @@ func TestSnapshotRestoreRoundTrip(t *testing.T) {
 	if r.status != http.StatusOK {
 		t.Fatalf("restore: %d %s", r.status, r.body)
 	}
-	var res ApplyResponse
+	var res api.ApplyResult
 	r.decode(t, &res)
 	after := a.store.Config()
 	if res.Index == 0 || res.Index != after.Index || r.header.Get(HeaderIndex) != strconv.FormatUint(res.Index, 10) {
@@ -261,7 +262,7 @@ func TestSnapshotForwarded(t *testing.T) {
 		seen[1].header.Get(HeaderForwarded) != "n2" || seen[1].header.Get("Authorization") != "Bearer "+rwToken {
 		t.Fatalf("leader saw %+v", seen)
 	}
-	var res ApplyResponse
+	var res api.ApplyResult
 	r.decode(t, &res)
 	if res.Index != leader.store.Config().Index || len(leader.store.Config().Objects()) != 0 {
 		t.Fatalf("leader after restore: index %d (answered %d), objects %v", leader.store.Config().Index, res.Index, leader.store.Config().Objects())

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/rafterlb/rafter/api"
 	"github.com/rafterlb/rafter/cluster/probe"
 	"github.com/rafterlb/rafter/fsm"
 )
@@ -14,17 +15,6 @@ import (
 // Prober answers node probes (*probe.Tracker).
 type Prober interface {
 	Handle(ctx context.Context, req probe.Request) (probe.Response, error)
-}
-
-// MoveRequest is the body of POST /v1/vips/{name}/move.
-type MoveRequest struct {
-	To string `json:"to"`
-}
-
-// MoveResponse answers it with the new assignment.
-type MoveResponse struct {
-	Assignment fsm.Assignment `json:"assignment"`
-	Index      uint64         `json:"index"`
 }
 
 func (s *server) vipRoutes() []route {
@@ -45,7 +35,7 @@ func (s *server) handleVIPMove(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var req MoveRequest
+	var req api.MoveRequest
 	if err := decodeFields(body, map[string]any{"to": &req.To}); err != nil {
 		return err
 	}
@@ -64,7 +54,7 @@ func (s *server) handleVIPMove(w http.ResponseWriter, r *http.Request) error {
 	if a, ok := cfg.Assignments[name]; ok {
 		cas = a.Token
 		if a.Holder == req.To {
-			return s.answer(w, http.StatusOK, cfg.Index, MoveResponse{Assignment: *a, Index: cfg.Index})
+			return s.answer(w, http.StatusOK, cfg.Index, api.MoveResult{Assignment: *a, Index: cfg.Index})
 		}
 	}
 	assign := &fsm.Assign{
@@ -81,7 +71,7 @@ func (s *server) handleVIPMove(w http.ResponseWriter, r *http.Request) error {
 		a = *cur
 	}
 	s.log.Info("vip moved by an operator", "vip", name, "to", req.To, "token", idx)
-	return s.answer(w, http.StatusOK, idx, MoveResponse{Assignment: a, Index: idx})
+	return s.answer(w, http.StatusOK, idx, api.MoveResult{Assignment: a, Index: idx})
 }
 
 // moveTargetProblem names what makes node unfit to hold v.

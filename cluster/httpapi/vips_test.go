@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/rafterlb/rafter/api"
 	"github.com/rafterlb/rafter/cluster/probe"
 	"github.com/rafterlb/rafter/fsm"
 )
@@ -17,7 +18,7 @@ func TestVIPMove(t *testing.T) {
 	a.store.put(t, fsm.KindVIP, "web", `{"provider": "linux", "address": "10.0.0.100/24", "home_node": "n1", "candidates": ["n1", "n2", "n4"]}`)
 	url := a.srv.URL
 
-	var m MoveResponse
+	var m api.MoveResult
 	r := do(t, url, "POST", "/v1/vips/web/move", rwToken, `{"to": "n2"}`)
 	if r.status != 200 {
 		t.Fatalf("move: %d %s", r.status, r.body)

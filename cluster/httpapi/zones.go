@@ -7,42 +7,9 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/rafterlb/rafter/api"
 	"github.com/rafterlb/rafter/fsm"
 )
-
-// ZoneView is one availability zone as GET /v1/zones answers it. A zone
-// is known from a node's --zone, a pool backend's zone or an
-// evacuate/restore; ModifyIndex is 0 for a zone never evacuated nor
-// restored.
-type ZoneView struct {
-	Zone        string   `json:"zone"`
-	Evacuated   bool     `json:"evacuated"`
-	ModifyIndex uint64   `json:"modify_index"`
-	Nodes       []string `json:"nodes"`    // ids of the members in the zone, sorted
-	Backends    int      `json:"backends"` // pool backends in the zone, over every pool
-}
-
-// ZoneList answers GET /v1/zones.
-type ZoneList struct {
-	Items []ZoneView `json:"items"`
-	Index uint64     `json:"index"`
-}
-
-// ZoneWriteResponse answers POST and DELETE /v1/zones/{zone}/evacuate.
-//
-// Evacuating a zone is never refused, even when it leaves a pool with no
-// backend to send to: the lever is pulled during incidents, when the zone
-// may really be gone, and a guard rail that blocks it would do more harm
-// than the 503s it prevents. Warning says so instead, and StrandedPools
-// names the pools that now answer 503 (no backend outside the evacuated
-// zones and not draining).
-type ZoneWriteResponse struct {
-	Index         uint64   `json:"index"`
-	Zone          string   `json:"zone"`
-	Evacuated     bool     `json:"evacuated"`
-	Warning       string   `json:"warning,omitempty"`
-	StrandedPools []string `json:"stranded_pools,omitempty"`
-}
 
 func zoneParam(r *http.Request) (string, error) {
 	z := r.PathValue("zone")
@@ -53,12 +20,12 @@ func zoneParam(r *http.Request) (string, error) {
 }
 
 // zoneViews lists every zone cfg knows of, sorted by name.
-func zoneViews(cfg *fsm.Config) []ZoneView {
-	byName := map[string]*ZoneView{}
-	view := func(z string) *ZoneView {
+func zoneViews(cfg *fsm.Config) []api.Zone {
+	byName := map[string]*api.Zone{}
+	view := func(z string) *api.Zone {
 		v, ok := byName[z]
 		if !ok {
-			v = &ZoneView{Zone: z, Nodes: []string{}}
+			v = &api.Zone{Zone: z, Nodes: []string{}}
 			byName[z] = v
 		}
 		return v
@@ -86,12 +53,12 @@ func zoneViews(cfg *fsm.Config) []ZoneView {
 			}
 		}
 	}
-	out := make([]ZoneView, 0, len(byName))
+	out := make([]api.Zone, 0, len(byName))
 	for _, v := range byName {
 		sort.Strings(v.Nodes)
 		out = append(out, *v)
 	}
-	slices.SortFunc(out, func(a, b ZoneView) int { return strings.Compare(a.Zone, b.Zone) })
+	slices.SortFunc(out, func(a, b api.Zone) int { return strings.Compare(a.Zone, b.Zone) })
 	return out
 }
 
@@ -103,7 +70,7 @@ func (s *server) handleZoneList(w http.ResponseWriter, r *http.Request) error {
 	if cfg == nil {
 		cfg = fsm.Empty()
 	}
-	return s.answer(w, http.StatusOK, cfg.Index, ZoneList{Items: zoneViews(cfg), Index: cfg.Index})
+	return s.answer(w, http.StatusOK, cfg.Index, api.ZoneList{Items: zoneViews(cfg), Index: cfg.Index})
 }
 
 func (s *server) handleZoneGet(w http.ResponseWriter, r *http.Request) error {
@@ -144,7 +111,7 @@ func (s *server) handleZoneEvacuate(evacuate bool) handlerFunc {
 		if cfg == nil {
 			cfg = fsm.Empty()
 		}
-		resp := ZoneWriteResponse{Index: idx, Zone: z, Evacuated: evacuate}
+		resp := api.ZoneResult{Index: idx, Zone: z, Evacuated: evacuate}
 		resp.Warning, resp.StrandedPools = zoneWarning(cfg, z, evacuate)
 		if resp.Warning != "" {
 			s.log.Warn("zone change", "zone", z, "evacuated", evacuate, "warning", resp.Warning)

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/rafterlb/rafter/api"
 	"github.com/rafterlb/rafter/fsm"
 )
 
@@ -80,7 +81,7 @@ func TestZoneEvacuateRestore(t *testing.T) {
 	a := newTestAPI(t, "n1", withTokens)
 	zoneFixture(t, a.store)
 
-	var w ZoneWriteResponse
+	var w api.ZoneResult
 	r := do(t, a.srv.URL, "POST", "/v1/zones/b/evacuate", rwToken, "")
 	if r.status != 200 {
 		t.Fatalf("evacuate: %d %s", r.status, r.body)
@@ -97,13 +98,13 @@ func TestZoneEvacuateRestore(t *testing.T) {
 		t.Fatalf("zone state %+v", zs)
 	}
 
-	var list ZoneList
+	var list api.ZoneList
 	r = do(t, a.srv.URL, "GET", "/v1/zones", roToken, "")
 	if r.status != 200 {
 		t.Fatalf("list: %d %s", r.status, r.body)
 	}
 	r.decode(t, &list)
-	want := []ZoneView{
+	want := []api.Zone{
 		{Zone: "a", Nodes: []string{"n1"}, Backends: 3},
 		{Zone: "b", Evacuated: true, ModifyIndex: w.Index, Nodes: []string{"n2"}, Backends: 1},
 		{Zone: "c", Nodes: []string{"n3"}, Backends: 0},
@@ -113,7 +114,7 @@ func TestZoneEvacuateRestore(t *testing.T) {
 		t.Fatalf("list %+v, want %+v at index %d", list, want, cfg.Index)
 	}
 
-	var one ZoneView
+	var one api.Zone
 	r = do(t, a.srv.URL, "GET", "/v1/zones/b", roToken, "")
 	if r.status != 200 {
 		t.Fatalf("get: %d %s", r.status, r.body)
@@ -136,7 +137,7 @@ func TestZoneEvacuateRestore(t *testing.T) {
 	if r.status != 200 {
 		t.Fatalf("restore: %d %s", r.status, r.body)
 	}
-	var rw ZoneWriteResponse
+	var rw api.ZoneResult
 	r.decode(t, &rw)
 	if rw.Evacuated || rw.Index <= w.Index || rw.Warning != "" {
 		t.Fatalf("restore answer %+v", rw)
@@ -146,7 +147,7 @@ func TestZoneEvacuateRestore(t *testing.T) {
 	}
 }
 
-func zoneViewEqual(a, b ZoneView) bool {
+func zoneViewEqual(a, b api.Zone) bool {
 	return a.Zone == b.Zone && a.Evacuated == b.Evacuated && a.ModifyIndex == b.ModifyIndex &&
 		slices.Equal(a.Nodes, b.Nodes) && a.Backends == b.Backends
 }
@@ -181,7 +182,7 @@ func TestZoneEvacuateWarning(t *testing.T) {
 			if r.status != 200 {
 				t.Fatalf("evacuate: %d %s", r.status, r.body)
 			}
-			var w ZoneWriteResponse
+			var w api.ZoneResult
 			r.decode(t, &w)
 			if tc.warning == "" && w.Warning != "" || !strings.Contains(w.Warning, tc.warning) {
 				t.Fatalf("warning %q, want one containing %q", w.Warning, tc.warning)
@@ -265,14 +266,14 @@ func TestZoneForwarding(t *testing.T) {
 				t.Fatalf("leader saw %+v", seen)
 			}
 			if tc.method == "GET" {
-				var list ZoneList
+				var list api.ZoneList
 				r.decode(t, &list)
 				if len(list.Items) != 4 {
 					t.Fatalf("consistent list from the leader: %+v", list)
 				}
 				return
 			}
-			var w ZoneWriteResponse
+			var w api.ZoneResult
 			r.decode(t, &w)
 			zs := leader.store.Config().Zones["b"]
 			if zs == nil || zs.Evacuated != tc.evacuated || w.Index != leader.store.Config().Index {

@@ -21,7 +21,10 @@ import (
 )
 
 const (
-	clusterTTL      = 3 * time.Second
+	// clusterTTL leaves a keepalive (sent every TTL/3) more than three
+	// seconds of slack: 500 owners under -race on a busy 2-core machine
+	// sometimes need it, and a late keepalive is a lease expiry.
+	clusterTTL      = 5 * time.Second
 	clusterInterval = 250 * time.Millisecond
 	waitLong        = 30 * time.Second
 )

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rafterlb/rafter/api"
 	"github.com/rafterlb/rafter/cluster"
 	"github.com/rafterlb/rafter/cluster/clustertest"
 	"github.com/rafterlb/rafter/cluster/httpapi"
@@ -223,7 +224,7 @@ func TestAdminRefusesWithField(t *testing.T) {
 		for _, id := range []string{c.ID(leader), follower} {
 			t.Run(tt.name+"@"+id, func(t *testing.T) {
 				code, body := serve(byID[id], "PUT", tt.path, []byte(tt.body))
-				var eb httpapi.ErrorBody
+				var eb api.ErrorBody
 				if err := json.Unmarshal([]byte(body), &eb); err != nil || code != http.StatusBadRequest {
 					t.Fatalf("answered %d %s, want 400", code, body)
 				}

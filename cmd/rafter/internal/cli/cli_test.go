@@ -176,6 +176,14 @@ func TestCommands(t *testing.T) {
 			wantReqs: []string{`POST /v1/nodes? {"id":"n4","zone":"d","raft_addr":"127.0.0.4:7701","admin_addr":"127.0.0.4:7700","bootstrapped":false}`},
 		},
 		{
+			name:    "node join records the AWS identity",
+			answers: map[string]answer{"POST /v1/nodes": {200, `{"index":51}`}},
+			args: []string{"node", "join", "n4", "--raft-addr", "10.0.4.4:7701", "--zone", "d",
+				"--aws-instance-id", "i-04", "--aws-eni", "eni-04", "--aws-private-ip", "10.0.4.4"},
+			wantOut:  []string{"node n4 joined"},
+			wantReqs: []string{`POST /v1/nodes? {"id":"n4","zone":"d","raft_addr":"10.0.4.4:7701","admin_addr":"","instance_id":"i-04","eni":"eni-04","private_ip":"10.0.4.4","bootstrapped":false}`},
+		},
+		{
 			name:    "node join needs raft addr",
 			args:    []string{"node", "join", "n4"},
 			wantErr: "--raft-addr: required",

@@ -210,6 +210,10 @@ func newNodeCmd(s Streams) *cobra.Command {
 	join.Flags().StringVar(&p.RaftAddr, "raft-addr", "", "the node's Raft address (required)")
 	join.Flags().StringVar(&p.AdminAddr, "admin-addr", "", "the node's admin API address")
 	join.Flags().StringVar(&p.Zone, "zone", "", "the node's zone")
+	join.Flags().StringVar(&p.DataAddr, "data-addr", "", "the IP the node's listeners bind")
+	join.Flags().StringVar(&p.InstanceID, "aws-instance-id", "", "the node's EC2 instance id (i-...)")
+	join.Flags().StringVar(&p.ENI, "aws-eni", "", "the node's network interface that Elastic IPs move to (eni-...)")
+	join.Flags().StringVar(&p.PrivateIP, "aws-private-ip", "", "the private IP on --aws-eni that Elastic IPs map to")
 	join.RunE = withClient(s, jo, func(ctx context.Context, c *client.Client, args []string) error {
 		if p.RaftAddr == "" {
 			return fmt.Errorf("--raft-addr: required")
