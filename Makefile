@@ -54,6 +54,7 @@ unit:
 # against the data plane (internal/hardening).
 fuzz:
 	$(GO) test -run=NONE -fuzz='^FuzzParseManifest$$' -fuzztime=$(FUZZTIME) ./fsm
+	$(GO) test -run=NONE -fuzz='^FuzzDecodeCommand$$' -fuzztime=$(FUZZTIME) ./fsm
 	@for pkg in $$($(GO) list ./dataplane/... ./internal/hardening); do \
 		dir=$$($(GO) list -f '{{.Dir}}' $$pkg); \
 		for t in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$dir/*_test.go 2>/dev/null | sed 's/^func //' | sort -u); do \
