@@ -23,6 +23,7 @@ import (
 	"github.com/rafterlb/rafter/cluster/lease"
 	"github.com/rafterlb/rafter/cluster/tlsutil"
 	"github.com/rafterlb/rafter/dataplane/health"
+	"github.com/rafterlb/rafter/internal/sdnotify"
 )
 
 // Shutdown budgets: how long each stage of a graceful stop may take.
@@ -339,6 +340,16 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	log.Info("rafter agent started", "admin", scheme+"://"+adminAddr, "raft", cfg.RaftAddr(), "bind", cfg.Bind, "zone", cfg.Zone)
 	a.adminAddr, a.node = adminAddr, node
 	close(a.ready)
+	// systemd (Type=notify) hears READY=1 only once the data plane serves
+	// its first table as well, so `systemctl start` returns when the node
+	// proxies.
+	wg.Go(func() {
+		select {
+		case <-dp.Ready():
+			a.notify(sdnotify.Ready)
+		case <-workCtx.Done():
+		}
+	})
 
 	var runErr error
 	select {
@@ -348,6 +359,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		log.Error("stopping after a fatal error", "err", runErr)
 	}
 
+	a.notify(sdnotify.Stopping)
 	// 1. VIPs move to other nodes while this one still serves.
 	vips.handOver(context.WithoutCancel(ctx))
 	// 2. The data plane finishes in-flight requests (bounded by its own
@@ -367,6 +379,18 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	stopWork()
 	wg.Wait()
 	return runErr
+}
+
+// notify tells systemd the agent's state when it runs under a
+// Type=notify unit; a failure is logged, since serving matters more.
+func (a *Agent) notify(state string) {
+	sent, err := sdnotify.Notify(a.cfg.NotifySocket, state)
+	switch {
+	case err != nil:
+		a.log.Warn("telling systemd the service state", "state", state, "err", err)
+	case sent:
+		a.log.Info("told systemd", "state", state)
+	}
 }
 
 func tokens(t string) []string {

@@ -81,6 +81,10 @@ type Config struct {
 	// AdminListener, when set, is served instead of listening on
 	// AdminAddr(); its address is the one peers are told.
 	AdminListener net.Listener
+	// NotifySocket is systemd's NOTIFY_SOCKET: the agent sends READY=1
+	// there once it serves and STOPPING=1 as it begins to stop. "" sends
+	// nothing.
+	NotifySocket string
 }
 
 // DefaultConfig is a single node on loopback with default ports.

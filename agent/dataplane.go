@@ -27,6 +27,8 @@ type dataPlaneDeps struct {
 // data plane's drain timeout).
 type dataPlane interface {
 	Run(ctx context.Context) error
+	// Ready is closed once the first routing table is served.
+	Ready() <-chan struct{}
 }
 
 // newDataPlane builds this node's proxy.

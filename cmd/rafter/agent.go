@@ -22,6 +22,7 @@ func newAgentCmd(s cli.Streams) *cobra.Command {
 				return err
 			}
 			cfg.Stdout, cfg.Stderr = s.Out, s.Err
+			cfg.NotifySocket = s.Getenv("NOTIFY_SOCKET")
 			a, err := agent.New(cfg)
 			if err != nil {
 				return err
