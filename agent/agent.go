@@ -89,6 +89,17 @@ func (a *Agent) Node() *cluster.Node {
 	return a.node
 }
 
+// Check is what New checks, without starting anything: the configuration
+// is valid and its TLS files are readable and hold a usable CA, certificate
+// and key. `rafter agent --check` runs it.
+func (c Config) Check() error {
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	_, err := loadTLS(c)
+	return err
+}
+
 // tlsSet holds the configs built from --tls-*; all nil without TLS.
 type tlsSet struct {
 	raftServer, adminServer, client *tls.Config
