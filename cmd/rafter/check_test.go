@@ -66,3 +66,20 @@ func TestAgentCheck(t *testing.T) {
 		})
 	}
 }
+
+func TestRecoverNeedsData(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		args    []string
+		wantErr string
+	}{
+		{[]string{"recover", "--node-id", "n1"}, "--data-dir: required"},
+		{[]string{"recover", "--data-dir", dir, "--node-id", "n1"}, "no Raft state to recover"},
+		{[]string{"recover", "--data-dir", dir, "--node-id", "n1", "--peers", "n1"}, "--peers: [0]"},
+	} {
+		_, err := run(t, nil, tc.args...)
+		if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+			t.Errorf("%v: error %v, want one naming %q", tc.args, err, tc.wantErr)
+		}
+	}
+}

@@ -15,5 +15,5 @@ func execute(ctx context.Context, args []string) error {
 
 // newRoot is every command of the binary, on the streams s.
 func newRoot(s cli.Streams) *cobra.Command {
-	return cli.NewRoot(s, newAgentCmd(s), newDevCmd(s))
+	return cli.NewRoot(s, newAgentCmd(s), newDevCmd(s), newRecoverCmd(s))
 }
