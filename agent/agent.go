@@ -252,6 +252,11 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	}
 	wg.Go(func() { leases.Run(workCtx) })
 
+	if cfg.BackupDir != "" {
+		b := &backups{dir: cfg.BackupDir, nodeID: cfg.NodeID, every: cfg.BackupEvery, keep: cfg.BackupKeep,
+			state: node.Config, now: time.Now, log: log.With("component", "backup")}
+		wg.Go(func() { b.Run(workCtx) })
+	}
 	if err := startDiscovery(workCtx, &wg, cfg, awsDeps{Client: ec2c, Node: node, Logger: log, Registerer: reg}); err != nil {
 		return err
 	}
