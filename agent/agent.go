@@ -217,6 +217,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		newClusterCollector(node.Status),
 	)
 	monitor := health.NewMonitor(health.Options{
 		NodeID:     cfg.NodeID,
