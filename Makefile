@@ -12,6 +12,7 @@ TEST_PKGS := ./agent/... ./fsm/... ./cluster/... ./dataplane/... ./client/... ./
 DEPS_APT  := iproute2 nftables
 
 .PHONY: all build run deps test vet depcheck unit fuzz bench bench-quick lint clean
+.PHONY: package deps-ops test-ops
 
 all: build
 
@@ -22,6 +23,7 @@ run: build
 	./$(BIN) dev
 
 test: vet depcheck unit fuzz
+test: test-ops
 
 vet:
 	$(GO) vet ./... $(BENCH_PKGS)
@@ -40,7 +42,7 @@ depcheck:
 # Installs what the tests need (as root; .ci/run calls it before make
 # test). make test itself installs nothing: the network-namespace tests
 # fail, naming what is missing, where these are absent.
-deps:
+deps: deps-ops
 	apt-get install -y $(DEPS_APT) || { apt-get update && apt-get install -y $(DEPS_APT); }
 
 # -count=1: the system tests run a rafter binary they build themselves,
@@ -77,3 +79,50 @@ lint:
 
 clean:
 	rm -rf bin
+	rm -rf $(DIST)
+
+# Packages: .deb and .rpm of the binary, the systemd units, a default
+# config, shell completions and the man page, built with nfpm from the
+# tools module in deploy/package/nfpm (so the product's go.mod stays lean).
+DIST        ?= dist
+PKG_VERSION ?= 0.1.0
+PKG_ARCH    ?= $(shell $(GO) env GOARCH)
+STAGE       := $(DIST)/stage
+package:
+	rm -rf $(STAGE) && mkdir -p $(STAGE)/completions $(STAGE)/systemd
+	cp deploy/systemd/*.service $(STAGE)/systemd/
+	cp deploy/package/rafter.yaml deploy/package/default deploy/package/*.sh docs/operations.md LICENSE CHANGELOG.md $(STAGE)/
+	CGO_ENABLED=0 GOARCH=$(PKG_ARCH) $(GO) build -trimpath -ldflags='-s -w' -o $(STAGE)/rafter ./cmd/rafter
+	$(GO) build -o $(STAGE)/rafter-host ./cmd/rafter
+	$(STAGE)/rafter-host completion bash > $(STAGE)/completions/rafter.bash
+	$(STAGE)/rafter-host completion zsh > $(STAGE)/completions/_rafter
+	$(STAGE)/rafter-host completion fish > $(STAGE)/completions/rafter.fish
+	gzip -9n < deploy/package/rafter.1 > $(STAGE)/rafter.1.gz
+	cd deploy/package/nfpm && $(GO) build -o $(abspath $(STAGE))/nfpm .
+	for p in deb rpm; do \
+		(cd $(STAGE) && PKG_VERSION=$(PKG_VERSION) PKG_ARCH=$(PKG_ARCH) \
+			./nfpm --config $(CURDIR)/deploy/package/nfpm.yaml --packager $$p --target $(abspath $(DIST))/) || exit 1; \
+	done
+	@ls -l $(DIST)/*.deb $(DIST)/*.rpm
+
+# What test-ops needs on a clean Debian machine (run as root; part of
+# make deps): vagrant
+# (`vagrant validate`), shellcheck, systemd-analyze (package systemd),
+# dpkg-deb, gzip. Terraform is not in Debian: see docs/operations.md.
+deps-ops:
+	@missing=""; \
+	for t in vagrant:vagrant shellcheck:shellcheck systemd-analyze:systemd dpkg-deb:dpkg gzip:gzip; do \
+		command -v $${t%%:*} >/dev/null 2>&1 || missing="$$missing $${t#*:}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "deps-ops: apt-get install -y$$missing"; \
+		apt-get install -y $$missing || { apt-get update && apt-get install -y $$missing; }; \
+	fi
+
+# Deployment checks: Vagrantfile, shell scripts, systemd units, packages,
+# Terraform policy and alert rules (the Go tests in ./deploy build the
+# packages themselves).
+test-ops:
+	VAGRANT_VAGRANTFILE=Vagrantfile vagrant validate
+	shellcheck $$(git ls-files '*.sh')
+	$(GO) test -count=1 -timeout 10m ./deploy/...

@@ -23,6 +23,7 @@ import (
 	"github.com/rafterlb/rafter/cluster/lease"
 	"github.com/rafterlb/rafter/cluster/tlsutil"
 	"github.com/rafterlb/rafter/dataplane/health"
+	"github.com/rafterlb/rafter/internal/sdnotify"
 )
 
 // Shutdown budgets: how long each stage of a graceful stop may take.
@@ -85,6 +86,17 @@ func (a *Agent) AdminAddr() string {
 func (a *Agent) Node() *cluster.Node {
 	<-a.ready
 	return a.node
+}
+
+// Check is what New checks, without starting anything: the configuration
+// is valid and its TLS files are readable and hold a usable CA, certificate
+// and key. `rafter agent --check` runs it.
+func (c Config) Check() error {
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	_, err := loadTLS(c)
+	return err
 }
 
 // tlsSet holds the configs built from --tls-*; all nil without TLS.
@@ -204,6 +216,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		newClusterCollector(node.Status),
 	)
 	monitor := health.NewMonitor(health.Options{
 		NodeID:     cfg.NodeID,
@@ -239,6 +252,11 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	}
 	wg.Go(func() { leases.Run(workCtx) })
 
+	if cfg.BackupDir != "" {
+		b := &backups{dir: cfg.BackupDir, nodeID: cfg.NodeID, every: cfg.BackupEvery, keep: cfg.BackupKeep,
+			state: node.Config, now: time.Now, log: log.With("component", "backup")}
+		wg.Go(func() { b.Run(workCtx) })
+	}
 	if err := startDiscovery(workCtx, &wg, cfg, awsDeps{Client: ec2c, Node: node, Logger: log, Registerer: reg}); err != nil {
 		return err
 	}
@@ -339,6 +357,16 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	log.Info("rafter agent started", "admin", scheme+"://"+adminAddr, "raft", cfg.RaftAddr(), "bind", cfg.Bind, "zone", cfg.Zone)
 	a.adminAddr, a.node = adminAddr, node
 	close(a.ready)
+	// systemd (Type=notify) hears READY=1 only once the data plane serves
+	// its first table as well, so `systemctl start` returns when the node
+	// proxies.
+	wg.Go(func() {
+		select {
+		case <-dp.Ready():
+			a.notify(sdnotify.Ready)
+		case <-workCtx.Done():
+		}
+	})
 
 	var runErr error
 	select {
@@ -348,6 +376,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		log.Error("stopping after a fatal error", "err", runErr)
 	}
 
+	a.notify(sdnotify.Stopping)
 	// 1. VIPs move to other nodes while this one still serves.
 	vips.handOver(context.WithoutCancel(ctx))
 	// 2. The data plane finishes in-flight requests (bounded by its own
@@ -367,6 +396,18 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	stopWork()
 	wg.Wait()
 	return runErr
+}
+
+// notify tells systemd the agent's state when it runs under a
+// Type=notify unit; a failure is logged, since serving matters more.
+func (a *Agent) notify(state string) {
+	sent, err := sdnotify.Notify(a.cfg.NotifySocket, state)
+	switch {
+	case err != nil:
+		a.log.Warn("telling systemd the service state", "state", state, "err", err)
+	case sent:
+		a.log.Info("told systemd", "state", state)
+	}
 }
 
 func tokens(t string) []string {

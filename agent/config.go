@@ -70,6 +70,13 @@ type Config struct {
 	VIPLinux     bool
 	VIPInterface string
 
+	// BackupDir, when set, receives this node's copy of the configuration
+	// every BackupEvery (in the format of `rafter snapshot save`); the
+	// newest BackupKeep files are kept.
+	BackupDir   string
+	BackupEvery time.Duration
+	BackupKeep  int
+
 	// The fields below are set by programs that run agents in-process
 	// (`rafter dev`, tests), never by flags.
 
@@ -81,6 +88,10 @@ type Config struct {
 	// AdminListener, when set, is served instead of listening on
 	// AdminAddr(); its address is the one peers are told.
 	AdminListener net.Listener
+	// NotifySocket is systemd's NOTIFY_SOCKET: the agent sends READY=1
+	// there once it serves and STOPPING=1 as it begins to stop. "" sends
+	// nothing.
+	NotifySocket string
 }
 
 // DefaultConfig is a single node on loopback with default ports.
@@ -97,6 +108,9 @@ func DefaultConfig() Config {
 
 		VIPHoldDown:    30 * time.Second,
 		VIPDetectAfter: 500 * time.Millisecond,
+
+		BackupEvery: time.Hour,
+		BackupKeep:  24,
 	}
 }
 
@@ -227,6 +241,19 @@ func (c *Config) Validate() error {
 		bad("lease-drain-period", "must not be negative, got %v", c.LeaseDrainPeriod)
 	}
 	c.validateAWS(bad, check)
+	if c.BackupDir != "" {
+		if c.BackupEvery < minBackupEvery {
+			bad("backup-every", "must be at least %v, got %v", minBackupEvery, c.BackupEvery)
+		}
+		if c.BackupKeep < 1 || c.BackupKeep > maxBackupKeep {
+			bad("backup-keep", "must be 1..%d, got %d", maxBackupKeep, c.BackupKeep)
+		}
+		if st, err := os.Stat(c.BackupDir); err != nil {
+			bad("backup-dir", "%v", err)
+		} else if !st.IsDir() {
+			bad("backup-dir", "%s is not a directory", c.BackupDir)
+		}
+	}
 	if len(errs) == 0 {
 		return nil
 	}

@@ -29,6 +29,8 @@ type dataPlane interface {
 	Run(ctx context.Context) error
 	// Listeners reports each listener's bind state (/v1/health).
 	Listeners() []dataplane.ListenerStatus
+	// Ready is closed once the first routing table is served.
+	Ready() <-chan struct{}
 }
 
 // newDataPlane builds this node's proxy.

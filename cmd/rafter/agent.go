@@ -1,6 +1,8 @@
 package main
 
 import (
+	"fmt"
+
 	"github.com/spf13/cobra"
 
 	"github.com/rafterlb/rafter/agent"
@@ -10,6 +12,7 @@ import (
 func newAgentCmd(s cli.Streams) *cobra.Command {
 	cfg := agent.DefaultConfig()
 	var configFile string
+	var check bool
 	cmd := &cobra.Command{
 		Use:   "agent",
 		Short: "Run a rafter node: Raft member, admin API and HTTP proxy",
@@ -21,7 +24,15 @@ func newAgentCmd(s cli.Streams) *cobra.Command {
 			if err := LoadAgentConfig(cmd.Flags(), configFile, s.Getenv); err != nil {
 				return err
 			}
+			if check {
+				if err := cfg.Check(); err != nil {
+					return err
+				}
+				_, err := fmt.Fprintln(s.Out, "configuration ok")
+				return err
+			}
 			cfg.Stdout, cfg.Stderr = s.Out, s.Err
+			cfg.NotifySocket = s.Getenv("NOTIFY_SOCKET")
 			a, err := agent.New(cfg)
 			if err != nil {
 				return err
@@ -31,5 +42,6 @@ func newAgentCmd(s cli.Streams) *cobra.Command {
 	}
 	BindAgentFlags(cmd.Flags(), &cfg)
 	cmd.Flags().StringVar(&configFile, "config", "", "YAML file with the same keys as the flags")
+	cmd.Flags().BoolVar(&check, "check", false, "load and validate the configuration (and TLS files), print \"configuration ok\" and exit without starting")
 	return cmd
 }

@@ -45,6 +45,9 @@ func BindAgentFlags(fs *pflag.FlagSet, c *agent.Config) {
 	fs.BoolVar(&c.VIPLinux, "vip-linux", c.VIPLinux, "hold linux VIPs on this node: add their addresses and send gratuitous ARP (needs CAP_NET_ADMIN and CAP_NET_RAW)")
 	fs.StringVar(&c.VIPInterface, "vip-interface", c.VIPInterface, "interface for linux VIPs whose spec names none (default: the interface that carries --bind)")
 	fs.DurationVar(&c.VIPHoldDown, "vip-hold-down", c.VIPHoldDown, "how long a VIP stays on a failover node before it moves back home")
+	fs.StringVar(&c.BackupDir, "backup-dir", c.BackupDir, "save this node's copy of the configuration here on a timer (format of `rafter snapshot save`)")
+	fs.DurationVar(&c.BackupEvery, "backup-every", c.BackupEvery, "how often to save to --backup-dir (a file is written only when the state changed)")
+	fs.IntVar(&c.BackupKeep, "backup-keep", c.BackupKeep, "how many files in --backup-dir to keep")
 	fs.DurationVar(&c.VIPDetectAfter, "vip-detect-after", c.VIPDetectAfter, "how long a VIP holder must be unreachable before the VIP moves")
 }
 

@@ -11,6 +11,9 @@ import (
 )
 
 func main() {
+	// SIGHUP (`systemctl reload rafter`) will start the upgrade hand-over;
+	// until that exists it must not stop the node, as it would by default.
+	signal.Ignore(syscall.SIGHUP)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := execute(ctx, os.Args[1:])
 	stop()

@@ -1,0 +1,58 @@
+package agent
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// TestTerraformPolicyIsWhatTheAgentChecks keeps the instance role of
+// deploy/terraform/aws equal to the EC2 actions the agent checks at start
+// with every AWS feature on: no more (least privilege), no less (the agent
+// would refuse to start).
+func TestTerraformPolicyIsWhatTheAgentChecks(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("..", "deploy", "terraform", "aws", "iam-policy.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Statement []struct {
+			Effect   string
+			Action   []string
+			Resource any
+		}
+	}
+	if err := json.Unmarshal(data, &doc); err != nil {
+		t.Fatalf("iam-policy.json: %v", err)
+	}
+	var inPolicy []string
+	for i, st := range doc.Statement {
+		if st.Effect != "Allow" {
+			t.Errorf("statement %d: effect %q, want Allow", i, st.Effect)
+		}
+		for _, a := range st.Action {
+			name, ok := strings.CutPrefix(a, "ec2:")
+			if !ok {
+				t.Errorf("statement %d: %q is not an EC2 action", i, a)
+				continue
+			}
+			inPolicy = append(inPolicy, name)
+		}
+	}
+	inCode := ec2Actions(Config{Discovery: true, VIP: true})
+	slices.Sort(inPolicy)
+	slices.Sort(inCode)
+	if !slices.Equal(slices.Compact(inPolicy), inCode) || len(slices.Compact(inPolicy)) != len(inPolicy) {
+		t.Fatalf("iam-policy.json allows %v; the agent checks %v (agent/aws.go ec2Actions)", inPolicy, inCode)
+	}
+	tf, err := os.ReadFile(filepath.Join("..", "deploy", "terraform", "aws", "main.tf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(tf), `file("${path.module}/iam-policy.json")`) {
+		t.Error("main.tf does not read its role policy from iam-policy.json")
+	}
+}
