@@ -11,6 +11,7 @@ import (
 	"github.com/rafterlb/rafter/cluster/awsec2"
 	"github.com/rafterlb/rafter/cluster/vip"
 	"github.com/rafterlb/rafter/fsm"
+	"github.com/rafterlb/rafter/internal/conf"
 )
 
 // Sentinel errors; test with errors.Is.
@@ -114,43 +115,25 @@ func (c Config) Validate() error {
 		return errors.New("aws_eip.fence: required (only the current leader may move addresses)")
 	case c.Attempts < 0 || c.Attempts > 20:
 		return fmt.Errorf("aws_eip.attempts: %d out of range 1..20", c.Attempts)
-	case c.RetryBase < 0:
-		return errors.New("aws_eip.retry_base: must not be negative")
-	case c.RetryMax < 0:
-		return errors.New("aws_eip.retry_max: must not be negative")
-	case c.VerifyTimeout < 0:
-		return errors.New("aws_eip.verify_timeout: must not be negative")
-	case c.PollInterval < 0:
-		return errors.New("aws_eip.poll_interval: must not be negative")
-	case c.PollMax < 0:
-		return errors.New("aws_eip.poll_max: must not be negative")
 	}
-	return nil
+	return conf.NotNegative(
+		conf.Field("aws_eip.retry_base", c.RetryBase),
+		conf.Field("aws_eip.retry_max", c.RetryMax),
+		conf.Field("aws_eip.verify_timeout", c.VerifyTimeout),
+		conf.Field("aws_eip.poll_interval", c.PollInterval),
+		conf.Field("aws_eip.poll_max", c.PollMax),
+	)
 }
 
 func (c Config) withDefaults() Config {
 	d := DefaultConfig()
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
-	}
-	if c.Attempts == 0 {
-		c.Attempts = d.Attempts
-	}
-	if c.RetryBase == 0 {
-		c.RetryBase = d.RetryBase
-	}
-	if c.RetryMax == 0 {
-		c.RetryMax = max(d.RetryMax, c.RetryBase)
-	}
-	if c.VerifyTimeout == 0 {
-		c.VerifyTimeout = d.VerifyTimeout
-	}
-	if c.PollInterval == 0 {
-		c.PollInterval = d.PollInterval
-	}
-	if c.PollMax == 0 {
-		c.PollMax = max(d.PollMax, c.PollInterval)
-	}
+	conf.Default(&c.Logger, slog.New(slog.DiscardHandler))
+	conf.Default(&c.Attempts, d.Attempts)
+	conf.Default(&c.RetryBase, d.RetryBase)
+	conf.Default(&c.RetryMax, max(d.RetryMax, c.RetryBase))
+	conf.Default(&c.VerifyTimeout, d.VerifyTimeout)
+	conf.Default(&c.PollInterval, d.PollInterval)
+	conf.Default(&c.PollMax, max(d.PollMax, c.PollInterval))
 	return c
 }
 

@@ -1,0 +1,48 @@
+package conf
+
+import (
+	"testing"
+	"time"
+)
+
+func TestDefault(t *testing.T) {
+	d := time.Duration(0)
+	Default(&d, time.Second)
+	if d != time.Second {
+		t.Fatalf("zero: got %s, want 1s", d)
+	}
+	Default(&d, time.Minute)
+	if d != time.Second {
+		t.Fatalf("set: got %s, want it kept at 1s", d)
+	}
+	s := ""
+	Default(&s, "http")
+	if s != "http" {
+		t.Fatalf("string: got %q", s)
+	}
+}
+
+func TestNotNegative(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		fields []Value
+		want   string
+	}{
+		{"none", nil, ""},
+		{"all fine", []Value{Field("a.tick", time.Second), Field("a.count", 0)}, ""},
+		{"first negative wins", []Value{
+			Field("a.tick", time.Second), Field("a.count", -1), Field("a.wait", -time.Second),
+		}, "a.count: must not be negative"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := NotNegative(tc.fields...)
+			got := ""
+			if err != nil {
+				got = err.Error()
+			}
+			if got != tc.want {
+				t.Fatalf("got %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
