@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"time"
 
 	"github.com/rafterlb/rafter/cluster/awsec2"
@@ -186,7 +185,7 @@ func (m *Mover) Move(ctx context.Context, v fsm.VIP, target fsm.Node, token uint
 		if !retriable(ctx, err) || attempt >= m.cfg.Attempts {
 			return fmt.Errorf("aws_eip: vip %q to node %s (attempt %d): %w", v.Name, target.ID, attempt, err)
 		}
-		wait := jitter(m.cfg.RetryBase, m.cfg.RetryMax, attempt)
+		wait := vip.Backoff(m.cfg.RetryBase, m.cfg.RetryMax, attempt)
 		m.log.Warn("associating elastic ip failed; retrying", "vip", v.Name, "attempt", attempt, "retry_in", wait.Round(time.Millisecond), "err", err)
 		if err := sleep(ctx, wait); err != nil {
 			return fmt.Errorf("aws_eip: vip %q: %w", v.Name, err)
@@ -254,20 +253,6 @@ func retriable(ctx context.Context, err error) bool {
 		!errors.Is(err, awsec2.ErrUnauthorized) &&
 		!errors.Is(err, context.Canceled) &&
 		!errors.Is(err, context.DeadlineExceeded)
-}
-
-// jitter is exponential backoff with equal jitter.
-func jitter(base, limit time.Duration, attempt int) time.Duration {
-	bound := base
-	for i := 1; i < attempt && bound < limit; i++ {
-		bound *= 2
-	}
-	bound = min(bound, limit)
-	if bound <= 1 {
-		return bound
-	}
-	half := bound / 2
-	return half + rand.N(bound-half)
 }
 
 func sleep(ctx context.Context, d time.Duration) error {
