@@ -6,13 +6,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/rafterlb/rafter/internal/adminhttp"
 )
 
 // Sender delivers one probe to the leader's admin address.
@@ -42,19 +43,7 @@ func (s HTTPSender) Send(ctx context.Context, _, adminAddr string, req Request) 
 		return Response{}, err
 	}
 	hreq.Header.Set("Content-Type", "application/json")
-	if s.Token != "" {
-		hreq.Header.Set("Authorization", "Bearer "+s.Token)
-	}
-	c := s.Client
-	if c == nil {
-		c = http.DefaultClient
-	}
-	resp, err := c.Do(hreq)
-	if err != nil {
-		return Response{}, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	resp, b, err := adminhttp.Do(s.Client, hreq, s.Token, 64<<10)
 	if err != nil {
 		return Response{}, err
 	}
