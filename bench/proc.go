@@ -93,18 +93,6 @@ func (p *Proc) Stop(grace time.Duration) {
 	_ = syscall.Kill(pgid, syscall.SIGKILL)
 }
 
-// LogTail is the last n bytes of the process log, for error messages.
-func LogTail(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return ""
-	}
-	if len(b) > n {
-		b = b[len(b)-n:]
-	}
-	return strings.TrimSpace(string(b))
-}
-
 // ProcFS reads process figures from a /proc tree (Root "/proc"; tests use a fake).
 type ProcFS struct{ Root string }
 
