@@ -11,6 +11,20 @@ func Default[T comparable](v *T, d T) {
 	}
 }
 
+// Number is what Positive and Field take: the signed numbers config fields
+// are made of, time.Duration among them.
+type Number interface {
+	~int | ~int8 | ~int16 | ~int32 | ~int64 | ~float32 | ~float64
+}
+
+// Positive sets *v to d unless *v is above zero: for fields where zero
+// and negative values both mean "the default".
+func Positive[T Number](v *T, d T) {
+	if *v <= 0 {
+		*v = d
+	}
+}
+
 // Value is one numeric field for NotNegative: its path in error messages
 // and whether it is below zero. Build it with Field.
 type Value struct {
@@ -19,7 +33,7 @@ type Value struct {
 }
 
 // Field names v by its path (vip.tick) for NotNegative.
-func Field[T ~int | ~int64 | ~float64](path string, v T) Value {
+func Field[T Number](path string, v T) Value {
 	return Value{path: path, negative: v < 0}
 }
 

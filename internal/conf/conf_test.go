@@ -22,6 +22,18 @@ func TestDefault(t *testing.T) {
 	}
 }
 
+func TestPositive(t *testing.T) {
+	for _, tc := range []struct{ v, want time.Duration }{
+		{0, time.Second}, {-time.Minute, time.Second}, {time.Millisecond, time.Millisecond},
+	} {
+		v := tc.v
+		Positive(&v, time.Second)
+		if v != tc.want {
+			t.Errorf("Positive(%s): got %s, want %s", tc.v, v, tc.want)
+		}
+	}
+}
+
 func TestNotNegative(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
