@@ -131,7 +131,7 @@ func (c Config) withDefaults() Config {
 			c.AdminScheme = "https"
 		}
 	}
-	conf.Default(&c.Logger, slog.New(slog.DiscardHandler))
+	conf.Logger(&c.Logger)
 	return c
 }
 

@@ -87,7 +87,7 @@ func (o Options) withDefaults() Options {
 	conf.Default(&o.ThrottleDelay, d.ThrottleDelay)
 	conf.Default(&o.MaxBackoff, d.MaxBackoff)
 	conf.Default(&o.PageSize, d.PageSize)
-	conf.Default(&o.Logger, slog.New(slog.DiscardHandler))
+	conf.Logger(&o.Logger)
 	return o
 }
 

@@ -114,10 +114,8 @@ func (c Config) Validate() error {
 
 func (c Config) withDefaults() Config {
 	d := DefaultConfig()
-	conf.Default(&c.Logger, slog.New(slog.DiscardHandler))
-	if c.Now == nil {
-		c.Now = time.Now
-	}
+	conf.Logger(&c.Logger)
+	conf.Now(&c.Now)
 	conf.Default(&c.Tick, d.Tick)
 	conf.Default(&c.MinRefresh, d.MinRefresh)
 	conf.Default(&c.DefaultRefresh, max(d.DefaultRefresh, c.MinRefresh))

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/rafterlb/rafter/internal/adminhttp"
+	"github.com/rafterlb/rafter/internal/conf"
 )
 
 // Sender delivers one probe to the leader's admin address.
@@ -101,18 +102,10 @@ func NewProber(cfg ProberConfig) (*Prober, error) {
 	case cfg.Timeout < 0:
 		return nil, errors.New("probe: prober.timeout: must not be negative")
 	}
-	if cfg.Interval == 0 {
-		cfg.Interval = 100 * time.Millisecond
-	}
-	if cfg.Timeout == 0 {
-		cfg.Timeout = 500 * time.Millisecond
-	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
+	conf.Default(&cfg.Interval, 100*time.Millisecond)
+	conf.Default(&cfg.Timeout, 500*time.Millisecond)
+	conf.Now(&cfg.Now)
+	conf.Logger(&cfg.Logger)
 	return &Prober{cfg: cfg, now: make(chan struct{}, 1)}, nil
 }
 

@@ -1,6 +1,10 @@
 package conf
 
-import "errors"
+import (
+	"errors"
+	"log/slog"
+	"time"
+)
 
 // Default sets *v to d when *v is the zero value of T, the value a field
 // has when the caller left it out.
@@ -8,6 +12,20 @@ func Default[T comparable](v *T, d T) {
 	var zero T
 	if *v == zero {
 		*v = d
+	}
+}
+
+// Logger sets *l to a logger that discards everything when it is nil.
+func Logger(l **slog.Logger) {
+	if *l == nil {
+		*l = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Now sets *now to time.Now when it is nil: tests pass a fake clock.
+func Now(now *func() time.Time) {
+	if *now == nil {
+		*now = time.Now
 	}
 }
 

@@ -1,6 +1,7 @@
 package conf
 
 import (
+	"log/slog"
 	"testing"
 	"time"
 )
@@ -19,6 +20,30 @@ func TestDefault(t *testing.T) {
 	Default(&s, "http")
 	if s != "http" {
 		t.Fatalf("string: got %q", s)
+	}
+}
+
+func TestLoggerAndNow(t *testing.T) {
+	var l *slog.Logger
+	Logger(&l)
+	if l == nil {
+		t.Fatal("Logger left nil")
+	}
+	mine := slog.Default()
+	Logger(&mine)
+	if mine != slog.Default() {
+		t.Fatal("Logger replaced a set logger")
+	}
+	var now func() time.Time
+	Now(&now)
+	if now == nil {
+		t.Fatal("Now left nil")
+	}
+	fixed := time.Unix(1, 0)
+	fake := func() time.Time { return fixed }
+	Now(&fake)
+	if !fake().Equal(fixed) {
+		t.Fatal("Now replaced a set clock")
 	}
 }
 

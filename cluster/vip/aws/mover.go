@@ -126,7 +126,7 @@ func (c Config) Validate() error {
 
 func (c Config) withDefaults() Config {
 	d := DefaultConfig()
-	conf.Default(&c.Logger, slog.New(slog.DiscardHandler))
+	conf.Logger(&c.Logger)
 	conf.Default(&c.Attempts, d.Attempts)
 	conf.Default(&c.RetryBase, d.RetryBase)
 	conf.Default(&c.RetryMax, max(d.RetryMax, c.RetryBase))

@@ -77,10 +77,8 @@ func (o Options) withDefaults() Options {
 	if o.GARPCount == 0 && o.GARPInterval == 0 {
 		o.GARPCount, o.GARPInterval = d.GARPCount, d.GARPInterval
 	}
-	conf.Default(&o.Logger, slog.New(slog.DiscardHandler))
-	if o.Now == nil {
-		o.Now = time.Now
-	}
+	conf.Logger(&o.Logger)
+	conf.Now(&o.Now)
 	return o
 }
 
