@@ -97,10 +97,12 @@ func NewProber(cfg ProberConfig) (*Prober, error) {
 		return nil, errors.New("probe: prober.local: required")
 	case cfg.Sender == nil:
 		return nil, errors.New("probe: prober.sender: required")
-	case cfg.Interval < 0:
-		return nil, errors.New("probe: prober.interval: must not be negative")
-	case cfg.Timeout < 0:
-		return nil, errors.New("probe: prober.timeout: must not be negative")
+	}
+	if err := conf.NotNegative(
+		conf.Field("probe: prober.interval", cfg.Interval),
+		conf.Field("probe: prober.timeout", cfg.Timeout),
+	); err != nil {
+		return nil, err
 	}
 	conf.Default(&cfg.Interval, 100*time.Millisecond)
 	conf.Default(&cfg.Timeout, 500*time.Millisecond)

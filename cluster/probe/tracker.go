@@ -71,10 +71,12 @@ func NewTracker(cfg TrackerConfig) (*Tracker, error) {
 		return nil, errors.New("probe: tracker.node_id: required")
 	case cfg.VerifyLeader == nil:
 		return nil, errors.New("probe: tracker.verify_leader: required")
-	case cfg.ConfirmTimeout < 0:
-		return nil, errors.New("probe: tracker.confirm_timeout: must not be negative")
-	case cfg.PriorQuiet < 0:
-		return nil, errors.New("probe: tracker.prior_quiet: must not be negative")
+	}
+	if err := conf.NotNegative(
+		conf.Field("probe: tracker.confirm_timeout", cfg.ConfirmTimeout),
+		conf.Field("probe: tracker.prior_quiet", cfg.PriorQuiet),
+	); err != nil {
+		return nil, err
 	}
 	conf.Default(&cfg.ConfirmTimeout, time.Second)
 	conf.Now(&cfg.Now)
