@@ -16,6 +16,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/rafterlb/rafter/internal/testutil"
 )
 
 // status is the part of GET /v1/status the harness reads.
@@ -149,7 +151,7 @@ func RunCluster(ctx context.Context, cfg ClusterConfig, bin, dir string, log *sl
 		procs = append(procs, p)
 	}
 	fail := func(err error) *Cluster {
-		out.Err = fmt.Sprintf("%v; n1 log: %s", err, LogTail(filepath.Join(dir, "n1.log"), 600))
+		out.Err = fmt.Sprintf("%v; n1 log: %s", err, testutil.LogTail(filepath.Join(dir, "n1.log"), 600))
 		return out
 	}
 	leader, err := waitLeader(ctx, "http://"+join[0], 3, 60*time.Second)

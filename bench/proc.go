@@ -93,18 +93,6 @@ func (p *Proc) Stop(grace time.Duration) {
 	_ = syscall.Kill(pgid, syscall.SIGKILL)
 }
 
-// LogTail is the last n bytes of the process log, for error messages.
-func LogTail(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return ""
-	}
-	if len(b) > n {
-		b = b[len(b)-n:]
-	}
-	return strings.TrimSpace(string(b))
-}
-
 // ProcFS reads process figures from a /proc tree (Root "/proc"; tests use a fake).
 type ProcFS struct{ Root string }
 
@@ -191,44 +179,39 @@ func (fs ProcFS) Tree(pid int) ([]int, error) {
 
 // CPU is the user+system time consumed so far by pid's tree.
 func (fs ProcFS) CPU(pid int) (time.Duration, error) {
-	pids, err := fs.Tree(pid)
+	ticks, err := sumTree(fs, pid, "stat", func(b []byte) (uint64, error) {
+		_, t, err := ParseStat(b)
+		return t, err
+	})
 	if err != nil {
 		return 0, err
-	}
-	var ticks uint64
-	for i, p := range pids {
-		b, err := os.ReadFile(filepath.Join(fs.Root, strconv.Itoa(p), "stat"))
-		if err != nil {
-			if i == 0 {
-				return 0, fmt.Errorf("reading stat of %d: %w", p, err)
-			}
-			continue
-		}
-		_, t, err := ParseStat(b)
-		if err != nil {
-			return 0, err
-		}
-		ticks += t
 	}
 	return time.Duration(ticks) * time.Second / userHZ, nil
 }
 
 // RSS is the resident memory of pid's tree.
 func (fs ProcFS) RSS(pid int) (int64, error) {
+	return sumTree(fs, pid, "status", ParseRSS)
+}
+
+// sumTree adds up parse's figure from /proc/PID/file over pid's tree. A
+// child that exits before its file is read is skipped; pid itself must be
+// readable.
+func sumTree[T int64 | uint64](fs ProcFS, pid int, file string, parse func([]byte) (T, error)) (T, error) {
 	pids, err := fs.Tree(pid)
 	if err != nil {
 		return 0, err
 	}
-	var total int64
+	var total T
 	for i, p := range pids {
-		b, err := os.ReadFile(filepath.Join(fs.Root, strconv.Itoa(p), "status"))
+		b, err := os.ReadFile(filepath.Join(fs.Root, strconv.Itoa(p), file))
 		if err != nil {
 			if i == 0 {
-				return 0, fmt.Errorf("reading status of %d: %w", p, err)
+				return 0, fmt.Errorf("reading %s of %d: %w", file, p, err)
 			}
 			continue
 		}
-		v, err := ParseRSS(b)
+		v, err := parse(b)
 		if err != nil {
 			return 0, err
 		}

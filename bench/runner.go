@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/rafterlb/rafter/internal/testutil"
 )
 
 // liveProxy is a proxy process the suite measures.
@@ -39,7 +41,7 @@ func (m *realMeasurer) proxy(name string) (*liveProxy, error) {
 		return nil, fmt.Errorf("%w: %s", ErrNotRunning, name)
 	}
 	if done, err := p.proc.Exited(); done {
-		return nil, fmt.Errorf("%w: %s exited (%v): %s", ErrNotRunning, name, err, LogTail(p.log, 400))
+		return nil, fmt.Errorf("%w: %s exited (%v): %s", ErrNotRunning, name, err, testutil.LogTail(p.log, 400))
 	}
 	return p, nil
 }
@@ -217,7 +219,7 @@ func startProxy(ctx context.Context, cfg Config, name, rafterBin, dir, backend s
 	lp.proc = proc
 	fail := func(err error) (*liveProxy, ProxyInfo, error) {
 		proc.Stop(3 * time.Second)
-		return nil, info, fmt.Errorf("%w; log: %s", err, LogTail(lp.log, 600))
+		return nil, info, fmt.Errorf("%w; log: %s", err, testutil.LogTail(lp.log, 600))
 	}
 	if afterStart != nil {
 		if err := afterStart(); err != nil {

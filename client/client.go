@@ -150,11 +150,17 @@ func (c *Client) Get(ctx context.Context, kind fsm.Kind, name string) (fsm.Objec
 // List answers every object of a kind, sorted by name, and the index of
 // the state they were read from.
 func (c *Client) List(ctx context.Context, kind fsm.Kind) ([]fsm.Object, Meta, error) {
+	return list[fsm.Object](ctx, c, "/v1/"+KindPath(kind))
+}
+
+// list answers the items of a list endpoint (GET path), with the index of
+// the state they were read from.
+func list[T any](ctx context.Context, c *Client, path string) ([]T, Meta, error) {
 	var out struct {
-		Items []fsm.Object `json:"items"`
-		Index uint64       `json:"index"`
+		Items []T    `json:"items"`
+		Index uint64 `json:"index"`
 	}
-	m, err := c.do(ctx, http.MethodGet, "/v1/"+KindPath(kind), nil, nil, "", &out)
+	m, err := c.do(ctx, http.MethodGet, path, nil, nil, "", &out)
 	if err == nil && m.Index == 0 {
 		m.Index = out.Index
 	}

@@ -24,15 +24,7 @@ type MoveResult = api.MoveResult
 
 // VIPs answers every VIP with its assignment, sorted by name.
 func (c *Client) VIPs(ctx context.Context) ([]VIP, Meta, error) {
-	var out struct {
-		Items []VIP  `json:"items"`
-		Index uint64 `json:"index"`
-	}
-	m, err := c.do(ctx, http.MethodGet, "/v1/vips", nil, nil, "", &out)
-	if err == nil && m.Index == 0 {
-		m.Index = out.Index
-	}
-	return out.Items, m, err
+	return list[VIP](ctx, c, "/v1/vips")
 }
 
 // MoveVIP assigns VIP name to node to (POST /v1/vips/{name}/move); the

@@ -18,15 +18,7 @@ type (
 // Zones answers every zone the cluster knows (from members, pool
 // backends and zone states), sorted by name.
 func (c *Client) Zones(ctx context.Context) ([]Zone, Meta, error) {
-	var out struct {
-		Items []Zone `json:"items"`
-		Index uint64 `json:"index"`
-	}
-	m, err := c.do(ctx, http.MethodGet, "/v1/zones", nil, nil, "", &out)
-	if err == nil && m.Index == 0 {
-		m.Index = out.Index
-	}
-	return out.Items, m, err
+	return list[Zone](ctx, c, "/v1/zones")
 }
 
 // EvacuateZone stops every node from sending requests to the backends in

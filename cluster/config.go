@@ -14,6 +14,7 @@ import (
 
 	"github.com/rafterlb/rafter/cluster/tlsutil"
 	"github.com/rafterlb/rafter/fsm"
+	"github.com/rafterlb/rafter/internal/conf"
 )
 
 // Config configures one node. Start from DefaultConfig.
@@ -116,39 +117,21 @@ func DefaultConfig() Config {
 // DefaultConfig still gets sane values.
 func (c Config) withDefaults() Config {
 	d := DefaultConfig()
-	if c.HeartbeatTimeout == 0 {
-		c.HeartbeatTimeout = d.HeartbeatTimeout
-	}
-	if c.ElectionTimeout == 0 {
-		c.ElectionTimeout = d.ElectionTimeout
-	}
-	if c.LeaderLeaseTimeout == 0 {
-		c.LeaderLeaseTimeout = d.LeaderLeaseTimeout
-	}
-	if c.CommitTimeout == 0 {
-		c.CommitTimeout = d.CommitTimeout
-	}
-	if c.TransportTimeout == 0 {
-		c.TransportTimeout = d.TransportTimeout
-	}
-	if c.SnapshotInterval == 0 {
-		c.SnapshotInterval = d.SnapshotInterval
-	}
-	if c.SnapshotThreshold == 0 {
-		c.SnapshotThreshold = d.SnapshotThreshold
-	}
-	if c.TrailingLogs == 0 {
-		c.TrailingLogs = d.TrailingLogs
-	}
+	conf.Default(&c.HeartbeatTimeout, d.HeartbeatTimeout)
+	conf.Default(&c.ElectionTimeout, d.ElectionTimeout)
+	conf.Default(&c.LeaderLeaseTimeout, d.LeaderLeaseTimeout)
+	conf.Default(&c.CommitTimeout, d.CommitTimeout)
+	conf.Default(&c.TransportTimeout, d.TransportTimeout)
+	conf.Default(&c.SnapshotInterval, d.SnapshotInterval)
+	conf.Default(&c.SnapshotThreshold, d.SnapshotThreshold)
+	conf.Default(&c.TrailingLogs, d.TrailingLogs)
 	if c.AdminScheme == "" {
 		c.AdminScheme = "http"
 		if c.ClientTLS != nil {
 			c.AdminScheme = "https"
 		}
 	}
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
-	}
+	conf.Logger(&c.Logger)
 	return c
 }
 

@@ -7,13 +7,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"slices"
 	"sort"
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/rafterlb/rafter/internal/adminhttp"
 )
 
 const (
@@ -193,15 +194,7 @@ func (n *Node) askToJoin(ctx context.Context, addr string, self PeerInfo) error 
 }
 
 func (n *Node) doPeer(req *http.Request) ([]byte, error) {
-	if n.cfg.Token != "" {
-		req.Header.Set("Authorization", "Bearer "+n.cfg.Token)
-	}
-	resp, err := n.http.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer func() { _ = resp.Body.Close() }()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxPeerAnswer))
+	resp, body, err := adminhttp.Do(n.http, req, n.cfg.Token, maxPeerAnswer)
 	if err != nil {
 		return nil, err
 	}

@@ -26,10 +26,7 @@ const maxVoters = 7
 // address, and a wrong voter can cost the cluster its quorum. When adding
 // the voter fails for certain, the record is put back as it was.
 func (n *Node) AddVoter(ctx context.Context, info PeerInfo) error {
-	if !n.IsLeader() {
-		return n.notLeader(nil)
-	}
-	servers, err := n.servers(ctx)
+	servers, err := n.leaderServers(ctx)
 	if err != nil {
 		return err
 	}
@@ -124,10 +121,7 @@ func (n *Node) undoRecord(ctx context.Context, id string, prev *fsm.Node) error 
 // Node record. Leader only; removing the leader itself makes it step down
 // once the change commits.
 func (n *Node) RemoveServer(ctx context.Context, id string) error {
-	if !n.IsLeader() {
-		return n.notLeader(nil)
-	}
-	servers, err := n.servers(ctx)
+	servers, err := n.leaderServers(ctx)
 	if err != nil {
 		return err
 	}
@@ -172,6 +166,15 @@ func (n *Node) RemoveServer(ctx context.Context, id string) error {
 		return nil
 	}
 	return removeRecord()
+}
+
+// leaderServers returns the servers of the Raft configuration when this
+// node leads, for the changes only the leader may make.
+func (n *Node) leaderServers(ctx context.Context) ([]raft.Server, error) {
+	if !n.IsLeader() {
+		return nil, n.notLeader(nil)
+	}
+	return n.servers(ctx)
 }
 
 func (n *Node) servers(ctx context.Context) ([]raft.Server, error) {

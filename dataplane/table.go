@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/rafterlb/rafter/fsm"
+	"github.com/rafterlb/rafter/internal/conf"
 )
 
 // Table is one compiled, immutable view of the configuration. Requests read
@@ -57,24 +58,12 @@ func effectiveLimits(l fsm.ListenerLimits) listenerLimits {
 		readTimeout: l.ReadTimeout.D(), writeTimeout: l.WriteTimeout.D(),
 		idleTimeout: l.IdleTimeout.D(), maxConns: l.MaxConns,
 	}
-	if out.maxHeaderBytes <= 0 {
-		out.maxHeaderBytes = DefaultMaxHeaderBytes
-	}
-	if out.maxBodyBytes <= 0 {
-		out.maxBodyBytes = DefaultMaxBodyBytes
-	}
-	if out.readTimeout <= 0 {
-		out.readTimeout = DefaultReadTimeout
-	}
-	if out.writeTimeout <= 0 {
-		out.writeTimeout = DefaultWriteTimeout
-	}
-	if out.idleTimeout <= 0 {
-		out.idleTimeout = DefaultIdleTimeout
-	}
-	if out.maxConns <= 0 {
-		out.maxConns = DefaultMaxConns
-	}
+	conf.Positive(&out.maxHeaderBytes, DefaultMaxHeaderBytes)
+	conf.Positive(&out.maxBodyBytes, DefaultMaxBodyBytes)
+	conf.Positive(&out.readTimeout, DefaultReadTimeout)
+	conf.Positive(&out.writeTimeout, DefaultWriteTimeout)
+	conf.Positive(&out.idleTimeout, DefaultIdleTimeout)
+	conf.Positive(&out.maxConns, DefaultMaxConns)
 	out.maxHeaderBytes = clampInt(out.maxHeaderBytes, maxHeaderBytesCeiling)
 	out.maxConns = clampInt(out.maxConns, maxConnsCeiling)
 	out.readTimeout = clampDuration(out.readTimeout)

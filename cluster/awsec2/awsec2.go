@@ -17,6 +17,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/smithy-go"
+
+	"github.com/rafterlb/rafter/internal/conf"
 )
 
 // Sentinel errors; test with errors.Is.
@@ -80,24 +82,12 @@ func DefaultOptions() Options {
 // withDefaults fills zero fields from DefaultOptions.
 func (o Options) withDefaults() Options {
 	d := DefaultOptions()
-	if o.MaxAttempts == 0 {
-		o.MaxAttempts = d.MaxAttempts
-	}
-	if o.BaseDelay == 0 {
-		o.BaseDelay = d.BaseDelay
-	}
-	if o.ThrottleDelay == 0 {
-		o.ThrottleDelay = d.ThrottleDelay
-	}
-	if o.MaxBackoff == 0 {
-		o.MaxBackoff = d.MaxBackoff
-	}
-	if o.PageSize == 0 {
-		o.PageSize = d.PageSize
-	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
-	}
+	conf.Default(&o.MaxAttempts, d.MaxAttempts)
+	conf.Default(&o.BaseDelay, d.BaseDelay)
+	conf.Default(&o.ThrottleDelay, d.ThrottleDelay)
+	conf.Default(&o.MaxBackoff, d.MaxBackoff)
+	conf.Default(&o.PageSize, d.PageSize)
+	conf.Logger(&o.Logger)
 	return o
 }
 

@@ -8,6 +8,7 @@
 // (RequestLimitExceeded) and 5xx answers back off exponentially with full
 // jitter up to Options.MaxAttempts.
 //
-// It must not import any other rafter package except fsm (it imports none
-// today), and nothing in dataplane may import it.
+// It must not import any other rafter package except fsm and internal/conf
+// (it imports only internal/conf today), and nothing in dataplane may
+// import it.
 package awsec2

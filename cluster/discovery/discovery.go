@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/rafterlb/rafter/fsm"
+	"github.com/rafterlb/rafter/internal/conf"
 )
 
 // Instance is a running instance as a listing reports it.
@@ -94,48 +95,33 @@ func (c Config) Validate() error {
 		return errors.New("discovery.lister: required")
 	case c.Writer == nil:
 		return errors.New("discovery.writer: required")
-	case c.Tick < 0:
-		return errors.New("discovery.tick: must not be negative")
-	case c.MinRefresh < 0:
-		return errors.New("discovery.min_refresh: must not be negative")
-	case c.DefaultRefresh < 0 || (c.DefaultRefresh > 0 && c.DefaultRefresh < c.MinRefresh):
-		return fmt.Errorf("discovery.default_refresh: %s is below min_refresh %s", c.DefaultRefresh, c.MinRefresh)
-	case c.GraceFactor < 0:
-		return errors.New("discovery.grace_factor: must not be negative")
-	case c.MaxBackoff < 0:
-		return errors.New("discovery.max_backoff: must not be negative")
-	case c.Timeout < 0:
-		return errors.New("discovery.timeout: must not be negative")
 	}
-	return nil
+	if err := conf.NotNegative(
+		conf.Field("discovery.tick", c.Tick),
+		conf.Field("discovery.min_refresh", c.MinRefresh),
+	); err != nil {
+		return err
+	}
+	if c.DefaultRefresh < 0 || (c.DefaultRefresh > 0 && c.DefaultRefresh < c.MinRefresh) {
+		return fmt.Errorf("discovery.default_refresh: %s is below min_refresh %s", c.DefaultRefresh, c.MinRefresh)
+	}
+	return conf.NotNegative(
+		conf.Field("discovery.grace_factor", c.GraceFactor),
+		conf.Field("discovery.max_backoff", c.MaxBackoff),
+		conf.Field("discovery.timeout", c.Timeout),
+	)
 }
 
 func (c Config) withDefaults() Config {
 	d := DefaultConfig()
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
-	}
-	if c.Now == nil {
-		c.Now = time.Now
-	}
-	if c.Tick == 0 {
-		c.Tick = d.Tick
-	}
-	if c.MinRefresh == 0 {
-		c.MinRefresh = d.MinRefresh
-	}
-	if c.DefaultRefresh == 0 {
-		c.DefaultRefresh = max(d.DefaultRefresh, c.MinRefresh)
-	}
-	if c.GraceFactor == 0 {
-		c.GraceFactor = d.GraceFactor
-	}
-	if c.MaxBackoff == 0 {
-		c.MaxBackoff = d.MaxBackoff
-	}
-	if c.Timeout == 0 {
-		c.Timeout = d.Timeout
-	}
+	conf.Logger(&c.Logger)
+	conf.Now(&c.Now)
+	conf.Default(&c.Tick, d.Tick)
+	conf.Default(&c.MinRefresh, d.MinRefresh)
+	conf.Default(&c.DefaultRefresh, max(d.DefaultRefresh, c.MinRefresh))
+	conf.Default(&c.GraceFactor, d.GraceFactor)
+	conf.Default(&c.MaxBackoff, d.MaxBackoff)
+	conf.Default(&c.Timeout, d.Timeout)
 	return c
 }
 

@@ -16,5 +16,6 @@
 //
 // The package declares the small interfaces it consumes (Lister, Writer)
 // and must import neither the AWS SDK nor hashicorp/raft; the agent adapts
-// cluster/awsec2 and the cluster Node to them. Of rafter it imports fsm only.
+// cluster/awsec2 and the cluster Node to them. Of rafter it imports fsm,
+// cluster/leading and internal/conf only.
 package discovery

@@ -9,7 +9,8 @@
 // openapi.json, served at GET /v1/openapi.json and checked against the
 // registered routes by the package's tests.
 //
-// It imports fsm, and cluster for its types and sentinel errors only. It
+// It imports api, fsm, cluster/probe, internal/conf, and cluster for its
+// types and sentinel errors only. It
 // must not import dataplane, hashicorp/raft or any cloud SDK: it never
 // touches Raft itself, everything goes through Store.
 package httpapi

@@ -11,6 +11,7 @@ import (
 
 	"github.com/rafterlb/rafter/cluster"
 	"github.com/rafterlb/rafter/fsm"
+	"github.com/rafterlb/rafter/internal/conf"
 )
 
 // Response headers carried by every answer of the API, errors included.
@@ -180,9 +181,7 @@ func newServer(cfg Config) (*server, error) {
 	if cfg.ForwardScheme == "" {
 		cfg.ForwardScheme = "http"
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
+	conf.Logger(&cfg.Logger)
 	cfg.Timeouts = cfg.Timeouts.withDefaults()
 	client := cfg.ForwardClient
 	if client == nil {

@@ -76,6 +76,20 @@ func leaseID(r *http.Request) (uint64, error) {
 	return id, nil
 }
 
+// leaseOf returns the lease manager and the id of the lease named by r's
+// path.
+func (s *server) leaseOf(r *http.Request) (Leases, uint64, error) {
+	ls, err := s.leases()
+	if err != nil {
+		return nil, 0, err
+	}
+	id, err := leaseID(r)
+	if err != nil {
+		return nil, 0, err
+	}
+	return ls, id, nil
+}
+
 func (s *server) leases() (Leases, error) {
 	if s.cfg.Leases == nil {
 		return nil, fmt.Errorf("%w: %w", errNoLeases, errNoRoute)
@@ -107,11 +121,7 @@ func (s *server) handleLeaseGrant(w http.ResponseWriter, r *http.Request) error 
 }
 
 func (s *server) handleLeaseKeepAlive(w http.ResponseWriter, r *http.Request) error {
-	ls, err := s.leases()
-	if err != nil {
-		return err
-	}
-	id, err := leaseID(r)
+	ls, id, err := s.leaseOf(r)
 	if err != nil {
 		return err
 	}
@@ -123,11 +133,7 @@ func (s *server) handleLeaseKeepAlive(w http.ResponseWriter, r *http.Request) er
 }
 
 func (s *server) handleLeaseRevoke(w http.ResponseWriter, r *http.Request) error {
-	ls, err := s.leases()
-	if err != nil {
-		return err
-	}
-	id, err := leaseID(r)
+	ls, id, err := s.leaseOf(r)
 	if err != nil {
 		return err
 	}
@@ -157,11 +163,7 @@ func (s *server) handleBackendRegister(w http.ResponseWriter, r *http.Request) e
 	cmd := fsm.BackendRegisterCommand(r.PathValue("name"), fsm.Backend{
 		Addr: r.PathValue("addr"), Lease: req.Lease, Weight: weight, Zone: req.Zone,
 	})
-	idx, err := s.store.Apply(r.Context(), cmd)
-	if err != nil {
-		return s.forwardOrFail(w, r, body, backendFields(err))
-	}
-	return s.answer(w, http.StatusOK, idx, api.WriteResult{Index: idx})
+	return s.applyBackend(w, r, body, cmd)
 }
 
 func (s *server) handleBackendDeregister(w http.ResponseWriter, r *http.Request) error {
@@ -176,6 +178,12 @@ func (s *server) handleBackendDeregister(w http.ResponseWriter, r *http.Request)
 		}
 	}
 	cmd := fsm.BackendDeregisterCommand(r.PathValue("name"), r.PathValue("addr"), req.Lease)
+	return s.applyBackend(w, r, body, cmd)
+}
+
+// applyBackend writes a backend registration command, or forwards its
+// request to the leader.
+func (s *server) applyBackend(w http.ResponseWriter, r *http.Request, body []byte, cmd *fsm.Command) error {
 	idx, err := s.store.Apply(r.Context(), cmd)
 	if err != nil {
 		return s.forwardOrFail(w, r, body, backendFields(err))

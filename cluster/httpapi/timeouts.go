@@ -3,6 +3,8 @@ package httpapi
 import (
 	"net/http"
 	"time"
+
+	"github.com/rafterlb/rafter/internal/conf"
 )
 
 // Timeouts bound how long one client may hold an admin API connection.
@@ -38,14 +40,11 @@ func DefaultTimeouts() Timeouts {
 // withDefaults fills zero fields from DefaultTimeouts.
 func (t Timeouts) withDefaults() Timeouts {
 	d := DefaultTimeouts()
-	for _, f := range []struct{ v, def *time.Duration }{
-		{&t.ReadHeader, &d.ReadHeader}, {&t.Read, &d.Read}, {&t.Write, &d.Write},
-		{&t.Idle, &d.Idle}, {&t.Transfer, &d.Transfer},
-	} {
-		if *f.v <= 0 {
-			*f.v = *f.def
-		}
-	}
+	conf.Positive(&t.ReadHeader, d.ReadHeader)
+	conf.Positive(&t.Read, d.Read)
+	conf.Positive(&t.Write, d.Write)
+	conf.Positive(&t.Idle, d.Idle)
+	conf.Positive(&t.Transfer, d.Transfer)
 	return t
 }
 

@@ -14,7 +14,8 @@
 // leader) than a mass departure: expiry is held back, a gauge and a log
 // line say so, and it resumes once keepalives return.
 //
-// lease imports fsm, and cluster for its sentinel errors; it talks to the
-// node only through the Store interface it declares. It must not import
+// lease imports fsm, cluster/leading, internal/conf, and cluster for its
+// sentinel errors; it talks to the node only through the Store interface
+// it declares. It must not import
 // cluster/httpapi or dataplane, and cluster must not import it.
 package lease

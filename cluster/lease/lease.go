@@ -14,6 +14,7 @@ import (
 	"github.com/rafterlb/rafter/cluster"
 	"github.com/rafterlb/rafter/cluster/leading"
 	"github.com/rafterlb/rafter/fsm"
+	"github.com/rafterlb/rafter/internal/conf"
 )
 
 // Store is what the Manager needs from the Raft node (*cluster.Node
@@ -122,12 +123,8 @@ func New(cfg Config) (*Manager, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
+	conf.Logger(&cfg.Logger)
+	conf.Now(&cfg.Now)
 	if cfg.Registerer == nil {
 		cfg.Registerer = prometheus.NewRegistry()
 	}

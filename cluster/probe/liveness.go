@@ -4,6 +4,8 @@ import (
 	"errors"
 	"sync"
 	"time"
+
+	"github.com/rafterlb/rafter/internal/conf"
 )
 
 // DefaultDetectAfter is how long a node's probes may be silent before the
@@ -49,9 +51,7 @@ func NewLiveness(t *Tracker, detectAfter time.Duration, now func() time.Time, hi
 	if detectAfter == 0 {
 		detectAfter = DefaultDetectAfter
 	}
-	if now == nil {
-		now = time.Now
-	}
+	conf.Now(&now)
 	return &Liveness{t: t, detectAfter: detectAfter, now: now, hint: hint, state: map[string]liveState{}}, nil
 }
 

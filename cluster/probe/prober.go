@@ -6,13 +6,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/rafterlb/rafter/internal/adminhttp"
+	"github.com/rafterlb/rafter/internal/conf"
 )
 
 // Sender delivers one probe to the leader's admin address.
@@ -42,19 +44,7 @@ func (s HTTPSender) Send(ctx context.Context, _, adminAddr string, req Request) 
 		return Response{}, err
 	}
 	hreq.Header.Set("Content-Type", "application/json")
-	if s.Token != "" {
-		hreq.Header.Set("Authorization", "Bearer "+s.Token)
-	}
-	c := s.Client
-	if c == nil {
-		c = http.DefaultClient
-	}
-	resp, err := c.Do(hreq)
-	if err != nil {
-		return Response{}, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	resp, b, err := adminhttp.Do(s.Client, hreq, s.Token, 64<<10)
 	if err != nil {
 		return Response{}, err
 	}
@@ -107,23 +97,17 @@ func NewProber(cfg ProberConfig) (*Prober, error) {
 		return nil, errors.New("probe: prober.local: required")
 	case cfg.Sender == nil:
 		return nil, errors.New("probe: prober.sender: required")
-	case cfg.Interval < 0:
-		return nil, errors.New("probe: prober.interval: must not be negative")
-	case cfg.Timeout < 0:
-		return nil, errors.New("probe: prober.timeout: must not be negative")
 	}
-	if cfg.Interval == 0 {
-		cfg.Interval = 100 * time.Millisecond
+	if err := conf.NotNegative(
+		conf.Field("probe: prober.interval", cfg.Interval),
+		conf.Field("probe: prober.timeout", cfg.Timeout),
+	); err != nil {
+		return nil, err
 	}
-	if cfg.Timeout == 0 {
-		cfg.Timeout = 500 * time.Millisecond
-	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
+	conf.Default(&cfg.Interval, 100*time.Millisecond)
+	conf.Default(&cfg.Timeout, 500*time.Millisecond)
+	conf.Now(&cfg.Now)
+	conf.Logger(&cfg.Logger)
 	return &Prober{cfg: cfg, now: make(chan struct{}, 1)}, nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/rafterlb/rafter/cluster/leading"
+	"github.com/rafterlb/rafter/internal/conf"
 )
 
 // ErrNotLeader: this node does not lead, or a quorum did not confirm that
@@ -70,20 +71,16 @@ func NewTracker(cfg TrackerConfig) (*Tracker, error) {
 		return nil, errors.New("probe: tracker.node_id: required")
 	case cfg.VerifyLeader == nil:
 		return nil, errors.New("probe: tracker.verify_leader: required")
-	case cfg.ConfirmTimeout < 0:
-		return nil, errors.New("probe: tracker.confirm_timeout: must not be negative")
-	case cfg.PriorQuiet < 0:
-		return nil, errors.New("probe: tracker.prior_quiet: must not be negative")
 	}
-	if cfg.ConfirmTimeout == 0 {
-		cfg.ConfirmTimeout = time.Second
+	if err := conf.NotNegative(
+		conf.Field("probe: tracker.confirm_timeout", cfg.ConfirmTimeout),
+		conf.Field("probe: tracker.prior_quiet", cfg.PriorQuiet),
+	); err != nil {
+		return nil, err
 	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
+	conf.Default(&cfg.ConfirmTimeout, time.Second)
+	conf.Now(&cfg.Now)
+	conf.Logger(&cfg.Logger)
 	return &Tracker{
 		cfg:       cfg,
 		granter:   cfg.Granter,

@@ -117,11 +117,7 @@ func initAt(dir string, nodes []NodeSpec, force bool, now time.Time) error {
 		return fmt.Errorf("tlsutil: %w", err)
 	}
 
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return fmt.Errorf("tlsutil: generate CA key: %w", err)
-	}
-	caSerial, err := serial()
+	caKey, caSerial, err := newKey("CA key")
 	if err != nil {
 		return err
 	}
@@ -157,11 +153,7 @@ func initAt(dir string, nodes []NodeSpec, force bool, now time.Time) error {
 		{CAFile, pemBlock("CERTIFICATE", caDER), 0o644},
 		{CAKeyFile, caKeyPEM, 0o600},
 	}
-	cliKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return fmt.Errorf("tlsutil: generate CLI key: %w", err)
-	}
-	cliSerial, err := serial()
+	cliKey, cliSerial, err := newKey("CLI key")
 	if err != nil {
 		return err
 	}
@@ -184,11 +176,7 @@ func initAt(dir string, nodes []NodeSpec, force bool, now time.Time) error {
 		file{CLIFile, pemBlock("CERTIFICATE", cliDER), 0o644},
 		file{CLIKeyFile, cliKeyPEM, 0o600})
 	for _, n := range nodes {
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			return fmt.Errorf("tlsutil: generate key for %s: %w", n.Name, err)
-		}
-		sn, err := serial()
+		key, sn, err := newKey("key for " + n.Name)
 		if err != nil {
 			return err
 		}
@@ -228,6 +216,20 @@ func initAt(dir string, nodes []NodeSpec, force bool, now time.Time) error {
 		}
 	}
 	return nil
+}
+
+// newKey makes a P-256 key and a random serial number for the certificate
+// of what.
+func newKey(what string) (*ecdsa.PrivateKey, *big.Int, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, fmt.Errorf("tlsutil: generate %s: %w", what, err)
+	}
+	sn, err := serial()
+	if err != nil {
+		return nil, nil, err
+	}
+	return key, sn, nil
 }
 
 func serial() (*big.Int, error) {

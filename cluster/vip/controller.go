@@ -439,7 +439,7 @@ func (t *term) handle(r result) {
 		}
 		rs.failures++
 		rs.err = r.err
-		wait := backoff(c.cfg.RetryBase, c.cfg.RetryMax, rs.failures)
+		wait := Backoff(c.cfg.RetryBase, c.cfg.RetryMax, rs.failures)
 		rs.at = now.Add(wait)
 		t.retries[r.vip] = rs
 		c.m.failures.WithLabelValues(r.vip).Inc()
@@ -447,9 +447,11 @@ func (t *term) handle(r result) {
 	}
 }
 
-// backoff is exponential with equal jitter: never less than half the bound,
-// so retries neither hammer the API nor fall in step across VIPs.
-func backoff(base, limit time.Duration, failures int) time.Duration {
+// Backoff is the wait before retry number failures: exponential from base
+// up to limit, with equal jitter, never less than half the bound, so
+// retries neither hammer the API nor fall in step across VIPs. The
+// controller spaces failed moves with it, and Movers their own retries.
+func Backoff(base, limit time.Duration, failures int) time.Duration {
 	bound := base
 	for i := 1; i < failures && bound < limit; i++ {
 		bound *= 2

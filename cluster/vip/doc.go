@@ -23,9 +23,9 @@
 // the assignment in the local Config, so a deposed leader's late call is
 // refused with ErrStaleToken.
 //
-// The package imports fsm, cluster/leading and cluster/probe, not cluster
-// itself: the node reaches it through the small interfaces it declares. It
-// must not import hashicorp/raft, the AWS SDK or cluster/awsec2: cloud movers live
-// in subpackages (vip/aws) and are handed in as Movers. Nothing in cluster
-// or dataplane may import it.
+// The package imports fsm, cluster/leading, cluster/probe and
+// internal/conf, not cluster itself: the node reaches it through the small
+// interfaces it declares. It must not import hashicorp/raft, the AWS SDK
+// or cluster/awsec2: cloud movers live in subpackages (vip/aws) and are
+// handed in as Movers. Nothing in cluster or dataplane may import it.
 package vip

@@ -7,6 +7,7 @@ import (
 
 	"github.com/rafterlb/rafter/cluster/probe"
 	"github.com/rafterlb/rafter/fsm"
+	"github.com/rafterlb/rafter/internal/conf"
 )
 
 // Reports is what the leader knows of each node from its probes
@@ -36,9 +37,7 @@ type Handover struct {
 // holders' lease period plus the address lifetime and the kernel's slack,
 // plus a margin; now nil means time.Now.
 func NewHandover(store interface{ Config() *fsm.Config }, reports Reports, delay time.Duration, now func() time.Time) *Handover {
-	if now == nil {
-		now = time.Now
-	}
+	conf.Now(&now)
 	return &Handover{store: store, reports: reports, delay: delay, now: now}
 }
 

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/rafterlb/rafter/fsm"
+	"github.com/rafterlb/rafter/internal/conf"
 )
 
 // Sentinel errors; test with errors.Is.
@@ -148,19 +149,18 @@ func (c Config) Validate() error {
 		return errors.New("vip.store: required")
 	case c.Liveness == nil:
 		return errors.New("vip.liveness: required")
-	case c.Tick < 0:
-		return errors.New("vip.tick: must not be negative")
-	case c.HoldDown < 0:
-		return errors.New("vip.hold_down: must not be negative")
-	case c.ReconcileInterval < 0:
-		return errors.New("vip.reconcile_interval: must not be negative")
-	case c.MoveTimeout < 0:
-		return errors.New("vip.move_timeout: must not be negative")
-	case c.ApplyTimeout < 0:
-		return errors.New("vip.apply_timeout: must not be negative")
-	case c.RetryBase < 0:
-		return errors.New("vip.retry_base: must not be negative")
-	case c.RetryMax < 0 || (c.RetryMax > 0 && c.RetryMax < c.RetryBase):
+	}
+	if err := conf.NotNegative(
+		conf.Field("vip.tick", c.Tick),
+		conf.Field("vip.hold_down", c.HoldDown),
+		conf.Field("vip.reconcile_interval", c.ReconcileInterval),
+		conf.Field("vip.move_timeout", c.MoveTimeout),
+		conf.Field("vip.apply_timeout", c.ApplyTimeout),
+		conf.Field("vip.retry_base", c.RetryBase),
+	); err != nil {
+		return err
+	}
+	if c.RetryMax < 0 || (c.RetryMax > 0 && c.RetryMax < c.RetryBase) {
 		return fmt.Errorf("vip.retry_max: %s is below retry_base %s", c.RetryMax, c.RetryBase)
 	}
 	for p, m := range c.Movers {
@@ -176,32 +176,14 @@ func (c Config) Validate() error {
 
 func (c Config) withDefaults() Config {
 	d := DefaultConfig()
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
-	}
-	if c.Now == nil {
-		c.Now = time.Now
-	}
-	if c.Tick == 0 {
-		c.Tick = d.Tick
-	}
-	if c.HoldDown == 0 {
-		c.HoldDown = d.HoldDown
-	}
-	if c.ReconcileInterval == 0 {
-		c.ReconcileInterval = d.ReconcileInterval
-	}
-	if c.MoveTimeout == 0 {
-		c.MoveTimeout = d.MoveTimeout
-	}
-	if c.ApplyTimeout == 0 {
-		c.ApplyTimeout = d.ApplyTimeout
-	}
-	if c.RetryBase == 0 {
-		c.RetryBase = d.RetryBase
-	}
-	if c.RetryMax == 0 {
-		c.RetryMax = max(d.RetryMax, c.RetryBase)
-	}
+	conf.Logger(&c.Logger)
+	conf.Now(&c.Now)
+	conf.Default(&c.Tick, d.Tick)
+	conf.Default(&c.HoldDown, d.HoldDown)
+	conf.Default(&c.ReconcileInterval, d.ReconcileInterval)
+	conf.Default(&c.MoveTimeout, d.MoveTimeout)
+	conf.Default(&c.ApplyTimeout, d.ApplyTimeout)
+	conf.Default(&c.RetryBase, d.RetryBase)
+	conf.Default(&c.RetryMax, max(d.RetryMax, c.RetryBase))
 	return c
 }

@@ -57,6 +57,6 @@
 // rafter_health_backends_healthy{pool}, rafter_health_backends{pool},
 // rafter_health_backends_ejected{pool}.
 //
-// This package imports fsm and no other rafter package; never cluster,
-// hashicorp/raft or the AWS SDK.
+// This package imports fsm and internal/conf and no other rafter package;
+// never cluster, hashicorp/raft or the AWS SDK.
 package health

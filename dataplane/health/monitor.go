@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/rafterlb/rafter/fsm"
+	"github.com/rafterlb/rafter/internal/conf"
 )
 
 // Defaults applied to fields a pool leaves zero.
@@ -128,9 +129,7 @@ func NewMonitor(opts Options) *Monitor {
 		userAgent: opts.UserAgent,
 		kick:      make(chan struct{}, 1),
 	}
-	if m.log == nil {
-		m.log = slog.New(slog.DiscardHandler)
-	}
+	conf.Logger(&m.log)
 	if m.clock == nil {
 		m.clock = SystemClock()
 	}

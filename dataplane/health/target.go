@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/rafterlb/rafter/fsm"
+	"github.com/rafterlb/rafter/internal/conf"
 )
 
 // checkSpec is a pool's health_check with defaults applied. Comparable, so
@@ -62,18 +63,10 @@ func resolvePool(spec fsm.PoolSpec) *poolConfig {
 		if !strings.HasPrefix(s.path, "/") {
 			s.path = "/" + s.path
 		}
-		if s.interval <= 0 {
-			s.interval = DefaultInterval
-		}
-		if s.timeout <= 0 {
-			s.timeout = DefaultTimeout
-		}
-		if s.rise <= 0 {
-			s.rise = DefaultRise
-		}
-		if s.fall <= 0 {
-			s.fall = DefaultFall
-		}
+		conf.Positive(&s.interval, DefaultInterval)
+		conf.Positive(&s.timeout, DefaultTimeout)
+		conf.Positive(&s.rise, DefaultRise)
+		conf.Positive(&s.fall, DefaultFall)
 		c.check = s
 	}
 	if o := spec.Outlier; o != nil && (o.Consecutive5xx > 0 || o.ConsecutiveConnectErrors > 0) {
@@ -83,12 +76,8 @@ func resolvePool(spec fsm.PoolSpec) *poolConfig {
 			base:            o.BaseEjection.D(),
 			maxPercent:      o.MaxEjectedPercent,
 		}
-		if s.base <= 0 {
-			s.base = DefaultBaseEjection
-		}
-		if s.maxPercent <= 0 {
-			s.maxPercent = DefaultMaxEjectedPercent
-		}
+		conf.Positive(&s.base, DefaultBaseEjection)
+		conf.Positive(&s.maxPercent, DefaultMaxEjectedPercent)
 		s.maxPercent = min(s.maxPercent, 100)
 		c.outlier = s
 	}

@@ -14,6 +14,7 @@
 // crashed earlier run (whose process is gone) are removed when a rig starts.
 //
 // It is test support: of rafter's packages it imports only internal/testutil
-// (whose process harness runs the agents), and nothing outside internal/ may
+// (whose process harness runs the agents) and internal/nsthread (which the
+// Linux VIP holder enters namespaces with too), and nothing outside internal/ may
 // import it from non-test code.
 package netns

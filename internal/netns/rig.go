@@ -13,7 +13,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,6 +21,8 @@ import (
 	"time"
 
 	"github.com/vishvananda/netns"
+
+	"github.com/rafterlb/rafter/internal/nsthread"
 )
 
 // Names of the rig's own namespaces besides the nodes.
@@ -305,36 +306,7 @@ func (r *Rig) Do(role string, fn func() error) error {
 	if !ok || !h.IsOpen() {
 		return fmt.Errorf("netns rig: namespace %q is not open", role)
 	}
-	return inNS(h, fn)
-}
-
-func inNS(h netns.NsHandle, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- fmt.Errorf("reading current network namespace: %w", err)
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(h); err != nil {
-			// Still in the original namespace: the thread may be reused.
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("entering network namespace: %w", err)
-			return
-		}
-		ferr := fn()
-		// A thread that cannot go back stays locked, so it dies with this
-		// goroutine instead of running other goroutines in the wrong namespace.
-		if err := netns.Set(orig); err == nil {
-			runtime.UnlockOSThread()
-		} else if ferr == nil {
-			ferr = fmt.Errorf("leaving network namespace: %w", err)
-		}
-		errc <- ferr
-	}()
-	return <-errc
+	return nsthread.Run(h, fn)
 }
 
 // Command is name with args run inside namespace role by `ip netns exec`.

@@ -6,10 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/rafterlb/rafter/internal/adminhttp"
 )
 
 // Admin speaks rafter's admin API (/v1) as tests and benchmarks do: one
@@ -39,19 +40,7 @@ func (a Admin) Do(ctx context.Context, baseURL, method, path string, body []byte
 	if err != nil {
 		return nil, err
 	}
-	if a.Token != "" {
-		req.Header.Set("Authorization", "Bearer "+a.Token)
-	}
-	c := a.Client
-	if c == nil {
-		c = http.DefaultClient
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	resp, b, err := adminhttp.Do(a.Client, req, a.Token, maxBody)
 	if err != nil {
 		return nil, err
 	}

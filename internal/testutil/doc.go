@@ -6,6 +6,7 @@
 // output in a log file (Process), and the admin API as those tests speak it
 // (Admin, Response, Status).
 //
-// It imports no other rafter package, so any test may use it; the parts
-// that do not take a testing.TB also serve the benchmark harness.
+// Of rafter it imports only internal/adminhttp, which imports nothing of
+// rafter, so any test may use it; the parts that do not take a testing.TB
+// also serve the benchmark harness.
 package testutil

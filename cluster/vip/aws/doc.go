@@ -14,6 +14,6 @@
 // agent builds from its flags; once fsm.Node carries the interface, a
 // Targets reading it.
 //
-// The package imports fsm, cluster/vip and cluster/awsec2 (the only door to
-// the SDK); it must not import the AWS SDK itself or hashicorp/raft.
+// The package imports fsm, internal/conf, cluster/vip and cluster/awsec2
+// (the only door to the SDK); it must not import the AWS SDK itself or hashicorp/raft.
 package aws

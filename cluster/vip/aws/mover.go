@@ -5,12 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"time"
 
 	"github.com/rafterlb/rafter/cluster/awsec2"
 	"github.com/rafterlb/rafter/cluster/vip"
 	"github.com/rafterlb/rafter/fsm"
+	"github.com/rafterlb/rafter/internal/conf"
 )
 
 // Sentinel errors; test with errors.Is.
@@ -114,43 +114,25 @@ func (c Config) Validate() error {
 		return errors.New("aws_eip.fence: required (only the current leader may move addresses)")
 	case c.Attempts < 0 || c.Attempts > 20:
 		return fmt.Errorf("aws_eip.attempts: %d out of range 1..20", c.Attempts)
-	case c.RetryBase < 0:
-		return errors.New("aws_eip.retry_base: must not be negative")
-	case c.RetryMax < 0:
-		return errors.New("aws_eip.retry_max: must not be negative")
-	case c.VerifyTimeout < 0:
-		return errors.New("aws_eip.verify_timeout: must not be negative")
-	case c.PollInterval < 0:
-		return errors.New("aws_eip.poll_interval: must not be negative")
-	case c.PollMax < 0:
-		return errors.New("aws_eip.poll_max: must not be negative")
 	}
-	return nil
+	return conf.NotNegative(
+		conf.Field("aws_eip.retry_base", c.RetryBase),
+		conf.Field("aws_eip.retry_max", c.RetryMax),
+		conf.Field("aws_eip.verify_timeout", c.VerifyTimeout),
+		conf.Field("aws_eip.poll_interval", c.PollInterval),
+		conf.Field("aws_eip.poll_max", c.PollMax),
+	)
 }
 
 func (c Config) withDefaults() Config {
 	d := DefaultConfig()
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
-	}
-	if c.Attempts == 0 {
-		c.Attempts = d.Attempts
-	}
-	if c.RetryBase == 0 {
-		c.RetryBase = d.RetryBase
-	}
-	if c.RetryMax == 0 {
-		c.RetryMax = max(d.RetryMax, c.RetryBase)
-	}
-	if c.VerifyTimeout == 0 {
-		c.VerifyTimeout = d.VerifyTimeout
-	}
-	if c.PollInterval == 0 {
-		c.PollInterval = d.PollInterval
-	}
-	if c.PollMax == 0 {
-		c.PollMax = max(d.PollMax, c.PollInterval)
-	}
+	conf.Logger(&c.Logger)
+	conf.Default(&c.Attempts, d.Attempts)
+	conf.Default(&c.RetryBase, d.RetryBase)
+	conf.Default(&c.RetryMax, max(d.RetryMax, c.RetryBase))
+	conf.Default(&c.VerifyTimeout, d.VerifyTimeout)
+	conf.Default(&c.PollInterval, d.PollInterval)
+	conf.Default(&c.PollMax, max(d.PollMax, c.PollInterval))
 	return c
 }
 
@@ -203,7 +185,7 @@ func (m *Mover) Move(ctx context.Context, v fsm.VIP, target fsm.Node, token uint
 		if !retriable(ctx, err) || attempt >= m.cfg.Attempts {
 			return fmt.Errorf("aws_eip: vip %q to node %s (attempt %d): %w", v.Name, target.ID, attempt, err)
 		}
-		wait := jitter(m.cfg.RetryBase, m.cfg.RetryMax, attempt)
+		wait := vip.Backoff(m.cfg.RetryBase, m.cfg.RetryMax, attempt)
 		m.log.Warn("associating elastic ip failed; retrying", "vip", v.Name, "attempt", attempt, "retry_in", wait.Round(time.Millisecond), "err", err)
 		if err := sleep(ctx, wait); err != nil {
 			return fmt.Errorf("aws_eip: vip %q: %w", v.Name, err)
@@ -271,20 +253,6 @@ func retriable(ctx context.Context, err error) bool {
 		!errors.Is(err, awsec2.ErrUnauthorized) &&
 		!errors.Is(err, context.Canceled) &&
 		!errors.Is(err, context.DeadlineExceeded)
-}
-
-// jitter is exponential backoff with equal jitter.
-func jitter(base, limit time.Duration, attempt int) time.Duration {
-	bound := base
-	for i := 1; i < attempt && bound < limit; i++ {
-		bound *= 2
-	}
-	bound = min(bound, limit)
-	if bound <= 1 {
-		return bound
-	}
-	half := bound / 2
-	return half + rand.N(bound-half)
 }
 
 func sleep(ctx context.Context, d time.Duration) error {

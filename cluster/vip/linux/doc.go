@@ -27,7 +27,8 @@
 // The package needs CAP_NET_ADMIN (addresses) and CAP_NET_RAW (ARP); errors
 // caused by their absence match ErrPermission and name the capability.
 //
-// It imports fsm, vishvananda/netlink (and netns) and mdlayher/arp. It must
-// not import cluster, cluster/vip or hashicorp/raft: cluster/vip adapts it
-// to a Mover, and the node wiring feeds Lease its quorum contact.
+// It imports fsm, internal/conf, internal/nsthread, vishvananda/netlink
+// (and netns) and mdlayher/arp. It must not import cluster, cluster/vip or
+// hashicorp/raft: cluster/vip adapts it to a Mover, and the node wiring
+// feeds Lease its quorum contact.
 package linux

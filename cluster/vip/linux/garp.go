@@ -12,6 +12,8 @@ import (
 
 	"github.com/mdlayher/arp"
 	"github.com/vishvananda/netlink"
+
+	"github.com/rafterlb/rafter/internal/nsthread"
 )
 
 var broadcast = net.HardwareAddr{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
@@ -34,12 +36,15 @@ func (h *Holder) announce(ctx context.Context, name string, token uint64, ip net
 		Flags:        attrs.Flags,
 	}
 	var c *arp.Client
-	err := inNS(h.ns, func() error {
+	err := nsthread.Run(h.ns, func() error {
 		var err error
 		c, err = arp.Dial(ifi)
 		return err
 	})
 	if err != nil {
+		if c != nil { // opened, but the thread could not leave the namespace
+			c.Close()
+		}
 		return withCap(err, capNetRaw, "opening a raw ARP socket on "+attrs.Name)
 	}
 	defer c.Close()

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/rafterlb/rafter/fsm"
+	"github.com/rafterlb/rafter/internal/conf"
 )
 
 // KeeperConfig configures a Keeper.
@@ -67,12 +68,8 @@ func NewKeeper(cfg KeeperConfig) (*Keeper, error) {
 	case cfg.Every < 0:
 		return nil, errors.New("vip/linux: keeper.every: must not be negative")
 	}
-	if cfg.Every == 0 {
-		cfg.Every = 100 * time.Millisecond
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
+	conf.Default(&cfg.Every, 100*time.Millisecond)
+	conf.Logger(&cfg.Logger)
 	return &Keeper{cfg: cfg, log: cfg.Logger, wake: make(chan struct{}, 1), failures: map[string]string{}}, nil
 }
 

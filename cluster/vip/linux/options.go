@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/rafterlb/rafter/internal/conf"
 )
 
 // Options configures a Holder and its Lease. Start from DefaultOptions.
@@ -47,19 +49,20 @@ func DefaultOptions() Options {
 
 // Validate names the first invalid field.
 func (o Options) Validate() error {
-	switch {
-	case o.Lifetime != 0 && o.Lifetime < time.Second:
+	if o.Lifetime != 0 && o.Lifetime < time.Second {
 		return fmt.Errorf("vip.linux.lifetime: %s is below the kernel's 1s granularity", o.Lifetime)
-	case o.RenewEvery < 0:
-		return errors.New("vip.linux.renew_every: must not be negative")
+	}
+	if err := conf.NotNegative(
+		conf.Field("vip.linux.renew_every", o.RenewEvery),
+		conf.Field("vip.linux.lease_period", o.LeasePeriod),
+		conf.Field("vip.linux.garp_count", o.GARPCount),
+		conf.Field("vip.linux.garp_interval", o.GARPInterval),
+	); err != nil {
+		return err
+	}
+	switch {
 	case o.Lifetime != 0 && o.RenewEvery >= o.Lifetime:
 		return fmt.Errorf("vip.linux.renew_every: %s must be below lifetime %s", o.RenewEvery, o.Lifetime)
-	case o.LeasePeriod < 0:
-		return errors.New("vip.linux.lease_period: must not be negative")
-	case o.GARPCount < 0:
-		return errors.New("vip.linux.garp_count: must not be negative")
-	case o.GARPInterval < 0:
-		return errors.New("vip.linux.garp_interval: must not be negative")
 	case o.GARPCount == 0 && o.GARPInterval != 0:
 		return errors.New("vip.linux.garp_count: required when garp_interval is set")
 	}
@@ -68,24 +71,14 @@ func (o Options) Validate() error {
 
 func (o Options) withDefaults() Options {
 	d := DefaultOptions()
-	if o.Lifetime == 0 {
-		o.Lifetime = d.Lifetime
-	}
-	if o.RenewEvery == 0 {
-		o.RenewEvery = o.Lifetime / 3
-	}
-	if o.LeasePeriod == 0 {
-		o.LeasePeriod = d.LeasePeriod
-	}
+	conf.Default(&o.Lifetime, d.Lifetime)
+	conf.Default(&o.RenewEvery, o.Lifetime/3)
+	conf.Default(&o.LeasePeriod, d.LeasePeriod)
 	if o.GARPCount == 0 && o.GARPInterval == 0 {
 		o.GARPCount, o.GARPInterval = d.GARPCount, d.GARPInterval
 	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
-	}
-	if o.Now == nil {
-		o.Now = time.Now
-	}
+	conf.Logger(&o.Logger)
+	conf.Now(&o.Now)
 	return o
 }
 

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/rafterlb/rafter/fsm"
+	"github.com/rafterlb/rafter/internal/nsthread"
 	"github.com/rafterlb/rafter/internal/testutil"
 )
 
@@ -160,7 +161,7 @@ func testVIP(name, addr string) fsm.VIP {
 // in runs fn inside ns on a locked thread.
 func in(t *testing.T, ns netns.NsHandle, fn func() error) {
 	t.Helper()
-	if err := inNS(ns, fn); err != nil {
+	if err := nsthread.Run(ns, fn); err != nil {
 		t.Fatal(err)
 	}
 }
