@@ -169,13 +169,14 @@ func (n *Node) openStores(hlog hclog.Logger) (raft.StableStore, raft.SnapshotSto
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, nil, fmt.Errorf("cluster: data dir: %w", err)
 	}
-	bolt, err := raftboltdb.New(raftboltdb.Options{
+	db, err := raftboltdb.New(raftboltdb.Options{
 		Path:   filepath.Join(cfg.DataDir, "raft.db"),
 		NoSync: false, // an acknowledged write must survive power loss
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("cluster: opening %s: %w", filepath.Join(cfg.DataDir, "raft.db"), err)
 	}
+	bolt := &closingStore{bolt: db}
 	n.closers = append(n.closers, bolt)
 	logs, err := raft.NewLogCache(512, bolt)
 	if err != nil {
