@@ -77,7 +77,7 @@ func FuzzDecodeCommand(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		cmd, err := DecodeCommand(data)
 		if err != nil {
-			if !errors.Is(err, ErrInvalid) && !errors.Is(err, ErrUnsupportedVersion) {
+			if !errors.Is(err, ErrInvalid) && !errors.Is(err, ErrUnsupportedVersion) && !errors.Is(err, ErrCorruptEntry) {
 				t.Fatalf("unexpected error kind: %v", err)
 			}
 			return
