@@ -98,7 +98,7 @@ package:
 	$(STAGE)/rafter-host completion zsh > $(STAGE)/completions/_rafter
 	$(STAGE)/rafter-host completion fish > $(STAGE)/completions/rafter.fish
 	gzip -9n < deploy/package/rafter.1 > $(STAGE)/rafter.1.gz
-	cd deploy/package/nfpm && $(GO) build -o $(abspath $(STAGE))/nfpm .
+	cd deploy/package/nfpm && GOWORK=off $(GO) build -o $(abspath $(STAGE))/nfpm .
 	for p in deb rpm; do \
 		(cd $(STAGE) && PKG_VERSION=$(PKG_VERSION) PKG_ARCH=$(PKG_ARCH) \
 			./nfpm --config $(CURDIR)/deploy/package/nfpm.yaml --packager $$p --target $(abspath $(DIST))/) || exit 1; \
