@@ -2,16 +2,17 @@
 GO        ?= go
 BIN       := bin/rafter
 FUZZTIME  ?= 15s
-# The benchmark harness and its command are modules of their own (go.work
-# joins them to the product's), so ./... at the top does not reach them.
-BENCH_PKGS := ./bench/... ./cmd/rafter-bench/...
+# The benchmark harness and its command are modules of their own (each
+# with a replace back to this one), so ./... at the top does not reach them;
+# their targets run go inside their directories.
+BENCH_MODS := bench cmd/rafter-bench
 # Packages with tests run under the race detector by `make test`.
-TEST_PKGS := ./agent/... ./fsm/... ./cluster/... ./dataplane/... ./client/... ./cmd/... ./internal/... $(BENCH_PKGS)
+TEST_PKGS := ./agent/... ./fsm/... ./cluster/... ./dataplane/... ./client/... ./cmd/... ./internal/...
 # System packages the tests need: ip (iproute2) and nft (nftables) for the
 # network-namespace tests.
 DEPS_APT  := iproute2 nftables
 
-.PHONY: all build run deps test vet depcheck unit fuzz bench bench-quick lint clean
+.PHONY: all build run deps test vet depcheck unit fuzz bench bench-quick lint clean FORCE
 .PHONY: package deps-ops test-ops
 
 all: build
@@ -26,7 +27,8 @@ test: vet depcheck unit fuzz
 test: test-ops
 
 vet:
-	$(GO) vet ./... $(BENCH_PKGS)
+	$(GO) vet ./...
+	@for m in $(BENCH_MODS); do (cd $$m && $(GO) vet ./...) || exit 1; done
 
 # The data plane must never depend on Raft, the cluster or the cloud SDK.
 depcheck:
@@ -49,6 +51,7 @@ deps: deps-ops
 # which go test's result cache cannot see; never trust a cached pass.
 unit:
 	$(GO) test -race -count=1 -timeout 10m $(TEST_PKGS)
+	@for m in $(BENCH_MODS); do (cd $$m && $(GO) test -race -count=1 ./...) || exit 1; done
 
 # A short fuzz budget per target; each target runs on its own (go test
 # -fuzz takes one target in one package at a time): the manifest parser,
@@ -66,16 +69,23 @@ fuzz:
 	done
 
 # Needs root (taskset; apt-get install haproxy nginx wrk when missing) and 2 cores.
-bench:
-	$(GO) run ./cmd/rafter-bench $(BENCH_FLAGS)
+bench: bin/rafter-bench
+	./bin/rafter-bench $(BENCH_FLAGS)
 
-bench-quick:
-	$(GO) run ./cmd/rafter-bench --quick $(BENCH_FLAGS)
+bench-quick: bin/rafter-bench
+	./bin/rafter-bench --quick $(BENCH_FLAGS)
+
+# Built in its own module, run from the top: the harness builds
+# ./cmd/rafter of the module it is started in.
+bin/rafter-bench: FORCE
+	cd cmd/rafter-bench && $(GO) build -o ../../bin/rafter-bench .
+
+FORCE:
 
 lint:
 	@out="$$(gofmt -l .)"; \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
-	$(GO) vet ./... $(BENCH_PKGS)
+	$(MAKE) vet
 
 clean:
 	rm -rf bin

@@ -189,7 +189,7 @@ func (d *Dataplane) handle(ctx *fasthttp.RequestCtx, listener string) {
 		return
 	}
 	// The proxy does not tunnel CONNECT, and must not pass it to a backend
-	// either: an authority-form CONNECT is not implemented (501), any
+	// either: an authority-form CONNECT gets 501 (rafter is no forward proxy), any
 	// other target is not valid for CONNECT (400, RFC 9112 3.2.3). The
 	// client may already be sending tunnel bytes, so the connection closes.
 	if string(hdr.Method()) == fasthttp.MethodConnect {
