@@ -61,8 +61,11 @@ func (d *Dataplane) takeResponse(ctx *fasthttp.RequestCtx, ex *exchange, up *fas
 	}
 	src := up.BodyStream()
 	if src == nil {
-		if b := up.Body(); len(b) > 0 {
-			ctx.Response.SetBody(b)
+		if len(up.Body()) > 0 {
+			// The buffers trade places instead of the body being copied:
+			// the client response takes the backend's, the backend
+			// response (released after the exchange) the client's.
+			up.SwapBody(ctx.Response.SwapBody(up.SwapBody(nil)))
 		}
 		return
 	}
