@@ -69,7 +69,9 @@ func (b *backups) save() error {
 	if err := fsm.WriteSnapshot(&buf, cfg); err != nil {
 		return err
 	}
-	name := fmt.Sprintf("rafter-%s-%s-%d%s", b.nodeID, b.now().UTC().Format("20060102T150405Z"), cfg.Index, backupSuffix)
+	// The index is zero-padded so that names sort in the order the files
+	// were written, also within one second.
+	name := fmt.Sprintf("rafter-%s-%s-%020d%s", b.nodeID, b.now().UTC().Format("20060102T150405Z"), cfg.Index, backupSuffix)
 	if err := writeFileAtomic(filepath.Join(b.dir, name), buf.Bytes()); err != nil {
 		return err
 	}

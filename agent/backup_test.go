@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -49,9 +50,9 @@ func TestBackupsKeepTheNewestAndSkipUnchanged(t *testing.T) {
 	}
 	names := backupFiles(t, dir)
 	want := []string{
-		"rafter-n1-20261204T100200Z-3.snap",
-		"rafter-n1-20261204T100300Z-4.snap",
-		"rafter-n1-20261204T100400Z-5.snap",
+		"rafter-n1-20261204T100200Z-00000000000000000003.snap",
+		"rafter-n1-20261204T100300Z-00000000000000000004.snap",
+		"rafter-n1-20261204T100400Z-00000000000000000005.snap",
 		"rafter-n2-20261204T000000Z-1.snap",
 	}
 	if !slices.Equal(names, want) {
@@ -136,7 +137,9 @@ func backupFiles(t *testing.T, dir string) []string {
 	}
 	var out []string
 	for _, e := range entries {
-		out = append(out, e.Name())
+		if strings.HasSuffix(e.Name(), backupSuffix) {
+			out = append(out, e.Name())
+		}
 	}
 	return out
 }
