@@ -221,48 +221,17 @@ func TestRouteSwapUnderLoad(t *testing.T) {
 
 // wsEcho is a minimal Upgrade server: it answers 101 and echoes bytes.
 func wsEcho(t *testing.T) (string, *atomic.Value) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	var head atomic.Value
-	var wg sync.WaitGroup
-	t.Cleanup(func() {
-		_ = ln.Close()
-		wg.Wait()
-	})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-				br := bufio.NewReader(c)
-				var sb strings.Builder
-				for {
-					line, err := br.ReadString('\n')
-					if err != nil {
-						return
-					}
-					sb.WriteString(line)
-					if line == "\r\n" {
-						break
-					}
-				}
-				head.Store(sb.String())
-				_, _ = io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
-				_, _ = io.Copy(c, br)
-			}()
+	addr := serveConns(t, 10*time.Second, func(c net.Conn, br *bufio.Reader) {
+		h, err := readHead(br)
+		if err != nil {
+			return
 		}
-	}()
-	return ln.Addr().String(), &head
+		head.Store(h)
+		_, _ = io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+		_, _ = io.Copy(c, br)
+	})
+	return addr, &head
 }
 
 func TestWebSocketTunnel(t *testing.T) {

@@ -2,10 +2,8 @@ package dataplane
 
 import (
 	"bufio"
-	"bytes"
 	"io"
 	"net"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -15,50 +13,19 @@ import (
 // closed connection; it counts heads carrying both Content-Length and
 // Transfer-Encoding.
 func rawBackend(tb testing.TB) (string, *atomic.Int64) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
 	var both atomic.Int64
-	var wg sync.WaitGroup
-	tb.Cleanup(func() {
-		_ = ln.Close()
-		wg.Wait()
-	})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-				br := bufio.NewReader(c)
-				var head bytes.Buffer
-				for {
-					line, err := br.ReadSlice('\n')
-					if err != nil {
-						return
-					}
-					head.Write(line)
-					if len(bytes.TrimSpace(line)) == 0 {
-						break
-					}
-				}
-				raw := head.Bytes()
-				if hasRawField(raw, "content-length") && hasRawField(raw, "transfer-encoding") {
-					both.Add(1)
-				}
-				_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-			}()
+	addr := serveConns(tb, 5*time.Second, func(c net.Conn, br *bufio.Reader) {
+		head, err := readHead(br)
+		if err != nil {
+			return
 		}
-	}()
-	return ln.Addr().String(), &both
+		raw := []byte(head)
+		if hasRawField(raw, "content-length") && hasRawField(raw, "transfer-encoding") {
+			both.Add(1)
+		}
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+	})
+	return addr, &both
 }
 
 func FuzzProxyRequest(f *testing.F) {

@@ -217,3 +217,48 @@ func firstLine(s string) string {
 	}
 	return s
 }
+
+// serveConns accepts connections on 127.0.0.1 until the test ends and hands
+// each, with a reader over it and a deadline of within, to handle on a
+// goroutine of its own; the raw backends of the tests are built on it.
+func serveConns(tb testing.TB, within time.Duration, handle func(c net.Conn, br *bufio.Reader)) string {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	tb.Cleanup(func() {
+		_ = ln.Close()
+		wg.Wait()
+	})
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(within))
+				handle(c, bufio.NewReader(c))
+			})
+		}
+	})
+	return ln.Addr().String()
+}
+
+// readHead reads one request head (up to its blank line) from br.
+func readHead(br *bufio.Reader) (string, error) {
+	var sb strings.Builder
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			return sb.String(), err
+		}
+		sb.WriteString(line)
+		if strings.TrimSpace(line) == "" {
+			return sb.String(), nil
+		}
+	}
+}
