@@ -116,6 +116,24 @@ const (
 
 	// maxNodeAddrLen bounds a node record's addresses.
 	maxNodeAddrLen = 256
+
+	// maxRolloutSteps bounds a rollout's steps: they increase strictly
+	// within 1..100.
+	maxRolloutSteps = 100
+	// minRolloutInterval and maxRolloutInterval bound a rollout's interval:
+	// below a second a window holds too few requests to judge; a day is a
+	// slow rollout already.
+	minRolloutInterval = Duration(time.Second)
+	maxRolloutInterval = Duration(24 * time.Hour)
+	// maxRolloutRequests bounds min_requests.
+	maxRolloutRequests = 1_000_000_000
+	// maxRolloutP99 bounds max_p99 (an hour is past any request timeout
+	// a canary would be judged by).
+	maxRolloutP99 = Duration(time.Hour)
+	// maxRolloutP99Ratio bounds max_p99_ratio (canary p99 / stable p99).
+	maxRolloutP99Ratio = 1000
+	// maxRolloutReason bounds the reason a leader's decision carries.
+	maxRolloutReason = 1024
 )
 
 // intRange refuses v outside lo..hi, naming field.

@@ -19,6 +19,7 @@ func boundsBase(t testing.TB) *Config {
 	for i := range maxSplit + 1 {
 		objs = append(objs, obj(KindPool, fmt.Sprintf("p%d", i), `{}`))
 	}
+	objs = append(objs, obj(KindRoute, "rt", `{"listener":"web","action":{"split":[{"pool":"p0","weight":1}]}}`))
 	return mustNext(t, Empty(), ApplyCommand(objs))
 }
 
@@ -32,7 +33,7 @@ var boundSamples = map[string]struct {
 		"limits":{"max_header_bytes":1,"max_body_bytes":1,"read_timeout":"1s","write_timeout":"1s","idle_timeout":"1s","max_conns":1}}`},
 	"route-split": {KindRoute, `{"listener":"web","priority":1,
 		"match":{"hosts":["a.com"],"path":{"prefix":"/a"},"methods":["GET"],"headers":[{"name":"x-a","value":"b"}],"query":[{"name":"q","regex":"a"}]},
-		"action":{"split":[{"pool":"app","weight":1}]},"rewrite":{"path_prefix":"/b","host":"b.com"},
+		"action":{"split":[{"pool":"app","weight":1}],"sticky":{"header":"x-user"}},"rewrite":{"path_prefix":"/b","host":"b.com"},
 		"headers_add":{"X-A":"1"},"headers_remove":["x-b"],"response_headers_add":{"X-C":"1"},"response_headers_remove":["x-d"],
 		"timeouts":{"connect":"1s","request":"1s","idle":"1s"},"retries":{"attempts":1,"on":["503"],"budget_percent":10},"max_body":1}`},
 	"route-redirect": {KindRoute, `{"listener":"web","match":{"path":{"regex":"/r/[0-9]+"}},"action":{"redirect":{"scheme":"https","host":"a.com","port":443,"path":"/x","code":301}}}`},
@@ -44,6 +45,10 @@ var boundSamples = map[string]struct {
 		"panic_threshold":10,"max_conns_per_backend":1,"max_conn_wait":"1s","backends":[{"addr":"10.0.0.1:80","weight":1,"zone":"z1"},{"addr":"10.0.0.2:80","source":"ec2"}],
 		"discovery":{"ec2":{"tags":{"app":"x"},"port":80,"refresh":"30s"}}}`},
 	"pool-cookie": {KindPool, `{"balancer":"hash","hash":{"cookie":"sid"}}`},
+	"rollout": {KindRollout, `{"route":"rt","stable":"p0","canary":"p1","steps":[1,50,100],"interval":"2s",
+		"min_requests":10,"max_error_rate":0.5,"max_p99":"1s","sticky":{"cookie":"sid"}}`},
+	"rollout-ratio": {KindRollout, `{"route":"rt","stable":"p0","canary":"p1","steps":[100],"interval":"1s","max_p99_ratio":2,"sticky":{"header":"x-user"}}`},
+	"route-cookie":  {KindRoute, `{"listener":"web","action":{"split":[{"pool":"app","weight":1}],"sticky":{"cookie":"sid"}}}`},
 	"vip":         {KindVIP, `{"provider":"aws-eip","allocation_id":"eipalloc-9","home_node":"n1","candidates":["n1"]}`},
 	"vip-linux":   {KindVIP, `{"provider":"linux","address":"10.0.0.100/24","interface":"eth0","home_node":"n1"}`},
 }
@@ -229,6 +234,21 @@ func TestBounds(t *testing.T) {
 		{"pool", "discovery.ec2.refresh", "24h", "24h1ns", nil, ""},
 		{"pool", "discovery.ec2.tags", tags(50), tags(51), nil, ""},
 		{"pool", "discovery.ec2.tags.app", str(256), str(257), nil, ""},
+
+		{"route-split", "action.sticky.header", str(256), str(257), nil, ""},
+		{"route-cookie", "action.sticky.cookie", str(256), str(257), nil, ""},
+		{"rollout", "steps", list(100, func(i int) any { return i + 1 }), list(101, func(i int) any { return i + 1 }), nil, ""},
+		{"rollout", "steps[0]", 1, 0, nil, ""},
+		{"rollout", "steps[2]", 100, 101, nil, ""},
+		{"rollout", "interval", "24h", "24h1ns", nil, ""},
+		{"rollout", "interval", "1s", "999ms", nil, ""},
+		{"rollout", "min_requests", 1_000_000_000, 1_000_000_001, nil, ""},
+		{"rollout", "max_error_rate", 1.0, 1.01, nil, ""},
+		{"rollout", "max_error_rate", 0.0, -0.01, nil, ""},
+		{"rollout", "max_p99", "1h", "1h1ns", nil, ""},
+		{"rollout", "sticky.cookie", str(256), str(257), nil, ""},
+		{"rollout-ratio", "max_p99_ratio", 1000, 1001, nil, ""},
+		{"rollout-ratio", "max_p99_ratio", 1, 0.5, nil, ""},
 
 		{"vip", "allocation_id", "eipalloc-" + str(55), "eipalloc-" + str(56), nil, ""},
 		{"vip", "candidates", nodes(256), nodes(257), nil, ""},

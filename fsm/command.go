@@ -29,6 +29,9 @@ const (
 	CmdLeaseExpire       CommandType = "lease_expire"       // LeaseExpire
 	CmdBackendRegister   CommandType = "backend_register"   // BackendRegister
 	CmdBackendDeregister CommandType = "backend_deregister" // BackendDeregister
+
+	CmdRolloutDecide  CommandType = "rollout_decide"  // RolloutDecide
+	CmdRolloutControl CommandType = "rollout_control" // RolloutControl
 )
 
 // CommandVersion is the envelope version this package writes and accepts.
@@ -188,6 +191,10 @@ func newPayload(t CommandType) Payload {
 		return new(BackendRegister)
 	case CmdBackendDeregister:
 		return new(BackendDeregister)
+	case CmdRolloutDecide:
+		return new(RolloutDecide)
+	case CmdRolloutControl:
+		return new(RolloutControl)
 	}
 	return nil
 }

@@ -19,6 +19,9 @@ func Empty() *Config {
 		Nodes:       map[string]*Node{},
 		Zones:       map[string]*ZoneState{},
 		Leases:      map[uint64]*Lease{},
+		Rollouts:    map[string]*Rollout{},
+
+		RolloutStatus: map[string]*RolloutStatus{},
 	}
 }
 
@@ -74,6 +77,10 @@ func Next(c *Config, index uint64, cmd *Command) (*Config, error) {
 		return nextBackendRegister(c, index, p)
 	case *BackendDeregister:
 		return nextBackendDeregister(c, index, p)
+	case *RolloutDecide:
+		return nextRolloutDecide(c, index, p)
+	case *RolloutControl:
+		return nextRolloutControl(c, index, p)
 	}
 	return nil, invalidf("type", "unknown command type %q", cmd.Type)
 }
@@ -99,7 +106,7 @@ func nextPut(c *Config, index uint64, cmd *Put) (*Config, error) {
 	}
 	o := cmd.Objects[0]
 	if !validKind(o.Kind) {
-		return nil, invalidf("kind", "unknown kind %q (want one of listener, pool, route, vip)", o.Kind)
+		return nil, invalidf("kind", "unknown kind %q (want one of listener, pool, route, vip, rollout)", o.Kind)
 	}
 	if err := validateName("name", o.Name); err != nil {
 		return nil, err
@@ -120,12 +127,14 @@ func nextPut(c *Config, index uint64, cmd *Put) (*Config, error) {
 	if err := checkRefs(b.c, o.Kind, o.Name, "spec", true); err != nil {
 		return nil, err
 	}
+	b.startRollouts()
+	b.enforceRollouts()
 	return b.c, nil
 }
 
 func nextDelete(c *Config, index uint64, cmd *Delete) (*Config, error) {
 	if !validKind(cmd.Kind) {
-		return nil, invalidf("kind", "unknown kind %q (want one of listener, pool, route, vip)", cmd.Kind)
+		return nil, invalidf("kind", "unknown kind %q (want one of listener, pool, route, vip, rollout)", cmd.Kind)
 	}
 	_, cur, exists := c.lookup(cmd.Kind, cmd.Name)
 	if !exists {
@@ -136,6 +145,9 @@ func nextDelete(c *Config, index uint64, cmd *Delete) (*Config, error) {
 	}
 	if user := referencedBy(c, cmd.Kind, cmd.Name); user != "" {
 		return nil, conflictf("name", "%s %q is still used by route %q", cmd.Kind, cmd.Name, user)
+	}
+	if user := rolloutUser(c, cmd.Kind, cmd.Name); user != "" {
+		return nil, conflictf("name", "%s %q is still used by rollout %q", cmd.Kind, cmd.Name, user)
 	}
 	b := newBuilder(c, index)
 	b.delete(cmd.Kind, cmd.Name)
@@ -179,7 +191,7 @@ func nextApply(c *Config, index uint64, cmd *ApplyManifest) (*Config, error) {
 	for i, o := range cmd.Objects {
 		p := fmt.Sprintf("documents[%d]", i)
 		if !validKind(o.Kind) {
-			return nil, invalidf(p+".kind", "unknown kind %q (want one of listener, pool, route, vip)", o.Kind)
+			return nil, invalidf(p+".kind", "unknown kind %q (want one of listener, pool, route, vip, rollout)", o.Kind)
 		}
 		if err := validateName(p+".name", o.Name); err != nil {
 			return nil, err
@@ -203,6 +215,8 @@ func nextApply(c *Config, index uint64, cmd *ApplyManifest) (*Config, error) {
 			return nil, err
 		}
 	}
+	b.startRollouts()
+	b.enforceRollouts()
 	return b.c, nil
 }
 
@@ -282,6 +296,9 @@ func nextRestore(c *Config, index uint64, cmd *Restore) (*Config, error) {
 	if err := restoreLeases(b, c, in); err != nil {
 		return nil, err
 	}
+	if err := restoreRollouts(b, in); err != nil {
+		return nil, err
+	}
 	return b.c, nil
 }
 
@@ -305,6 +322,10 @@ func checkObjectName(p string, kind Kind, key string, c *Config) error {
 		}
 	case KindVIP:
 		if o := c.VIPs[key]; o != nil {
+			name, present = o.Name, true
+		}
+	case KindRollout:
+		if o := c.Rollouts[key]; o != nil {
 			name, present = o.Name, true
 		}
 	}
@@ -479,6 +500,12 @@ func fillMaps(c *Config) {
 	if c.Leases == nil {
 		c.Leases = map[uint64]*Lease{}
 	}
+	if c.Rollouts == nil {
+		c.Rollouts = map[string]*Rollout{}
+	}
+	if c.RolloutStatus == nil {
+		c.RolloutStatus = map[string]*RolloutStatus{}
+	}
 }
 
 func own[V any](b *builder, key string, m *map[string]V) map[string]V {
@@ -499,6 +526,10 @@ func (b *builder) vips() map[string]*VIP               { return own(b, "v", &b.c
 func (b *builder) assignments() map[string]*Assignment { return own(b, "a", &b.c.Assignments) }
 func (b *builder) nodes() map[string]*Node             { return own(b, "n", &b.c.Nodes) }
 func (b *builder) zones() map[string]*ZoneState        { return own(b, "z", &b.c.Zones) }
+func (b *builder) rollouts() map[string]*Rollout       { return own(b, "ro", &b.c.Rollouts) }
+func (b *builder) rolloutStatus() map[string]*RolloutStatus {
+	return own(b, "rs", &b.c.RolloutStatus)
+}
 
 // put stores a normalized spec. An object whose spec equals the one in the
 // base document is kept as it was (same pointer, same modify_index), which
@@ -517,6 +548,8 @@ func (b *builder) put(kind Kind, name string, spec any, canon json.RawMessage) {
 			b.pools()[name] = b.base.Pools[name]
 		case KindVIP:
 			b.vips()[name] = b.base.VIPs[name]
+		case KindRollout:
+			b.rollouts()[name] = b.base.Rollouts[name]
 		}
 		return
 	}
@@ -529,6 +562,8 @@ func (b *builder) put(kind Kind, name string, spec any, canon json.RawMessage) {
 		b.pools()[name] = &Pool{Name: name, ModifyIndex: b.index, Spec: *spec.(*PoolSpec)}
 	case KindVIP:
 		b.vips()[name] = &VIP{Name: name, ModifyIndex: b.index, Spec: *spec.(*VIPSpec)}
+	case KindRollout:
+		b.rollouts()[name] = &Rollout{Name: name, ModifyIndex: b.index, Spec: *spec.(*RolloutSpec)}
 	}
 }
 
@@ -542,6 +577,11 @@ func (b *builder) delete(kind Kind, name string) {
 		delete(b.pools(), name)
 	case KindVIP:
 		delete(b.vips(), name)
+	case KindRollout:
+		delete(b.rollouts(), name)
+		if _, ok := b.c.RolloutStatus[name]; ok {
+			delete(b.rolloutStatus(), name)
+		}
 	}
 }
 
@@ -561,6 +601,9 @@ func (b *builder) keeps(kind Kind, name string) bool {
 	case KindVIP:
 		o, ok := b.c.VIPs[name]
 		return ok && o == b.base.VIPs[name]
+	case KindRollout:
+		o, ok := b.c.Rollouts[name]
+		return ok && o == b.base.Rollouts[name]
 	}
 	return false
 }

@@ -16,7 +16,7 @@ func ParseKind(s string) (Kind, error) {
 			return kind, nil
 		}
 	}
-	return "", invalidf("kind", "unknown kind %q (want one of listener, pool, route, vip)", s)
+	return "", invalidf("kind", "unknown kind %q (want one of listener, pool, route, vip, rollout)", s)
 }
 
 func validKind(k Kind) bool {
@@ -71,6 +71,8 @@ func (c *Config) names(kind Kind) []string {
 		names = sortedKeys(c.Pools)
 	case KindVIP:
 		names = sortedKeys(c.VIPs)
+	case KindRollout:
+		names = sortedKeys(c.Rollouts)
 	}
 	sort.Strings(names)
 	return names
@@ -97,6 +99,10 @@ func (c *Config) lookup(kind Kind, name string) (spec any, modifyIndex uint64, o
 		}
 	case KindVIP:
 		if o, ok := c.VIPs[name]; ok && o != nil {
+			return &o.Spec, o.ModifyIndex, true
+		}
+	case KindRollout:
+		if o, ok := c.Rollouts[name]; ok && o != nil {
 			return &o.Spec, o.ModifyIndex, true
 		}
 	}
@@ -131,6 +137,8 @@ func decodeSpec(prefix string, kind Kind, raw json.RawMessage) (any, error) {
 		return decodeStrict[PoolSpec](prefix, raw, v)
 	case KindVIP:
 		return decodeStrict[VIPSpec](prefix, raw, v)
+	case KindRollout:
+		return decodeStrict[RolloutSpec](prefix, raw, v)
 	}
 	return nil, invalidf("kind", "unknown kind %q", kind)
 }
@@ -187,6 +195,8 @@ func newSpec(kind Kind) any {
 		return new(PoolSpec)
 	case KindVIP:
 		return new(VIPSpec)
+	case KindRollout:
+		return new(RolloutSpec)
 	}
 	panic("fsm: no spec type for kind " + string(kind))
 }

@@ -41,6 +41,8 @@ func checkRefs(c *Config, kind Kind, name, p string, checkNodes bool) error {
 				return invalidf(fmt.Sprintf("%s.action.split[%d].pool", p, i), "pool %q does not exist", wp.Pool)
 			}
 		}
+	case KindRollout:
+		return checkRolloutRefs(c, name, p)
 	case KindVIP:
 		v := c.VIPs[name]
 		addr := vipAddr(v.Spec.Address)

@@ -168,6 +168,16 @@ func checkDocument(c *Config) error {
 			return corrupt("zone %q: name does not match key", k)
 		}
 	}
+	for k, v := range c.Rollouts {
+		if v == nil || v.Name != k {
+			return corrupt("rollout %q: name does not match key", k)
+		}
+	}
+	for k, v := range c.RolloutStatus {
+		if v == nil {
+			return corrupt("rollout status %q: null", k)
+		}
+	}
 	for k, v := range c.Leases {
 		if v == nil || v.ID != k {
 			return corrupt("lease %d: id does not match key", k)

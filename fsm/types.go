@@ -16,11 +16,12 @@ const (
 	KindRoute    Kind = "route"
 	KindPool     Kind = "pool"
 	KindVIP      Kind = "vip"
+	KindRollout  Kind = "rollout"
 )
 
 // Kinds lists the manifest kinds in the order a manifest is applied and
 // exported: referenced resources before the ones that reference them.
-var Kinds = []Kind{KindListener, KindPool, KindRoute, KindVIP}
+var Kinds = []Kind{KindListener, KindPool, KindRoute, KindVIP, KindRollout}
 
 // Duration is a time.Duration that reads and writes as a Go duration string
 // ("2s", "150ms") in JSON and YAML manifests. A bare number is taken as
@@ -148,7 +149,11 @@ type ValueMatch struct {
 
 // RouteAction sets exactly one of Split, Redirect, Respond.
 type RouteAction struct {
-	Split    []WeightedPool `json:"split,omitempty"`
+	Split []WeightedPool `json:"split,omitempty"`
+	// Sticky keeps one user on one leg of Split: the leg is chosen by a
+	// hash of the header or cookie instead of at random, and a growing leg
+	// only takes users from the legs before it.
+	Sticky   *Sticky   `json:"sticky,omitempty"`
 	Redirect *Redirect      `json:"redirect,omitempty"`
 	Respond  *Respond       `json:"respond,omitempty"`
 }
@@ -363,6 +368,10 @@ type Config struct {
 	// Leases are keyed by their ID. Every backend whose Lease is set refers
 	// to one of them.
 	Leases map[uint64]*Lease `json:"leases"`
+	// Rollouts are the progressive canary rollouts; RolloutStatus holds
+	// each one's progress, written only by rollout commands.
+	Rollouts      map[string]*Rollout       `json:"rollouts"`
+	RolloutStatus map[string]*RolloutStatus `json:"rollout_status"`
 }
 
 // Lease is a TTL lease that self-registered backends are attached to. Its

@@ -27,6 +27,8 @@ func validateSpec(prefix string, kind Kind, spec any) error {
 		return validatePool(prefix, s)
 	case *VIPSpec:
 		return validateVIP(prefix, s)
+	case *RolloutSpec:
+		return validateRollout(prefix, s)
 	}
 	return invalidf("kind", "unknown kind %q", kind)
 }
@@ -270,6 +272,12 @@ func validateAction(p string, a *RouteAction) error {
 		if sum == 0 {
 			return invalidf(p+".split", "weights must not all be 0")
 		}
+	}
+	if a.Sticky != nil && len(a.Split) == 0 {
+		return invalidf(p+".sticky", "only valid with split")
+	}
+	if err := validateSticky(p+".sticky", a.Sticky); err != nil {
+		return err
 	}
 	if r := a.Redirect; r != nil {
 		switch r.Code {

@@ -342,7 +342,7 @@ func (s *server) handleUnmatched(w http.ResponseWriter, r *http.Request) error {
 	parts := strings.SplitN(strings.TrimPrefix(r.URL.Path, "/v1/"), "/", 2)
 	if strings.HasPrefix(r.URL.Path, "/v1/") && parts[0] != "" {
 		if _, err := fsm.ParseKind(parts[0]); err != nil {
-			return fmt.Errorf("unknown kind %q (want one of listeners, routes, pools, vips): %w", parts[0], errNoRoute)
+			return fmt.Errorf("unknown kind %q (want one of listeners, routes, pools, vips, rollouts): %w", parts[0], errNoRoute)
 		}
 	}
 	return fmt.Errorf("no endpoint %s %s: %w", r.Method, r.URL.Path, errNoRoute)
