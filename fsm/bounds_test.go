@@ -49,8 +49,8 @@ var boundSamples = map[string]struct {
 		"min_requests":10,"max_error_rate":0.5,"max_p99":"1s","sticky":{"cookie":"sid"}}`},
 	"rollout-ratio": {KindRollout, `{"route":"rt","stable":"p0","canary":"p1","steps":[100],"interval":"1s","max_p99_ratio":2,"sticky":{"header":"x-user"}}`},
 	"route-cookie":  {KindRoute, `{"listener":"web","action":{"split":[{"pool":"app","weight":1}],"sticky":{"cookie":"sid"}}}`},
-	"vip":         {KindVIP, `{"provider":"aws-eip","allocation_id":"eipalloc-9","home_node":"n1","candidates":["n1"]}`},
-	"vip-linux":   {KindVIP, `{"provider":"linux","address":"10.0.0.100/24","interface":"eth0","home_node":"n1"}`},
+	"vip":           {KindVIP, `{"provider":"aws-eip","allocation_id":"eipalloc-9","home_node":"n1","candidates":["n1"]}`},
+	"vip-linux":     {KindVIP, `{"provider":"linux","address":"10.0.0.100/24","interface":"eth0","home_node":"n1"}`},
 }
 
 // setPath sets the value at path ("limits.max_conns", "action.split[0].weight")

@@ -154,8 +154,8 @@ type RouteAction struct {
 	// hash of the header or cookie instead of at random, and a growing leg
 	// only takes users from the legs before it.
 	Sticky   *Sticky   `json:"sticky,omitempty"`
-	Redirect *Redirect      `json:"redirect,omitempty"`
-	Respond  *Respond       `json:"respond,omitempty"`
+	Redirect *Redirect `json:"redirect,omitempty"`
+	Respond  *Respond  `json:"respond,omitempty"`
 }
 
 // WeightedPool is one leg of a traffic split; weights are relative (0..10000).
