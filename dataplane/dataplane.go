@@ -27,6 +27,7 @@ type Dataplane struct {
 	health    HealthView
 	reg       *registry
 	metrics   *metrics
+	counts    poolCounters // per (route, pool), for rollouts
 	dial      func(addr string, timeout time.Duration) (net.Conn, error)
 	listen    func(name, addr string) (net.Listener, error)
 

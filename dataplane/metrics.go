@@ -151,6 +151,7 @@ func (d *Dataplane) finish(ctx *fasthttp.RequestCtx, ex *exchange) {
 		poolName = ex.pool.name
 	}
 	d.metrics.record(routeName, poolName, code, ex.head)
+	d.counts.record(routeName, poolName, code, ex.head)
 	dur := time.Since(ex.start)
 	if d.accessLog == nil {
 		return

@@ -3,7 +3,6 @@ package dataplane
 import (
 	"errors"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/netip"
 	"time"
@@ -243,7 +242,7 @@ func (d *Dataplane) handle(ctx *fasthttp.RequestCtx, listener string) {
 	}
 	leg := r.split[0]
 	if len(r.split) > 1 {
-		w := rand.IntN(r.total)
+		w := splitPoint(ctx, r)
 		for _, l := range r.split {
 			if w < l.cum {
 				leg = l

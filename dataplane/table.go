@@ -121,11 +121,14 @@ type route struct {
 	headers  []valueMatcher
 	query    []valueMatcher
 
-	action   actionKind
-	split    []splitLeg
-	total    int
-	redirect fsm.Redirect
-	respond  struct {
+	action actionKind
+	split  []splitLeg
+	total  int
+	// stickyHeader / stickyCookie: the split leg is picked by a hash of
+	// this header or cookie (see splitPoint).
+	stickyHeader, stickyCookie string
+	redirect                   fsm.Redirect
+	respond                    struct {
 		status  int
 		body    []byte
 		headers []headerKV
@@ -317,6 +320,9 @@ func compileRoute(name string, s *fsm.RouteSpec, pools map[string]*pool, res reg
 		r.respond.headers = sortedKV(a.Respond.Headers)
 	default:
 		r.action = actionSplit
+		if a.Sticky != nil {
+			r.stickyHeader, r.stickyCookie = strings.ToLower(a.Sticky.Header), a.Sticky.Cookie
+		}
 		for _, leg := range a.Split {
 			p := pools[leg.Pool]
 			if p == nil || leg.Weight <= 0 {
