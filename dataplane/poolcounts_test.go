@@ -83,3 +83,30 @@ func TestSplitPointSticky(t *testing.T) {
 		t.Fatal("cookie key not sticky")
 	}
 }
+
+// TestSplitPointShares: without a sticky key every run of requests is
+// split in the legs' proportions, within a few requests.
+func TestSplitPointShares(t *testing.T) {
+	var ctx fasthttp.RequestCtx
+	for _, w := range []int{1, 5, 10, 25, 50, 90} {
+		r := &route{total: 100, split: []splitLeg{{cum: 100 - w}, {cum: 100}}}
+		r.splitStride = splitStride(r.total)
+		for _, n := range []int{97, 300, 1000} {
+			canary := 0
+			for range n {
+				if splitPoint(&ctx, r) >= 100-w {
+					canary++
+				}
+			}
+			if want := n * w / 100; canary < want-3 || canary > want+3 {
+				t.Errorf("weight %d%%: %d of %d requests on the canary, want %d±3", w, canary, n, want)
+			}
+		}
+	}
+	if s := splitStride(100); gcd(s, 100) != 1 || s < 2 {
+		t.Fatalf("stride %d", s)
+	}
+	if s := splitStride(1); s != 1 {
+		t.Fatalf("stride of 1: %d", s)
+	}
+}

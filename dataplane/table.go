@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/rafterlb/rafter/fsm"
@@ -127,6 +128,8 @@ type route struct {
 	// stickyHeader / stickyCookie: the split leg is picked by a hash of
 	// this header or cookie (see splitPoint).
 	stickyHeader, stickyCookie string
+	splitStride                int           // see splitPoint
+	splitSeq                   atomic.Uint64 // requests split so far on this node
 	redirect                   fsm.Redirect
 	respond                    struct {
 		status  int
@@ -331,6 +334,7 @@ func compileRoute(name string, s *fsm.RouteSpec, pools map[string]*pool, res reg
 			r.total += clampInt(leg.Weight, maxWeightCeiling)
 			r.split = append(r.split, splitLeg{pool: p, cum: r.total})
 		}
+		r.splitStride = splitStride(r.total)
 	}
 	if s.Rewrite != nil {
 		r.rewriteHost = s.Rewrite.Host
