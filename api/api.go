@@ -82,6 +82,15 @@ type Item struct {
 	Spec        json.RawMessage `json:"spec"`
 	ModifyIndex uint64          `json:"modify_index"`
 	Assignment  *VIPAssignment  `json:"assignment,omitempty"`
+	// Status is a rollout's progress (rollouts only).
+	Status *fsm.RolloutStatus `json:"status,omitempty"`
+}
+
+// RolloutActionResult answers POST /v1/rollouts/{name}/{pause,resume,
+// promote,abort}: the index of the write and the status it left.
+type RolloutActionResult struct {
+	Index  uint64             `json:"index"`
+	Status *fsm.RolloutStatus `json:"status,omitempty"`
 }
 
 // VIPAssignment is a VIP's current holder. Token is the Raft index of the

@@ -69,6 +69,9 @@ type Config struct {
 	Leases Leases
 	// Probe answers node probes (*probe.Tracker); without it they answer 404.
 	Probe Prober
+	// Rollouts takes the nodes' rollout reports (*rollout.Collector);
+	// without it they answer 404.
+	Rollouts RolloutReports
 	// Timeouts of the http.Server NewServer builds; zero fields take
 	// DefaultTimeouts. Handlers extend them for blocking reads and snapshots.
 	Timeouts Timeouts
@@ -260,6 +263,7 @@ func (s *server) apiRoutes() []route {
 	}
 	rs = append(rs, s.leaseRoutes()...)
 	rs = append(rs, s.vipRoutes()...)
+	rs = append(rs, s.rolloutRoutes()...)
 	for _, k := range fsm.Kinds {
 		base := "/v1/" + kindPath(k)
 		rs = append(rs,

@@ -17,6 +17,9 @@ func item(cfg *fsm.Config, o fsm.Object) api.Item {
 			it.Assignment = &api.VIPAssignment{Holder: a.Holder, Token: a.Token, Since: a.Since, Reason: a.Reason, Settled: a.Settled}
 		}
 	}
+	if o.Kind == fsm.KindRollout {
+		it.Status = cfg.RolloutStatus[o.Name]
+	}
 	return it
 }
 
