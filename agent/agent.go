@@ -297,6 +297,11 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	rollouts, err := startRollouts(workCtx, &wg, rolloutDeps{Node: node, NodeID: cfg.NodeID, Counts: dp,
+		Transport: fwdTransport, Scheme: scheme, Token: ownToken, Logger: log, Registerer: reg})
+	if err != nil {
+		return fmt.Errorf("rollouts: %w", err)
+	}
 	dpCtx, stopDP := context.WithCancel(workCtx)
 	defer stopDP()
 	var dpWG sync.WaitGroup
@@ -330,6 +335,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	apiCfg.Logger = log.With("component", "admin")
 	apiCfg.Leases = leases
 	apiCfg.Probe = vips.tracker
+	apiCfg.Rollouts = rollouts
 	apiCfg.Extra = map[string]http.Handler{
 		"/metrics":   promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
 		"/v1/health": monitor.Handler(func() any { return dp.Listeners() }),

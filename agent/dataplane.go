@@ -31,6 +31,8 @@ type dataPlane interface {
 	Listeners() []dataplane.ListenerStatus
 	// Ready is closed once the first routing table is served.
 	Ready() <-chan struct{}
+	// PoolCounts are the per-(route, pool) counts rollouts are judged by.
+	PoolCounts(route string) []dataplane.PoolCount
 }
 
 // newDataPlane builds this node's proxy.

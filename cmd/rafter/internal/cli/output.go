@@ -163,6 +163,15 @@ func writeObjects(w io.Writer, kind fsm.Kind, objs []fsm.Object) error {
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\n", o.Name, s.Provider, dash(addr), dash(s.HomeNode), joinOr(s.Candidates, "all"), o.ModifyIndex)
 		}
+	case fsm.KindRollout:
+		fmt.Fprintln(tw, "NAME\tROUTE\tSTABLE\tCANARY\tSTEPS\tINTERVAL\tINDEX")
+		for _, o := range objs {
+			var s fsm.RolloutSpec
+			if err = json.Unmarshal(o.Spec, &s); err != nil {
+				break
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%v\t%v\t%d\n", o.Name, s.Route, s.Stable, s.Canary, s.Steps, s.Interval.D(), o.ModifyIndex)
+		}
 	default:
 		return fmt.Errorf("no table for kind %q", kind)
 	}

@@ -54,6 +54,7 @@ func NewRoot(s Streams, extra ...*cobra.Command) *cobra.Command {
 		newSnapshotCmd(s),
 		newZoneCmd(s),
 		newVIPCmd(s),
+		newRolloutCmd(s),
 		newRegisterCmd(s),
 		newTLSCmd(s),
 		newVersionCmd(s),
