@@ -106,8 +106,9 @@ func (c *Cluster) waitRollout(t *testing.T, live func() []*Agent, name string, w
 }
 
 // load sends GET / to the live agents' listeners from a few workers,
-// round robin, until it is stopped, has sent max requests or ran for
-// maxFor, and counts what answered.
+// round robin, each at most one request per loadPace, until it is
+// stopped, has sent max requests or ran for maxFor, and counts what
+// answered.
 type load struct {
 	sent, ok, failed, errs atomic.Int64
 	byNode                 sync.Map // agent id -> *atomic.Int64
@@ -116,6 +117,10 @@ type load struct {
 	done                   sync.WaitGroup
 	started                time.Time
 }
+
+// loadPace keeps each worker at or below 200 requests a second, so that a
+// test does not take the shared machine's cores for itself.
+const loadPace = 5 * time.Millisecond
 
 func startLoad(t *testing.T, live func() []*Agent, port, workers int, max int64, maxFor time.Duration) *load {
 	t.Helper()
@@ -126,7 +131,14 @@ func startLoad(t *testing.T, live func() []*Agent, port, workers int, max int64,
 		client := newProxyClient(nil)
 		client.Timeout = 2 * time.Second
 		l.done.Go(func() {
+			pace := time.NewTicker(loadPace)
+			defer pace.Stop()
 			for i := w; ctx.Err() == nil; i++ {
+				select {
+				case <-ctx.Done():
+					return
+				case <-pace.C:
+				}
 				if l.sent.Add(1) > max {
 					l.sent.Add(-1)
 					return
