@@ -39,6 +39,10 @@ var validSpecs = []struct {
 	{fsm.KindVIP, `{"provider":"none"}`},
 	{fsm.KindVIP, `{"provider":"aws-eip","allocation_id":"eipalloc-0123","home_node":"node1"}`},
 	{fsm.KindVIP, `{"provider":"linux","address":"10.0.0.100/24","interface":"eth0"}`},
+	{fsm.KindRoute, `{"listener":"web","action":{"split":[{"pool":"app","weight":3},{"pool":"other","weight":7}],"sticky":{"cookie":"sid"}}}`},
+	{fsm.KindRollout, `{"route":"app","stable":"app","canary":"other","steps":[1,50,100],"interval":"1s","min_requests":1000000000,
+		"max_error_rate":1,"max_p99":"1h","sticky":{"header":"x-user"}}`},
+	{fsm.KindRollout, `{"route":"app","stable":"app","canary":"other","steps":[100],"interval":"24h","max_p99_ratio":1000}`},
 }
 
 // maxSpecBytes and maxSpecNodes bound a generated spec, to keep the run

@@ -181,22 +181,27 @@ func (l *load) count(m *sync.Map, k string) int64 {
 	return 0
 }
 
-// routeSplit reads route app's split from agent a, pool -> weight.
-func (c *Cluster) routeSplit(t *testing.T, a *Agent) map[string]int {
+// waitSplit polls agent a until its route app splits v1:v2 as wanted.
+func (c *Cluster) waitSplit(t *testing.T, a *Agent, v1, v2 int) {
 	t.Helper()
-	cfg, _, err := c.Config(a)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var spec fsm.RouteSpec
-	if err := json.Unmarshal(cfg["route/app"], &spec); err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]int{}
-	for _, wp := range spec.Action.Split {
-		out[wp.Pool] = wp.Weight
-	}
-	return out
+	testutil.Eventually(t, 10*time.Second, fmt.Sprintf("%s to split route app %d:%d", a.ID, v1, v2), func() error {
+		cfg, _, err := c.Config(a)
+		if err != nil {
+			return err
+		}
+		var spec fsm.RouteSpec
+		if err := json.Unmarshal(cfg["route/app"], &spec); err != nil {
+			return err
+		}
+		got := map[string]int{}
+		for _, wp := range spec.Action.Split {
+			got[wp.Pool] = wp.Weight
+		}
+		if got["v1"] != v1 || got["v2"] != v2 {
+			return fmt.Errorf("split %v", got)
+		}
+		return nil
+	})
 }
 
 // checkHistory checks that the finished steps are 0..n-1, each once and in
@@ -214,4 +219,22 @@ func checkHistory(t *testing.T, st *fsm.RolloutStatus, steps []int, n int, want 
 			t.Fatalf("history[%d] committed at index %d, not after %d", i, h.Index, st.History[i-1].Index)
 		}
 	}
+}
+
+// waitOnly polls agent a's listener until 20 requests in a row are
+// answered 200 by backend want: the node's data plane serves the new split.
+func waitOnly(t *testing.T, client *http.Client, a *Agent, port int, want string) {
+	t.Helper()
+	testutil.Eventually(t, 10*time.Second, fmt.Sprintf("%s to send everything to %s", a.ID, want), func() error {
+		for range 20 {
+			code, body, err := get(client, proxyURL(a, port, "/"))
+			if err != nil {
+				return err
+			}
+			if code != http.StatusOK || body != want {
+				return fmt.Errorf("%d %q", code, body)
+			}
+		}
+		return nil
+	})
 }

@@ -65,10 +65,8 @@ func TestRolloutHealthyCanary(t *testing.T) {
 	}
 	client := newProxyClient(nil)
 	for _, a := range c.Agents {
-		if split := c.routeSplit(t, a); split["v1"] != 0 || split["v2"] != 100 {
-			t.Fatalf("%s: split %v, want all on v2", a.ID, split)
-		}
-		waitServes(t, client, a, port, "/", func(b string) bool { return b == "v2" }, "v2")
+		c.waitSplit(t, a, 0, 100)
+		waitOnly(t, client, a, port, "v2")
 		for range 20 {
 			if code, body, err := get(client, proxyURL(a, port, "/")); err != nil || code != 200 || body != "v2" {
 				t.Fatalf("%s after the rollout: %d %q %v", a.ID, code, body, err)
@@ -92,11 +90,10 @@ func TestRolloutFailingCanaryRollsBack(t *testing.T) {
 	c.putJSON(t, c.Leader(30*time.Second), "rollouts", "r1", rolloutSpec([]int{10, 50, 100}, interval.String(), 30))
 	st := c.waitRollout(t, all, "r1", 60*time.Second, "r1 to end", func(st *fsm.RolloutStatus) bool { return st.Terminal() })
 	elapsed := time.Since(start)
-	// Requests already sent go on through the old split until each node's
-	// data plane has the new one.
-	client := newProxyClient(nil)
+	// Requests go on through the old split until each node has applied
+	// the verdict; they count too.
 	for _, a := range c.Agents {
-		waitServes(t, client, a, port, "/", func(b string) bool { return b == "v1" }, "v1 after the rollback")
+		c.waitSplit(t, a, 100, 0)
 	}
 	l.halt()
 
@@ -118,10 +115,9 @@ func TestRolloutFailingCanaryRollsBack(t *testing.T) {
 	if float64(failed) > bound {
 		t.Errorf("%d requests failed, more than the step's share plus one window (%.0f)", failed, bound)
 	}
+	client := newProxyClient(nil)
 	for _, a := range c.Agents {
-		if split := c.routeSplit(t, a); split["v1"] != 100 || split["v2"] != 0 {
-			t.Fatalf("%s: split %v, want all on v1", a.ID, split)
-		}
+		waitOnly(t, client, a, port, "v1")
 		for range 50 {
 			if code, body, err := get(client, proxyURL(a, port, "/")); err != nil || code != 200 || body != "v1" {
 				t.Fatalf("%s after the rollback: %d %q %v", a.ID, code, body, err)
