@@ -156,7 +156,7 @@ func startLoad(t *testing.T, live func() []*Agent, port, workers int, max int64,
 					l.failed.Add(1)
 				}
 				counter(&l.byNode, a.ID).Add(1)
-				counter(&l.byPool, strings.Fields(body+" ?")[0]).Add(1)
+				counter(&l.byPool, strings.Fields(body + " ?")[0]).Add(1)
 			}
 		})
 	}
