@@ -20,6 +20,7 @@ import (
 
 	"github.com/rafterlb/rafter/cluster"
 	"github.com/rafterlb/rafter/cluster/httpapi"
+	"github.com/rafterlb/rafter/cluster/httpapi/ui"
 	"github.com/rafterlb/rafter/cluster/lease"
 	"github.com/rafterlb/rafter/cluster/tlsutil"
 	"github.com/rafterlb/rafter/dataplane/health"
@@ -239,6 +240,8 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	// The one watch loop: health first, then the data plane.
 	watch := newWatcher(node, monitor)
 	wg.Go(func() { watch.Run(workCtx) })
+	history := httpapi.NewHistory(node, 0)
+	wg.Go(func() { history.Run(workCtx) })
 
 	leaseCfg := lease.DefaultConfig()
 	leaseCfg.Store = node
@@ -333,7 +336,10 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	apiCfg.Extra = map[string]http.Handler{
 		"/metrics":   promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
 		"/v1/health": monitor.Handler(func() any { return dp.Listeners() }),
+		"/v1/stats":  statsHandler(reg, cfg.NodeID),
 	}
+	apiCfg.History = history
+	apiCfg.UI = ui.Handler()
 	api, err := httpapi.New(apiCfg)
 	if err != nil {
 		return fmt.Errorf("admin API: %w", err)
