@@ -249,7 +249,7 @@ function renderRoutes() {
   const byRoute = Object.fromEntries(rates.routes.map((r) => [r.name, r]));
   fill($("#routes tbody"), c.routes.length ? c.routes.map((rt) => {
     const r = byRoute[rt.name];
-    return h("tr", { "data-route": rt.name },
+    return h("tr", { "data-route": rt.name, "data-rps": r ? r.rps : 0 },
       h("td", {}, rt.name), h("td", {}, rt.spec.listener), h("td", {}, routeMatch(rt.spec)), h("td", {}, routeAction(rt.spec)),
       rateCells(r), h("td", { class: "num" }, r && r.p99_ms >= 0 ? r.p99_ms.toFixed(1) + " ms" : "—"));
   }) : [h("tr", {}, h("td", { colspan: 7, class: "muted" }, "no routes"))]);
