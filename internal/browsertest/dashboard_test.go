@@ -25,8 +25,9 @@ const roToken = "dashboard-read-only"
 type rig struct {
 	t      *testing.T
 	c      *systemtest.Cluster
-	leader *systemtest.Agent
-	port   int
+	leader   *systemtest.Agent
+	port     int
+	backends []string // addresses, one per zone a, b, c
 }
 
 func startRig(t *testing.T) *rig {
@@ -44,6 +45,7 @@ func startRig(t *testing.T) *rig {
 			fmt.Fprintf(w, "backend %d in zone %s\n", i, zone)
 		}))
 		t.Cleanup(srv.Close)
+		r.backends = append(r.backends, srv.Listener.Addr().String())
 		backends = append(backends, fmt.Sprintf(`{"addr": %q, "zone": %q}`, srv.Listener.Addr().String(), zone))
 	}
 	r.put("/v1/listeners/web", fmt.Sprintf(`{"port": %d}`, r.port))
@@ -93,6 +95,20 @@ func (r *rig) traffic(n int) {
 	}
 }
 
+// get reads path from the leader into v.
+func (r *rig) get(path string, v any) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	resp, err := r.c.Do(ctx, r.leader, "GET", path, nil)
+	if err != nil {
+		return err
+	}
+	if resp.Status != 200 {
+		return fmt.Errorf("GET %s: %d %s", path, resp.Status, resp.Body)
+	}
+	return json.Unmarshal(resp.Body, v)
+}
+
 // zoneEvacuated asks the API (not the page) whether zone is evacuated.
 func (r *rig) zoneEvacuated(a *systemtest.Agent, zone string) (bool, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
@@ -132,6 +148,14 @@ func show(t testing.TB, b *browser, view, sel string) {
 	)
 }
 
+// waitJS waits until the expression is true in the page.
+func waitJS(expr string) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		_, err := chromedp.Poll[bool](expr)(ctx, t)
+		return err
+	})
+}
+
 func noProblems(t *testing.T, b *browser) {
 	t.Helper()
 	for _, p := range b.problems() {
@@ -142,8 +166,8 @@ func noProblems(t *testing.T, b *browser) {
 // TestDashboard drives the dashboard of a real 3-node cluster in
 // chromium: it loads without console errors and shows the three members
 // and the leader; each view is captured; a zone evacuation and its
-// restore from the page take effect (checked through the API); a
-// read-only token is offered no action; and after kill -9 of a follower
+// restore, a VIP move and a backend drain from the page take effect
+// (checked through the API); a read-only token is offered no action; and after kill -9 of a follower
 // the page, without a reload, shows it unhealthy within 3 s.
 func TestDashboard(t *testing.T) {
 	r := startRig(t)
@@ -224,6 +248,63 @@ func TestDashboard(t *testing.T) {
 			}
 			return err
 		})
+	})
+
+	t.Run("move a VIP", func(t *testing.T) {
+		show(t, b, "vips", `#vips tr[data-vip="edge-a"] button[data-action="move-vip"]`)
+		b.run(t, 20*time.Second, "move edge-a to n3",
+			chromedp.SetValue(chromedp.CSS(`#vips tr[data-vip="edge-a"] select[data-action="vip-target"]`), "n3"),
+			chromedp.Click(chromedp.CSS(`#vips tr[data-vip="edge-a"] button[data-action="move-vip"]`)),
+			chromedp.WaitVisible(chromedp.CSS("#confirm-ok")),
+			chromedp.Click(chromedp.CSS("#confirm-ok")),
+		)
+		testutil.Eventually(t, 10*time.Second, "edge-a assigned to n3", func() error {
+			var item struct {
+				Assignment struct {
+					Holder string `json:"holder"`
+					Reason string `json:"reason"`
+				} `json:"assignment"`
+			}
+			if err := r.get("/v1/vips/edge-a", &item); err != nil {
+				return err
+			}
+			if item.Assignment.Holder != "n3" || item.Assignment.Reason != "operator" {
+				return fmt.Errorf("assignment %+v", item.Assignment)
+			}
+			return nil
+		})
+		b.run(t, 10*time.Second, "the move on the timeline",
+			chromedp.WaitVisible(chromedp.CSS(`#vips tr[data-vip="edge-a"]`)),
+			waitJS(`[...document.querySelectorAll("#vip-moves li")].some(li => li.textContent.includes("n1 → n3 (operator)"))`))
+		t.Logf("saved %s", b.screenshot(t, dir, "vips-moved"))
+	})
+
+	t.Run("drain a backend", func(t *testing.T) {
+		addr := r.backends[1]
+		sel := `#pools [data-pool="app"] tr[data-backend="` + addr + `"] button[data-action="drain"]`
+		show(t, b, "pools", sel)
+		b.run(t, 20*time.Second, "drain "+addr,
+			chromedp.Click(chromedp.CSS(sel)),
+			chromedp.WaitVisible(chromedp.CSS("#confirm-ok")),
+			chromedp.Click(chromedp.CSS("#confirm-ok")),
+			chromedp.WaitVisible(chromedp.CSS(`#pools [data-pool="app"] tr[data-backend="`+addr+`"] button[data-action="undrain"]`)),
+		)
+		var item struct {
+			Spec struct {
+				Backends []struct {
+					Addr  string `json:"addr"`
+					Drain bool   `json:"drain"`
+				} `json:"backends"`
+			} `json:"spec"`
+		}
+		if err := r.get("/v1/pools/app", &item); err != nil {
+			t.Fatal(err)
+		}
+		for _, be := range item.Spec.Backends {
+			if (be.Addr == addr) != be.Drain {
+				t.Errorf("backend %s drain %v after draining %s", be.Addr, be.Drain, addr)
+			}
+		}
 	})
 
 	t.Run("read-only token is offered no action", func(t *testing.T) {

@@ -94,7 +94,7 @@ window.addEventListener("hashchange", route);
 
 function onEvent(name, data) {
   state[name === "stats" ? "stats" : name] = data;
-  if (name === "config") { renderVIPs(); renderPools(); renderRoutes(); renderHistory(); }
+  if (name === "config") { renderSummary(); renderVIPs(); renderPools(); renderRoutes(); renderHistory(); }
   if (name === "members") { renderMembers(); renderPools(); }
   if (name === "health") renderPools();
   if (name === "stats") renderRoutes();
@@ -105,7 +105,7 @@ function renderMembers() {
   if (!st) return;
   const leader = st.members.find((m) => m.leader);
   $("#leader").textContent = leader ? "leader " + leader.id + ", term " + st.term : "no leader";
-  $("#summary").textContent = st.members.length + " members · leader " + (leader ? leader.id : "none") + " · index " + st.commit_index;
+  renderSummary();
   fill($("#members tbody"), st.members.map((m) => {
     const health = m.health || (m.healthy ? "healthy" : "unknown");
     return h("tr", { "data-member": m.id, "data-health": health, "data-leader": m.leader ? "true" : "false" },
@@ -118,6 +118,14 @@ function renderMembers() {
       h("td", { class: "num" }, m.error ? "—" : m.lag),
       h("td", { class: m.error ? "error" : "muted" }, m.error ? m.error : m.latency_ms.toFixed(1) + " ms"));
   }));
+}
+
+function renderSummary() {
+  const st = state.members;
+  if (!st) return;
+  const leader = st.members.find((m) => m.leader);
+  const index = Math.max(st.commit_index, state.config ? state.config.index : 0);
+  $("#summary").textContent = st.members.length + " members · leader " + (leader ? leader.id : "none") + " · index " + index;
 }
 
 function vipAction(v) {
@@ -144,7 +152,7 @@ function renderVIPs() {
       h("td", {}, v.name), h("td", {}, v.spec.provider),
       h("td", {}, a.holder || "—"), h("td", { class: "num" }, a.token || "—"),
       h("td", {}, a.reason || "—"), h("td", {}, a.holder ? badge(a.settled ? "settled" : "moving", a.settled ? "ok" : "warn") : "—"),
-      h("td", {}, a.since ? ago(a.since) : "—"),
+      h("td", {}, a.since ? clock(a.since) : "—"),
       h("td", { class: "act" }, vipAction(v)));
   }) : [h("tr", {}, h("td", { colspan: 8, class: "muted" }, "no VIPs"))]);
   const moves = c.history.vip_moves || [];
