@@ -57,12 +57,17 @@ func toSlogLevel(l hclog.Level) slog.Level {
 	}
 }
 
-func (a *hclogAdapter) enabled(l hclog.Level) bool {
+func (a *hclogAdapter) enabled(l hclog.Level) bool { return a.shown(l, l) }
+
+// shown reports whether a message raft logs at level raftLevel and rafter
+// shows at level level gets through: the raft level filters what raft
+// says, the logger's level what the operator sees.
+func (a *hclogAdapter) shown(raftLevel, level hclog.Level) bool {
 	min := hclog.Level(a.level.Load())
 	if min == hclog.Off {
 		return false
 	}
-	return l >= min && a.l.Enabled(context.Background(), toSlogLevel(l))
+	return raftLevel >= min && a.l.Enabled(context.Background(), toSlogLevel(level))
 }
 
 // Log re-levels raft's message by raftRules, adds the advice for those
@@ -72,14 +77,14 @@ func (a *hclogAdapter) Log(level hclog.Level, msg string, args ...any) {
 	rule := raftRuleFor(level, msg)
 	if rule.peerDown {
 		if peer := raftPeer(args); peer != "" {
-			if down := a.peers.failed(peer); down > 0 && a.enabled(hclog.Warn) {
+			if down := a.peers.failed(peer); down > 0 && a.shown(level, hclog.Warn) {
 				a.l.Log(context.Background(), slog.LevelWarn, "raft peer unreachable",
 					"component", a.name, "peer", peer, "for", down.Round(time.Second).String(),
 					"action", "check that rafter runs on that node and that its raft port is reachable from here (firewall, security group); `rafter status` shows every member; remove a node gone for good with `rafter node remove`")
 			}
 		}
 	}
-	if !a.enabled(rule.level) {
+	if !a.shown(level, rule.level) {
 		return
 	}
 	all := make([]any, 0, len(a.args)+len(args)+4)

@@ -112,3 +112,16 @@ func TestRaftLogPeerUnreachable(t *testing.T) {
 		t.Fatalf("after another %v down: %d warnings, want 2", peerDownRepeat, n)
 	}
 }
+
+// With the logger at debug, what raft said at WARN and rafter re-levels
+// shows at debug, even when raft's own filter is at info.
+func TestRaftLogDemotedVisibleAtDebug(t *testing.T) {
+	var buf bytes.Buffer
+	a := newHCLogAdapter(slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})), hclog.Info)
+	a.Log(hclog.Warn, "failed to get previous log", "previous-index", 1)
+	a.Log(hclog.Debug, "raft's own debug message")
+	lines := logLines(t, &buf)
+	if len(lines) != 1 || lines[0]["level"] != "DEBUG" || lines[0]["msg"] != "failed to get previous log" {
+		t.Fatalf("logged %v, want the re-levelled line at DEBUG and nothing below raft's level", lines)
+	}
+}
