@@ -379,7 +379,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	case <-ctx.Done():
 		log.Info("stopping", "cause", context.Cause(ctx))
 	case runErr = <-fatal:
-		log.Error("stopping after a fatal error", "err", runErr)
+		log.Error("stopping after a fatal error", "err", runErr, "action", "fix what err names and start rafter again (systemd restarts it)")
 	}
 
 	a.notify(sdnotify.Stopping)
@@ -410,7 +410,8 @@ func (a *Agent) notify(state string) {
 	sent, err := sdnotify.Notify(a.cfg.NotifySocket, state)
 	switch {
 	case err != nil:
-		a.log.Warn("telling systemd the service state", "state", state, "err", err)
+		a.log.Warn("telling systemd the service state", "state", state, "err", err,
+			"action", "check the unit's Type=notify and NOTIFY_SOCKET; rafter serves regardless")
 	case sent:
 		a.log.Info("told systemd", "state", state)
 	}

@@ -95,7 +95,7 @@ func (n *Node) formRound(expect, attempt int) bool {
 				target = addr // the admin API forwards writes to the leader
 			}
 			if err := n.askToJoin(n.ctx, target, self); err != nil {
-				n.log.Warn("join request failed", "node", self.ID, "peer", target, "err", err)
+				n.log.Warn("join request failed", "node", self.ID, "peer", target, "err", err, "action", "retried; check that the leader's admin API is reachable and the token matches")
 				return false
 			}
 			n.log.Info("joined existing cluster", "node", self.ID, "via", target, "leader", info.Leader)
@@ -104,13 +104,15 @@ func (n *Node) formRound(expect, attempt int) bool {
 		known[info.ID] = info
 	}
 	if attempt%10 == 9 && len(failures) > 0 {
-		n.log.Warn("forming: peers not answering", "node", self.ID, "known", len(known), "expect", expect, "err", errors.Join(failures...))
+		n.log.Warn("forming: peers not answering", "node", self.ID, "known", len(known), "expect", expect, "err", errors.Join(failures...),
+			"action", "start rafter on the nodes that do not answer, or correct --join")
 	}
 	if expect == 0 || len(known) < expect {
 		return false
 	}
 	if len(known) > expect {
-		n.log.Error("forming: more nodes answered than bootstrap_expect; not bootstrapping", "node", self.ID, "known", len(known), "expect", expect)
+		n.log.Error("forming: more nodes answered than bootstrap_expect; not bootstrapping", "node", self.ID, "known", len(known), "expect", expect,
+			"action", "give every node the same --bootstrap-expect, equal to the number of nodes in --join")
 		return false
 	}
 	peers := make([]PeerInfo, 0, len(known))
@@ -153,7 +155,7 @@ func (n *Node) bootstrap(peers []PeerInfo) {
 			n.log.Info("not bootstrapping: raft state exists", "node", n.cfg.NodeID)
 			return
 		}
-		n.log.Error("bootstrap failed", "node", n.cfg.NodeID, "err", err)
+		n.log.Error("bootstrap failed", "node", n.cfg.NodeID, "err", err, "action", "check --data-dir (space, permissions) and restart rafter")
 		return
 	}
 	n.log.Info("bootstrapped cluster", "node", n.cfg.NodeID, "voters", ids)
