@@ -13,6 +13,7 @@ const state = {
   health: null,
   stats: null,
   stop: null,
+  memberIds: "",
 };
 
 // ---- API ----
@@ -95,7 +96,13 @@ window.addEventListener("hashchange", route);
 function onEvent(name, data) {
   state[name === "stats" ? "stats" : name] = data;
   if (name === "config") { renderSummary(); renderVIPs(); renderPools(); renderRoutes(); renderHistory(); }
-  if (name === "members") { renderMembers(); renderPools(); }
+  if (name === "members") {
+    renderMembers();
+    // The VIP move targets are the members: redraw the VIPs when they
+    // change, not every second (that would reset an open choice).
+    const ids = data.members.map((m) => m.id).join(",");
+    if (ids !== state.memberIds) { state.memberIds = ids; renderVIPs(); }
+  }
   if (name === "health") renderPools();
   if (name === "stats") renderRoutes();
 }
