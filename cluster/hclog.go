@@ -74,7 +74,7 @@ func (a *hclogAdapter) shown(raftLevel, level hclog.Level) bool {
 // still at WARN or ERROR, and turns a peer failing for longer than a
 // restart into one warning of rafter's own.
 func (a *hclogAdapter) Log(level hclog.Level, msg string, args ...any) {
-	rule := raftRuleFor(level, msg)
+	rule := raftRuleFor(level, msg, args)
 	if rule.peerDown {
 		if peer := raftPeer(args); peer != "" {
 			if down := a.peers.failed(peer); down > 0 && a.shown(level, hclog.Warn) {

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"fmt"
 	"strings"
 	"sync"
 	"time"
@@ -57,9 +58,38 @@ var raftRules = map[string]raftRule{
 		action: "check free space and permissions under --data-dir; the log keeps growing until a snapshot succeeds"},
 }
 
+// decodeFailed is raft's message for an incoming connection that broke.
+// When the connection was closed (this node stopping, a peer restarting)
+// it is part of a normal restart; anything else is a peer speaking in a
+// way this node cannot read.
+const decodeFailed = "failed to decode incoming command"
+
+// connClosed reports whether a raft message's "error" argument says only
+// that the connection went away.
+func connClosed(args []any) bool {
+	for i := 0; i+1 < len(args); i += 2 {
+		if k, _ := args[i].(string); k != "error" {
+			continue
+		}
+		e := fmt.Sprint(args[i+1])
+		for _, s := range []string{"transport shutdown", "connection reset", "use of closed network connection", "broken pipe", "EOF"} {
+			if strings.Contains(e, s) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // raftRuleFor returns the rule for msg. Raft messages at WARN or above
 // with no rule of their own keep their level and get generic advice.
-func raftRuleFor(level hclog.Level, msg string) raftRule {
+func raftRuleFor(level hclog.Level, msg string, args []any) raftRule {
+	if msg == decodeFailed {
+		if connClosed(args) {
+			return raftRule{level: hclog.Debug}
+		}
+		return raftRule{level: level, action: "a peer sent what this node cannot read: check that every node runs the same rafter version and that nothing else connects to the raft port"}
+	}
 	if r, ok := raftRules[msg]; ok {
 		if r.level == hclog.NoLevel {
 			r.level = level

@@ -3,6 +3,7 @@ package cluster
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"strings"
 	"testing"
@@ -51,6 +52,9 @@ func TestRaftLogRelevels(t *testing.T) {
 		{hclog.Warn, "heartbeat timeout reached, starting election", nil, "INFO", false},
 		{hclog.Info, "entering follower state", nil, "INFO", false},
 		{hclog.Warn, "failed to contact quorum of nodes, stepping down", nil, "WARN", true},
+		{hclog.Error, "failed to decode incoming command", []any{"error", "transport shutdown"}, "", false},
+		{hclog.Error, "failed to decode incoming command", []any{"error", errors.New("read tcp 127.0.0.3:7701->127.0.0.1:41272: read: connection reset by peer")}, "", false},
+		{hclog.Error, "failed to decode incoming command", []any{"error", "msgpack decode error: unknown type"}, "ERROR", true},
 		{hclog.Error, "failed to take snapshot", nil, "ERROR", true},
 		{hclog.Error, "something raft never said before", nil, "ERROR", true},
 	}

@@ -31,15 +31,23 @@ type browser struct {
 	probs  []string
 }
 
-func findChromium(t *testing.T) string {
-	t.Helper()
+// chromiumPath finds the browser, or says which package to install.
+func chromiumPath() (string, error) {
 	for _, name := range []string{"chromium", "chromium-browser"} {
 		if p, err := exec.LookPath(name); err == nil {
-			return p
+			return p, nil
 		}
 	}
-	t.Fatalf("the browser tests need Debian's %s package: apt-get install -y %s (make deps installs it)", chromiumPackage, chromiumPackage)
-	return ""
+	return "", fmt.Errorf("the browser tests need Debian's %s package: apt-get install -y %s (make deps installs it)", chromiumPackage, chromiumPackage)
+}
+
+func findChromium(t *testing.T) string {
+	t.Helper()
+	p, err := chromiumPath()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 func newBrowser(t *testing.T) *browser {
@@ -192,4 +200,30 @@ func artifacts(t *testing.T) string {
 	}
 	t.Logf("screenshots in %s", dir)
 	return dir
+}
+
+// Without chromium on the PATH the tests fail naming the package to
+// install; they never skip.
+func TestMissingChromiumNamesThePackage(t *testing.T) {
+	t.Setenv("PATH", t.TempDir())
+	_, err := chromiumPath()
+	if err == nil || !strings.Contains(err.Error(), "apt-get install -y chromium") {
+		t.Fatalf("without chromium: %v, want the package named", err)
+	}
+}
+
+func TestLoopbackURL(t *testing.T) {
+	for u, want := range map[string]bool{
+		"http://127.0.0.1:7700/ui/":       true,
+		"http://127.0.0.3:7700/v1/events": true,
+		"http://[::1]:7700/":              true,
+		"data:,":                          true,
+		"http://10.0.0.1/":                false,
+		"https://example.com/":            false,
+		"http://localhost.example/":       false,
+	} {
+		if got := loopbackURL(u); got != want {
+			t.Errorf("loopbackURL(%q) = %v, want %v", u, got, want)
+		}
+	}
 }

@@ -156,9 +156,18 @@ func waitJS(expr string) chromedp.Action[chromedp.Void] {
 	})
 }
 
-func noProblems(t *testing.T, b *browser) {
+// noProblems fails the test for every problem the page reported. With
+// writesMayRetry, a write answered 503 (no leader for a moment: the
+// shared test machine can stall a leader past its lease) is logged
+// instead: the page tries such a write again, and the test checks
+// through the API that the write took effect.
+func noProblems(t *testing.T, b *browser, writesMayRetry bool) {
 	t.Helper()
 	for _, p := range b.problems() {
+		if writesMayRetry && strings.Contains(p, "status of 503 (Service Unavailable)") {
+			t.Logf("page (retried): %s", p)
+			continue
+		}
 		t.Errorf("page: %s", p)
 	}
 }
@@ -188,10 +197,8 @@ func TestDashboard(t *testing.T) {
 		if err != nil || !strings.HasPrefix(leaderText, "leader "+r.leader.ID+",") {
 			t.Fatalf("leader line %q, %v; want it to name %s", leaderText, err, r.leader.ID)
 		}
-		healthy, err := eval[int](b, `document.querySelectorAll('#members tbody tr[data-health="healthy"]').length`)
-		if err != nil || healthy != 3 {
-			t.Fatalf("healthy members shown: %d, %v; want 3", healthy, err)
-		}
+		b.run(t, 20*time.Second, "three healthy members",
+			waitJS(`document.querySelectorAll('#members tbody tr[data-health="healthy"]').length === 3`))
 	})
 
 	t.Run("screenshots", func(t *testing.T) {
@@ -214,6 +221,8 @@ func TestDashboard(t *testing.T) {
 		t.Logf("saved %s", b.screenshot(t, dir, "routes"))
 		show(t, b, "history", `#history tbody tr`)
 		t.Logf("saved %s", b.screenshot(t, dir, "history"))
+		// Loading the page and every view reported nothing.
+		noProblems(t, b, false)
 	})
 
 	t.Run("evacuate and restore a zone", func(t *testing.T) {
@@ -224,7 +233,7 @@ func TestDashboard(t *testing.T) {
 			chromedp.Click(chromedp.CSS("#confirm-ok")),
 		)
 		for _, a := range r.c.Agents {
-			testutil.Eventually(t, 10*time.Second, "zone c evacuated on "+a.ID, func() error {
+			testutil.Eventually(t, 30*time.Second, "zone c evacuated on "+a.ID, func() error {
 				ev, err := r.zoneEvacuated(a, "c")
 				if err == nil && !ev {
 					err = fmt.Errorf("zone c not evacuated")
@@ -232,7 +241,7 @@ func TestDashboard(t *testing.T) {
 				return err
 			})
 		}
-		b.run(t, 10*time.Second, "the page shows zone c evacuated",
+		b.run(t, 20*time.Second, "the page shows zone c evacuated",
 			chromedp.WaitVisible(chromedp.CSS(`#zones tr[data-zone="c"][data-evacuated="true"]`)))
 		t.Logf("saved %s", b.screenshot(t, dir, "pools-evacuated"))
 		b.run(t, 20*time.Second, "restore zone c",
@@ -241,7 +250,7 @@ func TestDashboard(t *testing.T) {
 			chromedp.Click(chromedp.CSS("#confirm-ok")),
 			chromedp.WaitVisible(chromedp.CSS(`#zones tr[data-zone="c"][data-evacuated="false"]`)),
 		)
-		testutil.Eventually(t, 10*time.Second, "zone c restored", func() error {
+		testutil.Eventually(t, 30*time.Second, "zone c restored", func() error {
 			ev, err := r.zoneEvacuated(r.leader, "c")
 			if err == nil && ev {
 				err = fmt.Errorf("zone c still evacuated")
@@ -252,13 +261,22 @@ func TestDashboard(t *testing.T) {
 
 	t.Run("move a VIP", func(t *testing.T) {
 		show(t, b, "vips", `#vips tr[data-vip="edge-a"] button[data-action="move-vip"]`)
-		b.run(t, 20*time.Second, "move edge-a to n3",
-			chromedp.SetValue(chromedp.CSS(`#vips tr[data-vip="edge-a"] select[data-action="vip-target"]`), "n3"),
-			chromedp.Click(chromedp.CSS(`#vips tr[data-vip="edge-a"] button[data-action="move-vip"]`)),
+		// Choosing the target and pressing Move in one step: the row is
+		// redrawn when the configuration changes.
+		moved, err := eval[bool](b, `(() => {
+			const row = document.querySelector('#vips tr[data-vip="edge-a"]');
+			row.querySelector('select[data-action="vip-target"]').value = "n3";
+			row.querySelector('button[data-action="move-vip"]').click();
+			return true;
+		})()`)
+		if err != nil || !moved {
+			t.Fatalf("choosing n3 and pressing Move: %v", err)
+		}
+		b.run(t, 20*time.Second, "confirm the move",
 			chromedp.WaitVisible(chromedp.CSS("#confirm-ok")),
 			chromedp.Click(chromedp.CSS("#confirm-ok")),
 		)
-		testutil.Eventually(t, 10*time.Second, "edge-a assigned to n3", func() error {
+		testutil.Eventually(t, 30*time.Second, "edge-a assigned to n3", func() error {
 			var item struct {
 				Assignment struct {
 					Holder string `json:"holder"`
@@ -273,7 +291,7 @@ func TestDashboard(t *testing.T) {
 			}
 			return nil
 		})
-		b.run(t, 10*time.Second, "the move on the timeline",
+		b.run(t, 20*time.Second, "the move on the timeline",
 			chromedp.WaitVisible(chromedp.CSS(`#vips tr[data-vip="edge-a"]`)),
 			waitJS(`[...document.querySelectorAll("#vip-moves li")].some(li => li.textContent.includes("n1 → n3 (operator)"))`))
 		t.Logf("saved %s", b.screenshot(t, dir, "vips-moved"))
@@ -329,7 +347,7 @@ func TestDashboard(t *testing.T) {
 			t.Fatalf("access line %q, %v", access, err)
 		}
 		t.Logf("saved %s", ro.screenshot(t, dir, "pools-read-only"))
-		noProblems(t, ro)
+		noProblems(t, ro, false)
 	})
 
 	t.Run("killed follower shown unhealthy within 3s", func(t *testing.T) {
@@ -387,5 +405,5 @@ func TestDashboard(t *testing.T) {
 		}
 	})
 
-	noProblems(t, b)
+	noProblems(t, b, true)
 }

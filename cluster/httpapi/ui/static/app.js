@@ -18,7 +18,24 @@ const state = {
 
 // ---- API ----
 
-async function api(method, path, body) {
+// api sends one request. A 503 with Retry-After (no leader during an
+// election) is tried again, a few times, before it counts as a failure.
+async function api(method, path, body, tries = 8) {
+  for (let i = 1; ; i++) {
+    try {
+      return await apiOnce(method, path, body);
+    } catch (e) {
+      if (e.status !== 503 || !e.retryAfter || i >= tries) throw e;
+      const out = $("#action-result");
+      out.hidden = false;
+      out.className = "notice";
+      out.textContent = "No leader right now (" + e.message + "); trying again…";
+      await new Promise((r) => setTimeout(r, 1000 * Math.min(e.retryAfter, 5)));
+    }
+  }
+}
+
+async function apiOnce(method, path, body) {
   const headers = {};
   if (state.token) headers.Authorization = "Bearer " + state.token;
   if (body !== undefined) headers["Content-Type"] = "application/json";
@@ -28,7 +45,7 @@ async function api(method, path, body) {
   try { data = text ? JSON.parse(text) : null; } catch { data = { error: { message: text } }; }
   if (!resp.ok) {
     const msg = data && data.error ? data.error.message : "HTTP " + resp.status;
-    throw Object.assign(new Error(msg), { status: resp.status });
+    throw Object.assign(new Error(msg), { status: resp.status, retryAfter: Number(resp.headers.get("Retry-After")) || 0 });
   }
   return data;
 }
@@ -48,7 +65,7 @@ async function signIn(token) {
   state.token = token;
   let info;
   try {
-    info = await api("GET", "/v1/auth");
+    info = await api("GET", "/v1/auth", undefined, 1);
   } catch (e) {
     state.token = "";
     sessionStorage.removeItem(TOKEN_KEY);
@@ -196,9 +213,20 @@ function drainAction(pool, b) {
   }, drain ? "Drain" : "Undrain");
 }
 
+// poolsKey is what the pools view shows: it is redrawn only when that
+// changes, so that its buttons stay put under the pointer.
+function poolsKey(c, nodes) {
+  return JSON.stringify([c.index, state.write, nodes.map((n) => [n.node, n.error ? "error" : "", n.index,
+    n.targets.map((t) => [t.pool, t.addr, t.healthy, t.reason, t.ejected_until && Date.parse(t.ejected_until) > Date.now()])])]);
+}
+let shownPools = "";
+
 function renderPools() {
   const c = state.config;
   if (!c) return;
+  const key = poolsKey(c, state.health ? state.health.nodes : []);
+  if (key === shownPools) return;
+  shownPools = key;
   fill($("#zones tbody"), c.zones.map((z) => h("tr", { "data-zone": z.zone, "data-evacuated": z.evacuated ? "true" : "false" },
     h("td", {}, z.zone), h("td", {}, badge(z.evacuated ? "evacuated" : "in service", z.evacuated ? "bad" : "ok")),
     h("td", {}, z.nodes.join(", ") || "—"), h("td", { class: "num" }, z.backends),
@@ -208,7 +236,7 @@ function renderPools() {
   for (const n of nodes) for (const t of n.targets) verdict[n.node + "|" + t.pool + "|" + t.addr] = t;
   fill($("#pools"), c.pools.map((p) => {
     const head = h("tr", {}, h("th", {}, "Backend"), h("th", {}, "Zone"), h("th", {}, "Weight"), h("th", {}, "Drain"), h("th", {}, "Lease"),
-      nodes.map((n) => h("th", { class: "cell", title: n.error ? n.error : "answered " + ago(n.answered_at) }, n.node, n.error ? " ⚠" : "")),
+      nodes.map((n) => h("th", { class: "cell", title: n.error ? n.error : "configuration index " + n.index }, n.node, n.error ? " ⚠" : "")),
       h("th", { class: "act" }, "Action"));
     const rows = (p.spec.backends || []).map((b) => h("tr", { "data-backend": b.addr },
       h("td", {}, b.addr), h("td", {}, b.zone || "—"), h("td", { class: "num" }, b.weight || 1),
