@@ -23,8 +23,8 @@ const roToken = "dashboard-read-only"
 // rig is a 3-node cluster proxying one route to three backends (one per
 // zone), with one VIP, some traffic served, and a browser.
 type rig struct {
-	t      *testing.T
-	c      *systemtest.Cluster
+	t        *testing.T
+	c        *systemtest.Cluster
 	leader   *systemtest.Agent
 	port     int
 	backends []string // addresses, one per zone a, b, c
