@@ -95,6 +95,11 @@ func (n *Node) formRound(expect, attempt int) bool {
 				target = addr // the admin API forwards writes to the leader
 			}
 			if err := n.askToJoin(n.ctx, target, self); err != nil {
+				if errors.Is(err, errPeerNoLeader) {
+					// An election in progress: the next round asks again.
+					n.log.Info("join request: the cluster has no leader yet; retrying", "node", self.ID, "peer", target)
+					return false
+				}
 				n.log.Warn("join request failed", "node", self.ID, "peer", target, "err", err, "action", "retried; check that the leader's admin API is reachable and the token matches")
 				return false
 			}
@@ -195,10 +200,17 @@ func (n *Node) askToJoin(ctx context.Context, addr string, self PeerInfo) error 
 	return err
 }
 
+// errPeerNoLeader: a peer answered 503, it has no leader (an election is
+// under way); forming asks again in its next round.
+var errPeerNoLeader = errors.New("no leader yet")
+
 func (n *Node) doPeer(req *http.Request) ([]byte, error) {
 	resp, body, err := adminhttp.Do(n.http, req, n.cfg.Token, maxPeerAnswer)
 	if err != nil {
 		return nil, err
+	}
+	if resp.StatusCode == http.StatusServiceUnavailable {
+		return nil, fmt.Errorf("%s %s: %s: %s: %w", req.Method, req.URL.Path, resp.Status, bytes.TrimSpace(body), errPeerNoLeader)
 	}
 	if resp.StatusCode/100 != 2 {
 		return nil, fmt.Errorf("%s %s: %s: %s", req.Method, req.URL.Path, resp.Status, bytes.TrimSpace(body))

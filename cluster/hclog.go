@@ -22,12 +22,13 @@ type hclogAdapter struct {
 	args  []any
 	level *atomic.Int32 // shared by every derived logger, as hclog's SetLevel is
 	peers *peerWatch    // shared as well
+	downs *stepDowns    // shared as well
 }
 
 func newHCLogAdapter(l *slog.Logger, level hclog.Level) *hclogAdapter {
 	lv := new(atomic.Int32)
 	lv.Store(int32(level))
-	return &hclogAdapter{l: l, name: "raft", level: lv, peers: newPeerWatch(time.Now)}
+	return &hclogAdapter{l: l, name: "raft", level: lv, peers: newPeerWatch(time.Now), downs: &stepDowns{now: time.Now}}
 }
 
 // parseRaftLogLevel maps Config.RaftLogLevel to an hclog level; "" is warn.
@@ -82,6 +83,13 @@ func (a *hclogAdapter) Log(level hclog.Level, msg string, args ...any) {
 					"component", a.name, "peer", peer, "for", down.Round(time.Second).String(),
 					"action", "check that rafter runs on that node and that its raft port is reachable from here (firewall, security group); `rafter status` shows every member; remove a node gone for good with `rafter node remove`")
 			}
+		}
+	}
+	if msg == stepDown {
+		if n := a.downs.record(); n > 0 && a.shown(level, hclog.Warn) {
+			a.l.Log(context.Background(), slog.LevelWarn, "raft leadership unstable",
+				"component", a.name, "step_downs", n, "within", stepDownWindow.String(),
+				"action", "this node lost its majority repeatedly as leader: check the network between the nodes and that none is starved of CPU or stalled on disk (`rafter status`, fsync latency)")
 		}
 	}
 	if !a.shown(level, rule.level) {

@@ -48,8 +48,10 @@ var raftRules = map[string]raftRule{
 	"failed to pipeline appendEntries":              {level: hclog.Debug, peerDown: true},
 	"failed to start pipeline replication to":       {level: hclog.Debug, peerDown: true},
 	"failed to contact":                             {level: hclog.Debug},
-	"failed to contact quorum of nodes, stepping down": {level: hclog.Warn,
-		action: "this leader lost contact with a majority: check the network between the nodes and that rafter runs on them (`rafter status` on each)"},
+	// One step-down is an election's worth of unavailability, which a
+	// stall of a few hundred milliseconds causes; stepDowns warns when they
+	// repeat.
+	stepDown: {level: hclog.Info},
 	"installSnapshot rejected to": {level: hclog.Warn,
 		action: "a follower refused a snapshot: read that follower's log for the reason (disk space under --data-dir)"},
 	"failed to send snapshot to": {level: hclog.Warn,
@@ -79,6 +81,45 @@ func connClosed(args []any) bool {
 		}
 	}
 	return false
+}
+
+// stepDown is raft's message when a leader loses contact with a majority.
+const stepDown = "failed to contact quorum of nodes, stepping down"
+
+// Leadership flapping: this many step-downs within stepDownWindow are
+// worth a warning (at most one per window).
+const (
+	stepDownsToWarn = 3
+	stepDownWindow  = 5 * time.Minute
+)
+
+// stepDowns counts a leader's step-downs and says when they repeat.
+type stepDowns struct {
+	now func() time.Time
+
+	mu     sync.Mutex
+	times  []time.Time
+	warned time.Time
+}
+
+// record notes one step-down; it returns how many happened within
+// stepDownWindow when that is worth a warning now, else 0.
+func (s *stepDowns) record() int {
+	now := s.now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	kept := s.times[:0]
+	for _, t := range s.times {
+		if now.Sub(t) < stepDownWindow {
+			kept = append(kept, t)
+		}
+	}
+	s.times = append(kept, now)
+	if len(s.times) < stepDownsToWarn || (!s.warned.IsZero() && now.Sub(s.warned) < stepDownWindow) {
+		return 0
+	}
+	s.warned = now
+	return len(s.times)
 }
 
 // raftRuleFor returns the rule for msg. Raft messages at WARN or above

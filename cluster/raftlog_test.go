@@ -51,7 +51,7 @@ func TestRaftLogRelevels(t *testing.T) {
 		{hclog.Error, "failed to make requestVote RPC", []any{"target", peer}, "", false},
 		{hclog.Warn, "heartbeat timeout reached, starting election", nil, "INFO", false},
 		{hclog.Info, "entering follower state", nil, "INFO", false},
-		{hclog.Warn, "failed to contact quorum of nodes, stepping down", nil, "WARN", true},
+		{hclog.Warn, "failed to contact quorum of nodes, stepping down", nil, "INFO", false},
 		{hclog.Error, "failed to decode incoming command", []any{"error", "transport shutdown"}, "", false},
 		{hclog.Error, "failed to decode incoming command", []any{"error", errors.New("read tcp 127.0.0.3:7701->127.0.0.1:41272: read: connection reset by peer")}, "", false},
 		{hclog.Error, "failed to decode incoming command", []any{"error", "msgpack decode error: unknown type"}, "ERROR", true},
@@ -127,5 +127,33 @@ func TestRaftLogDemotedVisibleAtDebug(t *testing.T) {
 	lines := logLines(t, &buf)
 	if len(lines) != 1 || lines[0]["level"] != "DEBUG" || lines[0]["msg"] != "failed to get previous log" {
 		t.Fatalf("logged %v, want the re-levelled line at DEBUG and nothing below raft's level", lines)
+	}
+}
+
+// One leader step-down is an election, logged at info; repeated ones
+// within stepDownWindow get one warning with an action.
+func TestRaftLogStepDownsRepeat(t *testing.T) {
+	var buf bytes.Buffer
+	a := newHCLogAdapter(slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelWarn})), hclog.Warn)
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	a.downs.now = func() time.Time { return now }
+	step := func(after time.Duration) {
+		now = now.Add(after)
+		a.Log(hclog.Warn, stepDown)
+	}
+	step(0)
+	step(stepDownWindow) // the first one is out of the window by now
+	step(time.Minute)
+	if s := buf.String(); s != "" {
+		t.Fatalf("two step-downs within the window logged:\n%s", s)
+	}
+	step(time.Minute)
+	lines := logLines(t, &buf)
+	if len(lines) != 1 || lines[0]["msg"] != "raft leadership unstable" || lines[0]["action"] == nil {
+		t.Fatalf("third step-down: %v", lines)
+	}
+	step(time.Second)
+	if n := len(logLines(t, &buf)); n != 1 {
+		t.Fatalf("a fourth step-down soon after warned again (%d lines)", n)
 	}
 }

@@ -111,7 +111,7 @@ function route() {
 window.addEventListener("hashchange", route);
 
 function onEvent(name, data) {
-  state[name === "stats" ? "stats" : name] = data;
+  state[name] = data;
   if (name === "config") { renderSummary(); renderVIPs(); renderPools(); renderRoutes(); renderHistory(); }
   if (name === "members") {
     renderMembers();
