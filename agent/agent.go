@@ -20,6 +20,7 @@ import (
 
 	"github.com/rafterlb/rafter/cluster"
 	"github.com/rafterlb/rafter/cluster/httpapi"
+	"github.com/rafterlb/rafter/cluster/httpapi/ui"
 	"github.com/rafterlb/rafter/cluster/lease"
 	"github.com/rafterlb/rafter/cluster/tlsutil"
 	"github.com/rafterlb/rafter/dataplane/health"
@@ -239,6 +240,8 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	// The one watch loop: health first, then the data plane.
 	watch := newWatcher(node, monitor)
 	wg.Go(func() { watch.Run(workCtx) })
+	history := httpapi.NewHistory(node, 0)
+	wg.Go(func() { history.Run(workCtx) })
 
 	leaseCfg := lease.DefaultConfig()
 	leaseCfg.Store = node
@@ -339,7 +342,10 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	apiCfg.Extra = map[string]http.Handler{
 		"/metrics":   promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
 		"/v1/health": monitor.Handler(func() any { return dp.Listeners() }),
+		"/v1/stats":  statsHandler(reg, cfg.NodeID),
 	}
+	apiCfg.History = history
+	apiCfg.UI = ui.Handler()
 	api, err := httpapi.New(apiCfg)
 	if err != nil {
 		return fmt.Errorf("admin API: %w", err)
@@ -379,7 +385,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	case <-ctx.Done():
 		log.Info("stopping", "cause", context.Cause(ctx))
 	case runErr = <-fatal:
-		log.Error("stopping after a fatal error", "err", runErr)
+		log.Error("stopping after a fatal error", "err", runErr, "action", "fix what err names and start rafter again (systemd restarts it)")
 	}
 
 	a.notify(sdnotify.Stopping)
@@ -410,7 +416,8 @@ func (a *Agent) notify(state string) {
 	sent, err := sdnotify.Notify(a.cfg.NotifySocket, state)
 	switch {
 	case err != nil:
-		a.log.Warn("telling systemd the service state", "state", state, "err", err)
+		a.log.Warn("telling systemd the service state", "state", state, "err", err,
+			"action", "check the unit's Type=notify and NOTIFY_SOCKET; rafter serves regardless")
 	case sent:
 		a.log.Info("told systemd", "state", state)
 	}

@@ -46,7 +46,8 @@ func (b *backups) Run(ctx context.Context) {
 	defer t.Stop()
 	for {
 		if err := b.save(); err != nil {
-			b.log.Error("backup failed", "dir", b.dir, "err", err)
+			b.log.Error("backup failed", "dir", b.dir, "err", err,
+				"action", "check that --backup-dir exists, is writable by rafter and has free space; the next backup is tried at the next interval")
 		}
 		select {
 		case <-ctx.Done():

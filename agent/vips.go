@@ -180,7 +180,8 @@ func (r *vipRuntime) handOver(ctx context.Context) {
 	}
 	if r.keeper != nil {
 		if err := r.keeper.ReleaseAll(); err != nil {
-			r.log.Error("releasing linux VIPs at stop", "err", err)
+			r.log.Error("releasing linux VIPs at stop", "err", err,
+				"action", "none needed: the addresses' kernel lifetime removes them within seconds; `ip addr` shows whether one is left")
 		}
 		// One more answered probe tells the leader the addresses are gone,
 		// which lets the new holders claim them without waiting out the lease.

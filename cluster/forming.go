@@ -95,7 +95,12 @@ func (n *Node) formRound(expect, attempt int) bool {
 				target = addr // the admin API forwards writes to the leader
 			}
 			if err := n.askToJoin(n.ctx, target, self); err != nil {
-				n.log.Warn("join request failed", "node", self.ID, "peer", target, "err", err)
+				if errors.Is(err, errPeerNoLeader) {
+					// An election in progress: the next round asks again.
+					n.log.Info("join request: the cluster has no leader yet; retrying", "node", self.ID, "peer", target)
+					return false
+				}
+				n.log.Warn("join request failed", "node", self.ID, "peer", target, "err", err, "action", "retried; check that the leader's admin API is reachable and the token matches")
 				return false
 			}
 			n.log.Info("joined existing cluster", "node", self.ID, "via", target, "leader", info.Leader)
@@ -104,13 +109,15 @@ func (n *Node) formRound(expect, attempt int) bool {
 		known[info.ID] = info
 	}
 	if attempt%10 == 9 && len(failures) > 0 {
-		n.log.Warn("forming: peers not answering", "node", self.ID, "known", len(known), "expect", expect, "err", errors.Join(failures...))
+		n.log.Warn("forming: peers not answering", "node", self.ID, "known", len(known), "expect", expect, "err", errors.Join(failures...),
+			"action", "start rafter on the nodes that do not answer, or correct --join")
 	}
 	if expect == 0 || len(known) < expect {
 		return false
 	}
 	if len(known) > expect {
-		n.log.Error("forming: more nodes answered than bootstrap_expect; not bootstrapping", "node", self.ID, "known", len(known), "expect", expect)
+		n.log.Error("forming: more nodes answered than bootstrap_expect; not bootstrapping", "node", self.ID, "known", len(known), "expect", expect,
+			"action", "give every node the same --bootstrap-expect, equal to the number of nodes in --join")
 		return false
 	}
 	peers := make([]PeerInfo, 0, len(known))
@@ -153,7 +160,7 @@ func (n *Node) bootstrap(peers []PeerInfo) {
 			n.log.Info("not bootstrapping: raft state exists", "node", n.cfg.NodeID)
 			return
 		}
-		n.log.Error("bootstrap failed", "node", n.cfg.NodeID, "err", err)
+		n.log.Error("bootstrap failed", "node", n.cfg.NodeID, "err", err, "action", "check --data-dir (space, permissions) and restart rafter")
 		return
 	}
 	n.log.Info("bootstrapped cluster", "node", n.cfg.NodeID, "voters", ids)
@@ -193,10 +200,17 @@ func (n *Node) askToJoin(ctx context.Context, addr string, self PeerInfo) error 
 	return err
 }
 
+// errPeerNoLeader: a peer answered 503, it has no leader (an election is
+// under way); forming asks again in its next round.
+var errPeerNoLeader = errors.New("no leader yet")
+
 func (n *Node) doPeer(req *http.Request) ([]byte, error) {
 	resp, body, err := adminhttp.Do(n.http, req, n.cfg.Token, maxPeerAnswer)
 	if err != nil {
 		return nil, err
+	}
+	if resp.StatusCode == http.StatusServiceUnavailable {
+		return nil, fmt.Errorf("%s %s: %s: %s: %w", req.Method, req.URL.Path, resp.Status, bytes.TrimSpace(body), errPeerNoLeader)
 	}
 	if resp.StatusCode/100 != 2 {
 		return nil, fmt.Errorf("%s %s: %s: %s", req.Method, req.URL.Path, resp.Status, bytes.TrimSpace(body))

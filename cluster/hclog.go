@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 )
@@ -20,12 +21,14 @@ type hclogAdapter struct {
 	name  string
 	args  []any
 	level *atomic.Int32 // shared by every derived logger, as hclog's SetLevel is
+	peers *peerWatch    // shared as well
+	downs *stepDowns    // shared as well
 }
 
-func newHCLogAdapter(l *slog.Logger, level hclog.Level) hclog.Logger {
+func newHCLogAdapter(l *slog.Logger, level hclog.Level) *hclogAdapter {
 	lv := new(atomic.Int32)
 	lv.Store(int32(level))
-	return &hclogAdapter{l: l, name: "raft", level: lv}
+	return &hclogAdapter{l: l, name: "raft", level: lv, peers: newPeerWatch(time.Now), downs: &stepDowns{now: time.Now}}
 }
 
 // parseRaftLogLevel maps Config.RaftLogLevel to an hclog level; "" is warn.
@@ -55,23 +58,51 @@ func toSlogLevel(l hclog.Level) slog.Level {
 	}
 }
 
-func (a *hclogAdapter) enabled(l hclog.Level) bool {
+func (a *hclogAdapter) enabled(l hclog.Level) bool { return a.shown(l, l) }
+
+// shown reports whether a message raft logs at level raftLevel and rafter
+// shows at level level gets through: the raft level filters what raft
+// says, the logger's level what the operator sees.
+func (a *hclogAdapter) shown(raftLevel, level hclog.Level) bool {
 	min := hclog.Level(a.level.Load())
 	if min == hclog.Off {
 		return false
 	}
-	return l >= min && a.l.Enabled(context.Background(), toSlogLevel(l))
+	return raftLevel >= min && a.l.Enabled(context.Background(), toSlogLevel(level))
 }
 
+// Log re-levels raft's message by raftRules, adds the advice for those
+// still at WARN or ERROR, and turns a peer failing for longer than a
+// restart into one warning of rafter's own.
 func (a *hclogAdapter) Log(level hclog.Level, msg string, args ...any) {
-	if !a.enabled(level) {
+	rule := raftRuleFor(level, msg, args)
+	if rule.peerDown {
+		if peer := raftPeer(args); peer != "" {
+			if down := a.peers.failed(peer); down > 0 && a.shown(level, hclog.Warn) {
+				a.l.Log(context.Background(), slog.LevelWarn, "raft peer unreachable",
+					"component", a.name, "peer", peer, "for", down.Round(time.Second).String(),
+					"action", "check that rafter runs on that node and that its raft port is reachable from here (firewall, security group); `rafter status` shows every member; remove a node gone for good with `rafter node remove`")
+			}
+		}
+	}
+	if msg == stepDown {
+		if n := a.downs.record(); n > 0 && a.shown(level, hclog.Warn) {
+			a.l.Log(context.Background(), slog.LevelWarn, "raft leadership unstable",
+				"component", a.name, "step_downs", n, "within", stepDownWindow.String(),
+				"action", "this node lost its majority repeatedly as leader: check the network between the nodes and that none is starved of CPU or stalled on disk (`rafter status`, fsync latency)")
+		}
+	}
+	if !a.shown(level, rule.level) {
 		return
 	}
-	all := make([]any, 0, len(a.args)+len(args)+2)
+	all := make([]any, 0, len(a.args)+len(args)+4)
 	all = append(all, "component", a.name)
 	all = append(all, a.args...)
 	all = append(all, args...)
-	a.l.Log(context.Background(), toSlogLevel(level), msg, all...)
+	if rule.action != "" {
+		all = append(all, "action", rule.action)
+	}
+	a.l.Log(context.Background(), toSlogLevel(rule.level), msg, all...)
 }
 
 func (a *hclogAdapter) Trace(msg string, args ...any) { a.Log(hclog.Trace, msg, args...) }

@@ -202,7 +202,12 @@ func (n *Node) Predecessor() (p Predecessor, ok bool) {
 // applied everything its predecessors committed, then the fsm Node records.
 func (n *Node) leaderDuties(ctx context.Context, term uint64) {
 	if err := n.awaitRetry(ctx, func() raft.Future { return n.raft.Barrier(n.cfg.ElectionTimeout * 4) }); err != nil {
-		n.log.Warn("leader barrier failed", "node", n.cfg.NodeID, "err", err)
+		if ctx.Err() != nil {
+			// The term ended first; the next leader runs its own barrier.
+			n.log.Info("leader barrier abandoned: the leadership term ended", "node", n.cfg.NodeID, "err", err)
+			return
+		}
+		n.log.Warn("leader barrier failed", "node", n.cfg.NodeID, "err", err, "action", "none if a new leader follows; otherwise check the network between the nodes")
 		return
 	}
 	n.readyTerm.Store(term)

@@ -251,7 +251,7 @@ func (n *Node) reconcileNodes(ctx context.Context) {
 			err := n.upsertNode(ctx, want)
 			if err == nil || ctx.Err() != nil || errors.Is(err, fsm.ErrInvalid) || attempt == 4 {
 				if err != nil && ctx.Err() == nil {
-					n.log.Warn("recording node failed", "node", id, "err", err)
+					n.log.Warn("recording node failed", "node", id, "err", err, "action", "retried on the next membership change; check `rafter status` for a leader")
 				}
 				break
 			}

@@ -140,7 +140,7 @@ func (d *Dataplane) apply(cfg *fsm.Config) {
 	t := compile(cfg, d.reg, d.opts.Zone)
 	d.metrics.compile.Observe(time.Since(start).Seconds())
 	for _, err := range t.errors {
-		d.log.Warn("configuration object skipped", "index", t.index, "err", err)
+		d.log.Warn("configuration object skipped", "index", t.index, "err", err, "action", "fix the object err names (rafter get KIND NAME -o yaml, then rafter apply)")
 	}
 	vips := d.vipIPs(cfg)
 	d.reconcileListeners(t, vips, true)
@@ -226,7 +226,8 @@ func (d *Dataplane) bindLocked(name, ip string, lt *listenerTable) {
 	now := time.Now()
 	d.pending[key] = &pendingBind{name: name, ip: ip, spec: lt.spec, attempts: 1, err: err,
 		since: now, next: now.Add(bindBackoff(1))}
-	d.log.Error("listener not bound; retrying in the background", "listener", name, "vip_ip", ip, "err", err)
+	d.log.Error("listener not bound; retrying in the background", "listener", name, "vip_ip", ip, "err", err,
+		"action", "free the port (another process holds it) or give the listener another port; GET /v1/health shows its bind state")
 	select {
 	case d.rebind <- struct{}{}:
 	default:
@@ -301,7 +302,7 @@ func (d *Dataplane) startListener(name, vipIP string, lt *listenerTable) (*liste
 	go func() {
 		defer close(ls.done)
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, net.ErrClosed) {
-			d.log.Error("listener stopped", "listener", name, "err", err)
+			d.log.Error("listener stopped", "listener", name, "err", err, "action", "the listener rebinds on the next configuration change; restart rafter if it stays down")
 		}
 	}()
 	return ls, nil

@@ -54,7 +54,7 @@ func (d *Dataplane) panicked(where string, v any, ctx *fasthttp.RequestCtx) {
 	if ctx != nil {
 		args = append(args, "method", string(ctx.Method()), "uri", string(ctx.Request.Header.RequestURI()))
 	}
-	d.log.Error("panic recovered", args...)
+	d.log.Error("panic recovered", append(args, "action", "a bug in rafter: report this line with the request that caused it; the node keeps serving")...)
 }
 
 // recoverTunnel closes both ends of a tunnel whose copying panicked; it

@@ -291,7 +291,7 @@ func (d *Discoverer) syncPool(ctx context.Context, now time.Time, p *fsm.Pool, l
 		d.m.errors.WithLabelValues(p.Name, "list").Inc()
 		d.fail(st, now, refresh)
 		d.log.Warn("ec2 discovery: listing failed; no backend changes this round",
-			"pool", p.Name, "error", l.err, "retry_in", st.next.Sub(now))
+			"pool", p.Name, "error", l.err, "retry_in", st.next.Sub(now), "action", "retried; if it repeats, check the EC2 permissions and API limits")
 		return
 	}
 

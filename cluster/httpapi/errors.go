@@ -95,7 +95,8 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	status, detail, retry := errorStatus(err)
 	switch {
 	case status >= 500 && status != http.StatusServiceUnavailable && status != http.StatusGatewayTimeout:
-		s.log.Error("admin request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		s.log.Error("admin request failed", "method", r.Method, "path", r.URL.Path, "err", err,
+			"action", "err says what failed; if it is not the disk or the network, report it as a bug")
 	default:
 		s.log.Debug("admin request refused", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
 	}

@@ -83,7 +83,7 @@ func (s *server) forward(w http.ResponseWriter, r *http.Request, body []byte) er
 	w.WriteHeader(resp.StatusCode)
 	if _, err := io.Copy(w, resp.Body); err != nil {
 		// The status is already sent; all that is left is to say so in the log.
-		s.log.Warn("relaying the leader's answer failed", "leader", id, "path", r.URL.Path, "err", err)
+		s.log.Warn("relaying the leader's answer failed", "leader", id, "path", r.URL.Path, "err", err, "action", "none: the client went away or the leader stopped mid-answer; the client may retry")
 	}
 	return nil
 }

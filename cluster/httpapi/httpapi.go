@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/rafterlb/rafter/cluster"
 	"github.com/rafterlb/rafter/fsm"
@@ -75,6 +77,15 @@ type Config struct {
 	// Timeouts of the http.Server NewServer builds; zero fields take
 	// DefaultTimeouts. Handlers extend them for blocking reads and snapshots.
 	Timeouts Timeouts
+	// History serves GET /v1/history and the history in the event
+	// stream; without it /v1/history answers 404.
+	History *History
+	// EventInterval is how often GET /v1/events gathers the cluster's
+	// state; default DefaultEventInterval.
+	EventInterval time.Duration
+	// UI, when set, serves the dashboard at /ui/ without a token: it is
+	// static files, and the page asks for a token before it reads the API.
+	UI http.Handler
 }
 
 // DefaultConfig returns a Config with every optional field at its default;
@@ -95,6 +106,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxBodyBytes < 0 {
 		return fmt.Errorf("httpapi config: max_body_bytes: must not be negative, got %d", c.MaxBodyBytes)
+	}
+	if c.EventInterval < 0 {
+		return fmt.Errorf("httpapi config: event_interval: must not be negative, got %v", c.EventInterval)
 	}
 	if c.MaxSnapshotBytes < 0 {
 		return fmt.Errorf("httpapi config: max_snapshot_bytes: must not be negative, got %d", c.MaxSnapshotBytes)
@@ -160,7 +174,16 @@ type server struct {
 	client *http.Client
 	mux    *http.ServeMux
 	routes []route
+
+	// stopping is closed when the http.Server shuts down, so that event
+	// streams end instead of holding Shutdown until its deadline.
+	stopping chan struct{}
+	stopOnce sync.Once
 }
+
+// closeStreams ends every event stream; NewServer registers it with the
+// server's Shutdown.
+func (s *server) closeStreams() { s.stopOnce.Do(func() { close(s.stopping) }) }
 
 // New returns the admin API handler.
 func New(cfg Config) (http.Handler, error) {
@@ -185,6 +208,7 @@ func newServer(cfg Config) (*server, error) {
 		cfg.ForwardScheme = "http"
 	}
 	conf.Logger(&cfg.Logger)
+	conf.Positive(&cfg.EventInterval, DefaultEventInterval)
 	cfg.Timeouts = cfg.Timeouts.withDefaults()
 	client := cfg.ForwardClient
 	if client == nil {
@@ -195,12 +219,13 @@ func newServer(cfg Config) (*server, error) {
 		}
 	}
 	s := &server{
-		cfg:    cfg,
-		store:  cfg.Store,
-		log:    cfg.Logger,
-		auth:   newAuthenticator(cfg.ReadWriteTokens, cfg.ReadOnlyTokens),
-		client: client,
-		mux:    http.NewServeMux(),
+		cfg:      cfg,
+		store:    cfg.Store,
+		log:      cfg.Logger,
+		auth:     newAuthenticator(cfg.ReadWriteTokens, cfg.ReadOnlyTokens),
+		client:   client,
+		mux:      http.NewServeMux(),
+		stopping: make(chan struct{}),
 	}
 	s.routes = s.apiRoutes()
 	for _, rt := range s.routes {
@@ -214,6 +239,10 @@ func newServer(cfg Config) (*server, error) {
 		if err := s.handleExtra(pattern, s.wrapHandler(acc, h)); err != nil {
 			return nil, err
 		}
+	}
+	if cfg.UI != nil {
+		s.mux.Handle("GET /ui/", http.StripPrefix("/ui", cfg.UI))
+		s.mux.Handle("GET /ui", http.RedirectHandler("/ui/", http.StatusMovedPermanently))
 	}
 	// Anything else answers a JSON 404 or 405 (with headers) instead of
 	// the mux's plain-text one.
@@ -262,6 +291,7 @@ func (s *server) apiRoutes() []route {
 		{"DELETE", "/v1/zones/{zone}/evacuate", accessWrite, s.handleZoneEvacuate(false)},
 	}
 	rs = append(rs, s.leaseRoutes()...)
+	rs = append(rs, s.fanOutRoutes()...)
 	rs = append(rs, s.vipRoutes()...)
 	rs = append(rs, s.rolloutRoutes()...)
 	for _, k := range fsm.Kinds {

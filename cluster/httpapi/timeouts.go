@@ -53,13 +53,17 @@ func (t Timeouts) withDefaults() Timeouts {
 // serves it.
 func NewServer(h http.Handler, cfg Config) *http.Server {
 	t := cfg.Timeouts.withDefaults()
-	return &http.Server{
+	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: t.ReadHeader,
 		ReadTimeout:       t.Read,
 		WriteTimeout:      t.Write,
 		IdleTimeout:       t.Idle,
 	}
+	if s, ok := h.(*server); ok {
+		srv.RegisterOnShutdown(s.closeStreams)
+	}
+	return srv
 }
 
 // extendDeadlines gives one request more time than the server's defaults:

@@ -113,7 +113,8 @@ func (m *Manager) dueLocked(now time.Time) []uint64 {
 		if !m.held {
 			m.setHeld(true)
 			m.log.Warn("lease expiry held: too many leases would expire at once; the cause is more likely on our side than a mass departure",
-				"live", n, "about_to_expire", risky, "overdue", len(due), "share_limit", m.cfg.SelfPreservationShare)
+				"live", n, "about_to_expire", risky, "overdue", len(due), "share_limit", m.cfg.SelfPreservationShare,
+				"action", "check the network between the backends and the cluster; expiry resumes by itself once keepalives arrive")
 		}
 		return nil
 	}

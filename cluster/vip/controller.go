@@ -277,7 +277,8 @@ func (t *term) warnStuck(stuck []Decision) {
 		}
 		t.stuck[d.VIP] = d.Reason
 		t.c.log.Warn("vip needs a new holder but no node is usable (live, member, zone not evacuated, candidate)",
-			"vip", d.VIP, "holder", d.From, "reason", d.Reason)
+			"vip", d.VIP, "holder", d.From, "reason", d.Reason,
+			"action", "start a node that may hold it, restore an evacuated zone, or add candidates to the vip")
 	}
 	for name := range t.stuck {
 		if !seen[name] {
@@ -330,7 +331,7 @@ func (t *term) settle(a *fsm.Assignment) {
 	ctx, cancel := context.WithTimeout(t.ctx, t.c.cfg.ApplyTimeout)
 	defer cancel()
 	if _, err := t.c.cfg.Store.Apply(ctx, cmd); err != nil && t.ctx.Err() == nil && !errors.Is(err, fsm.ErrConflict) {
-		t.c.log.Warn("recording a completed vip move failed", "vip", a.VIP, "token", a.Token, "err", err)
+		t.c.log.Warn("recording a completed vip move failed", "vip", a.VIP, "token", a.Token, "err", err, "action", "none: the next leader pass records it again")
 	}
 }
 
@@ -508,7 +509,7 @@ func (t *term) maybeSweep(cfg *fsm.Config, now time.Time) {
 			case t.ctx.Err() != nil:
 				return
 			case err != nil:
-				c.log.Warn("vip drift check failed", "vip", it.v.Name, "err", err)
+				c.log.Warn("vip drift check failed", "vip", it.v.Name, "err", err, "action", "retried on the next pass; if it repeats, check the cloud credentials and permissions")
 			case !in:
 				t.send(result{kind: resultDrift, vip: it.v.Name, token: it.token})
 			}

@@ -22,6 +22,7 @@ func tryThis(o devOptions, dir string, admins []string) string {
 	try := [][2]string{
 		{fmt.Sprintf("curl http://127.0.0.1:%d/", o.HTTPPort), "the demo pool; each node prefers backends in its zone"},
 		{fmt.Sprintf("curl http://127.0.0.2:%d/", o.HTTPPort), "same routes on every node"},
+		{"open http://" + admin + "/ui/", "the dashboard (no token: sign in with an empty one)"},
 		{"curl http://" + admin + "/v1/status", "Raft state as JSON"},
 		{"curl http://" + admin + "/v1/health", "this node's health checks"},
 		{"curl http://" + admin + "/metrics", "Prometheus metrics"},

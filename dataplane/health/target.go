@@ -194,7 +194,8 @@ func (m *Monitor) eject(t *target, o *outlierSpec, last Outcome) {
 		if n >= allowed {
 			p.met.suppressed.Inc()
 			m.log.Warn("outlier ejection suppressed: max_ejected_percent reached",
-				"pool", p.name, "addr", t.addr, "ejected", n, "max_ejected_percent", o.maxPercent)
+				"pool", p.name, "addr", t.addr, "ejected", n, "max_ejected_percent", o.maxPercent,
+				"action", "more of the pool's backends fail than it may eject: check those backends, or raise outlier.max_ejected_percent")
 			return
 		}
 		if p.ejected.CompareAndSwap(n, n+1) {

@@ -48,13 +48,22 @@ type Cluster struct {
 	Bin    string
 	Token  string
 	Agents []*Agent
-	admin  testutil.Admin
+	// Args are added to every agent's command line.
+	Args  []string
+	admin testutil.Admin
 }
 
 // StartCluster starts n agents (n1..nN in zones a, b, c...) on 127.0.0.1..n.
 // Every agent is killed when the test ends, and the tail of each log is
 // shown when it failed.
 func StartCluster(t testing.TB, bin string, n int) *Cluster {
+	t.Helper()
+	return StartClusterWith(t, bin, n)
+}
+
+// StartClusterWith is StartCluster with args added to every agent's
+// command line.
+func StartClusterWith(t testing.TB, bin string, n int, args ...string) *Cluster {
 	t.Helper()
 	ips := make([]string, n)
 	for i := range ips {
@@ -65,7 +74,7 @@ func StartCluster(t testing.TB, bin string, n int) *Cluster {
 		t.Fatalf("cluster setup: %v", err)
 	}
 	const token = "system-test-token"
-	c := &Cluster{t: t, Bin: bin, Token: token, admin: testutil.Admin{Token: token}}
+	c := &Cluster{t: t, Bin: bin, Token: token, Args: args, admin: testutil.Admin{Token: token}}
 	dir := t.TempDir()
 	for i := 0; i < n; i++ {
 		c.Agents = append(c.Agents, &Agent{
@@ -113,11 +122,11 @@ func (c *Cluster) Start(a *Agent) {
 	}
 	p, err := testutil.StartProcess(testutil.ProcessSpec{
 		Name: a.ID, Path: c.Bin, Log: a.Log,
-		Args: []string{"agent",
+		Args: append([]string{"agent",
 			"--node-id", a.ID, "--zone", a.Zone, "--data-dir", a.DataDir,
 			"--bind", a.IP, "--admin-port", strconv.Itoa(a.AdminPort), "--raft-port", strconv.Itoa(a.RaftPort),
 			"--bootstrap-expect", strconv.Itoa(len(c.Agents)), "--join", c.joinList(),
-			"--token", c.Token, "--access-log", "off"},
+			"--token", c.Token, "--access-log", "off"}, c.Args...),
 	})
 	if err != nil {
 		c.t.Fatal(err)

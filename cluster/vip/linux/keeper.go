@@ -156,7 +156,7 @@ func (k *Keeper) reconcile(ctx context.Context) {
 			reason = "vip deleted"
 		}
 		if err := k.cfg.Holder.Release(name); err != nil {
-			k.log.Error("releasing linux vip failed", "vip", name, "err", err)
+			k.log.Error("releasing linux vip failed", "vip", name, "err", err, "action", "retried; the kernel lifetime removes the address within seconds")
 			continue
 		}
 		k.log.Info("linux vip released", "vip", name, "token", token, "reason", reason)
@@ -184,7 +184,8 @@ func (k *Keeper) reconcile(ctx context.Context) {
 		if err := k.cfg.Holder.Claim(ctx, *v, a.Token); err != nil {
 			if k.failures[name] != err.Error() {
 				k.failures[name] = err.Error()
-				k.log.Error("claiming linux vip failed; retrying", "vip", name, "token", a.Token, "err", err)
+				k.log.Error("claiming linux vip failed; retrying", "vip", name, "token", a.Token, "err", err,
+					"action", "check CAP_NET_ADMIN/CAP_NET_RAW and --vip-interface; `rafter vip status` shows the failure")
 			}
 			continue
 		}

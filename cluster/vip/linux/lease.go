@@ -57,7 +57,7 @@ func (l *Lease) Run(ctx context.Context, quorumContact func() time.Time) {
 				}
 				if err := l.h.ReleaseAll(); err != nil {
 					// The kernel lifetime still removes them shortly.
-					o.Logger.Error("releasing linux vips after losing the lease failed", "err", err)
+					o.Logger.Error("releasing linux vips after losing the lease failed", "err", err, "action", "none needed: the kernel lifetime removes the addresses within seconds")
 				}
 			}
 			lapsed = true
@@ -67,7 +67,7 @@ func (l *Lease) Run(ctx context.Context, quorumContact func() time.Time) {
 				lapsed = false
 			}
 			if err := l.h.Renew(); err != nil {
-				o.Logger.Error("renewing linux vip addresses failed", "err", err)
+				o.Logger.Error("renewing linux vip addresses failed", "err", err, "action", "check that rafter still has CAP_NET_ADMIN and the interface exists; the addresses lapse otherwise")
 			}
 		}
 		select {
