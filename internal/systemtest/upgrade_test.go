@@ -1,0 +1,234 @@
+package systemtest
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rafterlb/rafter/internal/testutil"
+)
+
+// TestUpgradeUnderLoad upgrades one node of three (SIGHUP: the binary
+// starts again, takes the listening sockets over and rejoins Raft) while
+// clients load that node's listener, once for a follower and once for the
+// leader: no request fails, membership and VIP assignments stay as they
+// were, and the new process follows later writes.
+func TestUpgradeUnderLoad(t *testing.T) {
+	for _, which := range []string{"follower", "leader"} {
+		t.Run(which, func(t *testing.T) {
+			c := StartCluster(t, bin, 3)
+			port := upgradeScenario(t, c)
+			leader := c.Leader(30 * time.Second)
+			target := leader
+			if which == "follower" {
+				target = c.Agents[(slices.Index(c.Agents, leader)+1)%len(c.Agents)]
+			}
+			before := clusterView(t, c, leader)
+
+			load := testutil.StartLoad(testutil.LoadConfig{URL: proxyURL(target, port, "/"), Workers: 6,
+				MaxRequests: 500_000, MaxDuration: 2 * time.Minute})
+			defer load.Stop()
+			testutil.WaitFor(t, 20*time.Second, "the load to get going", func() bool { return load.Done() >= 300 })
+
+			oldPID := target.process().Pid()
+			newPID := upgrade(t, c, target)
+			if newPID == oldPID {
+				t.Fatalf("pid %d still serves after the upgrade", oldPID)
+			}
+			// The load goes on until the new process has Raft and has
+			// served for a while on its own.
+			testutil.Eventually(t, 30*time.Second, target.ID+" to rejoin Raft", func() error {
+				st, err := c.admin.Status(context.Background(), target.URL())
+				if err != nil {
+					return err
+				}
+				if st.Leader == "" {
+					return fmt.Errorf("no leader known")
+				}
+				return nil
+			})
+			mark := load.Done()
+			testutil.WaitFor(t, 20*time.Second, "more load on the new process alone", func() bool { return load.Done() >= mark+300 })
+			res := load.Stop()
+			t.Logf("upgrade of the %s %s (pid %d -> %d) under load: %s", which, target.ID, oldPID, newPID, res)
+			logUpgradeLines(t, target.Log)
+			if res.Errors != 0 || res.Non2xx != 0 || res.OK == 0 {
+				t.Fatalf("requests failed across the upgrade: %s; first failures: %q", res, res.FirstFailures)
+			}
+
+			after := clusterView(t, c, c.Leader(10*time.Second))
+			if !slices.Equal(before.members, after.members) {
+				t.Errorf("membership changed: before %q, after %q", before.members, after.members)
+			}
+			if !slices.Equal(before.vips, after.vips) {
+				t.Errorf("VIP assignments changed: before %q, after %q", before.vips, after.vips)
+			}
+			// A write after the upgrade reaches the new process's data plane.
+			c.putJSON(t, c.Leader(10*time.Second), "routes", "main", routeSpec("/", "main", 1, leg{"app", 100}))
+			waitServes(t, newProxyClient(nil), target, port, "/", func(b string) bool { return strings.HasSuffix(b, "rev=1 route=main") }, "the write after the upgrade")
+		})
+	}
+}
+
+// upgradeScenario sets up listener web on a free port, pool app with one
+// backend, route main and one VIP (provider none) homed on each node, and
+// waits until every node serves and every VIP is assigned home.
+func upgradeScenario(t *testing.T, c *Cluster) int {
+	t.Helper()
+	port := dataPort(t, c.Agents)
+	b := startBackend(t, "app")
+	leader := c.Leader(30 * time.Second)
+	c.putJSON(t, leader, "listeners", "web", map[string]any{"port": port})
+	c.putJSON(t, leader, "pools", "app", poolOf(b.Addr()))
+	c.putJSON(t, leader, "routes", "main", routeSpec("/", "main", 0, leg{"app", 100}))
+	for _, a := range c.Agents {
+		c.putJSON(t, leader, "vips", "vip-"+a.ID, map[string]any{"provider": "none", "home_node": a.ID})
+	}
+	client := newProxyClient(nil)
+	for _, a := range c.Agents {
+		waitServes(t, client, a, port, "/", func(b string) bool { return strings.HasSuffix(b, "rev=0 route=main") }, "route main")
+	}
+	testutil.Eventually(t, 30*time.Second, "every VIP assigned to its home node", func() error {
+		v := clusterView(t, c, c.Leader(10*time.Second))
+		for _, a := range c.Agents {
+			if !slices.ContainsFunc(v.vips, func(s string) bool { return strings.HasPrefix(s, "vip-"+a.ID+"="+a.ID+"@") }) {
+				return fmt.Errorf("assignments %q", v.vips)
+			}
+		}
+		return nil
+	})
+	return port
+}
+
+// view is what an upgrade must not change: the Raft members (id, Raft
+// address, suffrage) and the VIP assignments (vip=holder@token), sorted.
+type view struct{ members, vips []string }
+
+func clusterView(t *testing.T, c *Cluster, a *Agent) view {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var v view
+	r, err := c.Do(ctx, a, "GET", "/v1/status", nil)
+	if err != nil || r.Status != 200 {
+		t.Fatalf("status of %s: %v %v", a.ID, err, r)
+	}
+	var st struct {
+		Members []struct {
+			ID       string `json:"id"`
+			RaftAddr string `json:"raft_addr"`
+			Suffrage string `json:"suffrage"`
+		} `json:"members"`
+	}
+	if err := json.Unmarshal(r.Body, &st); err != nil {
+		t.Fatalf("status of %s: %v", a.ID, err)
+	}
+	for _, m := range st.Members {
+		v.members = append(v.members, m.ID+" "+m.RaftAddr+" "+m.Suffrage)
+	}
+	r, err = c.Do(ctx, a, "GET", "/v1/vips", nil)
+	if err != nil || r.Status != 200 {
+		t.Fatalf("vips of %s: %v %v", a.ID, err, r)
+	}
+	var list struct {
+		Items []struct {
+			Name       string `json:"name"`
+			Assignment *struct {
+				Holder string `json:"holder"`
+				Token  uint64 `json:"token"`
+			} `json:"assignment"`
+		} `json:"items"`
+	}
+	if err := json.Unmarshal(r.Body, &list); err != nil {
+		t.Fatalf("vips of %s: %v", a.ID, err)
+	}
+	for _, it := range list.Items {
+		if it.Assignment != nil {
+			v.vips = append(v.vips, fmt.Sprintf("%s=%s@%d", it.Name, it.Assignment.Holder, it.Assignment.Token))
+		}
+	}
+	slices.Sort(v.members)
+	slices.Sort(v.vips)
+	return v
+}
+
+// upgrade sends SIGHUP to agent a and waits until a new process serves in
+// its place and the old one has exited; it returns the new PID. The new
+// process is not the harness's child: it is killed when the test ends.
+func upgrade(t *testing.T, c *Cluster, a *Agent) int {
+	t.Helper()
+	old := a.process()
+	pidFile := filepath.Join(a.DataDir, "rafter.pid")
+	if err := old.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	var pid int
+	testutil.Eventually(t, 60*time.Second, a.ID+"'s new process to serve", func() error {
+		b, err := os.ReadFile(pidFile)
+		if err != nil {
+			return err
+		}
+		p, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil || p == old.Pid() {
+			return fmt.Errorf("pid file says %q", b)
+		}
+		pid = p
+		return nil
+	})
+	t.Cleanup(func() { killPID(pid) })
+	select {
+	case <-old.Done():
+	case <-time.After(60 * time.Second):
+		t.Fatalf("the old process %d of %s did not exit after the upgrade", old.Pid(), a.ID)
+	}
+	if !alive(pid) {
+		t.Fatalf("the new process %d of %s is gone", pid, a.ID)
+	}
+	return pid
+}
+
+// killPID kills pid and waits (bounded) until it is gone.
+func killPID(pid int) {
+	_ = syscall.Kill(pid, syscall.SIGKILL)
+	_ = testutil.Poll(10*time.Second, func() error {
+		if alive(pid) {
+			return fmt.Errorf("pid %d still there", pid)
+		}
+		return nil
+	})
+}
+
+// alive: pid runs (a zombie, which nobody here may reap, does not).
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// pid (comm) STATE ...: comm may hold spaces, so read after the last ')'.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i >= 0 && i+2 < len(s) && s[i+2] != 'Z'
+}
+
+// logUpgradeLines shows the hand-over as the agent's log tells it.
+func logUpgradeLines(t *testing.T, path string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Logf("reading %s: %v", path, err)
+		return
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.Contains(line, "upgrade") || strings.Contains(line, "leadership") {
+			t.Log(line)
+		}
+	}
+}
