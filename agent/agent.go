@@ -171,6 +171,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 			return fmt.Errorf("upgrade: %w", err)
 		}
 		handoff = newHandoffSource(st)
+		socks.share()
 		log.Info("upgrade: started by the old process; serving the state it handed over", "index", st.Index)
 	} else if cfg.Upgrader != nil {
 		// Left by an upgrade that was interrupted.
@@ -258,12 +259,13 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 
 	// Every goroutine below is owned by this function: workers stop when
 	// workCtx is cancelled and wg waits for them; the data plane has its
-	// own context (a child of workCtx), so that it drains first; the
-	// prober and the linux VIP keeper have theirs (localCtx), so that an
-	// upgrade's old process keeps them after its Raft node closed.
+	// own context, so that it drains first, or during an upgrade after
+	// Raft closed; the prober and the linux VIP keeper have theirs
+	// (localCtx), so that an upgrade's old process keeps them after its
+	// Raft node closed.
 	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
 	localCtx, stopLocal := context.WithCancel(context.WithoutCancel(ctx))
-	dpCtx, stopDP := context.WithCancel(workCtx)
+	dpCtx, stopDP := context.WithCancel(context.WithoutCancel(ctx))
 	var wg, localWG, dpWG sync.WaitGroup
 	var node *cluster.Node
 	// On every return, in this order; each step is idempotent.
@@ -335,6 +337,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		if err := cfg.Upgrader.Ready(); err != nil {
 			return fmt.Errorf("upgrade: telling the old process this one serves: %w", err)
 		}
+		socks.own()
 		log.Info("upgrade: serving; opening Raft once the old process has closed it")
 	}
 
@@ -488,9 +491,13 @@ wait:
 		// what it accepted and lets go of Raft, keeping its VIPs, which
 		// stay with this node.
 		start := time.Now()
-		socks.handOver()
-		// 1. The data plane stops accepting and drains, while:
-		stopDP()
+		socks.share()
+		// 1. Keep-alive clients are told to reconnect (to the new
+		// process) after their next response; the data plane stops
+		// accepting and drains once they had time to, while:
+		dp.CloseConnections()
+		grace := time.NewTimer(connCloseGrace)
+		defer grace.Stop()
 		// 2. leadership moves to another node before this one stops
 		// answering probes,
 		hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), handOffTimeout)
@@ -514,6 +521,8 @@ wait:
 			log.Error("upgrade: closing the raft node", "err", err)
 		}
 		log.Info("upgrade: raft closed; the new process opens it", "took", time.Since(start).Round(time.Millisecond))
+		<-grace.C
+		stopDP()
 		// 5. and this process keeps probing the leader and renewing its
 		// linux VIP addresses until the new process does.
 		a.waitTakeOver(ctx)

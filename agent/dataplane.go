@@ -34,6 +34,8 @@ type dataPlane interface {
 	Listeners() []dataplane.ListenerStatus
 	// Ready is closed once the first routing table is served.
 	Ready() <-chan struct{}
+	// CloseConnections makes every later response close its connection.
+	CloseConnections()
 }
 
 // newDataPlane builds this node's proxy.

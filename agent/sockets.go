@@ -17,12 +17,13 @@ import (
 // in its backlog for nobody and its port taken. A listener the agent
 // retires (a removed listener, or the whole agent stopping) is therefore
 // shut down as well, which stops the socket itself listening whoever
-// holds it. Only after an upgrade handed the sockets over does closing
-// just close this process's descriptor, leaving the socket to the new
-// process.
+// holds it. While another process serves the same sockets, closing just
+// closes this process's descriptor: in a new process until it has taken
+// over (if it fails before, the old one keeps serving on them), and in an
+// old one once it has handed them over.
 type sockets struct {
-	upg        Upgrader // nil: plain listeners
-	handedOver atomic.Bool
+	upg    Upgrader // nil: plain listeners
+	shared atomic.Bool
 }
 
 // listen returns the socket registered as key (inherited from the previous
@@ -45,18 +46,21 @@ func (s *sockets) listen(key, addr string, open func(addr string) (net.Listener,
 	return &retiringListener{Listener: ln, s: s}, nil
 }
 
-// handOver makes closing a listener leave its socket to the new process.
-func (s *sockets) handOver() { s.handedOver.Store(true) }
+// share makes closing a listener leave its socket to the other process.
+func (s *sockets) share() { s.shared.Store(true) }
+
+// own makes closing a listener stop its socket: no other process serves it.
+func (s *sockets) own() { s.shared.Store(false) }
 
 type retiringListener struct {
 	net.Listener
 	s *sockets
 }
 
-// Close stops the socket listening (unless it was handed over) and
-// closes this process's descriptor.
+// Close stops the socket listening (unless another process serves it
+// too) and closes this process's descriptor.
 func (l *retiringListener) Close() error {
-	if !l.s.handedOver.Load() {
+	if !l.s.shared.Load() {
 		_ = shutdownListener(l.Listener)
 	}
 	return l.Listener.Close()

@@ -54,6 +54,12 @@ const (
 	// leader and renewing linux VIP addresses for the new one, which
 	// takes over once its Raft is open and the leader answered it.
 	takeOverTimeout = 30 * time.Second
+	// connCloseGrace is how long the old process answers with
+	// Connection: close before it stops its listeners and closes idle
+	// connections: a client on a busy keep-alive connection then moves to
+	// the new process after a response, never by finding its connection
+	// closed as it sends.
+	connCloseGrace = time.Second
 	// storeLockWaitUpgrade bounds how long the new process waits for the
 	// old one to close raft.db: the old one closes it after handing
 	// leadership over, while its data plane drains.

@@ -207,7 +207,7 @@ func TestRetiredListenerStopsListeningDespiteCopies(t *testing.T) {
 		t.Fatalf("binding a retired listener's port again: %v", err)
 	}
 
-	s.handOver()
+	s.share()
 	if err := again.Close(); err != nil {
 		t.Fatal(err)
 	}

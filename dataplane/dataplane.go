@@ -35,6 +35,7 @@ type Dataplane struct {
 	exchanges sync.Pool
 	tunnels   tunnels
 	ready     chan struct{}
+	closing   atomic.Bool // every response closes its connection (CloseConnections)
 
 	mu        sync.Mutex
 	listeners map[string]*listenerServer

@@ -38,27 +38,27 @@ func TestUpgradeUnderLoad(t *testing.T) {
 			defer load.Stop()
 			testutil.WaitFor(t, 20*time.Second, "the load to get going", func() bool { return load.Done() >= 300 })
 
-			oldPID := target.process().Pid()
-			newPID := upgrade(t, c, target)
-			if newPID == oldPID {
-				t.Fatalf("pid %d still serves after the upgrade", oldPID)
+			// Twice: the process an upgrade started upgrades in turn.
+			pids := []int{target.process().Pid()}
+			for range 2 {
+				pids = append(pids, upgrade(t, target, pids[len(pids)-1]))
+				// The load goes on until the new process has Raft and
+				// has served for a while on its own.
+				testutil.Eventually(t, 30*time.Second, target.ID+" to rejoin Raft", func() error {
+					st, err := c.admin.Status(context.Background(), target.URL())
+					if err != nil {
+						return err
+					}
+					if st.Leader == "" {
+						return fmt.Errorf("no leader known")
+					}
+					return nil
+				})
+				mark := load.Done()
+				testutil.WaitFor(t, 20*time.Second, "more load on the new process alone", func() bool { return load.Done() >= mark+300 })
 			}
-			// The load goes on until the new process has Raft and has
-			// served for a while on its own.
-			testutil.Eventually(t, 30*time.Second, target.ID+" to rejoin Raft", func() error {
-				st, err := c.admin.Status(context.Background(), target.URL())
-				if err != nil {
-					return err
-				}
-				if st.Leader == "" {
-					return fmt.Errorf("no leader known")
-				}
-				return nil
-			})
-			mark := load.Done()
-			testutil.WaitFor(t, 20*time.Second, "more load on the new process alone", func() bool { return load.Done() >= mark+300 })
 			res := load.Stop()
-			t.Logf("upgrade of the %s %s (pid %d -> %d) under load: %s", which, target.ID, oldPID, newPID, res)
+			t.Logf("two upgrades of the %s %s (pids %v) under load: %s", which, target.ID, pids, res)
 			logUpgradeLines(t, target.Log)
 			if res.Errors != 0 || res.Non2xx != 0 || res.OK == 0 {
 				t.Fatalf("requests failed across the upgrade: %s; first failures: %q", res, res.FirstFailures)
@@ -160,39 +160,35 @@ func clusterView(t *testing.T, c *Cluster, a *Agent) view {
 	return v
 }
 
-// upgrade sends SIGHUP to agent a and waits until a new process serves in
-// its place and the old one has exited; it returns the new PID. The new
-// process is not the harness's child: it is killed when the test ends.
-func upgrade(t *testing.T, c *Cluster, a *Agent) int {
+// upgrade sends SIGHUP to agent a's process pid and waits until a new
+// process serves in its place and pid has exited; it returns the new PID.
+// The new process is not the harness's child: it is killed when the test
+// ends.
+func upgrade(t *testing.T, a *Agent, pid int) int {
 	t.Helper()
-	old := a.process()
 	pidFile := filepath.Join(a.DataDir, "rafter.pid")
-	if err := old.Signal(syscall.SIGHUP); err != nil {
+	if err := syscall.Kill(pid, syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	var pid int
+	var newPID int
 	testutil.Eventually(t, 60*time.Second, a.ID+"'s new process to serve", func() error {
 		b, err := os.ReadFile(pidFile)
 		if err != nil {
 			return err
 		}
 		p, err := strconv.Atoi(strings.TrimSpace(string(b)))
-		if err != nil || p == old.Pid() {
+		if err != nil || p == pid {
 			return fmt.Errorf("pid file says %q", b)
 		}
-		pid = p
+		newPID = p
 		return nil
 	})
-	t.Cleanup(func() { killPID(pid) })
-	select {
-	case <-old.Done():
-	case <-time.After(60 * time.Second):
-		t.Fatalf("the old process %d of %s did not exit after the upgrade", old.Pid(), a.ID)
+	t.Cleanup(func() { killPID(newPID) })
+	testutil.WaitFor(t, 60*time.Second, fmt.Sprintf("the old process %d of %s to exit", pid, a.ID), func() bool { return !alive(pid) })
+	if !alive(newPID) {
+		t.Fatalf("the new process %d of %s is gone", newPID, a.ID)
 	}
-	if !alive(pid) {
-		t.Fatalf("the new process %d of %s is gone", pid, a.ID)
-	}
-	return pid
+	return newPID
 }
 
 // killPID kills pid and waits (bounded) until it is gone.
