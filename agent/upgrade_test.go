@@ -319,3 +319,88 @@ func TestRequestUpgradeSignalsAndWaits(t *testing.T) {
 		t.Fatal("no PID file, yet RequestUpgrade succeeded")
 	}
 }
+
+// fakeChildUpgrader is the upgrader of a process an upgrade started: it
+// hands out copies of the old process's sockets, and fails Ready.
+type fakeChildUpgrader struct {
+	parent map[string]net.Listener
+}
+
+func (f *fakeChildUpgrader) HasParent() bool { return true }
+
+func (f *fakeChildUpgrader) ListenWithCallback(network, addr string, open func(string, string) (net.Listener, error)) (net.Listener, error) {
+	ln, ok := f.parent[addr]
+	if !ok {
+		return open(network, addr)
+	}
+	file, err := ln.(*net.TCPListener).File()
+	if err != nil {
+		return nil, err
+	}
+	defer file.Close()
+	return net.FileListener(file)
+}
+
+func (f *fakeChildUpgrader) Ready() error  { return errors.New("the old process is gone") }
+func (f *fakeChildUpgrader) Upgrade() error { return errors.New("not ready") }
+func (f *fakeChildUpgrader) Stop()          {}
+
+// A new process that fails before it serves leaves the old process's
+// sockets listening: the old process keeps serving on them.
+func TestFailingNewProcessLeavesSocketsListening(t *testing.T) {
+	c := singleNode(t, t.TempDir())
+	parent := map[string]net.Listener{}
+	listen := func(key string) net.Listener {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		parent[key] = ln
+		return ln
+	}
+	listen("admin " + c.AdminAddr())
+	listen("raft " + c.RaftAddr())
+	web := listen("") // keyed below, once its port is known
+	delete(parent, "")
+	port := web.Addr().(*net.TCPAddr).Port
+	parent["listener web 127.0.0.1:"+strconv.Itoa(port)] = web
+
+	src := newFakeSource()
+	src.apply(t, manifest(t, fmt.Sprintf(`
+kind: listener
+name: web
+spec: {port: %d}
+---
+kind: route
+name: ok
+spec: {listener: web, action: {respond: {status: 200, body: ok}}}
+`, port)))
+	if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeUpgradeState(c.DataDir, src.Config()); err != nil {
+		t.Fatal(err)
+	}
+	c.Upgrader = &fakeChildUpgrader{parent: parent}
+	a, err := New(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Run(context.Background()); err == nil {
+		t.Fatal("Run succeeded although Ready failed")
+	}
+	for key, ln := range parent {
+		conn, err := net.DialTimeout("tcp", ln.Addr().String(), 2*time.Second)
+		if err != nil {
+			t.Fatalf("%s: the old process's socket stopped listening: %v", key, err)
+		}
+		conn.Close()
+		ln.(*net.TCPListener).SetDeadline(time.Now().Add(5 * time.Second))
+		got, err := ln.Accept()
+		if err != nil {
+			t.Fatalf("%s: the old process cannot accept any more: %v", key, err)
+		}
+		got.Close()
+	}
+}
