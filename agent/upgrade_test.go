@@ -341,7 +341,7 @@ func (f *fakeChildUpgrader) ListenWithCallback(network, addr string, open func(s
 	return net.FileListener(file)
 }
 
-func (f *fakeChildUpgrader) Ready() error  { return errors.New("the old process is gone") }
+func (f *fakeChildUpgrader) Ready() error   { return errors.New("the old process is gone") }
 func (f *fakeChildUpgrader) Upgrade() error { return errors.New("not ready") }
 func (f *fakeChildUpgrader) Stop()          {}
 
