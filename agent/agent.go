@@ -554,6 +554,9 @@ wait:
 	localWG.Wait()
 	stopWork()
 	wg.Wait()
+	if cfg.Upgrader != nil {
+		removeOwnPIDFile(cfg.DataDir)
+	}
 	return runErr
 }
 

@@ -203,6 +203,15 @@ func RequestUpgrade(ctx context.Context, dataDir string) (oldPID, newPID int, er
 	}
 }
 
+// removeOwnPIDFile removes the PID file of a stopping agent, unless it
+// names another process already, so that `rafter agent --upgrade` never
+// signals a PID that has been reused.
+func removeOwnPIDFile(dataDir string) {
+	if pid, err := readPID(PIDFile(dataDir)); err == nil && pid == os.Getpid() {
+		_ = os.Remove(PIDFile(dataDir))
+	}
+}
+
 func readPID(path string) (int, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {

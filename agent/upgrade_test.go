@@ -270,9 +270,17 @@ func TestFailedUpgradeKeepsServing(t *testing.T) {
 		t.Fatalf("the agent stopped after a failed upgrade: %v", err)
 	default:
 	}
+	// A stopping agent removes its PID file, so that nobody signals a
+	// reused PID later.
+	if err := os.WriteFile(PIDFile(c.DataDir), []byte(strconv.Itoa(os.Getpid())), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("Run: %v", err)
+	}
+	if _, err := os.Stat(PIDFile(c.DataDir)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("PID file after the stop: %v", err)
 	}
 }
 
