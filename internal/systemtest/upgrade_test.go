@@ -228,3 +228,73 @@ func logUpgradeLines(t *testing.T, path string) {
 		}
 	}
 }
+
+// TestUpgradeToBrokenBinaryKeepsServing: when the binary an upgrade starts
+// fails, the running process keeps serving (no request fails) and a later
+// SIGHUP, with a working binary in place, upgrades.
+func TestUpgradeToBrokenBinaryKeepsServing(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "rafter")
+	install := func(from string, mode os.FileMode) {
+		t.Helper()
+		b, err := os.ReadFile(from)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tmp := path + ".new"
+		if err := os.WriteFile(tmp, b, mode); err != nil {
+			t.Fatal(err)
+		}
+		// Renamed over, as a package manager does: the running binary
+		// stays as it is.
+		if err := os.Rename(tmp, path); err != nil {
+			t.Fatal(err)
+		}
+	}
+	install(bin, 0o755)
+	broken := filepath.Join(dir, "broken.sh")
+	if err := os.WriteFile(broken, []byte("#!/bin/sh\necho 'broken build' >&2\nexit 3\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+
+	c := StartCluster(t, path, 3)
+	port := upgradeScenario(t, c)
+	leader := c.Leader(30 * time.Second)
+	target := c.Agents[(slices.Index(c.Agents, leader)+1)%len(c.Agents)]
+	before := clusterView(t, c, leader)
+	load := testutil.StartLoad(testutil.LoadConfig{URL: proxyURL(target, port, "/"), Workers: 4,
+		MaxRequests: 500_000, MaxDuration: 2 * time.Minute})
+	defer load.Stop()
+	testutil.WaitFor(t, 20*time.Second, "the load to get going", func() bool { return load.Done() >= 300 })
+
+	install(broken, 0o755)
+	old := target.process().Pid()
+	if err := syscall.Kill(old, syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 60*time.Second, "the failed upgrade in the log", func() bool {
+		b, _ := os.ReadFile(target.Log)
+		return strings.Contains(string(b), "upgrade failed; this process keeps serving")
+	})
+	if !alive(old) {
+		t.Fatalf("the running process %d exited after the failed upgrade", old)
+	}
+	if b, err := os.ReadFile(filepath.Join(target.DataDir, "rafter.pid")); err != nil || strings.TrimSpace(string(b)) != strconv.Itoa(old) {
+		t.Fatalf("PID file after the failed upgrade: %q %v, want %d", b, err, old)
+	}
+	mark := load.Done()
+	testutil.WaitFor(t, 20*time.Second, "the old process to go on serving", func() bool { return load.Done() >= mark+300 })
+
+	install(bin, 0o755)
+	newPID := upgrade(t, target, old)
+	mark = load.Done()
+	testutil.WaitFor(t, 20*time.Second, "the new process to serve", func() bool { return load.Done() >= mark+300 })
+	res := load.Stop()
+	t.Logf("failed upgrade, then upgrade of %s (pid %d -> %d) under load: %s", target.ID, old, newPID, res)
+	if res.Errors != 0 || res.Non2xx != 0 || res.OK == 0 {
+		t.Fatalf("requests failed: %s; first failures: %q", res, res.FirstFailures)
+	}
+	if after := clusterView(t, c, c.Leader(10*time.Second)); !slices.Equal(before.members, after.members) || !slices.Equal(before.vips, after.vips) {
+		t.Fatalf("cluster changed: before %q, after %q", before, after)
+	}
+}
