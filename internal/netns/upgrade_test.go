@@ -62,18 +62,9 @@ func TestRollingUpgradeUnderLoad(t *testing.T) {
 	for _, n := range order {
 		oldPID, newPID := upgradeNode(t, r, n)
 		t.Logf("%s upgraded: pid %d -> %d", n.Name, oldPID, newPID)
-		testutil.Eventually(t, 30*time.Second, n.Name+" to rejoin Raft", func() error {
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			defer cancel()
-			st, err := r.Status(ctx, n)
-			if err != nil {
-				return err
-			}
-			if st.Leader == "" {
-				return fmt.Errorf("no leader known")
-			}
-			return nil
-		})
+		// As the operations guide says: the next node only once the
+		// cluster is whole again.
+		waitWhole(t, r, n)
 		mark := done()
 		testutil.WaitFor(t, 30*time.Second, "more load after upgrading "+n.Name, func() bool { return done() >= mark+300 })
 	}
@@ -204,4 +195,41 @@ func rigView(t *testing.T, r *Rig, n *Node) view {
 	slices.Sort(v.members)
 	slices.Sort(v.vips)
 	return v
+}
+
+// waitWhole waits until upgraded has taken over (its upgrade-state file is
+// gone) and every node knows the leader, which sees every member healthy,
+// at the leader's commit index.
+func waitWhole(t *testing.T, r *Rig, upgraded *Node) {
+	t.Helper()
+	testutil.Eventually(t, 60*time.Second, "the cluster whole again after upgrading "+upgraded.Name, func() error {
+		if _, err := os.Stat(filepath.Join(upgraded.DataDir, "upgrade-state")); err == nil {
+			return fmt.Errorf("%s has not taken over yet", upgraded.Name)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		sts := map[string]testutil.Status{}
+		for _, n := range r.Nodes {
+			st, err := r.Status(ctx, n)
+			if err != nil {
+				return err
+			}
+			sts[n.Name] = st
+		}
+		lead, ok := sts[sts[upgraded.Name].Leader]
+		if !ok {
+			return fmt.Errorf("%s knows no leader", upgraded.Name)
+		}
+		for _, m := range lead.Members {
+			if !m.Healthy {
+				return fmt.Errorf("leader %s sees %s unhealthy", lead.NodeID, m.ID)
+			}
+		}
+		for name, st := range sts {
+			if st.Leader != lead.NodeID || st.CommitIndex != lead.CommitIndex {
+				return fmt.Errorf("%s: leader %q at %d, leader %s at %d", name, st.Leader, st.CommitIndex, lead.NodeID, lead.CommitIndex)
+			}
+		}
+		return nil
+	})
 }

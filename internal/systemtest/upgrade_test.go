@@ -42,18 +42,10 @@ func TestUpgradeUnderLoad(t *testing.T) {
 			pids := []int{target.process().Pid()}
 			for range 2 {
 				pids = append(pids, upgrade(t, target, pids[len(pids)-1]))
-				// The load goes on until the new process has Raft and
-				// has served for a while on its own.
-				testutil.Eventually(t, 30*time.Second, target.ID+" to rejoin Raft", func() error {
-					st, err := c.admin.Status(context.Background(), target.URL())
-					if err != nil {
-						return err
-					}
-					if st.Leader == "" {
-						return fmt.Errorf("no leader known")
-					}
-					return nil
-				})
+				// The load goes on until the new process has taken over,
+				// the cluster is whole again, and the new process has
+				// served for a while on its own.
+				waitWhole(t, c, target)
 				mark := load.Done()
 				testutil.WaitFor(t, 20*time.Second, "more load on the new process alone", func() bool { return load.Done() >= mark+300 })
 			}
@@ -287,6 +279,7 @@ func TestUpgradeToBrokenBinaryKeepsServing(t *testing.T) {
 
 	install(bin, 0o755)
 	newPID := upgrade(t, target, old)
+	waitWhole(t, c, target)
 	mark = load.Done()
 	testutil.WaitFor(t, 20*time.Second, "the new process to serve", func() bool { return load.Done() >= mark+300 })
 	res := load.Stop()
@@ -297,4 +290,41 @@ func TestUpgradeToBrokenBinaryKeepsServing(t *testing.T) {
 	if after := clusterView(t, c, c.Leader(10*time.Second)); !slices.Equal(before.members, after.members) || !slices.Equal(before.vips, after.vips) {
 		t.Fatalf("cluster changed: before %q, after %q", before, after)
 	}
+}
+
+// waitWhole waits until upgraded has taken over (its upgrade-state file is
+// gone) and every node knows the leader, which sees every member healthy,
+// at the leader's commit index.
+func waitWhole(t *testing.T, c *Cluster, upgraded *Agent) {
+	t.Helper()
+	testutil.Eventually(t, 60*time.Second, "the cluster whole again after upgrading "+upgraded.ID, func() error {
+		if _, err := os.Stat(filepath.Join(upgraded.DataDir, "upgrade-state")); err == nil {
+			return fmt.Errorf("%s has not taken over yet", upgraded.ID)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		sts := map[string]testutil.Status{}
+		for _, a := range c.Agents {
+			st, err := c.admin.Status(ctx, a.URL())
+			if err != nil {
+				return err
+			}
+			sts[a.ID] = st
+		}
+		lead, ok := sts[sts[upgraded.ID].Leader]
+		if !ok {
+			return fmt.Errorf("%s knows no leader", upgraded.ID)
+		}
+		for _, m := range lead.Members {
+			if !m.Healthy {
+				return fmt.Errorf("leader %s sees %s unhealthy", lead.NodeID, m.ID)
+			}
+		}
+		for id, st := range sts {
+			if st.Leader != lead.NodeID || st.CommitIndex != lead.CommitIndex {
+				return fmt.Errorf("%s: leader %q at %d, leader %s at %d", id, st.Leader, st.CommitIndex, lead.NodeID, lead.CommitIndex)
+			}
+		}
+		return nil
+	})
 }
