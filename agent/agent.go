@@ -23,7 +23,9 @@ import (
 	"github.com/rafterlb/rafter/cluster/httpapi/ui"
 	"github.com/rafterlb/rafter/cluster/lease"
 	"github.com/rafterlb/rafter/cluster/tlsutil"
+	"github.com/rafterlb/rafter/dataplane"
 	"github.com/rafterlb/rafter/dataplane/health"
+	"github.com/rafterlb/rafter/fsm"
 	"github.com/rafterlb/rafter/internal/sdnotify"
 )
 
@@ -44,6 +46,8 @@ type Agent struct {
 	// Set once the admin API serves (before ready is closed).
 	adminAddr string
 	node      *cluster.Node
+	// upgraded: a new process serves this node's sockets now.
+	upgraded bool
 }
 
 // New checks cfg and loads its TLS files; Run starts the node.
@@ -141,7 +145,9 @@ func openAccessLog(cfg Config, stdout io.Writer) (*slog.Logger, func() error, er
 
 // Run serves until ctx is done, then stops, in order: the VIPs move away,
 // the data plane drains, the admin API stops, then the Raft node closes.
-// An Agent runs once.
+// A request on Config.UpgradeRequests hands this node over to a new
+// process instead (see upgrade.go); Run then returns nil once the new
+// process has taken over. An Agent runs once.
 func (a *Agent) Run(ctx context.Context) (err error) {
 	cfg, log, tlsc := a.cfg, a.log, a.tls
 	accessLog, closeAccessLog, err := openAccessLog(cfg, cfg.Stdout)
@@ -153,9 +159,29 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	}
 	defer func() { err = errors.Join(err, closeAccessLog()) }()
 
+	socks := &sockets{upg: cfg.Upgrader}
+	// An upgrade started this process: serve the state the old process
+	// handed over until this one's Raft node has caught up with it.
+	var handoff *handoffSource
+	if cfg.Upgrader != nil && cfg.Upgrader.HasParent() {
+		st, err := readUpgradeState(cfg.DataDir)
+		if err != nil {
+			if cfg.AdminListener != nil {
+				cfg.AdminListener.Close()
+			}
+			return fmt.Errorf("upgrade: %w", err)
+		}
+		handoff = newHandoffSource(st)
+		socks.share()
+		log.Info("upgrade: started by the old process; serving the state it handed over", "index", st.Index)
+	} else if cfg.Upgrader != nil {
+		// Left by an upgrade that was interrupted.
+		_ = os.Remove(upgradeStatePath(cfg.DataDir))
+	}
+
 	adminLn := cfg.AdminListener
 	if adminLn == nil {
-		adminLn, err = net.Listen("tcp", cfg.AdminAddr())
+		adminLn, err = socks.listen("admin", cfg.AdminAddr(), nil)
 		if err != nil {
 			return fmt.Errorf("--admin-port: admin API: %w", err)
 		}
@@ -169,14 +195,32 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 			adminLn.Close()
 		}
 	}()
+	// With an upgrader Raft's socket is handed over too; until the node
+	// owns it, close it on every early return.
+	var raftLn net.Listener
+	if cfg.Upgrader != nil {
+		if raftLn, err = socks.listen("raft", cfg.RaftAddr(), nil); err != nil {
+			return fmt.Errorf("--raft-port: %w", err)
+		}
+	}
+	raftLnOwned := false
+	defer func() {
+		if raftLn != nil && !raftLnOwned {
+			raftLn.Close()
+		}
+	}()
 
 	ccfg := cluster.DefaultConfig()
 	ccfg.NodeID = cfg.NodeID
 	ccfg.Zone = cfg.Zone
 	ccfg.DataDir = cfg.DataDir
 	ccfg.RaftBind = cfg.RaftAddr()
+	ccfg.RaftListener = raftLn
 	if cfg.RaftPort != 0 {
 		ccfg.RaftAdvertise = cfg.RaftAddr()
+	}
+	if handoff != nil {
+		ccfg.StoreLockWait = storeLockWaitUpgrade
 	}
 	ccfg.AdminAddr = adminAddr
 	ccfg.DataAddr = cfg.Bind
@@ -202,22 +246,11 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	if err := preflightLinuxVIPs(cfg); err != nil {
 		return err
 	}
-	node, err := cluster.Open(ctx, ccfg)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if cerr := node.Close(); cerr != nil {
-			err = errors.Join(err, fmt.Errorf("closing the raft node: %w", cerr))
-		}
-		log.Info("raft node closed")
-	}()
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		newClusterCollector(node.Status),
 	)
 	monitor := health.NewMonitor(health.Options{
 		NodeID:     cfg.NodeID,
@@ -226,22 +259,102 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	})
 
 	// Every goroutine below is owned by this function: workers stop when
-	// workCtx is cancelled, and wg waits for them before the node closes.
+	// workCtx is cancelled and wg waits for them; the data plane has its
+	// own context, so that it drains first, or during an upgrade after
+	// Raft closed; the prober and the linux VIP keeper have theirs
+	// (localCtx), so that an upgrade's old process keeps them after its
+	// Raft node closed.
 	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
-	var wg sync.WaitGroup
-	// On an early return too: stop the workers first, then wait for them.
+	localCtx, stopLocal := context.WithCancel(context.WithoutCancel(ctx))
+	dpCtx, stopDP := context.WithCancel(context.WithoutCancel(ctx))
+	var wg, localWG, dpWG sync.WaitGroup
+	var node *cluster.Node
+	// On every return, in this order; each step is idempotent.
 	defer func() {
+		stopDP()
+		dpWG.Wait()
+		stopLocal()
+		localWG.Wait()
 		stopWork()
 		wg.Wait()
+		if node != nil {
+			if cerr := node.Close(); cerr != nil {
+				err = errors.Join(err, fmt.Errorf("closing the raft node: %w", cerr))
+			}
+			log.Info("raft node closed")
+		}
 	}()
 	fatal := make(chan error, 4)
-
 	wg.Go(func() { monitor.Run(workCtx) })
-	// The one watch loop: health first, then the data plane.
-	watch := newWatcher(node, monitor)
-	wg.Go(func() { watch.Run(workCtx) })
+
+	// The data plane, fed by the one watch loop (health first, then the
+	// data plane) from src.
+	var dp dataPlane
+	startDataPlane := func(src fsm.Source) error {
+		watch := newWatcher(src, monitor)
+		wg.Go(func() { watch.Run(workCtx) })
+		var err error
+		dp, err = newDataPlane(dataPlaneDeps{
+			Source:     watch,
+			BindIP:     cfg.Bind,
+			NodeID:     cfg.NodeID,
+			Zone:       cfg.Zone,
+			Logger:     log.With("component", "dataplane"),
+			AccessLog:  accessLog,
+			Registerer: reg,
+			Health:     monitor,
+			Listen: func(name, addr string) (net.Listener, error) {
+				return socks.listen("listener "+name, addr, nil)
+			},
+			ListenVIP: func(name, addr string) (net.Listener, error) {
+				return socks.listen("vip-listener "+name, addr, func(addr string) (net.Listener, error) {
+					return dataplane.ListenFreebind(name, addr)
+				})
+			},
+		})
+		if err != nil {
+			return err
+		}
+		dpWG.Go(func() {
+			if err := dp.Run(dpCtx); err != nil && dpCtx.Err() == nil {
+				fatal <- fmt.Errorf("data plane: %w", err)
+			}
+		})
+		return nil
+	}
+	if handoff != nil {
+		// The new process serves on the sockets it inherited before it has
+		// Raft: the old one releases Raft only after this one serves.
+		if err := startDataPlane(handoff); err != nil {
+			return err
+		}
+		select {
+		case <-dp.Ready():
+		case err := <-fatal:
+			return err
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+		if err := cfg.Upgrader.Ready(); err != nil {
+			return fmt.Errorf("upgrade: telling the old process this one serves: %w", err)
+		}
+		socks.own()
+		log.Info("upgrade: serving; opening Raft once the old process has closed it")
+	}
+
+	raftLnOwned = true // cluster.Open closes it, also when it fails
+	node, err = cluster.Open(ctx, ccfg)
+	if err != nil {
+		return err
+	}
+	reg.MustRegister(newClusterCollector(node.Status))
 	history := httpapi.NewHistory(node, 0)
 	wg.Go(func() { history.Run(workCtx) })
+	if handoff != nil {
+		handoff.attach(node)
+	} else if err := startDataPlane(node); err != nil {
+		return err
+	}
 
 	leaseCfg := lease.DefaultConfig()
 	leaseCfg.Store = node
@@ -275,7 +388,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	if len(rw) > 0 {
 		ownToken = rw[0]
 	}
-	vips, err := startVIPs(workCtx, &wg, cfg, vipDeps{
+	vips, err := startVIPs(workCtx, localCtx, &wg, &localWG, cfg, vipDeps{
 		Node:             node,
 		EC2:              ec2c,
 		Sender:           probeSender(fwdTransport, scheme, ownToken),
@@ -287,33 +400,11 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		return err
 	}
 
-	dp, err := newDataPlane(dataPlaneDeps{
-		Source:     watch,
-		BindIP:     cfg.Bind,
-		NodeID:     cfg.NodeID,
-		Zone:       cfg.Zone,
-		Logger:     log.With("component", "dataplane"),
-		AccessLog:  accessLog,
-		Registerer: reg,
-		Health:     monitor,
-	})
-	if err != nil {
-		return err
-	}
 	rollouts, err := startRollouts(workCtx, &wg, rolloutDeps{Node: node, NodeID: cfg.NodeID, Counts: dp,
 		Transport: fwdTransport, Scheme: scheme, Token: ownToken, Logger: log, Registerer: reg})
 	if err != nil {
 		return fmt.Errorf("rollouts: %w", err)
 	}
-	dpCtx, stopDP := context.WithCancel(workCtx)
-	defer stopDP()
-	var dpWG sync.WaitGroup
-	defer dpWG.Wait()
-	dpWG.Go(func() {
-		if err := dp.Run(dpCtx); err != nil && dpCtx.Err() == nil {
-			fatal <- fmt.Errorf("data plane: %w", err)
-		}
-	})
 
 	switch {
 	case len(rw)+len(ro) > 0:
@@ -369,23 +460,90 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	log.Info("rafter agent started", "admin", scheme+"://"+adminAddr, "raft", cfg.RaftAddr(), "bind", cfg.Bind, "zone", cfg.Zone)
 	a.adminAddr, a.node = adminAddr, node
 	close(a.ready)
-	// systemd (Type=notify) hears READY=1 only once the data plane serves
-	// its first table as well, so `systemctl start` returns when the node
-	// proxies.
-	wg.Go(func() {
-		select {
-		case <-dp.Ready():
+	if handoff != nil {
+		// The old process told systemd this one is the service now.
+		wg.Go(func() { a.takeOver(workCtx, handoff, vips) })
+	} else {
+		// systemd (Type=notify) hears READY=1 only once the data plane
+		// serves its first table as well, so `systemctl start` returns
+		// when the node proxies; an upgrade may follow from then on.
+		wg.Go(func() {
+			select {
+			case <-dp.Ready():
+			case <-workCtx.Done():
+				return
+			}
+			if cfg.Upgrader != nil {
+				if err := cfg.Upgrader.Ready(); err != nil {
+					log.Error("upgrade: marking this process ready (no upgrade possible)", "err", err)
+				}
+			}
 			a.notify(sdnotify.Ready)
-		case <-workCtx.Done():
-		}
-	})
+		})
+	}
 
 	var runErr error
-	select {
-	case <-ctx.Done():
-		log.Info("stopping", "cause", context.Cause(ctx))
-	case runErr = <-fatal:
-		log.Error("stopping after a fatal error", "err", runErr, "action", "fix what err names and start rafter again (systemd restarts it)")
+wait:
+	for {
+		select {
+		case <-ctx.Done():
+			log.Info("stopping", "cause", context.Cause(ctx))
+			break wait
+		case runErr = <-fatal:
+			log.Error("stopping after a fatal error", "err", runErr, "action", "fix what err names and start rafter again (systemd restarts it)")
+			break wait
+		case <-cfg.UpgradeRequests:
+			if a.startUpgrade(node) {
+				break wait
+			}
+		}
+	}
+
+	if a.upgraded {
+		// The new process serves on the same sockets. This one finishes
+		// what it accepted and lets go of Raft, keeping its VIPs, which
+		// stay with this node.
+		start := time.Now()
+		socks.share()
+		// 1. Keep-alive clients are told to reconnect (to the new
+		// process) after their next response; the data plane stops
+		// accepting and drains once they had time to, while:
+		dp.CloseConnections()
+		grace := time.NewTimer(connCloseGrace)
+		defer grace.Stop()
+		// 2. leadership moves to another node before this one stops
+		// answering probes,
+		hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), handOffTimeout)
+		if err := node.HandOff(hctx); err != nil {
+			log.Warn("upgrade: handing leadership over", "err", err)
+		}
+		cancel()
+		vips.pinLeader()
+		// 3. the admin API stops accepting (new connections wait in the
+		// socket's backlog for the new process),
+		shCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), adminShutdownTimeout)
+		if err := srv.Shutdown(shCtx); err != nil {
+			srv.Close()
+		}
+		cancel()
+		// 4. the workers stop and Raft closes, so that the new process
+		// can open it,
+		stopWork()
+		wg.Wait()
+		if err := node.Close(); err != nil {
+			log.Error("upgrade: closing the raft node", "err", err)
+		}
+		log.Info("upgrade: raft closed; the new process opens it", "took", time.Since(start).Round(time.Millisecond))
+		<-grace.C
+		stopDP()
+		// 5. and this process keeps probing the leader and renewing its
+		// linux VIP addresses until the new process does.
+		a.waitTakeOver(ctx)
+		stopLocal()
+		localWG.Wait()
+		dpWG.Wait()
+		log.Info("upgrade: handed over", "took", time.Since(start).Round(time.Millisecond))
+		return nil
 	}
 
 	a.notify(sdnotify.Stopping)
@@ -403,10 +561,15 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	}
 	cancel()
 	log.Info("admin API stopped")
-	// 4. Health checks and the config watcher; the deferred node.Close
-	// runs after them.
+	// 4. Health checks, the config watcher and the probes; the deferred
+	// node.Close runs after them.
+	stopLocal()
+	localWG.Wait()
 	stopWork()
 	wg.Wait()
+	if cfg.Upgrader != nil {
+		removeOwnPIDFile(cfg.DataDir)
+	}
 	return runErr
 }
 

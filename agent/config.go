@@ -92,6 +92,11 @@ type Config struct {
 	// there once it serves and STOPPING=1 as it begins to stop. "" sends
 	// nothing.
 	NotifySocket string
+	// Upgrader, when set, hands the listening sockets to a new process on
+	// a request from UpgradeRequests (SIGHUP in `rafter agent`), and is
+	// how a process started by an upgrade takes them over.
+	Upgrader        Upgrader
+	UpgradeRequests <-chan struct{}
 }
 
 // DefaultConfig is a single node on loopback with default ports.

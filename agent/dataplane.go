@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"log/slog"
+	"net"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -20,6 +21,8 @@ type dataPlaneDeps struct {
 	AccessLog  *slog.Logger
 	Registerer prometheus.Registerer
 	Health     *health.Monitor
+	// Listen and ListenVIP open listener sockets (see dataplane.Options).
+	Listen, ListenVIP func(name, addr string) (net.Listener, error)
 }
 
 // dataPlane is the part of the proxy the agent drives: Run serves until
@@ -33,6 +36,8 @@ type dataPlane interface {
 	Ready() <-chan struct{}
 	// PoolCounts are the per-(route, pool) counts rollouts are judged by.
 	PoolCounts(route string) []dataplane.PoolCount
+	// CloseConnections makes every later response close its connection.
+	CloseConnections()
 }
 
 // newDataPlane builds this node's proxy.
@@ -45,6 +50,7 @@ func newDataPlane(d dataPlaneDeps) (dataPlane, error) {
 	opts.Logger = d.Logger
 	opts.AccessLog = d.AccessLog
 	opts.Registerer = d.Registerer
+	opts.Listen, opts.ListenVIP = d.Listen, d.ListenVIP
 	if d.Health != nil {
 		opts.Health = d.Health
 	}

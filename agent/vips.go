@@ -56,11 +56,58 @@ type vipRuntime struct {
 	tracker *probe.Tracker
 	prober  *probe.Prober
 	keeper  linuxKeeper
+
+	mu     sync.Mutex
+	pinned [2]string // id and admin address of the leader to probe once Raft closes
+}
+
+// leader is whom the prober probes: the node's view of the leader, or
+// after pinLeader the leader it knew then, so that an upgrade's old
+// process keeps probing after its Raft node closed.
+func (r *vipRuntime) leader() (id, adminAddr string) {
+	r.mu.Lock()
+	p := r.pinned
+	r.mu.Unlock()
+	if p[0] != "" {
+		return p[0], p[1]
+	}
+	return r.node.Leader()
+}
+
+// pinLeader fixes the leader the prober probes to the current one.
+func (r *vipRuntime) pinLeader() {
+	id, addr := r.node.Leader()
+	r.mu.Lock()
+	r.pinned = [2]string{id, addr}
+	r.mu.Unlock()
+}
+
+// tookOver reports whether this node's probes are answered and it holds
+// the linux VIPs its replicated state assigns it: an upgrade's new
+// process then needs the old one no longer.
+func (r *vipRuntime) tookOver() bool {
+	if r.prober.QuorumContact().IsZero() {
+		return false
+	}
+	if r.keeper == nil {
+		return true
+	}
+	cfg := r.node.Config()
+	held := r.keeper.Holding()
+	for name, a := range cfg.Assignments {
+		if v, ok := cfg.VIPs[name]; ok && v.Spec.Provider == fsm.ProviderLinux && a.Holder == r.nodeID && held[name] != a.Token {
+			return false
+		}
+	}
+	return true
 }
 
 // startVIPs builds and starts the VIP machinery; its goroutines belong to
-// wg and stop when ctx ends.
-func startVIPs(ctx context.Context, wg *sync.WaitGroup, cfg Config, d vipDeps) (*vipRuntime, error) {
+// wg and stop when ctx ends, except the prober and the linux keeper, which
+// belong to localWG and stop when local ends: an upgrade's old process
+// keeps them running after its Raft node closed, until the new process
+// probes and holds the addresses itself.
+func startVIPs(ctx, local context.Context, wg, localWG *sync.WaitGroup, cfg Config, d vipDeps) (*vipRuntime, error) {
 	r := &vipRuntime{nodeID: cfg.NodeID, node: d.Node, log: d.Logger.With("component", "vip")}
 	tracker, err := probe.NewTracker(probe.TrackerConfig{
 		NodeID:       cfg.NodeID,
@@ -119,7 +166,7 @@ func startVIPs(ctx context.Context, wg *sync.WaitGroup, cfg Config, d vipDeps) (
 	}
 	pc := probe.ProberConfig{
 		NodeID: cfg.NodeID,
-		Leader: d.Node.Leader,
+		Leader: r.leader,
 		Local:  tracker.Handle,
 		Sender: d.Sender,
 		Logger: d.Logger.With("component", "probe"),
@@ -143,9 +190,9 @@ func startVIPs(ctx context.Context, wg *sync.WaitGroup, cfg Config, d vipDeps) (
 		defer cancelC()
 		_ = ctrl.Run(ctx, ctrlLeads)
 	})
-	wg.Go(func() { r.prober.Run(ctx) })
+	localWG.Go(func() { r.prober.Run(local) })
 	if r.keeper != nil {
-		wg.Go(func() { r.keeper.Run(ctx) })
+		localWG.Go(func() { r.keeper.Run(local) })
 	}
 	return r, nil
 }

@@ -27,6 +27,15 @@ type Config struct {
 	// dial (default: the bound address, which must then be a specific IP).
 	RaftBind      string
 	RaftAdvertise string
+	// RaftListener, when set, is Raft's listening socket instead of one
+	// bound to RaftBind (the upgrade hand-over passes the old process's
+	// socket on, so peers' connections wait in its backlog rather than
+	// being refused). The node closes it.
+	RaftListener net.Listener
+	// StoreLockWait bounds how long Open waits for raft.db while another
+	// process holds its lock (an upgrade's old process until it closes
+	// Raft); 0 means DefaultStoreLockWait.
+	StoreLockWait time.Duration
 	// AdminAddr is this node's admin API host:port as peers reach it.
 	AdminAddr string
 	// DataAddr is this node's data-plane IP (informational, recorded in the fsm Node).
@@ -95,7 +104,10 @@ const (
 	defaultSnapshotThreshold  = 8192
 	defaultTrailingLogs       = 10240
 	transportMaxPool          = 3
-	snapshotsRetained         = 3
+	// DefaultStoreLockWait: a second agent started on the same data
+	// directory fails after this long instead of waiting for ever.
+	DefaultStoreLockWait = 5 * time.Second
+	snapshotsRetained    = 3
 )
 
 // DefaultConfig returns a Config with the timing defaults filled in.
@@ -122,6 +134,7 @@ func (c Config) withDefaults() Config {
 	conf.Default(&c.LeaderLeaseTimeout, d.LeaderLeaseTimeout)
 	conf.Default(&c.CommitTimeout, d.CommitTimeout)
 	conf.Default(&c.TransportTimeout, d.TransportTimeout)
+	conf.Default(&c.StoreLockWait, DefaultStoreLockWait)
 	conf.Default(&c.SnapshotInterval, d.SnapshotInterval)
 	conf.Default(&c.SnapshotThreshold, d.SnapshotThreshold)
 	conf.Default(&c.TrailingLogs, d.TrailingLogs)
@@ -210,6 +223,9 @@ func (c *Config) Validate() error {
 	}
 	if _, err := parseRaftLogLevel(strings.ToLower(c.RaftLogLevel)); err != nil {
 		add("cluster.raft_log_level: %w", err)
+	}
+	if c.StoreLockWait < 0 {
+		add("cluster.store_lock_wait: must not be negative")
 	}
 	if cfg.TransportTimeout < 10*time.Millisecond {
 		add("cluster.transport_timeout: %s is too low", cfg.TransportTimeout)

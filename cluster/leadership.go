@@ -114,6 +114,10 @@ func (n *Node) leadershipLoop() {
 		case l := <-latest:
 			if stop != nil && (!l.Leader || l.Term != term) {
 				n.log.Info("lost leadership", "node", n.cfg.NodeID, "term", term)
+				// This node led after whoever it had seen leading
+				// before: should it lead again next, it has no
+				// predecessor to judge by.
+				n.lastLeader.Store(nil)
 				endTerm()
 				n.publishLeadership(leading.Leadership{})
 			}

@@ -17,6 +17,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"go.etcd.io/bbolt"
 
 	"github.com/rafterlb/rafter/cluster/leading"
 	"github.com/rafterlb/rafter/fsm"
@@ -94,6 +95,9 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	defer func() {
 		if err != nil {
 			n.closeResources()
+			if n.stream == nil && cfg.RaftListener != nil {
+				_ = cfg.RaftListener.Close()
+			}
 		}
 	}()
 
@@ -169,12 +173,20 @@ func (n *Node) openStores(hlog hclog.Logger) (raft.StableStore, raft.SnapshotSto
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, nil, fmt.Errorf("cluster: data dir: %w", err)
 	}
+	dbPath := filepath.Join(cfg.DataDir, "raft.db")
 	db, err := raftboltdb.New(raftboltdb.Options{
-		Path:   filepath.Join(cfg.DataDir, "raft.db"),
+		Path:   dbPath,
 		NoSync: false, // an acknowledged write must survive power loss
+		// bbolt holds an exclusive lock on the file while open: wait for
+		// it only so long.
+		BoltOptions: &bbolt.Options{Timeout: cfg.StoreLockWait},
 	})
+	if errors.Is(err, bbolt.ErrTimeout) {
+		return nil, nil, fmt.Errorf("cluster: opening %s: waited %s: %w (or an upgrade's old process did not let go)",
+			dbPath, cfg.StoreLockWait, ErrAgentRunning)
+	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("cluster: opening %s: %w", filepath.Join(cfg.DataDir, "raft.db"), err)
+		return nil, nil, fmt.Errorf("cluster: opening %s: %w", dbPath, err)
 	}
 	bolt := &closingStore{bolt: db}
 	n.closers = append(n.closers, bolt)
@@ -187,7 +199,7 @@ func (n *Node) openStores(hlog hclog.Logger) (raft.StableStore, raft.SnapshotSto
 	if err != nil {
 		return nil, nil, fmt.Errorf("cluster: snapshot store: %w", err)
 	}
-	stream, err := newStreamLayer(cfg.RaftBind, cfg.RaftAdvertise, cfg.ServerTLS, cfg.ClientTLS)
+	stream, err := newStreamLayer(cfg.RaftListener, cfg.RaftBind, cfg.RaftAdvertise, cfg.ServerTLS, cfg.ClientTLS)
 	if err != nil {
 		return nil, nil, err
 	}

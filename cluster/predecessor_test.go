@@ -45,3 +45,55 @@ func TestPredecessorAfterLeaderLoss(t *testing.T) {
 		t.Fatalf("predecessor last contact %v is not shortly before the kill at %v", p.LastContact, killed)
 	}
 }
+
+// A leader that loses its quorum and wins again, with no other leader in
+// between, has no predecessor: the node that led before it led two terms
+// ago, and its last contact says nothing about it now (a VIP controller
+// would move its VIPs at once on that stale word).
+func TestNoPredecessorAfterLeadingAgain(t *testing.T) {
+	c := clustertest.NewCluster(t, 3)
+	first := c.ID(c.Leader(t))
+	for _, f := range c.Followers(c.Node(first)) {
+		eventually(t, "follower "+c.ID(f)+" to hear from leader "+first, func() bool {
+			return f.Status().Leader == first
+		})
+	}
+	c.Kill(first)
+	var second string
+	eventually(t, "a second leader", func() bool {
+		second = c.ID(c.Leader(t))
+		return second != first
+	})
+	if p, ok := c.Node(second).Predecessor(); !ok || p.ID != first {
+		t.Fatalf("second leader %s: predecessor %+v %v, want %s", second, p, ok, first)
+	}
+	// Cut the leader off until it steps down, then heal: with the first
+	// leader dead only the two others can win. Repeat until the second
+	// leader has won again at least once.
+	wonAgain := 0
+	for round := 0; round < 20 && wonAgain < 2; round++ {
+		leader := c.ID(c.Leader(t))
+		c.Partition(leader)
+		eventually(t, leader+" to step down", func() bool { return !c.Node(leader).IsLeader() })
+		c.Heal()
+		var next string
+		eventually(t, "a leader after healing", func() bool {
+			n := c.Leader(t)
+			next = c.ID(n)
+			return n.IsLeader()
+		})
+		p, ok := c.Node(next).Predecessor()
+		if ok && p.ID == first {
+			t.Fatalf("round %d: %s leads (after %s) with predecessor %s, dead since two leaders ago", round, next, leader, first)
+		}
+		if next == leader {
+			wonAgain++
+			if ok {
+				t.Fatalf("round %d: %s won again, yet reports predecessor %+v", round, next, p)
+			}
+		}
+	}
+	if wonAgain == 0 {
+		t.Fatal("no leader won again in 20 rounds")
+	}
+}

@@ -222,7 +222,7 @@ func TestTransportChecksPeerIdentity(t *testing.T) {
 		t.Helper()
 		srv := &tls.Config{Certificates: []tls.Certificate{cert}, ClientCAs: ca.pool, MinVersion: tls.VersionTLS13}
 		cli := &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: ca.pool, MinVersion: tls.VersionTLS13}
-		s, err := newStreamLayer("127.0.0.1:0", "", srv, cli)
+		s, err := newStreamLayer(nil, "127.0.0.1:0", "", srv, cli)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -92,12 +92,14 @@ func (s *streamLayer) verifyAccepted(cs tls.ConnectionState) error {
 
 var _ raft.StreamLayer = (*streamLayer)(nil)
 
-// newStreamLayer listens on bind. advertise, when set, is the address
-// peers are told to dial.
-func newStreamLayer(bind, advertise string, server, client *tls.Config) (*streamLayer, error) {
-	ln, err := net.Listen("tcp", bind)
-	if err != nil {
-		return nil, fmt.Errorf("cluster: raft listen on %s: %w", bind, err)
+// newStreamLayer serves ln, or listens on bind when ln is nil. advertise,
+// when set, is the address peers are told to dial.
+func newStreamLayer(ln net.Listener, bind, advertise string, server, client *tls.Config) (*streamLayer, error) {
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", bind); err != nil {
+			return nil, fmt.Errorf("cluster: raft listen on %s: %w", bind, err)
+		}
 	}
 	s := &streamLayer{Listener: ln, advertise: ln.Addr()}
 	if advertise != "" {

@@ -30,11 +30,13 @@ type Dataplane struct {
 	counts    poolCounters // per (route, pool), for rollouts
 	dial      func(addr string, timeout time.Duration) (net.Conn, error)
 	listen    func(name, addr string) (net.Listener, error)
+	listenVIP func(name, addr string) (net.Listener, error)
 
 	table     atomic.Pointer[Table]
 	exchanges sync.Pool
 	tunnels   tunnels
 	ready     chan struct{}
+	closing   atomic.Bool // every response closes its connection (CloseConnections)
 
 	mu        sync.Mutex
 	listeners map[string]*listenerServer
@@ -54,7 +56,7 @@ func New(opts Options) (*Dataplane, error) {
 	}
 	d := &Dataplane{
 		opts: opts, log: opts.Logger, accessLog: opts.AccessLog, health: opts.Health,
-		dial: opts.Dial, listen: opts.Listen,
+		dial: opts.Dial, listen: opts.Listen, listenVIP: opts.ListenVIP,
 		ready: make(chan struct{}), listeners: map[string]*listenerServer{},
 		pending: map[string]*pendingBind{}, rebind: make(chan struct{}, 1),
 	}
@@ -71,6 +73,9 @@ func New(opts Options) (*Dataplane, error) {
 	}
 	if d.listen == nil {
 		d.listen = func(_, addr string) (net.Listener, error) { return net.Listen("tcp", addr) }
+	}
+	if d.listenVIP == nil {
+		d.listenVIP = ListenFreebind
 	}
 	dial := d.dial
 	d.reg = newRegistry(func(addr string, timeout time.Duration) (net.Conn, error) {
@@ -250,7 +255,7 @@ func (d *Dataplane) startListener(name, vipIP string, lt *listenerTable) (*liste
 		ip = "0.0.0.0"
 	}
 	if vipIP != "" {
-		ip, listen = vipIP, listenFreebind
+		ip, listen = vipIP, d.listenVIP
 	}
 	addr := net.JoinHostPort(ip, strconv.Itoa(lt.spec.Port))
 	// One attempt: a removed listener on the same port may still be

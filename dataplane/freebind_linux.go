@@ -10,9 +10,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// listenFreebind binds addr even while no interface has that address yet
+// ListenFreebind binds addr even while no interface has that address yet
 // (IP_FREEBIND), so a VIP's listener is ready before the VIP arrives.
-func listenFreebind(_, addr string) (net.Listener, error) {
+func ListenFreebind(_, addr string) (net.Listener, error) {
 	lc := net.ListenConfig{Control: func(network, _ string, c syscall.RawConn) error {
 		var serr error
 		err := c.Control(func(fd uintptr) {

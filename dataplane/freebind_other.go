@@ -4,6 +4,6 @@ package dataplane
 
 import "net"
 
-// listenFreebind binds addr; systems other than Linux have no IP_FREEBIND,
+// ListenFreebind binds addr; systems other than Linux have no IP_FREEBIND,
 // so the address must already be present.
-func listenFreebind(_, addr string) (net.Listener, error) { return net.Listen("tcp", addr) }
+func ListenFreebind(_, addr string) (net.Listener, error) { return net.Listen("tcp", addr) }

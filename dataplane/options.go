@@ -67,6 +67,10 @@ type Options struct {
 	// Tests pass in-memory listeners here. A listener whose configured port
 	// is 0 binds an ephemeral port; ListenerAddr reports it.
 	Listen func(name, addr string) (net.Listener, error)
+	// ListenVIP opens the socket of a listener on a linux VIP address;
+	// nil means ListenFreebind. The agent passes sockets an upgrade hands
+	// over through Listen and ListenVIP.
+	ListenVIP func(name, addr string) (net.Listener, error)
 	// Dial opens upstream connections (HTTP and Upgrade tunnels); nil
 	// means a net.Dialer with the route's connect timeout.
 	Dial func(addr string, timeout time.Duration) (net.Conn, error)

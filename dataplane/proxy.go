@@ -161,6 +161,10 @@ func (d *Dataplane) handle(ctx *fasthttp.RequestCtx, listener string) {
 	if ex.start = ctx.Time(); ex.start.IsZero() {
 		ex.start = time.Now()
 	}
+	if d.closing.Load() {
+		// Runs after done: nothing may take the header back.
+		defer ctx.SetConnectionClose()
+	}
 	d.metrics.inflight.Inc()
 	defer d.done(ctx, ex)
 	t := d.table.Load()

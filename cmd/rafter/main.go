@@ -11,8 +11,8 @@ import (
 )
 
 func main() {
-	// SIGHUP (`systemctl reload rafter`) will start the upgrade hand-over;
-	// until that exists it must not stop the node, as it would by default.
+	// SIGHUP must not stop any rafter command, as it would by default;
+	// `rafter agent` listens for it to start an upgrade.
 	signal.Ignore(syscall.SIGHUP)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := execute(ctx, os.Args[1:])

@@ -29,10 +29,14 @@ fi
 
 if [ -d /run/systemd/system ]; then
 	systemctl daemon-reload >/dev/null || true
-	# An upgrade restarts a running node; a first install leaves the unit
-	# off until the configuration is filled in.
+	# An upgrade hands a running node over to the new binary without
+	# dropping a request when the running agent can (it writes rafter.pid),
+	# and restarts it otherwise; a first install leaves the unit off until
+	# the configuration is filled in.
 	if systemctl is-active --quiet rafter.service; then
-		systemctl restart rafter.service || true
+		if ! /usr/bin/rafter agent --config /etc/rafter/rafter.yaml --upgrade >/dev/null 2>&1; then
+			systemctl restart rafter.service || true
+		fi
 	fi
 fi
 exit 0

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Runs before rafter is removed (deb: remove; rpm: %preun). On an upgrade
-# the node keeps running; postinstall restarts it.
+# the node keeps running; postinstall upgrades it in place or restarts it.
 set -e
 case "$1" in
 	remove | 0)

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -29,16 +30,24 @@ type Holder struct {
 	ns   netns.NsHandle // None: the process's namespace
 	nl   *netlink.Handle
 
-	mu     sync.Mutex
-	held   map[string]*held  // VIP name -> address on an interface
-	tokens map[string]uint64 // VIP name -> highest token seen, kept after release
-	closed bool
+	mu          sync.Mutex
+	held        map[string]*held  // VIP name -> address on an interface
+	tokens      map[string]uint64 // VIP name -> highest token seen, kept after release
+	closed      bool
+	lastRelease time.Time // when an address was last removed
 }
 
 type held struct {
 	token  uint64
 	prefix netip.Prefix
 	iface  string
+}
+
+// LastRelease is when the Holder last removed an address (zero: never).
+func (h *Holder) LastRelease() time.Time {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.lastRelease
 }
 
 // Held describes one address a Holder holds.
@@ -237,6 +246,7 @@ func (h *Holder) remove(name string, e *held, restore bool) error {
 			withCap(err, capNetAdmin, fmt.Sprintf("removing %s from %s", e.prefix, e.iface)))
 	}
 	delete(h.held, name)
+	h.lastRelease = h.opts.Now()
 	h.log.Info("vip address released", "vip", name, "address", e.prefix, "interface", e.iface, "token", e.token)
 	if restore && link != nil {
 		return h.restoreSecondaries(link, e.iface)

@@ -48,10 +48,12 @@ type Keeper struct {
 	log  *slog.Logger
 	wake chan struct{}
 
-	mu       sync.Mutex
-	grants   map[string]uint64
-	stopped  bool
-	failures map[string]string // VIP -> last claim error logged
+	mu     sync.Mutex
+	grants map[string]uint64
+	// grantsSent: when the probe was sent whose answer carried grants.
+	grantsSent time.Time
+	stopped    bool
+	failures   map[string]string // VIP -> last claim error logged
 }
 
 // NewKeeper checks cfg.
@@ -73,10 +75,14 @@ func NewKeeper(cfg KeeperConfig) (*Keeper, error) {
 	return &Keeper{cfg: cfg, log: cfg.Logger, wake: make(chan struct{}, 1), failures: map[string]string{}}, nil
 }
 
-// SetGrants records the leader's latest grants and wakes the Keeper.
+// SetGrants records the leader's latest grants and wakes the Keeper. They
+// answer the probe QuorumContact reports as sent last (the prober calls
+// SetGrants after it recorded that probe's answer).
 func (k *Keeper) SetGrants(g map[string]uint64) {
+	sent := k.cfg.QuorumContact()
 	k.mu.Lock()
 	k.grants = maps.Clone(g)
+	k.grantsSent = sent
 	k.mu.Unlock()
 	select {
 	case k.wake <- struct{}{}:
@@ -134,7 +140,7 @@ func (k *Keeper) leaseHolds() bool {
 func (k *Keeper) reconcile(ctx context.Context) {
 	cfg := k.cfg.Store.Config()
 	k.mu.Lock()
-	grants, stopped := k.grants, k.stopped
+	grants, grantsSent, stopped := k.grants, k.grantsSent, k.stopped
 	k.mu.Unlock()
 	fresh := k.leaseHolds()
 	held := k.Holding()
@@ -162,6 +168,16 @@ func (k *Keeper) reconcile(ctx context.Context) {
 		k.log.Info("linux vip released", "vip", name, "token", token, "reason", reason)
 	}
 	if stopped || !fresh {
+		return
+	}
+	// Grants answering a probe sent before the last release say nothing
+	// about now: a later probe told the leader this node holds nothing,
+	// and the leader may have given the address to another node on that
+	// word. Claim only on the answer to a probe sent since.
+	if grantsSent.Before(k.cfg.Holder.LastRelease()) {
+		if len(grants) > 0 && k.cfg.WantGrant != nil {
+			k.cfg.WantGrant()
+		}
 		return
 	}
 	for _, name := range slices.Sorted(maps.Keys(cfg.Assignments)) {
