@@ -201,6 +201,8 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	if err := preflightLinuxVIPs(cfg); err != nil {
 		return err
 	}
+	reg := prometheus.NewRegistry()
+	ccfg.Registerer = reg
 	node, err := cluster.Open(ctx, ccfg)
 	if err != nil {
 		return err
@@ -212,7 +214,6 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		log.Info("raft node closed")
 	}()
 
-	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -297,6 +298,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	reg.MustRegister(newConfigLagCollector(node.Status, watch, dp))
 	dpCtx, stopDP := context.WithCancel(workCtx)
 	defer stopDP()
 	var dpWG sync.WaitGroup

@@ -31,6 +31,9 @@ type dataPlane interface {
 	Listeners() []dataplane.ListenerStatus
 	// Ready is closed once the first routing table is served.
 	Ready() <-chan struct{}
+	// Table is the routing table being served (its index, for the
+	// configuration lag).
+	Table() *dataplane.Table
 }
 
 // newDataPlane builds this node's proxy.
