@@ -22,6 +22,7 @@ import (
 	"github.com/rafterlb/rafter/cluster/httpapi"
 	"github.com/rafterlb/rafter/cluster/lease"
 	"github.com/rafterlb/rafter/cluster/tlsutil"
+	"github.com/rafterlb/rafter/dataplane"
 	"github.com/rafterlb/rafter/dataplane/health"
 	"github.com/rafterlb/rafter/internal/sdnotify"
 )
@@ -285,6 +286,17 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		return err
 	}
 
+	var spans dataplane.SpanSink
+	if cfg.OTLPEndpoint != "" {
+		exp, err := newSpanExporter(cfg.OTLPEndpoint, cfg.NodeID, reg, log.With("component", "tracing"))
+		if err != nil {
+			return err
+		}
+		// Deferred before the data plane's stop, so it runs after it: the
+		// spans of the last requests are sent too.
+		defer exp.close()
+		spans = exp
+	}
 	dp, err := newDataPlane(dataPlaneDeps{
 		Source:     watch,
 		BindIP:     cfg.Bind,
@@ -294,6 +306,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		AccessLog:  accessLog,
 		Registerer: reg,
 		Health:     monitor,
+		Spans:      spans,
 	})
 	if err != nil {
 		return err

@@ -20,6 +20,7 @@ type dataPlaneDeps struct {
 	AccessLog  *slog.Logger
 	Registerer prometheus.Registerer
 	Health     *health.Monitor
+	Spans      dataplane.SpanSink // nil: no span export
 }
 
 // dataPlane is the part of the proxy the agent drives: Run serves until
@@ -48,6 +49,9 @@ func newDataPlane(d dataPlaneDeps) (dataPlane, error) {
 	opts.Registerer = d.Registerer
 	if d.Health != nil {
 		opts.Health = d.Health
+	}
+	if d.Spans != nil {
+		opts.Spans = d.Spans
 	}
 	return dataplane.New(opts)
 }

@@ -376,12 +376,14 @@ func (d *Dataplane) finish(ctx *fasthttp.RequestCtx, ex *exchange) {
 // exportSpan hands the request's span to the exporter; a full exporter
 // queue drops it (counted).
 func (d *Dataplane) exportSpan(ctx *fasthttp.RequestCtx, ex *exchange, code int, end time.Time, route, pool string) {
-	s := Span{
+	// The span lives in the exchange: handing a pointer to a local over
+	// the interface would move it to the heap on every request.
+	ex.span = Span{
 		TraceID: ex.trace.traceID, SpanID: ex.trace.spanID, ParentID: ex.trace.parentID,
 		Start: ex.start, End: end, Method: methodName(ctx.Method()),
 		Route: route, Pool: pool, Backend: ex.backend, Status: code, Error: ex.kind,
 	}
-	if !d.opts.Spans.ExportSpan(&s) {
+	if !d.opts.Spans.ExportSpan(&ex.span) {
 		d.metrics.spansDropped.Inc()
 	}
 }

@@ -54,6 +54,8 @@ type exchange struct {
 	upstream     *upstreamAddr
 	connect      time.Duration
 	upstreamTime time.Duration
+	// span is the request's span while it is handed to Options.Spans.
+	span Span
 }
 
 func newExchange() *exchange {
