@@ -14,14 +14,25 @@ import (
 	"github.com/rafterlb/rafter/fsm"
 )
 
-// scrape reads an agent's /metrics as text.
-func scrape(admin string) (string, error) {
-	resp, err := http.Get("http://" + admin + "/metrics")
+// scrape reads an agent's /metrics as text, with token when one is
+// given (an agent with tokens wants one for /metrics too).
+func scrape(admin string, token ...string) (string, error) {
+	req, err := http.NewRequest(http.MethodGet, "http://"+admin+"/metrics", nil)
+	if err != nil {
+		return "", err
+	}
+	if len(token) > 0 {
+		req.Header.Set("Authorization", "Bearer "+token[0])
+	}
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return "", err
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
+	if err == nil && resp.StatusCode != http.StatusOK {
+		err = fmt.Errorf("/metrics: %s: %s", resp.Status, body)
+	}
 	return string(body), err
 }
 

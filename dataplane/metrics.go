@@ -283,6 +283,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "rafter_trace_spans_dropped_total", Help: "Request spans not exported because the exporter's queue was full.",
 		}),
 	}
+	// The places a panic is recovered are fixed: their series exist from
+	// the start, so a dashboard shows 0 rather than no data.
+	for _, where := range []string{"request", "finish", "tunnel"} {
+		m.panics.WithLabelValues(where)
+	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.requests, m.latency, m.upstreamErrors, m.retries,
 			m.retryBudget, m.inflight, m.connections, m.swaps, m.compile, m.tableIndex, m.clientErrors, m.panics,
