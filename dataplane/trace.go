@@ -199,11 +199,11 @@ func appendTraceparent(dst []byte, tc *traceContext, parent *[8]byte) []byte {
 }
 
 // upstreamParent is the span id a backend sees as its parent: the proxy
-// hop's span when spans are exported (it exists in the trace), the
-// client's own span when they are not (the proxy adds no span nobody will
-// see), and the proxy hop's when the trace started here.
+// hop's span when it is exported (then it exists in the trace), else the
+// client's own span (the proxy names no span nobody will see); for a trace
+// started here, the proxy hop's.
 func (d *Dataplane) upstreamParent(tc *traceContext) *[8]byte {
-	if d.opts.Spans == nil && tc.incoming {
+	if tc.incoming && (d.opts.Spans == nil || !tc.sampled()) {
 		return &tc.parentID
 	}
 	return &tc.spanID
