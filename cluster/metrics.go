@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -133,20 +132,34 @@ const timerUnit = time.Millisecond
 
 func (s *raftSink) sample(key []string, val float32, labels []gometrics.Label) {
 	secs := float64(val) * float64(timerUnit) / float64(time.Second)
-	switch strings.Join(key, ".") {
-	case "raft.commitTime":
+	switch {
+	case keyIs(key, "raft", "commitTime"):
 		s.commit.Observe(secs)
-	case "raft.fsm.apply", "raft.fsm.applyBatch":
+	case keyIs(key, "raft", "fsm", "apply"), keyIs(key, "raft", "fsm", "applyBatch"):
 		s.fsmApply.Observe(secs)
-	case "raft.replication.heartbeat":
+	case keyIs(key, "raft", "replication", "heartbeat"):
 		if p := peerLabel(labels); p != "" {
 			s.heartbeat.WithLabelValues(p).Observe(secs)
 		}
-	case "raft.replication.appendEntries.rpc":
+	case keyIs(key, "raft", "replication", "appendEntries", "rpc"):
 		if p := peerLabel(labels); p != "" {
 			s.appendRPC.WithLabelValues(p).Observe(secs)
 		}
 	}
+}
+
+// keyIs compares a go-metrics key with parts without joining it (raft
+// reports on every commit and heartbeat).
+func keyIs(key []string, parts ...string) bool {
+	if len(key) != len(parts) {
+		return false
+	}
+	for i := range key {
+		if key[i] != parts[i] {
+			return false
+		}
+	}
+	return true
 }
 
 func (s *raftSink) counter(key []string, val float32) {
