@@ -246,8 +246,20 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	if err := preflightLinuxVIPs(cfg); err != nil {
 		return err
 	}
-
 	reg := prometheus.NewRegistry()
+	ccfg.Registerer = reg
+	var spans dataplane.SpanSink
+	if cfg.OTLPEndpoint != "" {
+		exp, err := newSpanExporter(cfg.OTLPEndpoint, cfg.NodeID, reg, log.With("component", "tracing"))
+		if err != nil {
+			return err
+		}
+		// Deferred before the data plane's stop, so it runs after it: the
+		// spans of the last requests are sent too.
+		defer exp.close()
+		spans = exp
+	}
+
 	reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -290,8 +302,9 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	// The data plane, fed by the one watch loop (health first, then the
 	// data plane) from src.
 	var dp dataPlane
+	var watch *watcher
 	startDataPlane := func(src fsm.Source) error {
-		watch := newWatcher(src, monitor)
+		watch = newWatcher(src, monitor)
 		wg.Go(func() { watch.Run(workCtx) })
 		var err error
 		dp, err = newDataPlane(dataPlaneDeps{
@@ -303,6 +316,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 			AccessLog:  accessLog,
 			Registerer: reg,
 			Health:     monitor,
+			Spans:      spans,
 			Listen: func(name, addr string) (net.Listener, error) {
 				return socks.listen("listener "+name, addr, nil)
 			},
@@ -355,6 +369,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	} else if err := startDataPlane(node); err != nil {
 		return err
 	}
+	reg.MustRegister(newConfigLagCollector(node.Status, watch, dp))
 
 	leaseCfg := lease.DefaultConfig()
 	leaseCfg.Store = node

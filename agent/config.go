@@ -40,7 +40,11 @@ type Config struct {
 	// non-loopback address.
 	InsecureTransport bool
 	AccessLog         string // "off", "stdout" or a file path
-	LogLevel          string // debug | info | warn | error
+	// OTLPEndpoint, when set, receives a span for every sampled proxied
+	// request over OTLP/HTTP (a collector's URL, e.g.
+	// http://127.0.0.1:4318; /v1/traces is added when it names no path).
+	OTLPEndpoint string
+	LogLevel     string // debug | info | warn | error
 	// LeaseCheckInterval: how often the leader looks for expired leases.
 	LeaseCheckInterval time.Duration
 	// LeaseDrainPeriod: how long a revoked lease's backends drain before
@@ -233,6 +237,9 @@ func (c *Config) Validate() error {
 	switch c.AccessLog {
 	case "":
 		bad("access-log", "want off, stdout or a file path")
+	}
+	if c.OTLPEndpoint != "" {
+		check("otlp-endpoint", checkOTLPEndpoint(c.OTLPEndpoint))
 	}
 	switch strings.ToLower(c.LogLevel) {
 	case "debug", "info", "warn", "error":

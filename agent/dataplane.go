@@ -23,6 +23,7 @@ type dataPlaneDeps struct {
 	Health     *health.Monitor
 	// Listen and ListenVIP open listener sockets (see dataplane.Options).
 	Listen, ListenVIP func(name, addr string) (net.Listener, error)
+	Spans             dataplane.SpanSink // nil: no span export
 }
 
 // dataPlane is the part of the proxy the agent drives: Run serves until
@@ -38,6 +39,9 @@ type dataPlane interface {
 	PoolCounts(route string) []dataplane.PoolCount
 	// CloseConnections makes every later response close its connection.
 	CloseConnections()
+	// Table is the routing table being served (its index, for the
+	// configuration lag).
+	Table() *dataplane.Table
 }
 
 // newDataPlane builds this node's proxy.
@@ -53,6 +57,9 @@ func newDataPlane(d dataPlaneDeps) (dataPlane, error) {
 	opts.Listen, opts.ListenVIP = d.Listen, d.ListenVIP
 	if d.Health != nil {
 		opts.Health = d.Health
+	}
+	if d.Spans != nil {
+		opts.Spans = d.Spans
 	}
 	return dataplane.New(opts)
 }

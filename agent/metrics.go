@@ -6,6 +6,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/rafterlb/rafter/cluster"
+	"github.com/rafterlb/rafter/dataplane"
 )
 
 // clusterCollector exports this node's view of the Raft group at scrape
@@ -15,6 +16,7 @@ type clusterCollector struct {
 	status func() cluster.Status
 
 	hasLeader, isLeader, members, healthy, term, commit, applied, contact *prometheus.Desc
+	state, memberContact                                                  *prometheus.Desc
 }
 
 func newClusterCollector(status func() cluster.Status) *clusterCollector {
@@ -32,11 +34,15 @@ func newClusterCollector(status func() cluster.Status) *clusterCollector {
 		commit:  d("rafter_raft_commit_index", "Raft commit index."),
 		applied: d("rafter_raft_applied_index", "Raft index applied to this node's state."),
 		contact: d("rafter_raft_last_contact_seconds", "Seconds since a follower last heard from the leader (0 on the leader)."),
+		state:   d("rafter_raft_state", "1 for this node's Raft state (Leader, Follower, Candidate, Shutdown), 0 for the others.", "state"),
+		memberContact: d("rafter_raft_member_last_contact_seconds",
+			"Seconds since this node last heard from each other member: on the leader every follower, on a follower the leader.", "member"),
 	}
 }
 
 func (c *clusterCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.hasLeader, c.isLeader, c.members, c.healthy, c.term, c.commit, c.applied, c.contact} {
+	for _, d := range []*prometheus.Desc{c.hasLeader, c.isLeader, c.members, c.healthy, c.term, c.commit, c.applied, c.contact,
+		c.state, c.memberContact} {
 		ch <- d
 	}
 }
@@ -74,4 +80,54 @@ func (c *clusterCollector) Collect(ch chan<- prometheus.Metric) {
 		contact = time.Since(st.LastContact).Seconds()
 	}
 	gauge(c.contact, contact)
+	for _, s := range raftStates {
+		gauge(c.state, b(st.State == s), s)
+	}
+	now := time.Now()
+	for _, m := range st.Members {
+		if m.ID != st.NodeID && !m.LastContact.IsZero() {
+			gauge(c.memberContact, now.Sub(m.LastContact).Seconds(), m.ID)
+		}
+	}
+}
+
+// raftStates are the values of rafter_raft_state's label.
+var raftStates = [...]string{"Leader", "Follower", "Candidate", "Shutdown"}
+
+// configLagCollector exports how far the data plane's table trails the
+// Raft commit index, at scrape time.
+type configLagCollector struct {
+	status func() cluster.Status
+	watch  interface{ indexes() (seen, handed uint64) }
+	dp     interface{ Table() *dataplane.Table }
+	lag    *prometheus.Desc
+}
+
+func newConfigLagCollector(status func() cluster.Status, w *watcher, dp dataPlane) *configLagCollector {
+	return &configLagCollector{status: status, watch: w, dp: dp, lag: prometheus.NewDesc("rafter_config_lag_entries",
+		"Committed Raft entries this node's data plane does not serve yet: the commit index minus the index the served table is current with.",
+		nil, nil)}
+}
+
+func (c *configLagCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.lag }
+
+func (c *configLagCollector) Collect(ch chan<- prometheus.Metric) {
+	commit := c.status().CommitIndex
+	ch <- prometheus.MustNewConstMetric(c.lag, prometheus.GaugeValue, float64(configLag(commit, c.dp.Table().Index(), c.watch)))
+}
+
+// configLag is commit minus the index the table is current with: a table
+// compiled from the newest configuration the watcher handed over is
+// current with everything the watcher has seen since (those entries did
+// not change what the data plane reads).
+func configLag(commit, table uint64, w interface{ indexes() (seen, handed uint64) }) uint64 {
+	seen, handed := w.indexes()
+	current := table
+	if table >= handed {
+		current = max(table, seen)
+	}
+	if commit <= current {
+		return 0
+	}
+	return commit - current
 }

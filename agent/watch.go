@@ -52,6 +52,21 @@ func (w *watcher) Changed() <-chan struct{} {
 }
 
 // Run follows src until ctx is done.
+// indexes reports the index of the newest configuration the watcher has
+// seen and of the newest one it handed to the data plane (entries in
+// between changed nothing the data plane reads).
+func (w *watcher) indexes() (seen, handed uint64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.seen != nil {
+		seen = w.seen.Index
+	}
+	if w.cur != nil {
+		handed = w.cur.Index
+	}
+	return seen, handed
+}
+
 func (w *watcher) Run(ctx context.Context) {
 	for {
 		ch := w.src.Changed()

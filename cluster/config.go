@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/rafterlb/rafter/cluster/tlsutil"
 	"github.com/rafterlb/rafter/fsm"
@@ -65,6 +66,9 @@ type Config struct {
 	// InsecureTransport allows plaintext Raft on a non-loopback address.
 	InsecureTransport bool
 	Logger            *slog.Logger
+	// Registerer receives the node's Raft metrics; nil keeps them
+	// unregistered (they are still measured).
+	Registerer prometheus.Registerer
 	// RaftLogLevel filters hashicorp/raft's own messages: trace, debug,
 	// info, warn (default) or error.
 	RaftLogLevel string

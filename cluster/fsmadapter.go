@@ -7,6 +7,7 @@ import (
 	"io"
 	"path/filepath"
 	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/raft"
 
@@ -24,6 +25,9 @@ type raftFSM struct {
 	// nodeID and logPath name this node and its log in the message that
 	// tells the operator how to recover from a corrupt entry.
 	nodeID, logPath string
+	// metrics times snapshot capture, persist and restore (nil in tests
+	// that build an adapter alone).
+	metrics *nodeMetrics
 	// corrupt is set at the first entry that fails its checksum; from then
 	// on nothing is applied or snapshotted. corruptCh (capacity 1) tells
 	// the node to leave Raft.
@@ -113,13 +117,15 @@ func (a *raftFSM) Snapshot() (raft.FSMSnapshot, error) {
 	if c := a.corrupt.Load(); c != nil {
 		return nil, fmt.Errorf("cluster: no snapshot: %w", c)
 	}
-	return &fsmSnapshot{c: a.f.Config()}, nil
+	defer a.metrics.observeSnapshot("capture", time.Now())
+	return &fsmSnapshot{c: a.f.Config(), metrics: a.metrics}, nil
 }
 
 // Restore replaces the state only when the whole snapshot decodes and
 // verifies: a corrupt snapshot is refused, never half-applied.
 func (a *raftFSM) Restore(rc io.ReadCloser) error {
 	defer func() { _ = rc.Close() }()
+	defer a.metrics.observeSnapshot("restore", time.Now())
 	c, err := fsm.ReadSnapshot(rc)
 	if err != nil {
 		return fmt.Errorf("cluster: restore snapshot: %w", err)
@@ -129,9 +135,13 @@ func (a *raftFSM) Restore(rc io.ReadCloser) error {
 	return nil
 }
 
-type fsmSnapshot struct{ c *fsm.Config }
+type fsmSnapshot struct {
+	c       *fsm.Config
+	metrics *nodeMetrics
+}
 
 func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	defer s.metrics.observeSnapshot("persist", time.Now())
 	// Buffered so a failed encode cancels the sink instead of leaving a
 	// truncated file for the store to finalise.
 	var buf bytes.Buffer

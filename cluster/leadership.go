@@ -252,6 +252,7 @@ func (n *Node) observeLoop() {
 			case raft.ResumedHeartbeatObservation:
 				n.health.resumed(string(d.PeerID))
 			case raft.LeaderObservation:
+				n.metrics.leaderChanges.Inc()
 				if id := string(d.LeaderID); id != "" && id != n.cfg.NodeID {
 					n.lastLeader.Store(&id)
 				}

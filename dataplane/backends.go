@@ -29,6 +29,9 @@ type backendState struct {
 	hc     *fasthttp.HostClient
 	timed  sync.Map
 	active atomic.Int64
+	// obs is the backend's series; it passes to the state that replaces
+	// this one when only the connection settings change.
+	obs *backendObs
 }
 
 // client returns the HostClient that dials with connect timeout ct.
@@ -60,13 +63,26 @@ func (b *backendState) newClient(ct time.Duration) *fasthttp.HostClient {
 		ReadBufferSize:            DefaultMaxHeaderBytes,
 		MaxIdleConnDuration:       DefaultUpstreamIdleTimeout,
 		Dial: func(a string) (net.Conn, error) {
+			start := time.Now()
 			c, err := dial(a, ct)
 			if err != nil {
 				return nil, err
 			}
-			return &yieldConn{Conn: c}, nil
+			took := time.Since(start)
+			b.obs.connected(took)
+			return newUpstreamConn(c, took), nil
 		},
 	}
+}
+
+// conns is the number of open connections to the backend.
+func (b *backendState) conns() int {
+	n := b.hc.ConnsCount()
+	b.timed.Range(func(_, c any) bool {
+		n += c.(*fasthttp.HostClient).ConnsCount()
+		return true
+	})
+	return n
 }
 
 // closeIdle closes the idle connections of every client of b.
@@ -92,6 +108,8 @@ type backendKey struct{ pool, addr string }
 // from the table and never look it up.
 type registry struct {
 	dial func(addr string, timeout time.Duration) (net.Conn, error)
+	// metrics, when set, gives backends and compiled routes their series.
+	metrics *metrics
 
 	mu       sync.Mutex
 	backends map[backendKey]*backendState
@@ -123,21 +141,26 @@ func (r *registry) backend(pool, addr string, s connSettings) *backendState {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	k := backendKey{pool, addr}
+	var obs *backendObs
 	if b := r.backends[k]; b != nil {
 		if b.settings == s {
 			return b
 		}
 		r.retired = append(r.retired, b)
+		obs = b.obs
+	} else {
+		obs = newBackendObs(r.metrics, pool, addr)
 	}
-	b := &backendState{pool: pool, addr: addr, settings: s, dial: r.dial}
+	b := &backendState{pool: pool, addr: addr, settings: s, dial: r.dial, obs: obs}
 	b.hc = b.newClient(DefaultConnectTimeout)
 	r.backends[k] = b
 	return b
 }
 
 // sweep closes the idle connections of backends the live table no longer
-// references. Requests still using them finish; their connections close
-// when released because nothing is pooled any more after CloseIdleConnections.
+// references, and deletes their series and those of pools it no longer has.
+// Requests still using them finish; their connections close when released
+// because nothing is pooled any more after CloseIdleConnections.
 func (r *registry) sweep(t *Table) {
 	live := map[*backendState]bool{}
 	livePools := map[string]bool{}
@@ -149,10 +172,13 @@ func (r *registry) sweep(t *Table) {
 	}
 	r.mu.Lock()
 	var gone []*backendState
+	var goneObs []*backendObs
+	var gonePools []string
 	for k, b := range r.backends {
 		if !live[b] {
 			delete(r.backends, k)
 			gone = append(gone, b)
+			goneObs = append(goneObs, b.obs)
 		}
 	}
 	gone = append(gone, r.retired...)
@@ -160,11 +186,20 @@ func (r *registry) sweep(t *Table) {
 	for name := range r.pools {
 		if !livePools[name] {
 			delete(r.pools, name)
+			gonePools = append(gonePools, name)
 		}
 	}
 	r.mu.Unlock()
 	for _, b := range gone {
 		b.closeIdle()
+	}
+	for _, o := range goneObs {
+		o.retire()
+	}
+	if r.metrics != nil {
+		for _, name := range gonePools {
+			r.metrics.dropPool(name)
+		}
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"net"
 	"runtime"
 	"sync/atomic"
+	"time"
 )
 
 // yieldConn lets the other goroutines run before a read that follows a
@@ -59,4 +60,42 @@ func (l yieldListener) Accept() (net.Conn, error) {
 		return nil, err
 	}
 	return &yieldConn{Conn: c}, nil
+}
+
+// upstreamConn is a pooled connection to a backend. Its RemoteAddr is an
+// *upstreamAddr, which fasthttp hands back with every response
+// (Response.RemoteAddr) without allocating: that is how a request learns
+// which address it reached and whether it paid for the connection's dial.
+type upstreamConn struct {
+	yieldConn
+	addr upstreamAddr
+}
+
+// upstreamAddr is a backend connection's remote address plus how long the
+// connection took to open. fresh is true until the first request on the
+// connection claims the dial time.
+type upstreamAddr struct {
+	net.Addr
+	dial  time.Duration
+	fresh atomic.Bool
+}
+
+func newUpstreamConn(c net.Conn, dial time.Duration) *upstreamConn {
+	uc := &upstreamConn{yieldConn: yieldConn{Conn: c}}
+	uc.addr.Addr = c.RemoteAddr()
+	uc.addr.dial = dial
+	uc.addr.fresh.Store(true)
+	return uc
+}
+
+// RemoteAddr returns the connection's *upstreamAddr.
+func (c *upstreamConn) RemoteAddr() net.Addr { return &c.addr }
+
+// claimDial returns the connection's dial time to the first caller and
+// zero to every later one (a request on a reused connection paid none).
+func (a *upstreamAddr) claimDial() time.Duration {
+	if a.fresh.CompareAndSwap(true, false) {
+		return a.dial
+	}
+	return 0
 }

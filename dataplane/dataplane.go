@@ -90,6 +90,12 @@ func New(opts Options) (*Dataplane, error) {
 		return nil, fmt.Errorf("register metrics: %w", err)
 	}
 	d.metrics = m
+	d.reg.metrics = m
+	if opts.Registerer != nil {
+		if err := opts.Registerer.Register(backendCollector{d}); err != nil {
+			return nil, fmt.Errorf("register metrics: %w", err)
+		}
+	}
 	d.exchanges.New = func() any { return newExchange() }
 	d.table.Store(compile(nil, d.reg, opts.Zone))
 	return d, nil
@@ -154,6 +160,7 @@ func (d *Dataplane) apply(cfg *fsm.Config) {
 	d.metrics.tableIndex.Set(float64(t.index))
 	d.reconcileListeners(t, vips, false)
 	d.reg.sweep(t)
+	d.metrics.sweepRoutes(t)
 }
 
 // reconcileListeners starts servers for new listeners (before the table

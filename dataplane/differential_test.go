@@ -575,6 +575,8 @@ func (s *diffSession) compare(r *diffReq, rec diffSeen) {
 			continue
 		}
 		switch k {
+		case "X-Request-Id", "Traceparent":
+			// Made by the proxy (the clients send neither): checked below.
 		case "Content-Length":
 			if len(vs) != 1 || vs[0] != strconv.Itoa(len(rec.body)) {
 				s.fail("%s: backend got Content-Length %q for a body of %d bytes", id, vs, len(rec.body))
@@ -586,6 +588,13 @@ func (s *diffSession) compare(r *diffReq, rec diffSeen) {
 		default:
 			s.fail("%s: backend got a field nobody sent: %s: %q", id, k, vs)
 		}
+	}
+	// A request without X-Request-Id or traceparent gets a new trace, and
+	// the request id made for it is the trace id.
+	rid, tp := rec.header["X-Request-Id"], rec.header["Traceparent"]
+	var tc traceContext
+	if len(rid) != 1 || len(tp) != 1 || !parseTraceparent([]byte(tp[0]), &tc) || tp[0][3:35] != rid[0] {
+		s.fail("%s: backend got X-Request-Id %q and traceparent %q, want one made request id equal to a new trace id", id, rid, tp)
 	}
 }
 

@@ -10,6 +10,12 @@
 // rafter's cluster packages, hashicorp/raft or the AWS SDK: a node that
 // loses its cluster keeps serving with the last table it compiled.
 //
+// Each request carries an X-Request-Id and a W3C trace context, taken from
+// the client when well formed and made otherwise (trace.go); spans go to a
+// SpanSink the caller provides, so the package holds no exporter. Metrics
+// series are looked up when a table is compiled, not per request, and those
+// of removed routes, pools and backends are deleted when the table swaps.
+//
 // Backend state that must survive a configuration change (active request
 // counts, idle connections) lives in a registry keyed by pool and address,
 // outside the immutable table.

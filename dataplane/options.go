@@ -55,6 +55,11 @@ type Options struct {
 	// AccessLog receives one JSON-able record per request; nil turns the
 	// access log off at no per-request cost.
 	AccessLog *slog.Logger
+	// Spans, when set, receives the span of every sampled request (OTLP
+	// export); a valid client traceparent then reaches the backend with
+	// the proxy hop's span id as its parent. Nil exports nothing and
+	// passes a valid traceparent on unchanged.
+	Spans SpanSink
 	// Registerer receives the data plane's metrics; nil keeps them
 	// unregistered (they are still counted).
 	Registerer prometheus.Registerer

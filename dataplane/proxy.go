@@ -37,10 +37,29 @@ type exchange struct {
 	backend   string
 	kind      string
 	retries   int
+	// obs and bobs are the series of the route leg and of the backend
+	// that answered (the last one tried).
+	obs  *requestObs
+	bobs *backendObs
+	// The request id (taken from the client or made) and the trace
+	// context; tpBuf holds the traceparent sent upstream.
+	reqID []byte
+	tpBuf []byte
+	trace traceContext
+	// upstream is the connection the last attempt used (nil if none was
+	// reached); connect is the dial time that attempt paid (zero on a
+	// reused connection); upstreamTime is from sending the request to
+	// the response head, for the last attempt.
+	upstream     *upstreamAddr
+	connect      time.Duration
+	upstreamTime time.Duration
+	// span is the request's span while it is handed to Options.Spans.
+	span Span
 }
 
 func newExchange() *exchange {
-	return &exchange{hostBuf: make([]byte, 0, 256), uriBuf: make([]byte, 0, 256), valBuf: make([]byte, 0, 256)}
+	return &exchange{hostBuf: make([]byte, 0, 256), uriBuf: make([]byte, 0, 256), valBuf: make([]byte, 0, 256),
+		reqID: make([]byte, 0, MaxRequestIDLen), tpBuf: make([]byte, 0, 64)}
 }
 
 // reset readies ex for the next request, which may come from another
@@ -65,6 +84,8 @@ func (ex *exchange) reset() {
 		tried:   ex.tried[:0],
 		sc:      pickScratch{cand: ex.sc.cand[:0], mark: ex.sc.mark[:0]},
 		body:    body,
+		reqID:   ex.reqID[:0],
+		tpBuf:   ex.tpBuf[:0],
 	}
 }
 
@@ -167,6 +188,7 @@ func (d *Dataplane) handle(ctx *fasthttp.RequestCtx, listener string) {
 	}
 	d.metrics.inflight.Inc()
 	defer d.done(ctx, ex)
+	scanTrace(&ctx.Request.Header, ex)
 	t := d.table.Load()
 	lt := t.listeners[listener]
 	if lt == nil {
@@ -224,6 +246,7 @@ func (d *Dataplane) handle(ctx *fasthttp.RequestCtx, listener string) {
 		return
 	}
 	ex.route = r
+	ex.obs = r.obs
 	if hook := d.opts.routeHook; hook != nil {
 		hook(r.name)
 	}
@@ -255,6 +278,7 @@ func (d *Dataplane) handle(ctx *fasthttp.RequestCtx, listener string) {
 		}
 	}
 	ex.pool = leg.pool
+	ex.obs = leg.obs
 	maxBody := r.maxBody
 	if maxBody <= 0 {
 		maxBody = lt.limits.maxBodyBytes
@@ -388,14 +412,22 @@ func (d *Dataplane) forward(ctx *fasthttp.RequestCtx, ex *exchange, lt *listener
 			out.SetBodyRaw(ex.body)
 		}
 		out.SetTimeout(r.requestTimeout)
+		ex.bobs = b.st.obs
 		b.st.active.Add(1)
+		sent := time.Now()
 		err := b.st.client(r.connectTimeout).Do(out, resp)
+		ex.upstreamTime = time.Since(sent)
 		b.st.active.Add(-1)
+		ex.upstream, ex.connect = nil, 0
+		if ua, ok := resp.RemoteAddr().(*upstreamAddr); ok {
+			ex.upstream, ex.connect = ua, ua.claimDial()
+		}
 		if try > 0 {
 			ps.retries.Add(-1)
 		}
 		if err == nil {
 			code := resp.StatusCode()
+			b.st.obs.response(code, ex.upstreamTime)
 			if code >= 500 {
 				d.health.Observe(p.name, b.addr, health.Status5xx)
 			} else {
@@ -413,6 +445,7 @@ func (d *Dataplane) forward(ctx *fasthttp.RequestCtx, ex *exchange, lt *listener
 		kind, status, outcome := classify(err, &ex.stream)
 		ex.kind = kind
 		d.metrics.upstreamErrors.WithLabelValues(p.name, kind).Inc()
+		b.st.obs.failure(kind)
 		if outcome != health.Success {
 			d.health.Observe(p.name, b.addr, outcome)
 		}

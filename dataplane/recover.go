@@ -26,6 +26,9 @@ func (d *Dataplane) done(ctx *fasthttp.RequestCtx, ex *exchange) {
 		d.errorResponse(ctx, ex, fasthttp.StatusInternalServerError, "panic")
 	}
 	d.metrics.inflight.Dec()
+	if len(ex.reqID) > 0 {
+		ctx.Response.Header.SetBytesV("X-Request-Id", ex.reqID)
+	}
 	ex.head = time.Since(ex.start)
 	if ex.streaming {
 		return // ex.respBody finishes the exchange once the body is written

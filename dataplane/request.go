@@ -81,6 +81,12 @@ func (d *Dataplane) buildRequest(ctx *fasthttp.RequestCtx, ex *exchange, out *fa
 			if edge {
 				continue
 			}
+		case fieldTrace:
+			continue
+		case fieldTraceState:
+			if !ex.trace.incoming {
+				continue
+			}
 		}
 		out.Header.AddBytesKV(k, v)
 	}
@@ -110,6 +116,9 @@ func (d *Dataplane) buildRequest(ctx *fasthttp.RequestCtx, ex *exchange, out *fa
 	} else {
 		out.Header.Add("Via", "1.1 rafter")
 	}
+	out.Header.AddBytesV("X-Request-Id", ex.reqID)
+	ex.tpBuf = appendTraceparent(ex.tpBuf[:0], &ex.trace, d.upstreamParent(&ex.trace))
+	out.Header.AddBytesV("traceparent", ex.tpBuf)
 	for _, kv := range r.reqAdd {
 		out.Header.Set(kv.key, kv.value)
 	}
@@ -144,6 +153,11 @@ const (
 	// frameworks read as X-Forwarded-*: dropped on edge listeners, where
 	// the client cannot be trusted to supply them.
 	fieldForwardedAlias
+	// X-Request-Id and traceparent: replaced by the values the proxy
+	// took or made (scanTrace).
+	fieldTrace
+	// tracestate: forwarded only beside a valid client traceparent.
+	fieldTraceState
 )
 
 // requestFieldKind classifies a field name whatever its case. The switch
@@ -173,6 +187,17 @@ func requestFieldKind(k []byte) int {
 	case 10:
 		if equalFoldLower(k, "connection") || equalFoldLower(k, "keep-alive") {
 			return fieldDrop
+		}
+		if equalFoldLower(k, "tracestate") {
+			return fieldTraceState
+		}
+	case 11:
+		if equalFoldLower(k, "traceparent") {
+			return fieldTrace
+		}
+	case 12:
+		if equalFoldLower(k, "x-request-id") {
+			return fieldTrace
 		}
 	case 14:
 		if equalFoldLower(k, "content-length") {

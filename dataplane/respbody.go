@@ -57,6 +57,11 @@ func (d *Dataplane) takeResponse(ctx *fasthttp.RequestCtx, ex *exchange, up *fas
 	// Without this, All reports a default Content-Type the backend never sent.
 	up.Header.SetNoDefaultContentType(true)
 	for k, v := range up.Header.All() {
+		// The client gets the request id the proxy sent (done sets it),
+		// not a second one the backend echoes.
+		if len(k) == 12 && equalFoldLower(k, "x-request-id") {
+			continue
+		}
 		h.AddBytesKV(k, v)
 	}
 	src := up.BodyStream()
@@ -105,6 +110,7 @@ func (b *upstreamBody) Read(p []byte) (int, error) {
 		}
 		ex.kind = kind
 		b.d.metrics.upstreamErrors.WithLabelValues(ex.pool.name, kind).Inc()
+		ex.bobs.failure(kind)
 		b.d.health.Observe(ex.pool.name, ex.backend, outcome)
 	}
 	return n, err

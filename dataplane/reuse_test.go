@@ -65,6 +65,10 @@ func fill(t *testing.T, v reflect.Value, path string) {
 			fill(t, s.Index(i), path+"[]")
 		}
 		v.Set(s)
+	case reflect.Array:
+		for i := 0; i < v.Len(); i++ {
+			fill(t, v.Index(i), fmt.Sprintf("%s[%d]", path, i))
+		}
 	case reflect.Pointer:
 		p := reflect.New(v.Type().Elem())
 		v.Set(p)

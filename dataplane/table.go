@@ -25,6 +25,9 @@ type Table struct {
 	// errors are problems compile worked around (a route skipped, a leg
 	// dropped); they are logged once per swap.
 	errors []error
+	// obs are the per-(route, pool) series this table counts into, looked
+	// up once here rather than per request (nil without metrics).
+	obs []*requestObs
 }
 
 // Index is the configuration index the table was compiled from.
@@ -101,6 +104,7 @@ type valueMatcher struct {
 type splitLeg struct {
 	pool *pool
 	cum  int // cumulative weight, for a binary search
+	obs  *requestObs
 }
 
 type headerKV struct{ key, value string }
@@ -150,6 +154,9 @@ type route struct {
 	idleTimeout    time.Duration
 	retry          retryPolicy
 	maxBody        int64 // 0: the listener's
+	// obs counts the route's requests that reach no pool (respond,
+	// redirect, no leg); each leg has its own.
+	obs *requestObs
 }
 
 // lessRoute orders routes in one host list: priority (higher first), path
@@ -212,6 +219,14 @@ func compile(cfg *fsm.Config, reg *registry, zone string) *Table {
 		if err != nil {
 			t.errors = append(t.errors, err)
 			continue
+		}
+		if m := reg.metrics; m != nil {
+			cr.obs = m.requestObs(name, "")
+			t.obs = append(t.obs, cr.obs)
+			for i := range cr.split {
+				cr.split[i].obs = m.requestObs(name, cr.split[i].pool.name)
+				t.obs = append(t.obs, cr.split[i].obs)
+			}
 		}
 		hr := byHost[lt]
 		if hr == nil {

@@ -66,10 +66,14 @@ func (d *Dataplane) upgrade(ctx *fasthttp.RequestCtx, ex *exchange, lt *listener
 	}
 	b := &p.backends[p.pick(cand, d.hashKey(ctx, p, ex), &ex.sc)]
 	ex.backend = b.addr
+	ex.bobs = b.st.obs
+	dialStart := time.Now()
 	conn, err := d.dial(b.addr, r.connectTimeout)
+	ex.connect = time.Since(dialStart)
 	if err != nil {
 		d.health.Observe(p.name, b.addr, health.ConnectError)
 		d.metrics.upstreamErrors.WithLabelValues(p.name, "connect").Inc()
+		b.st.obs.failure("connect")
 		d.errorResponse(ctx, ex, fasthttp.StatusBadGateway, "connect")
 		return
 	}
@@ -92,10 +96,12 @@ func (d *Dataplane) upgrade(ctx *fasthttp.RequestCtx, ex *exchange, lt *listener
 	if _, err := conn.Write(head); err != nil {
 		_ = conn.Close()
 		d.metrics.upstreamErrors.WithLabelValues(p.name, "reset").Inc()
+		b.st.obs.failure("reset")
 		d.errorResponse(ctx, ex, fasthttp.StatusBadGateway, "reset")
 		return
 	}
 	_ = conn.SetWriteDeadline(time.Time{})
+	b.st.obs.connected(ex.connect)
 	ctx.SetStatusCode(fasthttp.StatusSwitchingProtocols)
 	ctx.HijackSetNoResponse(true)
 	idle := r.idleTimeout
