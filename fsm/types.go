@@ -335,11 +335,24 @@ type Node struct {
 	AdminAddr string `json:"admin_addr,omitempty"`
 	DataAddr  string `json:"data_addr,omitempty"`
 	// The node's AWS identity, which Elastic IPs are associated with.
-	InstanceID  string `json:"instance_id,omitempty"`
-	ENI         string `json:"eni,omitempty"`
-	PrivateIP   string `json:"private_ip,omitempty"`
+	InstanceID string `json:"instance_id,omitempty"`
+	ENI        string `json:"eni,omitempty"`
+	PrivateIP  string `json:"private_ip,omitempty"`
+	// Role is RoleVoter or RoleProxy (a Raft non-voter: it receives the
+	// log and serves, but never counts toward quorum). "" is a voter: the
+	// records written before roles existed.
+	Role        string `json:"role,omitempty"`
 	ModifyIndex uint64 `json:"modify_index"`
 }
+
+// Node roles.
+const (
+	RoleVoter = "voter"
+	RoleProxy = "proxy"
+)
+
+// IsProxy reports whether the node is a non-voting proxy member.
+func (n *Node) IsProxy() bool { return n.Role == RoleProxy }
 
 // ZoneState is the "evacuate AZ" lever.
 type ZoneState struct {
