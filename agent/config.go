@@ -22,13 +22,17 @@ import (
 // dashed) and the environment; the precedence is flag, then environment,
 // then file, then DefaultConfig.
 type Config struct {
-	NodeID          string
-	Zone            string
-	DataDir         string
-	Bind            string // IP the data-plane listeners bind
-	Advertise       string // IP the admin API and Raft listen on and peers reach; default Bind
-	AdminPort       int
-	RaftPort        int
+	NodeID    string
+	Zone      string
+	DataDir   string
+	Bind      string // IP the data-plane listeners bind
+	Advertise string // IP the admin API and Raft listen on and peers reach; default Bind
+	AdminPort int
+	RaftPort  int
+	// Role is "voter" (default) or "proxy": a proxy joins through Join as a
+	// Raft non-voter that receives the log, serves and may hold VIPs, but
+	// never counts toward quorum and never bootstraps.
+	Role            string
 	BootstrapExpect int
 	Join            []string // admin addresses host:port of peers
 	Token           string   // read-write bearer token; also used to call peers
@@ -102,6 +106,7 @@ func DefaultConfig() Config {
 		RaftPort:  7701,
 		AccessLog: "stdout",
 		LogLevel:  "info",
+		Role:      fsm.RoleVoter,
 
 		LeaseCheckInterval: time.Second,
 		LeaseDrainPeriod:   5 * time.Second,
@@ -195,6 +200,15 @@ func (c *Config) Validate() error {
 		bad("raft-port", "must differ from --admin-port (%d)", c.AdminPort)
 	}
 	check("bootstrap-expect", cluster.CheckBootstrapExpect(c.BootstrapExpect))
+	switch c.Role {
+	case "", fsm.RoleVoter:
+	case fsm.RoleProxy:
+		if c.BootstrapExpect != 0 {
+			bad("bootstrap-expect", "a proxy never bootstraps and the voters do not count it: leave --bootstrap-expect out and give the voters' admin addresses in --join")
+		}
+	default:
+		bad("role", "%q: want voter or proxy", c.Role)
+	}
 	for i, j := range c.Join {
 		if _, port, err := net.SplitHostPort(j); err != nil || port == "" {
 			bad("join", "[%d] %q: want host:port of a peer's admin API", i, j)

@@ -23,6 +23,7 @@ func BindAgentFlags(fs *pflag.FlagSet, c *agent.Config) {
 	fs.StringVar(&c.Advertise, "advertise", c.Advertise, "IP address the admin API and Raft listen on and peers reach (default --bind)")
 	fs.IntVar(&c.AdminPort, "admin-port", c.AdminPort, "admin API port")
 	fs.IntVar(&c.RaftPort, "raft-port", c.RaftPort, "Raft port")
+	fs.StringVar(&c.Role, "role", c.Role, "voter, or proxy: join as a non-voting member that receives the log and serves but never counts toward quorum (never bootstraps)")
 	fs.IntVar(&c.BootstrapExpect, "bootstrap-expect", c.BootstrapExpect, "form a new cluster once this many nodes (1, 3, 5 or 7) answer; 0 joins an existing one")
 	fs.StringSliceVar(&c.Join, "join", c.Join, "admin addresses (host:port) of peers, comma separated")
 	fs.StringVar(&c.Token, "token", c.Token, "read-write bearer token for the admin API, also sent to peers (env RAFTER_TOKEN)")

@@ -54,6 +54,15 @@ func writeStatus(w io.Writer, st client.Status) error {
 	fmt.Fprintf(tw, "State:\t%s, term %d\n", st.State, st.Term)
 	fmt.Fprintf(tw, "Leader:\t%s\n", leader)
 	fmt.Fprintf(tw, "Index:\tcommit %d, applied %d\n", st.CommitIndex, st.AppliedIndex)
+	voters, proxies := 0, 0
+	for _, m := range st.Members {
+		if m.Suffrage == "Voter" {
+			voters++
+		} else {
+			proxies++
+		}
+	}
+	fmt.Fprintf(tw, "Members:\t%d voters (quorum %d), %d proxies\n", voters, voters/2+1, proxies)
 	if st.Error != "" {
 		fmt.Fprintf(tw, "Error:\t%s\n", st.Error)
 	}
@@ -65,8 +74,11 @@ func writeStatus(w io.Writer, st client.Status) error {
 	fmt.Fprintln(tw, "MEMBER\tZONE\tRAFT\tADMIN\tSUFFRAGE\tROLE\tHEALTH")
 	for _, m := range st.Members {
 		role := "follower"
-		if m.Leader {
+		switch {
+		case m.Leader:
 			role = "leader"
+		case m.Suffrage == "Nonvoter":
+			role = "proxy" // a non-voter: it follows the log but never votes
 		}
 		health := m.Health
 		switch {
