@@ -300,16 +300,31 @@ const (
 	ProviderAWSEIP = "aws-eip"
 	ProviderLinux  = "linux"
 	ProviderNone   = "none"
+	// ProviderAWSPrivateIP moves a secondary private IP between the
+	// holders' network interfaces (AssignPrivateIpAddresses); the
+	// interfaces must share a subnet, so one availability zone.
+	ProviderAWSPrivateIP = "aws-private-ip"
+	// ProviderAWSRoute points a route-table entry for a CIDR at the
+	// holder's network interface (ReplaceRoute), across zones.
+	ProviderAWSRoute = "aws-route"
 )
 
 // VIPSpec is the operator-supplied part of a VIP.
 type VIPSpec struct {
-	Provider     string   `json:"provider"`
-	AllocationID string   `json:"allocation_id,omitempty"` // aws-eip
-	Address      string   `json:"address,omitempty"`       // linux: CIDR, e.g. 10.0.0.100/24
-	Interface    string   `json:"interface,omitempty"`     // linux
-	HomeNode     string   `json:"home_node"`
-	Candidates   []string `json:"candidates,omitempty"` // empty: every member
+	Provider     string `json:"provider"`
+	AllocationID string `json:"allocation_id,omitempty"` // aws-eip
+	Address      string `json:"address,omitempty"`       // linux: CIDR, e.g. 10.0.0.100/24
+	Interface    string `json:"interface,omitempty"`     // linux
+	PrivateIP    string `json:"private_ip,omitempty"`    // aws-private-ip: the secondary IPv4 address that moves
+	// RouteTableIDs and CIDR (aws-route): every table gets a route for
+	// CIDR pointing at the holder's network interface.
+	RouteTableIDs []string `json:"route_table_ids,omitempty"`
+	CIDR          string   `json:"cidr,omitempty"`
+	// ENIs (aws-private-ip, aws-route) names, by node id, the network
+	// interface to use instead of the node's own (its --aws-eni).
+	ENIs       map[string]string `json:"enis,omitempty"`
+	HomeNode   string            `json:"home_node"`
+	Candidates []string          `json:"candidates,omitempty"` // empty: every member
 	// Failback moves the VIP home once the home node is healthy again (default true).
 	Failback *bool `json:"failback,omitempty"`
 }
