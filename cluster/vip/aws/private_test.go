@@ -163,7 +163,10 @@ func TestRouteMove(t *testing.T) {
 	}{
 		{name: "created when absent", wantMoved: true, wantCreate: 2, wantChecks: 2},
 		{name: "replaced when elsewhere, kept when right", wantMoved: true, wantReplace: 1, wantChecks: 2,
-			setup: func(f *fakeec2.Server) { f.SetRoute("rtb-a", testCIDR, "eni-i-node1"); f.SetRoute("rtb-b", testCIDR, "eni-i-node2") }},
+			setup: func(f *fakeec2.Server) {
+				f.SetRoute("rtb-a", testCIDR, "eni-i-node1")
+				f.SetRoute("rtb-b", testCIDR, "eni-i-node2")
+			}},
 		{name: "describe lag waited out", wantMoved: true, wantReplace: 2, wantChecks: 2,
 			setup: func(f *fakeec2.Server) {
 				f.SetRoute("rtb-a", testCIDR, "eni-i-node1")
