@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -66,7 +67,11 @@ type Config struct {
 	// VIPHoldDown is how long a VIP stays before it moves back home,
 	// VIPDetectAfter how long a holder must be silent before it is
 	// declared dead.
-	VIP            bool
+	VIP bool
+	// VIPProviders are the AWS providers --vip moves: aws-eip (default),
+	// aws-private-ip, aws-route. The permissions checked at start are
+	// those they need, so a role for Elastic IPs only keeps working.
+	VIPProviders   []string
 	VIPHoldDown    time.Duration
 	VIPDetectAfter time.Duration
 	// VIPLinux lets this node hold linux VIPs: it adds their addresses to
@@ -111,6 +116,7 @@ func DefaultConfig() Config {
 		LeaseCheckInterval: time.Second,
 		LeaseDrainPeriod:   5 * time.Second,
 
+		VIPProviders:   []string{fsm.ProviderAWSEIP},
 		VIPHoldDown:    30 * time.Second,
 		VIPDetectAfter: 500 * time.Millisecond,
 
@@ -325,4 +331,19 @@ func (c *Config) validateAWS(bad func(flag, format string, args ...any), check f
 	if c.VIPInterface != "" && !c.VIPLinux {
 		bad("vip-linux", "required with --vip-interface")
 	}
+	if len(c.VIPProviders) == 0 && c.VIP {
+		bad("vip-providers", "name at least one of %s", strings.Join(awsVIPProviders(), ", "))
+	}
+	for i, p := range c.VIPProviders {
+		if !slices.Contains(awsVIPProviders(), p) {
+			bad("vip-providers", "[%d] %q: want one of %s", i, p, strings.Join(awsVIPProviders(), ", "))
+		} else if slices.Contains(c.VIPProviders[:i], p) {
+			bad("vip-providers", "[%d] %q is named twice", i, p)
+		}
+	}
+}
+
+// awsVIPProviders are the providers --vip can move.
+func awsVIPProviders() []string {
+	return []string{fsm.ProviderAWSEIP, fsm.ProviderAWSPrivateIP, fsm.ProviderAWSRoute}
 }

@@ -58,6 +58,8 @@ func TestAgentConfigPrecedence(t *testing.T) {
 		{name: "default role", check: func(c agent.Config) any { return c.Role }, want: "voter"},
 		{name: "file role", file: "role: proxy\n", check: func(c agent.Config) any { return c.Role }, want: "proxy"},
 		{name: "flag role beats file", file: "role: proxy\n", args: []string{"--role", "voter"}, check: func(c agent.Config) any { return c.Role }, want: "voter"},
+		{name: "default vip providers", check: func(c agent.Config) any { return c.VIPProviders }, want: []string{"aws-eip"}},
+		{name: "file vip providers", file: "vip_providers: [aws-private-ip, aws-route]\n", check: func(c agent.Config) any { return c.VIPProviders }, want: []string{"aws-private-ip", "aws-route"}},
 		{name: "unknown key", file: "admin_prot: 1\n", wantErr: `unknown key "admin_prot"`},
 		{name: "config key refused in file", file: "config: other.yaml\n", wantErr: `unknown key "config"`},
 		{name: "same option twice", file: "admin_port: 1\nadmin-port: 2\n", wantErr: "set the same option"},
