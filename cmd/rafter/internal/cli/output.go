@@ -169,11 +169,7 @@ func writeObjects(w io.Writer, kind fsm.Kind, objs []fsm.Object) error {
 			if err = json.Unmarshal(o.Spec, &s); err != nil {
 				break
 			}
-			addr := s.Address
-			if addr == "" {
-				addr = s.AllocationID
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\n", o.Name, s.Provider, dash(addr), dash(s.HomeNode), joinOr(s.Candidates, "all"), o.ModifyIndex)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\n", o.Name, s.Provider, dash(vipAddress(s)), dash(s.HomeNode), joinOr(s.Candidates, "all"), o.ModifyIndex)
 		}
 	default:
 		return fmt.Errorf("no table for kind %q", kind)
