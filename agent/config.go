@@ -63,7 +63,7 @@ type Config struct {
 	AWSInstanceID string
 	AWSENI        string
 	AWSPrivateIP  string
-	// VIP moves aws-eip VIPs (Elastic IPs) while this node leads;
+	// VIP moves the AWS VIPs of VIPProviders while this node leads;
 	// VIPHoldDown is how long a VIP stays before it moves back home,
 	// VIPDetectAfter how long a holder must be silent before it is
 	// declared dead.
@@ -320,7 +320,7 @@ func (c *Config) validateAWS(bad func(flag, format string, args ...any), check f
 	case c.AWSENI == "" && c.AWSPrivateIP != "":
 		bad("aws-eni", "required with --aws-private-ip")
 	case c.VIP && c.AWSENI == "":
-		bad("aws-eni", "required with --vip: an aws-eip VIP is associated with this node's --aws-eni and --aws-private-ip")
+		bad("aws-eni", "required with --vip: AWS VIPs move to this node's --aws-eni (an Elastic IP to its --aws-private-ip)")
 	}
 	if c.VIPHoldDown < 0 {
 		bad("vip-hold-down", "must not be negative, got %v", c.VIPHoldDown)
