@@ -119,39 +119,37 @@ func TestPrivateProviders(t *testing.T) {
 			r.fake.FailInternal(fakeec2.ActionDescribeRouteTables, 2)
 			r.addPrivateVIPs(k)
 			ids := r.c.IDs()
-			for _, id := range ids {
-				if a := r.c.Leader(t).Config().Assignments["internal-"+id]; a.Holder != id || a.Reason != vip.ReasonInitial {
-					t.Errorf("assignment %+v", a)
-				}
-			}
 			r.fake.SetDescribeLag(0)
 
-			// Drift: moved by hand, put back, the assignment untouched.
+			// Drift: moved by hand, put back without a new assignment
+			// (drift repair never writes one).
 			holder := r.followerID()
 			i := slices.Index(ids, holder)
 			other := ids[(i+1)%len(ids)]
-			token := r.c.Leader(t).Config().Assignments["internal-"+holder].Token
 			k.drift(r, i, other)
 			r.poll("drift repaired", func() bool { return k.on(r, i) == holder && r.moves(vip.ReasonDrift) >= 1 })
 			r.waitSettled(len(ids))
-			if a := r.c.Leader(t).Config().Assignments["internal-"+holder]; a.Token != token {
-				t.Errorf("drift repair rewrote the assignment: token %d -> %d", token, a.Token)
+			if a := r.c.Leader(t).Config().Assignments["internal-"+holder]; a.Reason == vip.ReasonDrift {
+				t.Errorf("drift repair wrote an assignment: %+v", a)
 			}
 
 			// Failover and failback.
 			victim := r.followerID()
 			vi := slices.Index(ids, victim)
 			r.kill(victim)
-			r.poll("vip on a live node", func() bool { n := k.on(r, vi); return n != "" && n != victim })
-			to := k.on(r, vi)
-			if a := r.c.Leader(t).Config().Assignments["internal-"+victim]; a.Holder != to || a.Reason != vip.ReasonUnreachable {
-				t.Errorf("assignment %+v, want holder %s reason %s", a, to, vip.ReasonUnreachable)
-			}
-			for j, id := range ids {
-				if id != victim && k.on(r, j) != id {
-					t.Errorf("vip of %s moved off its live home", id)
+			r.poll("vip on a live node, as assigned", func() bool {
+				n := k.on(r, vi)
+				a := r.c.Leader(t).Config().Assignments["internal-"+victim]
+				return n != "" && n != victim && a.Holder == n && a.Reason == vip.ReasonUnreachable
+			})
+			r.poll("the live nodes' vips on their homes", func() bool {
+				for j, id := range ids {
+					if id != victim && k.on(r, j) != id {
+						return false
+					}
 				}
-			}
+				return true
+			})
 			r.restart(victim)
 			r.poll("vip back home", func() bool { return k.on(r, vi) == victim })
 		})
