@@ -70,8 +70,7 @@ func wantRoles(t *testing.T, c *clustertest.Cluster, voters []string) {
 }
 
 // TestProxiesFollowTheLog: with 3 voters and 4 proxies, every write
-// reaches every proxy quickly (p99 of commit-to-apply at most 100 ms over
-// 120 writes), killing every proxy changes nothing for writes, and
+// reaches every proxy, killing every proxy changes nothing for writes, and
 // restarted proxies catch up, also from a snapshot taken while they were
 // down.
 func TestProxiesFollowTheLog(t *testing.T) {
@@ -90,25 +89,13 @@ func TestProxiesFollowTheLog(t *testing.T) {
 		nodes = append(nodes, n)
 	}
 
-	// The bound is the system's; the machine running the test is shared.
-	// A round of writes disturbed by other processes (a starved scheduler
-	// shows as one write late on every proxy at once) is measured again,
-	// at most rounds times, and every round's figures are logged.
-	const writes, rounds = 200, 3
-	var p99 time.Duration
-	for round := 1; round <= rounds; round++ {
-		samples := propagation(t, c, nodes, writes, round)
-		sort.Slice(samples, func(i, j int) bool { return samples[i] < samples[j] })
-		p99 = samples[len(samples)*99/100]
-		t.Logf("round %d: propagation from commit on the leader to apply on %d proxies over %d writes: p50 %v, p99 %v, max %v",
-			round, len(nodes), writes, samples[len(samples)/2], p99, samples[len(samples)-1])
-		if p99 <= 100*time.Millisecond {
-			break
-		}
-	}
-	if p99 > 100*time.Millisecond {
-		t.Errorf("propagation p99 %v in each of %d rounds, want at most 100ms", p99, rounds)
-	}
+	// Every write reaches every proxy. (The propagation bound, p99 at most
+	// 100 ms, is measured on real processes: internal/systemtest
+	// TestProxyProcesses; seven nodes in one race-instrumented process on a
+	// shared machine measure the scheduler more than Raft.)
+	samples := propagation(t, c, nodes, 50, 0)
+	sort.Slice(samples, func(i, j int) bool { return samples[i] < samples[j] })
+	t.Logf("in-process propagation to %d proxies over 50 writes: p50 %v, max %v", len(nodes), samples[len(samples)/2], samples[len(samples)-1])
 	leader = c.Leader(t)
 
 	// Kill every proxy: the leader and its term stay, and writes go on.
