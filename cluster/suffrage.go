@@ -114,6 +114,13 @@ func (n *Node) checkSuffrage(ids []string, servers []raft.Server, promote bool, 
 		return nil, &fsm.FieldError{Field: "ids", Err: fsm.ErrConflict, Message: msg}
 	}
 
+	// Whether peers answer is known only once heartbeats have had time to
+	// fail; a leader just in office would take a dead peer for a live one.
+	if since := n.health.leadingSince(); since.IsZero() || now.Sub(since) < healthyWithin {
+		return nil, fmt.Errorf("%w: %w", ErrTooSoon, &fsm.FieldError{Field: "ids", Err: fsm.ErrConflict, Message: fmt.Sprintf(
+			"this node took office %s ago and cannot yet tell which members answer it; try again in %s",
+			now.Sub(since).Round(time.Millisecond), healthyWithin)})
+	}
 	// The leader must hear from a majority of the voters it leaves behind,
 	// or the change itself could not commit and writes would stop.
 	reached := func(id string) bool {

@@ -167,6 +167,24 @@ func propagation(t *testing.T, c *clustertest.Cluster, nodes []*cluster.Node, n,
 	return samples
 }
 
+// settled calls change until the leader has been in office long enough to
+// judge which members answer it (cluster.ErrTooSoon before that).
+func settled(t *testing.T, change func() ([]string, error)) ([]string, error) {
+	t.Helper()
+	var (
+		got []string
+		err error
+	)
+	testutil.Eventually(t, clustertest.WaitTimeout, "a leader settled in office", func() error {
+		got, err = change()
+		if errors.Is(err, cluster.ErrTooSoon) {
+			return err
+		}
+		return nil
+	})
+	return got, err
+}
+
 // notHere: err sends the caller to the leader (known or not yet).
 func notHere(err error) bool {
 	return errors.Is(err, cluster.ErrNotLeader) || errors.Is(err, cluster.ErrNoLeader)
@@ -244,10 +262,10 @@ func TestPromoteDemoteKeepsVotersOdd(t *testing.T) {
 		wantRoles(t, c, voters)
 	}
 	promote := func(ids ...string) ([]string, error) {
-		return c.Leader(t).Promote(ctxFor(t, 10*time.Second), ids)
+		return settled(t, func() ([]string, error) { return c.Leader(t).Promote(ctxFor(t, 10*time.Second), ids) })
 	}
 	demote := func(ids ...string) ([]string, error) {
-		return c.Leader(t).Demote(ctxFor(t, 10*time.Second), ids)
+		return settled(t, func() ([]string, error) { return c.Leader(t).Demote(ctxFor(t, 10*time.Second), ids) })
 	}
 
 	_, err := promote(proxies[0])
@@ -305,7 +323,7 @@ func TestPromoteDemoteKeepsVotersOdd(t *testing.T) {
 	}
 	voters = append(voters, proxies[2], proxies[3])
 	wantRoles(t, c, voters)
-	_, err = c.Leader(t).Promote(ctxFor(t, 10*time.Second), []string{"node1"})
+	_, err = promote("node1")
 	refused("a voter at 7", err, fsm.ErrConflict, "already a voter")
 
 	// Demote the leader itself and one other: it steps down once the
@@ -316,7 +334,7 @@ func TestPromoteDemoteKeepsVotersOdd(t *testing.T) {
 	if oldID == other {
 		other = "node2"
 	}
-	if _, err := old.Demote(ctxFor(t, 10*time.Second), []string{oldID, other}); err != nil {
+	if _, err := settled(t, func() ([]string, error) { return old.Demote(ctxFor(t, 10*time.Second), []string{oldID, other}) }); err != nil {
 		t.Fatalf("7 -> 5 with the leader: %v", err)
 	}
 	voters = slices.DeleteFunc(voters, func(id string) bool { return id == oldID || id == other })
