@@ -227,6 +227,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	ccfg.InstanceID = cfg.AWSInstanceID
 	ccfg.ENI = cfg.AWSENI
 	ccfg.PrivateIP = cfg.AWSPrivateIP
+	ccfg.Role = cfg.Role
 	ccfg.BootstrapExpect = cfg.BootstrapExpect
 	ccfg.Join = cfg.Join
 	ccfg.Token = cfg.Token

@@ -13,6 +13,7 @@ import (
 	"github.com/rafterlb/rafter/cluster"
 	"github.com/rafterlb/rafter/cluster/awsec2"
 	"github.com/rafterlb/rafter/cluster/discovery"
+	"github.com/rafterlb/rafter/fsm"
 )
 
 // ec2Actions are the EC2 actions the enabled features call.
@@ -21,8 +22,18 @@ func ec2Actions(cfg Config) []string {
 	if cfg.Discovery {
 		out = append(out, awsec2.ActionDescribeInstances)
 	}
-	if cfg.VIP {
-		out = append(out, awsec2.ActionAssociateAddress, awsec2.ActionDescribeAddresses)
+	if !cfg.VIP {
+		return out
+	}
+	for _, p := range cfg.VIPProviders {
+		switch p {
+		case fsm.ProviderAWSEIP:
+			out = append(out, awsec2.ActionAssociateAddress, awsec2.ActionDescribeAddresses)
+		case fsm.ProviderAWSPrivateIP:
+			out = append(out, awsec2.ActionAssignPrivateIPAddresses, awsec2.ActionDescribeNetworkInterfaces)
+		case fsm.ProviderAWSRoute:
+			out = append(out, awsec2.ActionReplaceRoute, awsec2.ActionCreateRoute, awsec2.ActionDescribeRouteTables)
+		}
 	}
 	return out
 }

@@ -42,7 +42,7 @@ func TestTerraformPolicyIsWhatTheAgentChecks(t *testing.T) {
 			inPolicy = append(inPolicy, name)
 		}
 	}
-	inCode := ec2Actions(Config{Discovery: true, VIP: true})
+	inCode := ec2Actions(Config{Discovery: true, VIP: true, VIPProviders: awsVIPProviders()})
 	slices.Sort(inPolicy)
 	slices.Sort(inCode)
 	if !slices.Equal(slices.Compact(inPolicy), inCode) || len(slices.Compact(inPolicy)) != len(inPolicy) {
@@ -54,5 +54,28 @@ func TestTerraformPolicyIsWhatTheAgentChecks(t *testing.T) {
 	}
 	if !strings.Contains(string(tf), `file("${path.module}/iam-policy.json")`) {
 		t.Error("main.tf does not read its role policy from iam-policy.json")
+	}
+}
+
+// TestEC2ActionsFollowProviders: the agent asks for the permissions of
+// the providers it moves, so a role for Elastic IPs only keeps working.
+func TestEC2ActionsFollowProviders(t *testing.T) {
+	tests := []struct {
+		providers []string
+		want      []string
+	}{
+		{[]string{"aws-eip"}, []string{"AssociateAddress", "DescribeAddresses"}},
+		{[]string{"aws-private-ip"}, []string{"AssignPrivateIpAddresses", "DescribeNetworkInterfaces"}},
+		{[]string{"aws-route"}, []string{"CreateRoute", "DescribeRouteTables", "ReplaceRoute"}},
+	}
+	for _, tt := range tests {
+		got := ec2Actions(Config{VIP: true, VIPProviders: tt.providers})
+		slices.Sort(got)
+		if !slices.Equal(got, tt.want) {
+			t.Errorf("%v: %v, want %v", tt.providers, got, tt.want)
+		}
+	}
+	if got := ec2Actions(DefaultConfig()); len(got) != 0 {
+		t.Errorf("no AWS feature on: %v", got)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -22,13 +23,17 @@ import (
 // dashed) and the environment; the precedence is flag, then environment,
 // then file, then DefaultConfig.
 type Config struct {
-	NodeID          string
-	Zone            string
-	DataDir         string
-	Bind            string // IP the data-plane listeners bind
-	Advertise       string // IP the admin API and Raft listen on and peers reach; default Bind
-	AdminPort       int
-	RaftPort        int
+	NodeID    string
+	Zone      string
+	DataDir   string
+	Bind      string // IP the data-plane listeners bind
+	Advertise string // IP the admin API and Raft listen on and peers reach; default Bind
+	AdminPort int
+	RaftPort  int
+	// Role is "voter" (default) or "proxy": a proxy joins through Join as a
+	// Raft non-voter that receives the log, serves and may hold VIPs, but
+	// never counts toward quorum and never bootstraps.
+	Role            string
 	BootstrapExpect int
 	Join            []string // admin addresses host:port of peers
 	Token           string   // read-write bearer token; also used to call peers
@@ -62,11 +67,15 @@ type Config struct {
 	AWSInstanceID string
 	AWSENI        string
 	AWSPrivateIP  string
-	// VIP moves aws-eip VIPs (Elastic IPs) while this node leads;
+	// VIP moves the AWS VIPs of VIPProviders while this node leads;
 	// VIPHoldDown is how long a VIP stays before it moves back home,
 	// VIPDetectAfter how long a holder must be silent before it is
 	// declared dead.
-	VIP            bool
+	VIP bool
+	// VIPProviders are the AWS providers --vip moves: aws-eip (default),
+	// aws-private-ip, aws-route. The permissions checked at start are
+	// those they need, so a role for Elastic IPs only keeps working.
+	VIPProviders   []string
 	VIPHoldDown    time.Duration
 	VIPDetectAfter time.Duration
 	// VIPLinux lets this node hold linux VIPs: it adds their addresses to
@@ -111,10 +120,12 @@ func DefaultConfig() Config {
 		RaftPort:  7701,
 		AccessLog: "stdout",
 		LogLevel:  "info",
+		Role:      fsm.RoleVoter,
 
 		LeaseCheckInterval: time.Second,
 		LeaseDrainPeriod:   5 * time.Second,
 
+		VIPProviders:   []string{fsm.ProviderAWSEIP},
 		VIPHoldDown:    30 * time.Second,
 		VIPDetectAfter: 500 * time.Millisecond,
 
@@ -204,6 +215,15 @@ func (c *Config) Validate() error {
 		bad("raft-port", "must differ from --admin-port (%d)", c.AdminPort)
 	}
 	check("bootstrap-expect", cluster.CheckBootstrapExpect(c.BootstrapExpect))
+	switch c.Role {
+	case "", fsm.RoleVoter:
+	case fsm.RoleProxy:
+		if c.BootstrapExpect != 0 {
+			bad("bootstrap-expect", "a proxy never bootstraps and the voters do not count it: leave --bootstrap-expect out and give the voters' admin addresses in --join")
+		}
+	default:
+		bad("role", "%q: want voter or proxy", c.Role)
+	}
 	for i, j := range c.Join {
 		if _, port, err := net.SplitHostPort(j); err != nil || port == "" {
 			bad("join", "[%d] %q: want host:port of a peer's admin API", i, j)
@@ -312,7 +332,7 @@ func (c *Config) validateAWS(bad func(flag, format string, args ...any), check f
 	case c.AWSENI == "" && c.AWSPrivateIP != "":
 		bad("aws-eni", "required with --aws-private-ip")
 	case c.VIP && c.AWSENI == "":
-		bad("aws-eni", "required with --vip: an aws-eip VIP is associated with this node's --aws-eni and --aws-private-ip")
+		bad("aws-eni", "required with --vip: AWS VIPs move to this node's --aws-eni (an Elastic IP to its --aws-private-ip)")
 	}
 	if c.VIPHoldDown < 0 {
 		bad("vip-hold-down", "must not be negative, got %v", c.VIPHoldDown)
@@ -323,4 +343,19 @@ func (c *Config) validateAWS(bad func(flag, format string, args ...any), check f
 	if c.VIPInterface != "" && !c.VIPLinux {
 		bad("vip-linux", "required with --vip-interface")
 	}
+	if len(c.VIPProviders) == 0 && c.VIP {
+		bad("vip-providers", "name at least one of %s", strings.Join(awsVIPProviders(), ", "))
+	}
+	for i, p := range c.VIPProviders {
+		if !slices.Contains(awsVIPProviders(), p) {
+			bad("vip-providers", "[%d] %q: want one of %s", i, p, strings.Join(awsVIPProviders(), ", "))
+		} else if slices.Contains(c.VIPProviders[:i], p) {
+			bad("vip-providers", "[%d] %q is named twice", i, p)
+		}
+	}
+}
+
+// awsVIPProviders are the providers --vip can move.
+func awsVIPProviders() []string {
+	return []string{fsm.ProviderAWSEIP, fsm.ProviderAWSPrivateIP, fsm.ProviderAWSRoute}
 }

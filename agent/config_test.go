@@ -38,6 +38,10 @@ func TestConfigValidate(t *testing.T) {
 		{"same ports", func(c *Config) { c.RaftPort = c.AdminPort }, "--raft-port"},
 		{"even bootstrap", func(c *Config) { c.BootstrapExpect = 2 }, "--bootstrap-expect"},
 		{"join without bootstrap", func(c *Config) { c.BootstrapExpect = 0 }, "--join"},
+		{"proxy joins", func(c *Config) { c.Role, c.BootstrapExpect, c.Join = "proxy", 0, []string{"127.0.0.2:7700"} }, ""},
+		{"proxy never bootstraps", func(c *Config) { c.Role = "proxy" }, "--bootstrap-expect"},
+		{"proxy needs join", func(c *Config) { c.Role, c.BootstrapExpect, c.Join = "proxy", 0, nil }, "--join"},
+		{"role name", func(c *Config) { c.Role = "observer" }, "--role"},
 		{"join not host:port", func(c *Config) { c.Join = []string{"127.0.0.1"} }, "--join"},
 		{"tokens equal", func(c *Config) { c.Token, c.ReadOnlyToken = "t", "t" }, "--read-only-token"},
 		{"tls incomplete", func(c *Config) { c.TLSCA = ca }, "--tls-cert"},
@@ -54,6 +58,14 @@ func TestConfigValidate(t *testing.T) {
 		{"log level", func(c *Config) { c.LogLevel = "loud" }, "--log-level"},
 		{"vip with identity", func(c *Config) { c.VIP, c.AWSENI, c.AWSPrivateIP = true, "eni-0abc", "10.0.0.5" }, ""},
 		{"vip needs eni", func(c *Config) { c.VIP = true }, "--aws-eni"},
+		{"vip private providers", func(c *Config) {
+			c.VIP, c.AWSENI, c.AWSPrivateIP, c.VIPProviders = true, "eni-0abc", "10.0.0.5", []string{"aws-private-ip", "aws-route"}
+		}, ""},
+		{"vip provider unknown", func(c *Config) { c.VIPProviders = []string{"aws-eip", "gcp"} }, "--vip-providers"},
+		{"vip provider twice", func(c *Config) { c.VIPProviders = []string{"aws-route", "aws-route"} }, "--vip-providers"},
+		{"vip without providers", func(c *Config) {
+			c.VIP, c.AWSENI, c.AWSPrivateIP, c.VIPProviders = true, "eni-0abc", "10.0.0.5", nil
+		}, "--vip-providers"},
 		{"eni shape", func(c *Config) { c.AWSENI, c.AWSPrivateIP = "eth0", "10.0.0.5" }, "--aws-eni"},
 		{"private ip parses", func(c *Config) { c.AWSENI, c.AWSPrivateIP = "eni-1", "ten" }, "--aws-private-ip"},
 		{"private ip with eni", func(c *Config) { c.AWSENI = "eni-1" }, "--aws-private-ip"},

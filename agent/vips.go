@@ -132,16 +132,9 @@ func startVIPs(ctx, local context.Context, wg, localWG *sync.WaitGroup, cfg Conf
 		fsm.ProviderLinux: &vip.LinuxMover{Fence: fence, Reports: tracker},
 	}
 	if cfg.VIP {
-		mc := vipaws.DefaultConfig()
-		mc.Client = d.EC2
-		mc.Fence = fence
-		mc.Targets = vipaws.NodeTargets{}
-		mc.Logger = d.Logger.With("component", "vip-aws")
-		mover, err := vipaws.New(mc)
-		if err != nil {
+		if err := addAWSMovers(movers, cfg.VIPProviders, d.EC2, fence, d.Logger); err != nil {
 			return nil, err
 		}
-		movers[fsm.ProviderAWSEIP] = mover
 	}
 	tracker.SetGranter(vip.NewHandover(d.Node, tracker, linuxHandoverDelay()+handoverMargin, nil))
 
@@ -195,6 +188,34 @@ func startVIPs(ctx, local context.Context, wg, localWG *sync.WaitGroup, cfg Conf
 		localWG.Go(func() { r.keeper.Run(local) })
 	}
 	return r, nil
+}
+
+// addAWSMovers adds a Mover for each AWS provider --vip-providers names.
+func addAWSMovers(movers map[string]vip.Mover, providers []string, ec2 *awsec2.Client, fence *vip.Fence, log *slog.Logger) error {
+	for _, p := range providers {
+		var (
+			m   vip.Mover
+			err error
+		)
+		plog := log.With("component", "vip-"+p)
+		switch p {
+		case fsm.ProviderAWSEIP:
+			mc := vipaws.DefaultConfig()
+			mc.Client, mc.Fence, mc.Targets, mc.Logger = ec2, fence, vipaws.NodeTargets{}, plog
+			m, err = vipaws.New(mc)
+		case fsm.ProviderAWSPrivateIP:
+			m, err = vipaws.NewPrivateIP(vipaws.PrivateIPConfig{Client: ec2, Targets: vipaws.NodeTargets{}, Fence: fence, Logger: plog})
+		case fsm.ProviderAWSRoute:
+			m, err = vipaws.NewRoute(vipaws.RouteConfig{Client: ec2, Targets: vipaws.NodeTargets{}, Fence: fence, Logger: plog})
+		default:
+			return fmt.Errorf("--vip-providers: %q is not an AWS provider", p)
+		}
+		if err != nil {
+			return err
+		}
+		movers[p] = m
+	}
+	return nil
 }
 
 // handOver runs first on a graceful stop: it tells the leader this node is

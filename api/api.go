@@ -67,10 +67,27 @@ type PeerInfo struct {
 	InstanceID string `json:"instance_id,omitempty"`
 	ENI        string `json:"eni,omitempty"`
 	PrivateIP  string `json:"private_ip,omitempty"`
+	// Role is "voter" (also when empty) or "proxy": a non-voting member
+	// that receives the log and serves but never counts toward quorum.
+	Role string `json:"role,omitempty"`
 	// Bootstrapped: the node has Raft state (it is, or was, part of a cluster).
 	Bootstrapped bool   `json:"bootstrapped"`
 	Leader       string `json:"leader,omitempty"`      // leader id as this node knows it
 	LeaderAddr   string `json:"leader_addr,omitempty"` // leader's admin address
+}
+
+// SuffrageChange is the body of POST /v1/nodes/promote and
+// POST /v1/nodes/demote: the members whose vote changes together, so that
+// the voter count goes from one odd number to the next (3 to 5 takes two
+// proxies promoted at once).
+type SuffrageChange struct {
+	IDs []string `json:"ids"`
+}
+
+// SuffrageResult answers a promotion or demotion: the voters afterwards.
+type SuffrageResult struct {
+	Index  uint64   `json:"index"`
+	Voters []string `json:"voters"`
 }
 
 // Item is one managed object as GET answers it. ModifyIndex is always

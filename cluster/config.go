@@ -46,6 +46,10 @@ type Config struct {
 	InstanceID string
 	ENI        string
 	PrivateIP  string
+	// Role is fsm.RoleVoter (also when "") or fsm.RoleProxy: a proxy joins
+	// as a Raft non-voter through Join, never bootstraps and is not counted
+	// by the voters' BootstrapExpect.
+	Role string
 	// BootstrapExpect is the size of the cluster to form: 1, 3, 5 or 7.
 	// 0 means never bootstrap: join an existing cluster through Join.
 	BootstrapExpect int
@@ -163,6 +167,12 @@ func (c *Config) Validate() error {
 	}
 	if err := CheckBootstrapExpect(cfg.BootstrapExpect); err != nil {
 		add("cluster.bootstrap_expect: %w", err)
+	}
+	if err := fsm.CheckRole(cfg.Role); err != nil {
+		add("cluster.%w", err)
+	}
+	if cfg.Role == fsm.RoleProxy && cfg.BootstrapExpect != 0 {
+		add("cluster.bootstrap_expect: a proxy never bootstraps and is not counted by the voters' bootstrap_expect; leave it 0 and give the voters' admin addresses in join")
 	}
 	if cfg.BootstrapExpect > 1 && len(cfg.Join) == 0 && len(cfg.Peers) == 0 {
 		add("cluster.join: bootstrap_expect %d needs the admin addresses of the other nodes", cfg.BootstrapExpect)

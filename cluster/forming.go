@@ -14,6 +14,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/rafterlb/rafter/fsm"
 	"github.com/rafterlb/rafter/internal/adminhttp"
 )
 
@@ -37,10 +38,18 @@ func newPeerClient(clientTLS *tls.Config) *http.Client {
 // or once BootstrapExpect nodes answer on the Join addresses, the node with
 // the lowest id bootstraps the cluster with all of them as voters; the
 // others wait for it to replicate to them. A node that finds a cluster
-// already running asks its leader to add it instead.
+// already running asks its leader to add it instead. A proxy never
+// bootstraps: it polls the Join addresses until a cluster runs and asks
+// its leader to add it as a non-voter; voters do not count proxies.
 func (n *Node) form() {
 	expect := n.cfg.BootstrapExpect
-	if len(n.cfg.Peers) > 0 {
+	if n.role() == fsm.RoleProxy {
+		expect = 0
+		if len(n.cfg.Join) == 0 {
+			n.log.Info("proxy without join addresses: waiting to be added to a cluster", "node", n.cfg.NodeID)
+			return
+		}
+	} else if len(n.cfg.Peers) > 0 {
 		n.formStatic()
 		return
 	}
@@ -89,6 +98,7 @@ func (n *Node) formRound(expect, attempt int) bool {
 		if info.ID == "" || info.ID == self.ID {
 			continue
 		}
+		proxy := info.Role == fsm.RoleProxy
 		if info.Bootstrapped && info.Leader != "" && info.Leader != self.ID {
 			target := info.LeaderAddr
 			if target == "" {
@@ -103,10 +113,12 @@ func (n *Node) formRound(expect, attempt int) bool {
 				n.log.Warn("join request failed", "node", self.ID, "peer", target, "err", err, "action", "retried; check that the leader's admin API is reachable and the token matches")
 				return false
 			}
-			n.log.Info("joined existing cluster", "node", self.ID, "via", target, "leader", info.Leader)
+			n.log.Info("joined existing cluster", "node", self.ID, "via", target, "leader", info.Leader, "role", self.Role)
 			return true
 		}
-		known[info.ID] = info
+		if !proxy {
+			known[info.ID] = info // proxies never count toward bootstrap_expect
+		}
 	}
 	if attempt%10 == 9 && len(failures) > 0 {
 		n.log.Warn("forming: peers not answering", "node", self.ID, "known", len(known), "expect", expect, "err", errors.Join(failures...),

@@ -53,7 +53,7 @@ func (f *fakeAdmin) server(t *testing.T) (string, *atomic.Pointer[Node]) {
 				http.Error(w, "no leader", http.StatusServiceUnavailable)
 				return
 			}
-			if err := leader.AddVoter(r.Context(), info); err != nil {
+			if err := leader.AddMember(r.Context(), info); err != nil {
 				http.Error(w, err.Error(), http.StatusServiceUnavailable)
 				return
 			}

@@ -124,6 +124,7 @@ func (n *Node) leadershipLoop() {
 			if !l.Leader || stop != nil {
 				continue
 			}
+			n.health.begin(time.Now())
 			n.notePredecessor()
 			ctx, cancel := context.WithCancel(n.ctx)
 			done := make(chan struct{})
@@ -267,6 +268,23 @@ func (n *Node) observeLoop() {
 type peerHealth struct {
 	mu      sync.Mutex
 	failing map[string]time.Time // peer id -> last successful contact
+	since   time.Time            // when this node's current term began; zero when not leading
+}
+
+// begin records that this node's term began at now. Until healthyWithin
+// has passed, a peer absent from failing may simply not have failed a
+// heartbeat yet.
+func (h *peerHealth) begin(now time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.since = now
+}
+
+// leadingSince is when the current term began (zero when not leading).
+func (h *peerHealth) leadingSince() time.Time {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.since
 }
 
 func (h *peerHealth) init() { h.failing = make(map[string]time.Time) }
@@ -287,6 +305,7 @@ func (h *peerHealth) reset() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	clear(h.failing)
+	h.since = time.Time{}
 }
 
 // lastContact returns when the leader last reached id (now, when its

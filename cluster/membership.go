@@ -15,17 +15,27 @@ import (
 // maxVoters is the largest voter set rafter runs (3, 5 or 7 voters).
 const maxVoters = 7
 
-// AddVoter adds a server to the Raft configuration (a no-op when it is
-// already a voter at that address) and records its fsm Node (zone, admin
-// address). Leader only.
+// AddVoter adds info as a voter whatever role it names; see AddMember.
+func (n *Node) AddVoter(ctx context.Context, info PeerInfo) error {
+	info.Role = fsm.RoleVoter
+	return n.AddMember(ctx, info)
+}
+
+// AddMember adds a server to the Raft configuration as a voter, or as a
+// non-voter when info.Role is proxy (a no-op when it is already a member
+// at that address with that role), and records its fsm Node (zone, admin
+// address, role). Leader only.
 //
 // Everything is checked before anything changes. Then the record is
-// written first and the voter added after: a record without a voter is
-// harmless (nothing counts it toward quorum), while a voter whose record
+// written first and the server added after: a record without a server is
+// harmless (nothing counts it toward quorum), while a server whose record
 // was refused would be a member nobody can see or reach by its admin
 // address, and a wrong voter can cost the cluster its quorum. When adding
-// the voter fails for certain, the record is put back as it was.
-func (n *Node) AddVoter(ctx context.Context, info PeerInfo) error {
+// the server fails for certain, the record is put back as it was.
+func (n *Node) AddMember(ctx context.Context, info PeerInfo) error {
+	if info.Role == "" {
+		info.Role = fsm.RoleVoter
+	}
 	servers, err := n.leaderServers(ctx)
 	if err != nil {
 		return err
@@ -43,16 +53,22 @@ func (n *Node) AddVoter(ctx context.Context, info PeerInfo) error {
 	if err := n.upsertNode(ctx, want); err != nil {
 		return err
 	}
-	f := n.raft.AddVoter(raft.ServerID(info.ID), raft.ServerAddress(info.RaftAddr), 0, enqueueTimeout(ctx))
+	id, addr := raft.ServerID(info.ID), raft.ServerAddress(info.RaftAddr)
+	var f raft.IndexFuture
+	if info.Role == fsm.RoleProxy {
+		f = n.raft.AddNonvoter(id, addr, 0, enqueueTimeout(ctx))
+	} else {
+		f = n.raft.AddVoter(id, addr, 0, enqueueTimeout(ctx))
+	}
 	if err := n.await(ctx, f); err != nil {
-		err = fmt.Errorf("cluster: add voter %s: %w", info.ID, err)
+		err = fmt.Errorf("cluster: add %s %s: %w", info.Role, info.ID, err)
 		if errors.Is(err, ErrTimeout) {
 			// The change may still commit: keep the record that describes it.
 			return err
 		}
 		return errors.Join(err, n.undoRecord(context.WithoutCancel(ctx), info.ID, prev))
 	}
-	n.log.Info("added voter", "node", info.ID, "raft_addr", info.RaftAddr)
+	n.log.Info("added member", "node", info.ID, "raft_addr", info.RaftAddr, "role", info.Role)
 	n.rememberPeer(info)
 	return nil
 }
@@ -60,7 +76,8 @@ func (n *Node) AddVoter(ctx context.Context, info PeerInfo) error {
 // checkJoin reports why info cannot join, before anything is changed:
 // its record must pass the fsm's validation, its id and Raft address must
 // not belong to another server, and the voters must stay within
-// maxVoters. present is true when info is already a voter at that address.
+// maxVoters. present is true when info is already a member at that
+// address with the role it asks for.
 func (n *Node) checkJoin(info PeerInfo, servers []raft.Server) (present bool, err error) {
 	if info.ID == "" {
 		return false, &fsm.FieldError{Field: "id", Message: "required", Err: fsm.ErrInvalid}
@@ -78,6 +95,10 @@ func (n *Node) checkJoin(info PeerInfo, servers []raft.Server) (present bool, er
 	if _, err := fsm.Next(cur, cur.Index+1, cmd); err != nil {
 		return false, err
 	}
+	wantSuffrage := raft.Voter
+	if info.Role == fsm.RoleProxy {
+		wantSuffrage = raft.Nonvoter
+	}
 	voters := 0
 	for _, s := range servers {
 		if s.Suffrage == raft.Voter {
@@ -85,8 +106,15 @@ func (n *Node) checkJoin(info PeerInfo, servers []raft.Server) (present bool, er
 		}
 		id, addr := string(s.ID), string(s.Address)
 		switch {
-		case id == info.ID && addr == info.RaftAddr && s.Suffrage == raft.Voter:
+		case id == info.ID && addr == info.RaftAddr && s.Suffrage == wantSuffrage:
 			present = true
+		case id == info.ID && addr == info.RaftAddr:
+			verb := "promote"
+			if wantSuffrage == raft.Nonvoter {
+				verb = "demote"
+			}
+			return false, &fsm.FieldError{Field: "role", Err: fsm.ErrConflict, Message: fmt.Sprintf(
+				"node %s is already a member as %s; change its vote with `rafter node %s %s`", id, roleOf(s.Suffrage), verb, id)}
 		case id == info.ID:
 			return false, &fsm.FieldError{Field: "id", Err: fsm.ErrConflict, Message: fmt.Sprintf(
 				"node %s is already a member at %s; remove it first (rafter node remove %s), then join it again", id, addr, id)}
@@ -95,11 +123,19 @@ func (n *Node) checkJoin(info PeerInfo, servers []raft.Server) (present bool, er
 				"%s is the Raft address of member %s; remove that node first (rafter node remove %s)", addr, id, id)}
 		}
 	}
-	if !present && voters >= maxVoters {
+	if !present && wantSuffrage == raft.Voter && voters >= maxVoters {
 		return false, &fsm.FieldError{Field: "id", Err: fsm.ErrInvalid, Message: fmt.Sprintf(
-			"the cluster already has %d voters, the most rafter runs; remove one first", voters)}
+			"the cluster already has %d voters, the most rafter runs; remove one first, or join it as a proxy (role proxy)", voters)}
 	}
 	return present, nil
+}
+
+// roleOf names the fsm role of a Raft suffrage.
+func roleOf(s raft.ServerSuffrage) string {
+	if s == raft.Voter {
+		return fsm.RoleVoter
+	}
+	return fsm.RoleProxy
 }
 
 // undoRecord puts node id's record back to prev (nil: no record) after
@@ -192,8 +228,12 @@ func (n *Node) rememberPeer(p PeerInfo) {
 }
 
 func nodeFromPeer(p PeerInfo) *fsm.Node {
+	role := p.Role
+	if role == "" {
+		role = fsm.RoleVoter
+	}
 	return &fsm.Node{ID: p.ID, Zone: p.Zone, RaftAddr: p.RaftAddr, AdminAddr: p.AdminAddr, DataAddr: p.DataAddr,
-		InstanceID: p.InstanceID, ENI: p.ENI, PrivateIP: p.PrivateIP}
+		InstanceID: p.InstanceID, ENI: p.ENI, PrivateIP: p.PrivateIP, Role: role}
 }
 
 // sameNode compares everything but the modify index.
@@ -230,21 +270,31 @@ func (n *Node) reconcileNodes(ctx context.Context) {
 	if err != nil {
 		return
 	}
-	self := nodeFromPeer(n.PeerInfo())
 	cur := n.fsm.Config()
 	for _, s := range servers {
 		id := string(s.ID)
-		want := self
-		if id != n.cfg.NodeID {
-			if _, ok := cur.Nodes[id]; ok {
-				continue
-			}
+		// The role a record carries is the member's Raft suffrage, whatever
+		// the node was started with: promotion and demotion change it.
+		role := roleOf(s.Suffrage)
+		var want *fsm.Node
+		switch have, ok := cur.Nodes[id]; {
+		case id == n.cfg.NodeID:
+			want = nodeFromPeer(n.PeerInfo())
+			want.Role = role
+		case ok && have.Role == role:
+			continue
+		case ok:
+			w := *have
+			w.Role = role
+			want = &w
+		default:
 			n.peersMu.Lock()
 			p, ok := n.peers[id]
 			n.peersMu.Unlock()
 			if !ok || p.RaftAddr != string(s.Address) {
 				p = PeerInfo{ID: id, RaftAddr: string(s.Address)}
 			}
+			p.Role = role
 			want = nodeFromPeer(p)
 		}
 		for attempt := 0; ; attempt++ {

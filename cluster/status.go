@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/rafterlb/rafter/fsm"
 )
 
 // Status is this node's view of the cluster. On the leader every member's
@@ -96,10 +98,20 @@ func (n *Node) PeerInfo() PeerInfo {
 		InstanceID:   n.cfg.InstanceID,
 		ENI:          n.cfg.ENI,
 		PrivateIP:    n.cfg.PrivateIP,
+		Role:         n.role(),
 		Bootstrapped: n.hasState(),
 		Leader:       id,
 		LeaderAddr:   addr,
 	}
+}
+
+// role is the role this node was started with; once it is a member, the
+// Raft configuration (promote, demote) decides.
+func (n *Node) role() string {
+	if n.cfg.Role == fsm.RoleProxy {
+		return fsm.RoleProxy
+	}
+	return fsm.RoleVoter
 }
 
 // hasState: the node holds Raft state (it bootstrapped, or a leader has

@@ -16,6 +16,9 @@ var (
 	ErrTimeout = errors.New("timed out")
 	// ErrShutdown: the node is stopping.
 	ErrShutdown = errors.New("node is shutting down")
+	// ErrTooSoon: the leader took office too recently to know which
+	// members answer it; a change of votes waits for that.
+	ErrTooSoon = errors.New("too soon after taking office")
 )
 
 // Status (GET /v1/status), Member and PeerInfo (what nodes forming a

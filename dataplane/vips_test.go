@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -99,5 +100,20 @@ func TestNoVIPListenersOnAWildcardBind(t *testing.T) {
 	d.opts.BindIP = "10.0.0.1"
 	if got := d.vipIPs(cfg); len(got) != 1 || got[0] != "10.0.0.9" {
 		t.Fatalf("vipIPs = %v, want [10.0.0.9]", got)
+	}
+}
+
+func TestVIPListenersOnAWSPrivateAddresses(t *testing.T) {
+	d := &Dataplane{opts: Options{BindIP: "10.0.0.1", NodeID: "n1"}}
+	cfg := vipConfig(80, map[string]fsm.VIPSpec{
+		"private":  {Provider: fsm.ProviderAWSPrivateIP, PrivateIP: "10.0.0.100", HomeNode: "n1"},
+		"host":     {Provider: fsm.ProviderAWSRoute, RouteTableIDs: []string{"rtb-1"}, CIDR: "10.200.0.10/32", HomeNode: "n1"},
+		"net":      {Provider: fsm.ProviderAWSRoute, RouteTableIDs: []string{"rtb-1"}, CIDR: "10.201.0.0/24", HomeNode: "n1"},
+		"elastic":  {Provider: fsm.ProviderAWSEIP, AllocationID: "eipalloc-1", HomeNode: "n1"},
+		"not-ours": {Provider: fsm.ProviderAWSPrivateIP, PrivateIP: "10.0.0.101", HomeNode: "n2", Candidates: []string{"n2"}},
+	})
+	want := []string{"10.0.0.100", "10.200.0.10"}
+	if got := d.vipIPs(cfg); !slices.Equal(got, want) {
+		t.Fatalf("vipIPs = %v, want %v (a private IP, a one-address route; not a network, an Elastic IP or another node's)", got, want)
 	}
 }

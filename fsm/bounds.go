@@ -113,6 +113,12 @@ const (
 	maxCandidates = 256
 	// maxAllocationIDLen bounds a VIP's allocation_id (eipalloc- and 17 hex).
 	maxAllocationIDLen = 64
+	// maxRouteTables bounds an aws-route VIP's route_table_ids: one per
+	// subnet's table of a VPC is rarely more than a few dozen, and every
+	// move writes each of them.
+	maxRouteTables = 32
+	// maxENIs bounds a VIP's enis (one per node that may hold it).
+	maxENIs = maxCandidates
 
 	// maxNodeAddrLen bounds a node record's addresses.
 	maxNodeAddrLen = 256

@@ -47,10 +47,12 @@ var boundSamples = map[string]struct {
 	"pool-cookie": {KindPool, `{"balancer":"hash","hash":{"cookie":"sid"}}`},
 	"rollout": {KindRollout, `{"route":"rt","stable":"p0","canary":"p1","steps":[1,50,100],"interval":"2s",
 		"min_requests":10,"max_error_rate":0.5,"max_p99":"1s","sticky":{"cookie":"sid"}}`},
-	"rollout-ratio": {KindRollout, `{"route":"rt","stable":"p0","canary":"p1","steps":[100],"interval":"1s","max_p99_ratio":2,"sticky":{"header":"x-user"}}`},
-	"route-cookie":  {KindRoute, `{"listener":"web","action":{"split":[{"pool":"app","weight":1}],"sticky":{"cookie":"sid"}}}`},
-	"vip":           {KindVIP, `{"provider":"aws-eip","allocation_id":"eipalloc-9","home_node":"n1","candidates":["n1"]}`},
-	"vip-linux":     {KindVIP, `{"provider":"linux","address":"10.0.0.100/24","interface":"eth0","home_node":"n1"}`},
+	"rollout-ratio":  {KindRollout, `{"route":"rt","stable":"p0","canary":"p1","steps":[100],"interval":"1s","max_p99_ratio":2,"sticky":{"header":"x-user"}}`},
+	"route-cookie":   {KindRoute, `{"listener":"web","action":{"split":[{"pool":"app","weight":1}],"sticky":{"cookie":"sid"}}}`},
+	"vip":            {KindVIP, `{"provider":"aws-eip","allocation_id":"eipalloc-9","home_node":"n1","candidates":["n1"]}`},
+	"vip-linux":      {KindVIP, `{"provider":"linux","address":"10.0.0.100/24","interface":"eth0","home_node":"n1"}`},
+	"vip-private-ip": {KindVIP, `{"provider":"aws-private-ip","private_ip":"10.0.1.100","home_node":"n1","enis":{"n1":"eni-1"}}`},
+	"vip-route":      {KindVIP, `{"provider":"aws-route","route_table_ids":["rtb-1"],"cidr":"10.200.0.10/32","home_node":"n1"}`},
 }
 
 // setPath sets the value at path ("limits.max_conns", "action.split[0].weight")
@@ -253,6 +255,11 @@ func TestBounds(t *testing.T) {
 		{"vip", "allocation_id", "eipalloc-" + str(55), "eipalloc-" + str(56), nil, ""},
 		{"vip", "candidates", nodes(256), nodes(257), nil, ""},
 		{"vip", "home_node", str(128), str(129), map[string]any{"candidates": []any{}}, ""},
+		{"vip-route", "route_table_ids", list(32, func(i int) any { return fmt.Sprintf("rtb-%d", i) }), list(33, func(i int) any { return fmt.Sprintf("rtb-%d", i) }), nil, ""},
+		{"vip-route", "route_table_ids[0]", "rtb-" + str(32), "rtb-" + str(33), nil, ""},
+		{"vip-private-ip", "enis", dict(256, func(i int) (string, any) { return fmt.Sprintf("n%d", i), "eni-1" }),
+			dict(257, func(i int) (string, any) { return fmt.Sprintf("n%d", i), "eni-1" }), nil, ""},
+		{"vip-private-ip", "enis.n1", "eni-" + str(32), "eni-" + str(33), nil, ""},
 	}
 	base := boundsBase(t)
 	for _, tt := range tests {

@@ -279,6 +279,10 @@ func TestNodesAndZones(t *testing.T) {
 	if n := c.Nodes["n1"]; n.ModifyIndex != 7 || n.ENI != "eni-0a1" || n.PrivateIP != "10.0.0.11" || n.InstanceID != "i-0a1" {
 		t.Fatalf("node with AWS identity %+v", n)
 	}
+	c = mustNext(t, c, up(Node{ID: "n1", Zone: "b", RaftAddr: "127.0.0.1:7701", Role: RoleProxy}))
+	if n := c.Nodes["n1"]; n.ModifyIndex != 8 || !n.IsProxy() {
+		t.Fatalf("proxy node %+v", n)
+	}
 	c = mustNext(t, c, NewCommand(&NodeRemove{NodeID: "n1"}))
 	if len(c.Nodes) != 0 {
 		t.Fatal("node not removed")
@@ -298,6 +302,7 @@ func TestNodesAndZones(t *testing.T) {
 		{"bad instance id", up(Node{ID: "n2", RaftAddr: "127.0.0.1:1", InstanceID: "web-1"}), "node.instance_id", ErrInvalid},
 		{"bad eni", up(Node{ID: "n2", RaftAddr: "127.0.0.1:1", ENI: "eth0"}), "node.eni", ErrInvalid},
 		{"bad private ip", up(Node{ID: "n2", RaftAddr: "127.0.0.1:1", PrivateIP: "10.0.0"}), "node.private_ip", ErrInvalid},
+		{"bad role", up(Node{ID: "n2", RaftAddr: "127.0.0.1:1", Role: "observer"}), "node.role", ErrInvalid},
 		{"no zone", NewCommand(&ZoneChange{}), "zone", ErrInvalid},
 		{"empty zone", zone("", true), "zone.zone", ErrInvalid},
 		{"bad type", &Command{Type: "frobnicate", V: CommandVersion}, "type", ErrInvalid},

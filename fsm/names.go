@@ -107,7 +107,23 @@ func validateNode(field string, n *Node) error {
 			return invalidf(field+".private_ip", "%q is not an IP address", n.PrivateIP)
 		}
 	}
+	if err := CheckRole(n.Role); err != nil {
+		return reField(field+".role", err)
+	}
 	return nil
+}
+
+// CheckRole reports why r is not a member role: "voter", "proxy", or ""
+// (a voter).
+func CheckRole(r string) error {
+	switch r {
+	case "", RoleVoter, RoleProxy:
+		return nil
+	}
+	if len(r) > 16 {
+		r = r[:16] + "..."
+	}
+	return invalidf("role", "%q is not voter or proxy", r)
 }
 
 // awsID reports whether id is prefix followed by lower-case letters and digits.

@@ -57,6 +57,9 @@ func checkRefs(c *Config, kind Kind, name, p string, checkNodes bool) error {
 			if v.Spec.AllocationID != "" && o.AllocationID == v.Spec.AllocationID {
 				return invalidf(p+".allocation_id", "%q is already used by vip %q", o.AllocationID, other)
 			}
+			if field, what := samePrivateTarget(&v.Spec, &o); field != "" {
+				return invalidf(p+"."+field, "%s is already used by vip %q", what, other)
+			}
 		}
 		if !checkNodes || len(c.Nodes) == 0 {
 			return nil
@@ -69,6 +72,11 @@ func checkRefs(c *Config, kind Kind, name, p string, checkNodes bool) error {
 		for i, n := range v.Spec.Candidates {
 			if _, ok := c.Nodes[n]; !ok {
 				return invalidf(fmt.Sprintf("%s.candidates[%d]", p, i), "node %q is not a cluster member", n)
+			}
+		}
+		for _, n := range sortedKeys(v.Spec.ENIs) {
+			if _, ok := c.Nodes[n]; !ok {
+				return invalidf(p+".enis."+n, "node %q is not a cluster member", n)
 			}
 		}
 	}

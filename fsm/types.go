@@ -305,16 +305,31 @@ const (
 	ProviderAWSEIP = "aws-eip"
 	ProviderLinux  = "linux"
 	ProviderNone   = "none"
+	// ProviderAWSPrivateIP moves a secondary private IP between the
+	// holders' network interfaces (AssignPrivateIpAddresses); the
+	// interfaces must share a subnet, so one availability zone.
+	ProviderAWSPrivateIP = "aws-private-ip"
+	// ProviderAWSRoute points a route-table entry for a CIDR at the
+	// holder's network interface (ReplaceRoute), across zones.
+	ProviderAWSRoute = "aws-route"
 )
 
 // VIPSpec is the operator-supplied part of a VIP.
 type VIPSpec struct {
-	Provider     string   `json:"provider"`
-	AllocationID string   `json:"allocation_id,omitempty"` // aws-eip
-	Address      string   `json:"address,omitempty"`       // linux: CIDR, e.g. 10.0.0.100/24
-	Interface    string   `json:"interface,omitempty"`     // linux
-	HomeNode     string   `json:"home_node"`
-	Candidates   []string `json:"candidates,omitempty"` // empty: every member
+	Provider     string `json:"provider"`
+	AllocationID string `json:"allocation_id,omitempty"` // aws-eip
+	Address      string `json:"address,omitempty"`       // linux: CIDR, e.g. 10.0.0.100/24
+	Interface    string `json:"interface,omitempty"`     // linux
+	PrivateIP    string `json:"private_ip,omitempty"`    // aws-private-ip: the secondary IPv4 address that moves
+	// RouteTableIDs and CIDR (aws-route): every table gets a route for
+	// CIDR pointing at the holder's network interface.
+	RouteTableIDs []string `json:"route_table_ids,omitempty"`
+	CIDR          string   `json:"cidr,omitempty"`
+	// ENIs (aws-private-ip, aws-route) names, by node id, the network
+	// interface to use instead of the node's own (its --aws-eni).
+	ENIs       map[string]string `json:"enis,omitempty"`
+	HomeNode   string            `json:"home_node"`
+	Candidates []string          `json:"candidates,omitempty"` // empty: every member
 	// Failback moves the VIP home once the home node is healthy again (default true).
 	Failback *bool `json:"failback,omitempty"`
 }
@@ -340,11 +355,24 @@ type Node struct {
 	AdminAddr string `json:"admin_addr,omitempty"`
 	DataAddr  string `json:"data_addr,omitempty"`
 	// The node's AWS identity, which Elastic IPs are associated with.
-	InstanceID  string `json:"instance_id,omitempty"`
-	ENI         string `json:"eni,omitempty"`
-	PrivateIP   string `json:"private_ip,omitempty"`
+	InstanceID string `json:"instance_id,omitempty"`
+	ENI        string `json:"eni,omitempty"`
+	PrivateIP  string `json:"private_ip,omitempty"`
+	// Role is RoleVoter or RoleProxy (a Raft non-voter: it receives the
+	// log and serves, but never counts toward quorum). "" is a voter: the
+	// records written before roles existed.
+	Role        string `json:"role,omitempty"`
 	ModifyIndex uint64 `json:"modify_index"`
 }
+
+// Node roles.
+const (
+	RoleVoter = "voter"
+	RoleProxy = "proxy"
+)
+
+// IsProxy reports whether the node is a non-voting proxy member.
+func (n *Node) IsProxy() bool { return n.Role == RoleProxy }
 
 // ZoneState is the "evacuate AZ" lever.
 type ZoneState struct {

@@ -571,11 +571,18 @@ func validateVIP(p string, s *VIPSpec) error {
 		if s.Interface != "" && (len(s.Interface) > 15 || strings.ContainsAny(s.Interface, "/ \t\n:")) {
 			return invalidf(p+".interface", "%q is not an interface name", s.Interface)
 		}
+	case ProviderAWSPrivateIP, ProviderAWSRoute:
+		if err := validateVIPPrivate(p, s); err != nil {
+			return err
+		}
 	case ProviderNone:
 	case "":
-		return invalidf(p+".provider", "required (aws-eip, linux or none)")
+		return invalidf(p+".provider", "required (aws-eip, aws-private-ip, aws-route, linux or none)")
 	default:
-		return invalidf(p+".provider", "%q is not aws-eip, linux or none", s.Provider)
+		return invalidf(p+".provider", "%q is not aws-eip, aws-private-ip, aws-route, linux or none", s.Provider)
+	}
+	if err := onlyWithPrivate(p, s); err != nil {
+		return err
 	}
 	if s.HomeNode != "" {
 		if err := validateNodeID(p+".home_node", s.HomeNode); err != nil {

@@ -13,6 +13,8 @@ func validationBase(t testing.TB) *Config {
 	return mustNext(t, c, ApplyCommand([]Object{
 		obj(KindVIP, "edge-a", `{"provider":"aws-eip","allocation_id":"eipalloc-1","home_node":"n1"}`),
 		obj(KindVIP, "l1", `{"provider":"linux","address":"10.0.0.100/24","home_node":"n2"}`),
+		obj(KindVIP, "p1", `{"provider":"aws-private-ip","private_ip":"10.0.1.100","home_node":"n1"}`),
+		obj(KindVIP, "r1", `{"provider":"aws-route","route_table_ids":["rtb-1","rtb-2"],"cidr":"10.200.0.10/32","home_node":"n1"}`),
 	}))
 }
 
@@ -171,6 +173,29 @@ func TestValidationRejects(t *testing.T) {
 		{KindVIP, "x", `{"provider":"aws-eip","allocation_id":"eipalloc-2","home_node":"n3","candidates":["n1","n2"]}`, "spec.candidates", ErrInvalid},
 		{KindVIP, "x", `{"provider":"aws-eip","allocation_id":"eipalloc-1"}`, "spec.allocation_id", ErrInvalid}, // a bad spec, not a lost race: 400
 		{KindVIP, "x", `{"provider":"linux","address":"10.0.0.100/32"}`, "spec.address", ErrInvalid},
+		// vip: aws-private-ip and aws-route
+		{KindVIP, "x", `{"provider":"aws-private-ip"}`, "spec.private_ip", ErrInvalid},
+		{KindVIP, "x", `{"provider":"aws-private-ip","private_ip":"10.0.1"}`, "spec.private_ip", ErrInvalid},
+		{KindVIP, "x", `{"provider":"aws-private-ip","private_ip":"fd00::1"}`, "spec.private_ip", ErrInvalid},
+		{KindVIP, "x", `{"provider":"aws-private-ip","private_ip":"8.8.8.8"}`, "spec.private_ip", ErrInvalid},
+		{KindVIP, "x", `{"provider":"aws-private-ip","private_ip":"10.0.1.101","address":"10.0.1.101"}`, "spec.address", ErrInvalid},
+		{KindVIP, "x", `{"provider":"aws-private-ip","private_ip":"10.0.1.101","cidr":"10.9.0.0/16"}`, "spec.cidr", ErrInvalid},
+		{KindVIP, "x", `{"provider":"aws-private-ip","private_ip":"10.0.1.100"}`, "spec.private_ip", ErrInvalid}, // used by p1
+		{KindVIP, "x", `{"provider":"aws-private-ip","private_ip":"10.0.1.101","enis":{"n1":"eth0"}}`, "spec.enis.n1", ErrInvalid},
+		{KindVIP, "x", `{"provider":"aws-private-ip","private_ip":"10.0.1.101","enis":{"n 1":"eni-1"}}`, "spec.enis.n 1", ErrInvalid},
+		{KindVIP, "x", `{"provider":"aws-private-ip","private_ip":"10.0.1.101","enis":{"n9":"eni-9"}}`, "spec.enis.n9", ErrInvalid},
+		{KindVIP, "x", `{"provider":"aws-route","cidr":"10.200.0.11/32"}`, "spec.route_table_ids", ErrInvalid},
+		{KindVIP, "x", `{"provider":"aws-route","route_table_ids":["rtb-1"]}`, "spec.cidr", ErrInvalid},
+		{KindVIP, "x", `{"provider":"aws-route","route_table_ids":["route-1"],"cidr":"10.200.0.11/32"}`, "spec.route_table_ids[0]", ErrInvalid},
+		{KindVIP, "x", `{"provider":"aws-route","route_table_ids":["rtb-1","rtb-1"],"cidr":"10.200.0.11/32"}`, "spec.route_table_ids[1]", ErrInvalid},
+		{KindVIP, "x", `{"provider":"aws-route","route_table_ids":["rtb-1"],"cidr":"10.200.0.11"}`, "spec.cidr", ErrInvalid},
+		{KindVIP, "x", `{"provider":"aws-route","route_table_ids":["rtb-1"],"cidr":"10.200.0.11/24"}`, "spec.cidr", ErrInvalid},
+		{KindVIP, "x", `{"provider":"aws-route","route_table_ids":["rtb-3","rtb-2"],"cidr":"10.200.0.10/32"}`, "spec.cidr", ErrInvalid}, // r1's route in rtb-2
+		{KindVIP, "x", `{"provider":"aws-route","route_table_ids":["rtb-3"],"cidr":"10.200.0.11/32","private_ip":"10.0.1.9"}`, "spec.private_ip", ErrInvalid},
+		{KindVIP, "x", `{"provider":"aws-eip","allocation_id":"eipalloc-5","private_ip":"10.0.1.9"}`, "spec.private_ip", ErrInvalid},
+		{KindVIP, "x", `{"provider":"linux","address":"10.0.0.9/24","route_table_ids":["rtb-1"]}`, "spec.route_table_ids", ErrInvalid},
+		{KindVIP, "x", `{"provider":"none","cidr":"10.0.0.0/8"}`, "spec.cidr", ErrInvalid},
+		{KindVIP, "x", `{"provider":"none","enis":{"n1":"eni-1"}}`, "spec.enis", ErrInvalid},
 	}
 	base := validationBase(t)
 	before := snapshotBytes(t, base)
@@ -219,6 +244,10 @@ func TestValidationAccepts(t *testing.T) {
 		{KindVIP, "v", `{"provider":"none"}`},
 		{KindVIP, "v", `{"provider":"aws-eip","allocation_id":"eipalloc-9","home_node":"n1","candidates":["n1","n3"]}`},
 		{KindVIP, "v", `{"provider":"linux","address":"10.0.0.101/24","interface":"eth0","home_node":"n2","failback":false}`},
+		{KindVIP, "v", `{"provider":"aws-private-ip","private_ip":"10.0.1.101","home_node":"n1","candidates":["n1","n2"],"enis":{"n2":"eni-0b2"}}`},
+		{KindVIP, "v", `{"provider":"aws-route","route_table_ids":["rtb-0a1","rtb-0b2"],"cidr":"fd00:200::/64","home_node":"n2"}`},
+		{KindVIP, "v", `{"provider":"aws-route","route_table_ids":["rtb-3"],"cidr":"10.200.0.10/32"}`}, // r1's CIDR in another table
+		{KindVIP, "r1", `{"provider":"aws-route","route_table_ids":["rtb-1"],"cidr":"10.200.0.10/32","home_node":"n2"}`},
 		// Updating a VIP in place does not conflict with itself.
 		{KindVIP, "edge-a", `{"provider":"aws-eip","allocation_id":"eipalloc-1","home_node":"n2"}`},
 	}

@@ -311,7 +311,10 @@ func (c *Client) CheckPermissions(ctx context.Context, actions []string) ([]stri
 		case ActionDescribeInstances:
 			_, err = c.ec2.DescribeInstances(ctx, &ec2.DescribeInstancesInput{DryRun: aws.Bool(true)})
 		default:
-			return nil, fmt.Errorf("awsec2: CheckPermissions: unknown action %q", a)
+			var known bool
+			if known, err = c.probePrivate(ctx, a); !known {
+				return nil, fmt.Errorf("awsec2: CheckPermissions: unknown action %q", a)
+			}
 		}
 		switch code := errorCode(err); {
 		case code == "DryRunOperation":

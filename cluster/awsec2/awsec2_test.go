@@ -183,7 +183,9 @@ func TestListInstancesFilters(t *testing.T) {
 }
 
 func TestCheckPermissions(t *testing.T) {
-	all := []string{awsec2.ActionAssociateAddress, awsec2.ActionDisassociateAddress, awsec2.ActionDescribeAddresses, awsec2.ActionDescribeInstances}
+	all := []string{awsec2.ActionAssociateAddress, awsec2.ActionDisassociateAddress, awsec2.ActionDescribeAddresses, awsec2.ActionDescribeInstances,
+		awsec2.ActionAssignPrivateIPAddresses, awsec2.ActionDescribeNetworkInterfaces,
+		awsec2.ActionReplaceRoute, awsec2.ActionCreateRoute, awsec2.ActionDescribeRouteTables}
 	tests := []struct {
 		name   string
 		denied []string
@@ -191,6 +193,10 @@ func TestCheckPermissions(t *testing.T) {
 		{"all allowed", nil},
 		{"associate denied", []string{awsec2.ActionAssociateAddress}},
 		{"describes denied", []string{awsec2.ActionDescribeAddresses, awsec2.ActionDescribeInstances}},
+		// AssignPrivateIpAddresses takes no DryRun: probed on an interface
+		// that does not exist.
+		{"private ip denied", []string{awsec2.ActionAssignPrivateIPAddresses, awsec2.ActionDescribeNetworkInterfaces}},
+		{"routes denied", []string{awsec2.ActionReplaceRoute, awsec2.ActionCreateRoute, awsec2.ActionDescribeRouteTables}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -39,6 +39,7 @@ type member struct {
 	stable *raft.InmemStore
 	snaps  *raft.InmemSnapshotStore
 	node   *cluster.Node // nil while killed
+	proxy  bool          // a non-voter added with AddProxy
 }
 
 type options struct {
@@ -87,6 +88,9 @@ func (c *Cluster) peers() []cluster.PeerInfo {
 	var ps []cluster.PeerInfo
 	for i, id := range c.order {
 		m := c.byID[id]
+		if m.proxy {
+			continue
+		}
 		ps = append(ps, cluster.PeerInfo{
 			ID: id, Zone: fmt.Sprintf("zone-%d", i+1), RaftAddr: string(m.addr),
 			AdminAddr: fmt.Sprintf("%s.inmem:8400", id),
@@ -113,17 +117,16 @@ func (c *Cluster) start(m *member) {
 			o.trans.Block(m.addr)
 		}
 	}
-	var self cluster.PeerInfo
-	for _, p := range c.peers() {
-		if p.ID == m.id {
-			self = p
-		}
-	}
+	self := c.peerInfo(m)
 	cfg := cluster.DefaultConfig()
 	cfg.NodeID = m.id
 	cfg.Zone = self.Zone
 	cfg.AdminAddr = self.AdminAddr
-	cfg.Peers = c.peers()
+	if m.proxy {
+		cfg.Role = fsm.RoleProxy // it waits to be added; it never bootstraps
+	} else {
+		cfg.Peers = c.peers()
+	}
 	cfg.Logger = c.opts.logger.With("node", m.id)
 	cfg.Transport = m.trans
 	cfg.LogStore, cfg.StableStore, cfg.SnapshotStore = m.logs, m.stable, m.snaps

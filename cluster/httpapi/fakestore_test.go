@@ -31,6 +31,9 @@ type fakeStore struct {
 	// blocking read is waiting.
 	changedCalls int
 	voters       []cluster.PeerInfo
+	promoted     []string
+	demoted      []string
+	suffrageErr  error // what Promote and Demote answer when set
 	removed      []string
 }
 
@@ -129,7 +132,7 @@ func (f *fakeStore) PeerInfo() cluster.PeerInfo {
 		Bootstrapped: true, Leader: f.leaderID, LeaderAddr: f.leaderAddr}
 }
 
-func (f *fakeStore) AddVoter(ctx context.Context, info cluster.PeerInfo) error {
+func (f *fakeStore) AddMember(ctx context.Context, info cluster.PeerInfo) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.roleErr(); err != nil {
@@ -147,6 +150,32 @@ func (f *fakeStore) RemoveServer(ctx context.Context, id string) error {
 	}
 	f.removed = append(f.removed, id)
 	return nil
+}
+
+func (f *fakeStore) Promote(ctx context.Context, ids []string) ([]string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.roleErr(); err != nil {
+		return nil, err
+	}
+	if f.suffrageErr != nil {
+		return nil, f.suffrageErr
+	}
+	f.promoted = append(f.promoted, ids...)
+	return ids, nil
+}
+
+func (f *fakeStore) Demote(ctx context.Context, ids []string) ([]string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.roleErr(); err != nil {
+		return nil, err
+	}
+	if f.suffrageErr != nil {
+		return nil, f.suffrageErr
+	}
+	f.demoted = append(f.demoted, ids...)
+	return nil, nil
 }
 
 func (f *fakeStore) joined() []cluster.PeerInfo {

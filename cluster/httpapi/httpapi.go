@@ -44,8 +44,10 @@ type Store interface {
 	Leader() (id, adminAddr string)
 	Status() cluster.Status
 	PeerInfo() cluster.PeerInfo
-	AddVoter(ctx context.Context, info cluster.PeerInfo) error
+	AddMember(ctx context.Context, info cluster.PeerInfo) error
 	RemoveServer(ctx context.Context, id string) error
+	Promote(ctx context.Context, ids []string) ([]string, error)
+	Demote(ctx context.Context, ids []string) ([]string, error)
 }
 
 // Config configures the admin API handler.
@@ -279,6 +281,10 @@ func (s *server) apiRoutes() []route {
 		{"GET", "/v1/internal/peer", accessRead, s.handlePeer},
 		{"POST", "/v1/nodes", accessWrite, s.handleNodeJoin},
 		{"DELETE", "/v1/nodes/{id}", accessWrite, s.handleNodeRemove},
+		{"POST", "/v1/nodes/{id}/promote", accessWrite, s.handleSuffrage(true, false)},
+		{"POST", "/v1/nodes/{id}/demote", accessWrite, s.handleSuffrage(false, false)},
+		{"POST", "/v1/nodes/promote", accessWrite, s.handleSuffrage(true, true)},
+		{"POST", "/v1/nodes/demote", accessWrite, s.handleSuffrage(false, true)},
 		// handleApply asks for write access itself unless the request is a dry run.
 		{"POST", "/v1/apply", accessRead, s.handleApply},
 		{"GET", "/v1/config", accessRead, s.handleExport},

@@ -9,6 +9,7 @@ import (
 
 	"github.com/rafterlb/rafter/api"
 	"github.com/rafterlb/rafter/cluster"
+	"github.com/rafterlb/rafter/fsm"
 )
 
 //go:embed openapi.json
@@ -29,7 +30,8 @@ func (s *server) handleOpenAPI(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// handleNodeJoin adds a voter (leader only; a follower forwards).
+// handleNodeJoin adds a voter, or a non-voter for role proxy (leader
+// only; a follower forwards).
 func (s *server) handleNodeJoin(w http.ResponseWriter, r *http.Request) error {
 	body, err := s.readBody(w, r)
 	if err != nil {
@@ -45,7 +47,10 @@ func (s *server) handleNodeJoin(w http.ResponseWriter, r *http.Request) error {
 	case info.RaftAddr == "":
 		return invalidParam("raft_addr", "required")
 	}
-	if err := s.store.AddVoter(r.Context(), info); err != nil {
+	if err := fsm.CheckRole(info.Role); err != nil {
+		return invalidParam("role", "%q is not voter or proxy", info.Role)
+	}
+	if err := s.store.AddMember(r.Context(), info); err != nil {
 		return s.forwardOrFail(w, r, body, fmt.Errorf("adding node %s: %w", info.ID, err))
 	}
 	idx := s.store.Config().Index
@@ -60,6 +65,37 @@ func (s *server) handleNodeRemove(w http.ResponseWriter, r *http.Request) error 
 	}
 	idx := s.store.Config().Index
 	return s.answer(w, http.StatusOK, idx, api.WriteResult{Index: idx})
+}
+
+// handleSuffrage promotes (or demotes) the node in the path, or with list
+// the nodes a SuffrageChange body names, in one request (leader only; a
+// follower forwards).
+func (s *server) handleSuffrage(promote, list bool) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		var body []byte
+		ids := []string{r.PathValue("id")}
+		if list {
+			var err error
+			if body, err = s.readBody(w, r); err != nil {
+				return err
+			}
+			var req api.SuffrageChange
+			if err := decodeStrict(body, &req); err != nil {
+				return jsonProblem("body", body, err)
+			}
+			ids = req.IDs
+		}
+		change, verb := s.store.Demote, "demoting"
+		if promote {
+			change, verb = s.store.Promote, "promoting"
+		}
+		voters, err := change(r.Context(), ids)
+		if err != nil {
+			return s.forwardOrFail(w, r, body, fmt.Errorf("%s %v: %w", verb, ids, err))
+		}
+		idx := s.store.Config().Index
+		return s.answer(w, http.StatusOK, idx, api.SuffrageResult{Index: idx, Voters: voters})
+	}
 }
 
 // decodeStrict decodes one JSON value, rejecting unknown fields and

@@ -100,7 +100,8 @@ func (f *Fence) checkToken(vipName string, token uint64) error {
 type Config struct {
 	Store    Store
 	Liveness Liveness
-	// Movers by provider (fsm.ProviderAWSEIP, fsm.ProviderLinux). VIPs of
+	// Movers by provider (fsm.ProviderAWSEIP, fsm.ProviderAWSPrivateIP,
+	// fsm.ProviderAWSRoute, fsm.ProviderLinux). VIPs of
 	// provider "none" are assigned without a move; VIPs of a provider with
 	// no Mover are left alone.
 	Movers     map[string]Mover
@@ -167,8 +168,10 @@ func (c Config) Validate() error {
 		if m == nil {
 			return fmt.Errorf("vip.movers[%s]: nil mover", p)
 		}
-		if p != fsm.ProviderAWSEIP && p != fsm.ProviderLinux {
-			return fmt.Errorf("vip.movers[%s]: not a provider that moves (aws-eip, linux)", p)
+		switch p {
+		case fsm.ProviderAWSEIP, fsm.ProviderAWSPrivateIP, fsm.ProviderAWSRoute, fsm.ProviderLinux:
+		default:
+			return fmt.Errorf("vip.movers[%s]: not a provider that moves (aws-eip, aws-private-ip, aws-route, linux)", p)
 		}
 	}
 	return nil

@@ -32,12 +32,15 @@ const (
 )
 
 // Instance is an EC2 instance as the fake keeps it. ENI is its primary
-// network interface; PrivateIP the interface's primary address.
+// network interface; PrivateIP the interface's primary address. A
+// secondary address moves only between interfaces of one Subnet (no check
+// when either is "").
 type Instance struct {
 	ID           string
 	PrivateIP    string
 	SecondaryIPs []string
 	ENI          string
+	Subnet       string
 	Zone         string
 	State        string
 	Tags         map[string]string
@@ -67,6 +70,7 @@ type Server struct {
 	faults    []*fault
 	pageSize  int
 	lag       time.Duration
+	priv      privateState
 }
 
 // addressState is an address with what DescribeAddresses shows of it while
@@ -95,6 +99,7 @@ func New(t testing.TB) *Server {
 		calls:     map[string]int{},
 		denied:    map[string]bool{},
 	}
+	s.priv.init()
 	s.srv = httptest.NewServer(http.HandlerFunc(s.serveHTTP))
 	t.Cleanup(s.srv.Close)
 	return s
@@ -110,9 +115,11 @@ func (s *Server) SetClock(now func() time.Time) {
 	s.now = now
 }
 
-// SetDescribeLag makes DescribeAddresses show the previous state of an
-// address for d after every change made through the API, as EC2's eventual
-// consistency does. Changes made with MoveAddress are visible at once.
+// SetDescribeLag makes DescribeAddresses, DescribeNetworkInterfaces and
+// DescribeRouteTables show the previous state of an address, an interface
+// or a route for d after every change made through the API, as EC2's
+// eventual consistency does. Changes made with MoveAddress, MovePrivateIP
+// and SetRoute are visible at once.
 func (s *Server) SetDescribeLag(d time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -50,7 +50,8 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	s.calls[action]++
 	switch action {
-	case ActionAssociateAddress, ActionDisassociateAddress, ActionDescribeAddresses, ActionDescribeInstances:
+	case ActionAssociateAddress, ActionDisassociateAddress, ActionDescribeAddresses, ActionDescribeInstances,
+		ActionAssignPrivateIPAddresses, ActionDescribeNetworkInterfaces, ActionReplaceRoute, ActionCreateRoute, ActionDescribeRouteTables:
 		page := 0
 		if action == ActionDescribeInstances {
 			page, _, aerr = parseToken(f.Get("NextToken"))
@@ -73,6 +74,16 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 				body, aerr = s.describeAddresses(f)
 			case ActionDescribeInstances:
 				body, aerr = s.describeInstances(f)
+			case ActionAssignPrivateIPAddresses:
+				body, aerr = s.assignPrivateIPs(f)
+			case ActionDescribeNetworkInterfaces:
+				body, aerr = s.describeInterfaces(f)
+			case ActionReplaceRoute:
+				body, aerr = s.putRoute(f, false)
+			case ActionCreateRoute:
+				body, aerr = s.putRoute(f, true)
+			case ActionDescribeRouteTables:
+				body, aerr = s.describeRouteTables(f)
 			}
 		}
 	default:

@@ -27,8 +27,9 @@ import (
 // wait bounds every poll of these tests: generous, for -race on a busy machine.
 const wait = 20 * time.Second
 
-// rig is a 3-node in-memory cluster with a vip Controller and an EIP Mover
-// on every node, all moving addresses in one fake EC2.
+// rig is a 3-node in-memory cluster with a vip Controller and the EIP,
+// private IP and route Movers on every node, all moving addresses in one
+// fake EC2.
 type rig struct {
 	t       *testing.T
 	c       *clustertest.Cluster
@@ -145,9 +146,20 @@ func (r *rig) startController(id string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	timing := vipaws.Timing{RetryBase: 5 * time.Millisecond, RetryMax: 50 * time.Millisecond,
+		VerifyTimeout: 5 * time.Second, PollInterval: 10 * time.Millisecond, PollMax: 50 * time.Millisecond}
+	private, err := vipaws.NewPrivateIP(vipaws.PrivateIPConfig{Client: r.client, Targets: r.targets, Fence: vip.NewFence(node), Logger: log, Timing: timing})
+	if err != nil {
+		t.Fatal(err)
+	}
+	route, err := vipaws.NewRoute(vipaws.RouteConfig{Client: r.client, Targets: r.targets, Fence: vip.NewFence(node), Logger: log, Timing: timing})
+	if err != nil {
+		t.Fatal(err)
+	}
 	reg := prometheus.NewRegistry()
 	cfg := vip.Config{
-		Store: node, Liveness: live, Movers: map[string]vip.Mover{fsm.ProviderAWSEIP: mover},
+		Store: node, Liveness: live,
+		Movers: map[string]vip.Mover{fsm.ProviderAWSEIP: mover, fsm.ProviderAWSPrivateIP: private, fsm.ProviderAWSRoute: route},
 		Logger: log, Registerer: reg,
 		Tick: 20 * time.Millisecond, HoldDown: time.Hour, ReconcileInterval: 100 * time.Millisecond,
 		RetryBase: 20 * time.Millisecond, RetryMax: 200 * time.Millisecond,

@@ -1,4 +1,14 @@
-// Package aws moves Elastic IPs for the vip Controller: AssociateAddress
+// Package aws moves AWS addresses for the vip Controller. Three movers:
+// Mover (aws-eip), PrivateIPMover (aws-private-ip: a secondary private IP
+// moved between network interfaces with AssignPrivateIpAddresses and
+// AllowReassignment, verified with DescribeNetworkInterfaces) and
+// RouteMover (aws-route: a route-table entry for a CIDR pointed at the
+// holder's interface with ReplaceRoute, or CreateRoute when absent,
+// verified with DescribeRouteTables). VPCs ignore gratuitous ARP, so the
+// last two are how an internal address moves. All three share the rules
+// below (the private ones through Timing).
+//
+// The Elastic IP mover: AssociateAddress
 // (with AllowReassociation) to the target node's network interface and
 // private address, then DescribeAddresses until EC2 shows the new
 // association, since EC2 is eventually consistent. Throttling and 5xx

@@ -72,6 +72,10 @@ const statusJSON = `{"node_id":"n1","zone":"a","state":"Leader","leader":"n1","l
 "members":[{"id":"n1","zone":"a","raft_addr":"127.0.0.1:7701","admin_addr":"127.0.0.1:7700","suffrage":"Voter","leader":true,"healthy":true},
 {"id":"n2","zone":"b","raft_addr":"127.0.0.2:7701","admin_addr":"127.0.0.2:7700","suffrage":"Voter","healthy":false}]}`
 
+const statusWithProxyJSON = `{"node_id":"n1","zone":"a","state":"Leader","leader":"n1","term":3,"commit_index":12,"applied_index":12,
+"members":[{"id":"n1","zone":"a","raft_addr":"127.0.0.1:7701","suffrage":"Voter","leader":true,"healthy":true},
+{"id":"p1","zone":"b","raft_addr":"127.0.0.2:7701","suffrage":"Nonvoter","healthy":true}]}`
+
 const routesJSON = `{"index":42,"items":[
 {"kind":"route","name":"app","spec":{"listener":"web","match":{"hosts":["app.example.com"],"path":{"prefix":"/api"}},"action":{"split":[{"pool":"a","weight":90},{"pool":"b","weight":10}]}},"modify_index":7},
 {"kind":"route","name":"old","spec":{"listener":"web","match":{"path":{"exact":"/old"}},"action":{"redirect":{"scheme":"https","host":"x.example.com","code":301}}},"modify_index":9}]}`
@@ -182,6 +186,40 @@ func TestCommands(t *testing.T) {
 				"--aws-instance-id", "i-04", "--aws-eni", "eni-04", "--aws-private-ip", "10.0.4.4"},
 			wantOut:  []string{"node n4 joined"},
 			wantReqs: []string{`POST /v1/nodes? {"id":"n4","zone":"d","raft_addr":"10.0.4.4:7701","admin_addr":"","instance_id":"i-04","eni":"eni-04","private_ip":"10.0.4.4","bootstrapped":false}`},
+		},
+		{
+			name:     "node join as a proxy",
+			answers:  map[string]answer{"POST /v1/nodes": {200, `{"index":51}`}},
+			args:     []string{"node", "join", "p1", "--raft-addr", "127.0.0.5:7701", "--zone", "d", "--role", "proxy"},
+			wantOut:  []string{"node p1 joined"},
+			wantReqs: []string{`POST /v1/nodes? {"id":"p1","zone":"d","raft_addr":"127.0.0.5:7701","admin_addr":"","role":"proxy","bootstrapped":false}`},
+		},
+		{
+			name:     "node promote one",
+			answers:  map[string]answer{"POST /v1/nodes/p1/promote": {200, `{"index":60,"voters":["n1","n2","n3","p1"]}`}},
+			args:     []string{"node", "promote", "p1"},
+			wantOut:  []string{"promoted p1; voters now n1, n2, n3, p1 (index 60)"},
+			wantReqs: []string{"POST /v1/nodes/p1/promote?"},
+		},
+		{
+			name:     "node promote two",
+			answers:  map[string]answer{"POST /v1/nodes/promote": {200, `{"index":61,"voters":["n1","n2","n3","p1","p2"]}`}},
+			args:     []string{"node", "promote", "p1", "p2"},
+			wantOut:  []string{"promoted p1, p2; voters now n1, n2, n3, p1, p2 (index 61)"},
+			wantReqs: []string{`POST /v1/nodes/promote? {"ids":["p1","p2"]}`},
+		},
+		{
+			name: "node demote refused",
+			answers: map[string]answer{"POST /v1/nodes/n3/demote": {409,
+				`{"error":{"code":"conflict","field":"ids","message":"ids: that would make 2 voters"}}`}},
+			args:    []string{"node", "demote", "n3"},
+			wantErr: "409 conflict: ids: that would make 2 voters",
+		},
+		{
+			name:    "status shows proxies",
+			answers: map[string]answer{"GET /v1/status": {200, statusWithProxyJSON}},
+			args:    []string{"status"},
+			wantOut: []string{"Members:", "1 voters (quorum 1), 1 proxies", "MEMBER", "SUFFRAGE", "n1", "Voter", "leader", "p1", "Nonvoter", "proxy"},
 		},
 		{
 			name:    "node join needs raft addr",

@@ -198,11 +198,11 @@ func newDeleteCmd(s Streams) *cobra.Command {
 func newNodeCmd(s Streams) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "node",
-		Short: "Change cluster membership, one server at a time",
+		Short: "Change cluster membership: join, remove, promote and demote members",
 	}
 	join := &cobra.Command{
-		Use:   "join ID --raft-addr HOST:PORT --admin-addr HOST:PORT --zone ZONE",
-		Short: "Add a node as a voter (the node must be running with the same CA and token)",
+		Use:   "join ID --raft-addr HOST:PORT --admin-addr HOST:PORT --zone ZONE [--role proxy]",
+		Short: "Add a node as a voter, or a non-voting proxy (the node must be running with the same CA and token)",
 		Args:  cobra.ExactArgs(1),
 	}
 	jo := addAPIFlags(join, s)
@@ -214,6 +214,7 @@ func newNodeCmd(s Streams) *cobra.Command {
 	join.Flags().StringVar(&p.InstanceID, "aws-instance-id", "", "the node's EC2 instance id (i-...)")
 	join.Flags().StringVar(&p.ENI, "aws-eni", "", "the node's network interface that Elastic IPs move to (eni-...)")
 	join.Flags().StringVar(&p.PrivateIP, "aws-private-ip", "", "the private IP on --aws-eni that Elastic IPs map to")
+	join.Flags().StringVar(&p.Role, "role", "", "voter (the default), or proxy: a member that receives the log and serves but never votes")
 	join.RunE = withClient(s, jo, func(ctx context.Context, c *client.Client, args []string) error {
 		if p.RaftAddr == "" {
 			return fmt.Errorf("--raft-addr: required")
@@ -238,7 +239,34 @@ func newNodeCmd(s Streams) *cobra.Command {
 		_, err := fmt.Fprintf(s.Out, "node %s removed\n", args[0])
 		return err
 	})
-	cmd.AddCommand(join, remove)
+	cmd.AddCommand(join, remove, newSuffrageCmd(s, "promote"), newSuffrageCmd(s, "demote"))
+	return cmd
+}
+
+// newSuffrageCmd is `rafter node promote|demote ID...`.
+func newSuffrageCmd(s Streams, verb string) *cobra.Command {
+	short := "Make proxies voters; the voter count must stay odd, so promote in pairs (3 to 5 voters: two proxies)"
+	if verb == "demote" {
+		short = "Make voters proxies; the voter count must stay odd, so demote in pairs (5 to 3 voters: two voters)"
+	}
+	cmd := &cobra.Command{
+		Use:   verb + " ID [ID...]",
+		Short: short,
+		Args:  cobra.MinimumNArgs(1),
+	}
+	o := addAPIFlags(cmd, s)
+	cmd.RunE = withClient(s, o, func(ctx context.Context, c *client.Client, args []string) error {
+		change := c.Promote
+		if verb == "demote" {
+			change = c.Demote
+		}
+		res, err := change(ctx, args...)
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(s.Out, "%sd %s; voters now %s (index %d)\n", verb, strings.Join(args, ", "), strings.Join(res.Voters, ", "), res.Index)
+		return err
+	})
 	return cmd
 }
 

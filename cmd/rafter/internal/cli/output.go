@@ -54,6 +54,15 @@ func writeStatus(w io.Writer, st client.Status) error {
 	fmt.Fprintf(tw, "State:\t%s, term %d\n", st.State, st.Term)
 	fmt.Fprintf(tw, "Leader:\t%s\n", leader)
 	fmt.Fprintf(tw, "Index:\tcommit %d, applied %d\n", st.CommitIndex, st.AppliedIndex)
+	voters, proxies := 0, 0
+	for _, m := range st.Members {
+		if m.Suffrage == "Voter" {
+			voters++
+		} else {
+			proxies++
+		}
+	}
+	fmt.Fprintf(tw, "Members:\t%d voters (quorum %d), %d proxies\n", voters, voters/2+1, proxies)
 	if st.Error != "" {
 		fmt.Fprintf(tw, "Error:\t%s\n", st.Error)
 	}
@@ -65,8 +74,11 @@ func writeStatus(w io.Writer, st client.Status) error {
 	fmt.Fprintln(tw, "MEMBER\tZONE\tRAFT\tADMIN\tSUFFRAGE\tROLE\tHEALTH")
 	for _, m := range st.Members {
 		role := "follower"
-		if m.Leader {
+		switch {
+		case m.Leader:
 			role = "leader"
+		case m.Suffrage == "Nonvoter":
+			role = "proxy" // a non-voter: it follows the log but never votes
 		}
 		health := m.Health
 		switch {
@@ -157,11 +169,7 @@ func writeObjects(w io.Writer, kind fsm.Kind, objs []fsm.Object) error {
 			if err = json.Unmarshal(o.Spec, &s); err != nil {
 				break
 			}
-			addr := s.Address
-			if addr == "" {
-				addr = s.AllocationID
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\n", o.Name, s.Provider, dash(addr), dash(s.HomeNode), joinOr(s.Candidates, "all"), o.ModifyIndex)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\n", o.Name, s.Provider, dash(vipAddress(s)), dash(s.HomeNode), joinOr(s.Candidates, "all"), o.ModifyIndex)
 		}
 	case fsm.KindRollout:
 		fmt.Fprintln(tw, "NAME\tROUTE\tSTABLE\tCANARY\tSTEPS\tINTERVAL\tINDEX")

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/rafterlb/rafter/client"
+	"github.com/rafterlb/rafter/fsm"
 )
 
 func newVIPCmd(s Streams) *cobra.Command {
@@ -72,10 +73,7 @@ func writeVIPs(w io.Writer, vips []client.VIP, now time.Time) error {
 	tw := newTable(w)
 	fmt.Fprintln(tw, "NAME\tPROVIDER\tADDRESS\tHOME\tHOLDER\tTOKEN\tSINCE\tREASON\tSETTLED")
 	for _, v := range vips {
-		addr := v.Spec.Address
-		if addr == "" {
-			addr = v.Spec.AllocationID
-		}
+		addr := vipAddress(v.Spec)
 		holder, token, since, reason, settled := "-", "-", "-", "-", "-"
 		if a := v.Assignment; a != nil {
 			holder, token = a.Holder, strconv.FormatUint(a.Token, 10)
@@ -94,6 +92,17 @@ func writeVIPs(w io.Writer, vips []client.VIP, now time.Time) error {
 			orDash(v.Spec.HomeNode), holder, token, since, reason, settled)
 	}
 	return tw.Flush()
+}
+
+// vipAddress is what the ADDRESS column shows of a VIP: its address,
+// allocation, private IP or routed CIDR, whichever its provider uses.
+func vipAddress(s fsm.VIPSpec) string {
+	for _, a := range []string{s.Address, s.AllocationID, s.PrivateIP, s.CIDR} {
+		if a != "" {
+			return a
+		}
+	}
+	return ""
 }
 
 func orDash(s string) string {

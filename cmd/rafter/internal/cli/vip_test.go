@@ -5,7 +5,9 @@ import "testing"
 const vipsJSON = `{"index":50,"items":[
 {"kind":"vip","name":"eip1","modify_index":7,"spec":{"provider":"aws-eip","allocation_id":"eipalloc-1","home_node":"n1"},
  "assignment":{"holder":"n2","token":48,"since":"2025-01-01T00:00:00Z","reason":"holder_unreachable","settled":true}},
-{"kind":"vip","name":"web","modify_index":8,"spec":{"provider":"linux","address":"10.0.0.100/24","home_node":"n3"}}]}`
+{"kind":"vip","name":"web","modify_index":8,"spec":{"provider":"linux","address":"10.0.0.100/24","home_node":"n3"}},
+{"kind":"vip","name":"x1","modify_index":9,"spec":{"provider":"aws-private-ip","private_ip":"10.0.1.100","home_node":"n1"}},
+{"kind":"vip","name":"x2","modify_index":10,"spec":{"provider":"aws-route","route_table_ids":["rtb-1"],"cidr":"10.200.0.10/32","home_node":"n2"}}]}`
 
 func TestVIPCommands(t *testing.T) {
 	tests := []struct {
@@ -22,7 +24,8 @@ func TestVIPCommands(t *testing.T) {
 			args:    []string{"vip", "status"},
 			wantOut: []string{"NAME", "PROVIDER", "ADDRESS", "HOME", "HOLDER", "TOKEN", "SINCE", "REASON", "SETTLED",
 				"eip1", "aws-eip", "eipalloc-1", "n1", "n2", "48", "ago", "holder_unreachable", "yes",
-				"web", "linux", "10.0.0.100/24", "n3", "-", "-", "-", "-", "-"},
+				"web", "linux", "10.0.0.100/24", "n3", "-", "-", "-", "-", "-",
+				"x1", "aws-private-ip", "10.0.1.100", "n1", "x2", "aws-route", "10.200.0.10/32", "n2"},
 			wantReq: "GET /v1/vips?",
 		},
 		{
