@@ -4,7 +4,6 @@ package netns
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -100,11 +99,11 @@ func TestRollingUpgradeUnderLoad(t *testing.T) {
 		t.Logf("%s: %d address samples, %d not on %s alone", vipIP(i), len(ss), bad, home)
 	}
 	after := rigView(t, r, r.Leader(30*time.Second))
-	if !slices.Equal(before.members, after.members) {
-		t.Errorf("membership changed: before %q, after %q", before.members, after.members)
+	if !slices.Equal(before.Members, after.Members) {
+		t.Errorf("membership changed: before %q, after %q", before.Members, after.Members)
 	}
-	if !slices.Equal(before.vips, after.vips) {
-		t.Errorf("VIP assignments changed: before %q, after %q", before.vips, after.vips)
+	if !slices.Equal(before.VIPs, after.VIPs) {
+		t.Errorf("VIP assignments changed: before %q, after %q", before.VIPs, after.VIPs)
 	}
 	if failed {
 		t.FailNow()
@@ -145,55 +144,22 @@ func upgradeNode(t *testing.T, r *Rig, n *Node) (oldPID, newPID int) {
 	return oldPID, newPID
 }
 
-// view is what an upgrade must not change: the Raft members (id, Raft
-// address, suffrage) and the VIP assignments (vip=holder@token), sorted.
-type view struct{ members, vips []string }
-
-func rigView(t *testing.T, r *Rig, n *Node) view {
+func rigView(t *testing.T, r *Rig, n *Node) testutil.ClusterView {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	var v view
-	resp, err := r.API(ctx, n, "GET", "/v1/status", nil)
-	if err != nil || resp.Status != 200 {
-		t.Fatalf("status of %s: %v %v", n.Name, err, resp)
-	}
-	var st struct {
-		Members []struct {
-			ID       string `json:"id"`
-			RaftAddr string `json:"raft_addr"`
-			Suffrage string `json:"suffrage"`
-		} `json:"members"`
-	}
-	if err := json.Unmarshal(resp.Body, &st); err != nil {
-		t.Fatalf("status of %s: %v", n.Name, err)
-	}
-	for _, m := range st.Members {
-		v.members = append(v.members, m.ID+" "+m.RaftAddr+" "+m.Suffrage)
-	}
-	resp, err = r.API(ctx, n, "GET", "/v1/vips", nil)
-	if err != nil || resp.Status != 200 {
-		t.Fatalf("vips of %s: %v %v", n.Name, err, resp)
-	}
-	var list struct {
-		Items []struct {
-			Name       string `json:"name"`
-			Assignment *struct {
-				Holder string `json:"holder"`
-				Token  uint64 `json:"token"`
-			} `json:"assignment"`
-		} `json:"items"`
-	}
-	if err := json.Unmarshal(resp.Body, &list); err != nil {
-		t.Fatalf("vips of %s: %v", n.Name, err)
-	}
-	for _, it := range list.Items {
-		if it.Assignment != nil {
-			v.vips = append(v.vips, fmt.Sprintf("%s=%s@%d", it.Name, it.Assignment.Holder, it.Assignment.Token))
+	var bodies [2][]byte
+	for i, path := range []string{"/v1/status", "/v1/vips"} {
+		resp, err := r.API(ctx, n, "GET", path, nil)
+		if err != nil || resp.Status != 200 {
+			t.Fatalf("%s of %s: %v %v", path, n.Name, err, resp)
 		}
+		bodies[i] = resp.Body
 	}
-	slices.Sort(v.members)
-	slices.Sort(v.vips)
+	v, err := testutil.ParseClusterView(bodies[0], bodies[1])
+	if err != nil {
+		t.Fatalf("view of %s: %v", n.Name, err)
+	}
 	return v
 }
 

@@ -2,7 +2,6 @@ package systemtest
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -57,11 +56,11 @@ func TestUpgradeUnderLoad(t *testing.T) {
 			}
 
 			after := clusterView(t, c, c.Leader(10*time.Second))
-			if !slices.Equal(before.members, after.members) {
-				t.Errorf("membership changed: before %q, after %q", before.members, after.members)
+			if !slices.Equal(before.Members, after.Members) {
+				t.Errorf("membership changed: before %q, after %q", before.Members, after.Members)
 			}
-			if !slices.Equal(before.vips, after.vips) {
-				t.Errorf("VIP assignments changed: before %q, after %q", before.vips, after.vips)
+			if !slices.Equal(before.VIPs, after.VIPs) {
+				t.Errorf("VIP assignments changed: before %q, after %q", before.VIPs, after.VIPs)
 			}
 			// A write after the upgrade reaches the new process's data plane.
 			c.putJSON(t, c.Leader(10*time.Second), "routes", "main", routeSpec("/", "main", 1, leg{"app", 100}))
@@ -91,8 +90,8 @@ func upgradeScenario(t *testing.T, c *Cluster) int {
 	testutil.Eventually(t, 30*time.Second, "every VIP assigned to its home node", func() error {
 		v := clusterView(t, c, c.Leader(10*time.Second))
 		for _, a := range c.Agents {
-			if !slices.ContainsFunc(v.vips, func(s string) bool { return strings.HasPrefix(s, "vip-"+a.ID+"="+a.ID+"@") }) {
-				return fmt.Errorf("assignments %q", v.vips)
+			if !slices.ContainsFunc(v.VIPs, func(s string) bool { return strings.HasPrefix(s, "vip-"+a.ID+"="+a.ID+"@") }) {
+				return fmt.Errorf("assignments %q", v.VIPs)
 			}
 		}
 		return nil
@@ -100,55 +99,22 @@ func upgradeScenario(t *testing.T, c *Cluster) int {
 	return port
 }
 
-// view is what an upgrade must not change: the Raft members (id, Raft
-// address, suffrage) and the VIP assignments (vip=holder@token), sorted.
-type view struct{ members, vips []string }
-
-func clusterView(t *testing.T, c *Cluster, a *Agent) view {
+func clusterView(t *testing.T, c *Cluster, a *Agent) testutil.ClusterView {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	var v view
-	r, err := c.Do(ctx, a, "GET", "/v1/status", nil)
-	if err != nil || r.Status != 200 {
-		t.Fatalf("status of %s: %v %v", a.ID, err, r)
-	}
-	var st struct {
-		Members []struct {
-			ID       string `json:"id"`
-			RaftAddr string `json:"raft_addr"`
-			Suffrage string `json:"suffrage"`
-		} `json:"members"`
-	}
-	if err := json.Unmarshal(r.Body, &st); err != nil {
-		t.Fatalf("status of %s: %v", a.ID, err)
-	}
-	for _, m := range st.Members {
-		v.members = append(v.members, m.ID+" "+m.RaftAddr+" "+m.Suffrage)
-	}
-	r, err = c.Do(ctx, a, "GET", "/v1/vips", nil)
-	if err != nil || r.Status != 200 {
-		t.Fatalf("vips of %s: %v %v", a.ID, err, r)
-	}
-	var list struct {
-		Items []struct {
-			Name       string `json:"name"`
-			Assignment *struct {
-				Holder string `json:"holder"`
-				Token  uint64 `json:"token"`
-			} `json:"assignment"`
-		} `json:"items"`
-	}
-	if err := json.Unmarshal(r.Body, &list); err != nil {
-		t.Fatalf("vips of %s: %v", a.ID, err)
-	}
-	for _, it := range list.Items {
-		if it.Assignment != nil {
-			v.vips = append(v.vips, fmt.Sprintf("%s=%s@%d", it.Name, it.Assignment.Holder, it.Assignment.Token))
+	var bodies [2][]byte
+	for i, path := range []string{"/v1/status", "/v1/vips"} {
+		resp, err := c.Do(ctx, a, "GET", path, nil)
+		if err != nil || resp.Status != 200 {
+			t.Fatalf("%s of %s: %v %v", path, a.ID, err, resp)
 		}
+		bodies[i] = resp.Body
 	}
-	slices.Sort(v.members)
-	slices.Sort(v.vips)
+	v, err := testutil.ParseClusterView(bodies[0], bodies[1])
+	if err != nil {
+		t.Fatalf("view of %s: %v", a.ID, err)
+	}
 	return v
 }
 
@@ -287,7 +253,7 @@ func TestUpgradeToBrokenBinaryKeepsServing(t *testing.T) {
 	if res.Errors != 0 || res.Non2xx != 0 || res.OK == 0 {
 		t.Fatalf("requests failed: %s; first failures: %q", res, res.FirstFailures)
 	}
-	if after := clusterView(t, c, c.Leader(10*time.Second)); !slices.Equal(before.members, after.members) || !slices.Equal(before.vips, after.vips) {
+	if after := clusterView(t, c, c.Leader(10*time.Second)); !slices.Equal(before.Members, after.Members) || !slices.Equal(before.VIPs, after.VIPs) {
 		t.Fatalf("cluster changed: before %q, after %q", before, after)
 	}
 }
