@@ -9,8 +9,9 @@ BENCH_MODS := bench cmd/rafter-bench
 # Packages with tests run under the race detector by `make test`.
 TEST_PKGS := ./agent/... ./fsm/... ./cluster/... ./dataplane/... ./client/... ./cmd/... ./internal/...
 # System packages the tests need: ip (iproute2) and nft (nftables) for the
-# network-namespace tests, chromium for the dashboard's browser tests.
-DEPS_APT  := iproute2 nftables chromium
+# network-namespace tests, chromium for the dashboard's browser tests, wrk
+# for the upgrade-under-load test.
+DEPS_APT  := iproute2 nftables chromium wrk
 
 .PHONY: all build run deps test vet depcheck unit fuzz bench bench-quick lint clean FORCE
 .PHONY: package deps-ops test-ops

@@ -24,7 +24,7 @@ func TestUpgradeUnderLoad(t *testing.T) {
 	for _, which := range []string{"follower", "leader"} {
 		t.Run(which, func(t *testing.T) {
 			c := StartCluster(t, bin, 3)
-			port := upgradeScenario(t, c)
+			port, _ := upgradeScenario(t, c)
 			leader := c.Leader(30 * time.Second)
 			target := leader
 			if which == "follower" {
@@ -71,8 +71,9 @@ func TestUpgradeUnderLoad(t *testing.T) {
 
 // upgradeScenario sets up listener web on a free port, pool app with one
 // backend, route main and one VIP (provider none) homed on each node, and
-// waits until every node serves and every VIP is assigned home.
-func upgradeScenario(t *testing.T, c *Cluster) int {
+// waits until every node serves and every VIP is assigned home. It
+// returns the listener's port and the backend.
+func upgradeScenario(t *testing.T, c *Cluster) (int, *testBackend) {
 	t.Helper()
 	port := dataPort(t, c.Agents)
 	b := startBackend(t, "app")
@@ -96,7 +97,7 @@ func upgradeScenario(t *testing.T, c *Cluster) int {
 		}
 		return nil
 	})
-	return port
+	return port, b
 }
 
 func clusterView(t *testing.T, c *Cluster, a *Agent) testutil.ClusterView {
@@ -216,7 +217,7 @@ func TestUpgradeToBrokenBinaryKeepsServing(t *testing.T) {
 	}
 
 	c := StartCluster(t, path, 3)
-	port := upgradeScenario(t, c)
+	port, _ := upgradeScenario(t, c)
 	leader := c.Leader(30 * time.Second)
 	target := c.Agents[(slices.Index(c.Agents, leader)+1)%len(c.Agents)]
 	before := clusterView(t, c, leader)
