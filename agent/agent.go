@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"strings"
 	"sync"
@@ -426,6 +427,9 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	case len(rw)+len(ro) > 0:
 	case tlsc.adminServer != nil:
 		log.Info("admin API: no bearer token; every client needs a certificate from the cluster CA")
+	case onLoopback(adminAddr):
+		// rafter dev, or a node reachable only from its own host.
+		log.Info("admin API authentication is off (loopback only); pass --token (or RAFTER_TOKEN) to require a bearer token")
 	default:
 		log.Warn("admin API authentication is off: pass --token (or RAFTER_TOKEN) to require a bearer token")
 	}
@@ -610,4 +614,14 @@ func tokens(t string) []string {
 		}
 	}
 	return out
+}
+
+// onLoopback reports whether the listening address addr is a loopback one.
+func onLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }

@@ -121,3 +121,14 @@ func TestAddrs(t *testing.T) {
 		t.Fatalf("advertise not used: %s", c.AdminAddr())
 	}
 }
+
+func TestOnLoopback(t *testing.T) {
+	for addr, want := range map[string]bool{
+		"127.0.0.1:7700": true, "127.0.0.3:7700": true, "[::1]:7700": true,
+		"10.0.0.1:7700": false, "[::]:7700": false, "0.0.0.0:7700": false, "bad": false,
+	} {
+		if got := onLoopback(addr); got != want {
+			t.Errorf("onLoopback(%q) = %v, want %v", addr, got, want)
+		}
+	}
+}
