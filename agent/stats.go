@@ -14,23 +14,29 @@ import (
 )
 
 // The data plane's request counters that GET /v1/stats reads: requests by
-// route, pool and status class, and the latency histogram by route.
+// route, pool and status class, and the latency histogram by route; and
+// per backend, answers by status class, attempts that got no answer, and
+// the latency histogram.
 const (
-	requestsMetric = "rafter_requests_total"
-	latencyMetric  = "rafter_request_duration_seconds"
+	requestsMetric        = "rafter_requests_total"
+	latencyMetric         = "rafter_request_duration_seconds"
+	backendRequestsMetric = "rafter_backend_requests_total"
+	backendErrorsMetric   = "rafter_backend_errors_total"
+	backendLatencyMetric  = "rafter_backend_response_seconds"
 )
 
 // nodeStats reads this node's request counters from the registry the data
 // plane registers them with, so the figures are exactly those /metrics
 // shows; it needs nothing of the data plane but the metric names.
 func nodeStats(g prometheus.Gatherer, node string, now time.Time) (api.NodeStats, error) {
-	out := api.NodeStats{Node: node, At: now.UTC(), Routes: []api.RequestStats{}, Pools: []api.RequestStats{}}
+	out := api.NodeStats{Node: node, At: now.UTC(), Routes: []api.RequestStats{}, Pools: []api.RequestStats{}, Backends: []api.RequestStats{}}
 	families, err := g.Gather()
 	if err != nil {
 		return out, err
 	}
 	routes := map[string]*api.RequestStats{}
 	pools := map[string]*api.RequestStats{}
+	backends := map[string]*api.RequestStats{}
 	row := func(m map[string]*api.RequestStats, name string) *api.RequestStats {
 		r := m[name]
 		if r == nil {
@@ -38,6 +44,10 @@ func nodeStats(g prometheus.Gatherer, node string, now time.Time) (api.NodeStats
 			m[name] = r
 		}
 		return r
+	}
+	backend := func(m *dto.Metric) *api.RequestStats {
+		l := labels(m)
+		return row(backends, l["pool"]+"/"+l["backend"])
 	}
 	for _, f := range families {
 		switch f.GetName() {
@@ -50,22 +60,39 @@ func nodeStats(g prometheus.Gatherer, node string, now time.Time) (api.NodeStats
 			}
 		case latencyMetric:
 			for _, m := range f.GetMetric() {
-				h := m.GetHistogram()
-				hist := &api.Histogram{Count: h.GetSampleCount(), Sum: h.GetSampleSum()}
-				for _, b := range h.GetBucket() {
-					if math.IsInf(b.GetUpperBound(), 1) {
-						continue
-					}
-					hist.Bounds = append(hist.Bounds, b.GetUpperBound())
-					hist.Counts = append(hist.Counts, b.GetCumulativeCount())
-				}
-				row(routes, labels(m)["route"]).Latency = hist
+				row(routes, labels(m)["route"]).Latency = histogram(m)
+			}
+		case backendRequestsMetric:
+			for _, m := range f.GetMetric() {
+				backend(m).Requests[labels(m)["class"]] += uint64(math.Round(m.GetCounter().GetValue()))
+			}
+		case backendErrorsMetric:
+			for _, m := range f.GetMetric() {
+				backend(m).Requests["failed"] += uint64(math.Round(m.GetCounter().GetValue()))
+			}
+		case backendLatencyMetric:
+			for _, m := range f.GetMetric() {
+				backend(m).Latency = histogram(m)
 			}
 		}
 	}
 	out.Routes = sorted(routes)
 	out.Pools = sorted(pools)
+	out.Backends = sorted(backends)
 	return out, nil
+}
+
+func histogram(m *dto.Metric) *api.Histogram {
+	h := m.GetHistogram()
+	hist := &api.Histogram{Count: h.GetSampleCount(), Sum: h.GetSampleSum()}
+	for _, b := range h.GetBucket() {
+		if math.IsInf(b.GetUpperBound(), 1) {
+			continue
+		}
+		hist.Bounds = append(hist.Bounds, b.GetUpperBound())
+		hist.Counts = append(hist.Counts, b.GetCumulativeCount())
+	}
+	return hist
 }
 
 func labels(m *dto.Metric) map[string]string {

@@ -18,7 +18,18 @@ func TestNodeStatsFromTheRegistry(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	requests := prometheus.NewCounterVec(prometheus.CounterOpts{Name: requestsMetric, Help: "h"}, []string{"route", "pool", "class"})
 	latency := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: latencyMetric, Help: "h", Buckets: []float64{0.01, 0.1}}, []string{"route"})
-	reg.MustRegister(requests, latency)
+	backendReqs := prometheus.NewCounterVec(prometheus.CounterOpts{Name: backendRequestsMetric, Help: "h"}, []string{"pool", "backend", "class"})
+	backendErrs := prometheus.NewCounterVec(prometheus.CounterOpts{Name: backendErrorsMetric, Help: "h"}, []string{"pool", "backend", "kind"})
+	backendLat := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: backendLatencyMetric, Help: "h", Buckets: []float64{0.01, 0.1}}, []string{"pool", "backend"})
+	reg.MustRegister(requests, latency, backendReqs, backendErrs, backendLat)
+	backendReqs.WithLabelValues("b", "10.0.0.1:80", "2xx").Add(4)
+	backendReqs.WithLabelValues("b", "10.0.0.1:80", "5xx").Add(2)
+	backendErrs.WithLabelValues("b", "10.0.0.1:80", "connect").Add(1)
+	backendErrs.WithLabelValues("b", "10.0.0.1:80", "timeout").Add(2)
+	backendErrs.WithLabelValues("b", "10.0.0.2:80", "connect").Add(5)
+	for _, s := range []float64{0.005, 0.05} {
+		backendLat.WithLabelValues("b", "10.0.0.1:80").Observe(s)
+	}
 	requests.WithLabelValues("web", "a", "2xx").Add(7)
 	requests.WithLabelValues("web", "b", "2xx").Add(3)
 	requests.WithLabelValues("web", "b", "5xx").Add(2)
@@ -48,6 +59,17 @@ func TestNodeStatsFromTheRegistry(t *testing.T) {
 	}
 	if b := st.Pools[1]; b.Name != "b" || b.Requests["2xx"] != 4 || b.Requests["5xx"] != 2 || b.Latency != nil {
 		t.Errorf("pool b: %+v", b)
+	}
+
+	if len(st.Backends) != 2 {
+		t.Fatalf("backends: %+v", st.Backends)
+	}
+	if b := st.Backends[0]; b.Name != "b/10.0.0.1:80" || b.Requests["2xx"] != 4 || b.Requests["5xx"] != 2 || b.Requests["failed"] != 3 ||
+		b.Latency == nil || b.Latency.Count != 2 || b.Latency.Counts[0] != 1 {
+		t.Errorf("backend b/10.0.0.1:80: %+v", b)
+	}
+	if b := st.Backends[1]; b.Name != "b/10.0.0.2:80" || b.Requests["failed"] != 5 || b.Requests["2xx"] != 0 {
+		t.Errorf("backend b/10.0.0.2:80: %+v", b)
 	}
 
 	rec = httptest.NewRecorder()

@@ -109,9 +109,11 @@ type Histogram struct {
 	Sum    float64   `json:"sum"`
 }
 
-// RequestStats is one route's or pool's request counters on one node
-// since it started: requests by status class ("2xx", "5xx") and, for
-// routes, the latency histogram.
+// RequestStats is one route's, pool's or backend's request counters on
+// one node since it started: requests by status class ("2xx", "5xx"; for
+// backends also "failed": attempts that got no answer, such as a refused
+// connection or a timeout) and, for routes and backends, the latency
+// histogram. A backend's Name is "POOL/ADDR".
 type RequestStats struct {
 	Name     string            `json:"name"`
 	Requests map[string]uint64 `json:"requests"`
@@ -122,8 +124,9 @@ type RequestStats struct {
 type NodeStats struct {
 	Node   string         `json:"node"`
 	At     time.Time      `json:"at"`
-	Routes []RequestStats `json:"routes"`
-	Pools  []RequestStats `json:"pools"`
+	Routes   []RequestStats `json:"routes"`
+	Pools    []RequestStats `json:"pools"`
+	Backends []RequestStats `json:"backends"`
 }
 
 // NodeStatsAnswer is one member's NodeStats in a cluster-wide view.
@@ -136,20 +139,22 @@ type NodeStatsAnswer struct {
 // their sums over the members that answered.
 type ClusterStats struct {
 	Node   string            `json:"node"`
-	Nodes  []NodeStatsAnswer `json:"nodes"`
-	Routes []RequestStats    `json:"routes"`
-	Pools  []RequestStats    `json:"pools"`
+	Nodes    []NodeStatsAnswer `json:"nodes"`
+	Routes   []RequestStats    `json:"routes"`
+	Pools    []RequestStats    `json:"pools"`
+	Backends []RequestStats    `json:"backends"`
 }
 
-// Rate is one route's or pool's traffic over the cluster during a recent
-// window: requests per second, the share answered 5xx, and (for routes)
-// the 99th percentile time to the response head.
+// Rate is one route's, pool's or backend's traffic over the cluster during
+// a recent window: requests per second, the share answered 5xx (for
+// backends: 5xx or no answer), and (for routes and backends) the 99th
+// percentile time to the response head.
 type Rate struct {
 	Name      string  `json:"name"`
 	RPS       float64 `json:"rps"`
 	ErrorRate float64 `json:"error_rate"`
 	// P99MS is -1 when unknown (pools: the data plane keeps latency per
-	// route only; or no request in the window).
+	// route and per backend; or no request in the window).
 	P99MS float64 `json:"p99_ms"`
 }
 
@@ -158,6 +163,7 @@ type Rates struct {
 	WindowSeconds float64 `json:"window_seconds"`
 	Routes        []Rate  `json:"routes"`
 	Pools         []Rate  `json:"pools"`
+	Backends      []Rate  `json:"backends"`
 }
 
 // HistoryEntry is one change to the replicated configuration: the object

@@ -280,7 +280,9 @@ func TestRatesOverTheCluster(t *testing.T) {
 			return api.NodeStatsAnswer{NodeAnswer: api.NodeAnswer{Node: name}, Stats: &api.NodeStats{Node: name,
 				Routes: []api.RequestStats{{Name: "app", Requests: map[string]uint64{"2xx": n, "5xx": n / 10},
 					Latency: &api.Histogram{Bounds: []float64{0.01}, Counts: []uint64{n + n/10}, Count: n + n/10}}},
-				Pools: []api.RequestStats{{Name: "app", Requests: map[string]uint64{"2xx": n, "5xx": n / 10}}}}}
+				Pools: []api.RequestStats{{Name: "app", Requests: map[string]uint64{"2xx": n, "5xx": n / 10}}},
+				Backends: []api.RequestStats{{Name: "app/10.0.0.1:80", Requests: map[string]uint64{"2xx": n, "5xx": n / 20, "failed": n / 20},
+					Latency: &api.Histogram{Bounds: []float64{0.01}, Counts: []uint64{n}, Count: n}}}}}
 		}
 		return api.ClusterStats{Nodes: []api.NodeStatsAnswer{node("n1", n1), node("n2", n2)}}
 	}
@@ -296,6 +298,14 @@ func TestRatesOverTheCluster(t *testing.T) {
 	}
 	if got := r.Pools[0]; got.RPS != 165 || got.P99MS != -1 {
 		t.Errorf("pool: %+v", got)
+	}
+	// Backends: n1 200 + 10 + 10, n2 100 + 5 + 5: 330 in 2 s, of which 30
+	// were 5xx or got no answer.
+	if len(r.Backends) != 1 {
+		t.Fatalf("backends: %+v", r.Backends)
+	}
+	if got := r.Backends[0]; got.Name != "app/10.0.0.1:80" || got.RPS != 165 || math.Abs(got.ErrorRate-30.0/330) > 1e-9 || got.P99MS <= 0 || got.P99MS > 10 {
+		t.Errorf("backend: %+v", got)
 	}
 }
 

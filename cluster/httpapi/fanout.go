@@ -275,5 +275,6 @@ func (s *server) statsCluster(ctx context.Context, auth string, timeout time.Dur
 	}
 	out.Routes = sumStats(all, func(n *api.NodeStats) []api.RequestStats { return n.Routes })
 	out.Pools = sumStats(all, func(n *api.NodeStats) []api.RequestStats { return n.Pools })
+	out.Backends = sumStats(all, func(n *api.NodeStats) []api.RequestStats { return n.Backends })
 	return out
 }

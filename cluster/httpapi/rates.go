@@ -111,7 +111,7 @@ func rates(rows []api.RequestStats, window float64) []api.Rate {
 			r.RPS = float64(n) / window
 		}
 		if n > 0 {
-			r.ErrorRate = float64(row.Requests["5xx"]) / float64(n)
+			r.ErrorRate = float64(row.Requests["5xx"]+row.Requests["failed"]) / float64(n)
 		}
 		if q, ok := quantile(0.99, row.Latency); ok {
 			r.P99MS = q * 1000
@@ -169,28 +169,36 @@ func (w *rateWindow) add(at float64, cs api.ClusterStats) api.Rates {
 		w.samples = w.samples[1:]
 	}
 	first := w.samples[0]
-	out := api.Rates{WindowSeconds: at - first.at, Routes: []api.Rate{}, Pools: []api.Rate{}}
+	out := api.Rates{WindowSeconds: at - first.at, Routes: []api.Rate{}, Pools: []api.Rate{}, Backends: []api.Rate{}}
 	if len(w.samples) < 2 {
 		return out
 	}
-	var routeDeltas, poolDeltas []*api.NodeStats
-	for name, st := range cur.nodes {
-		prev := first.nodes[name]
-		if prev == nil {
-			// A node with no earlier sample (it did not answer then): its
-			// counters cover more than the window, so it adds nothing.
-			continue
+	kinds := []func(*api.NodeStats) *[]api.RequestStats{
+		func(n *api.NodeStats) *[]api.RequestStats { return &n.Routes },
+		func(n *api.NodeStats) *[]api.RequestStats { return &n.Pools },
+		func(n *api.NodeStats) *[]api.RequestStats { return &n.Backends },
+	}
+	results := []*[]api.Rate{&out.Routes, &out.Pools, &out.Backends}
+	for k, field := range kinds {
+		pick := func(n *api.NodeStats) []api.RequestStats { return *field(n) }
+		var deltas []*api.NodeStats
+		for name, st := range cur.nodes {
+			prev := first.nodes[name]
+			if prev == nil {
+				// A node with no earlier sample (it did not answer then):
+				// its counters cover more than the window, so it adds
+				// nothing.
+				continue
+			}
+			d := &api.NodeStats{}
+			*field(d) = statsDelta(prev, st, pick)
+			deltas = append(deltas, d)
 		}
-		routeDeltas = append(routeDeltas, &api.NodeStats{Routes: statsDelta(prev, st, func(n *api.NodeStats) []api.RequestStats { return n.Routes })})
-		poolDeltas = append(poolDeltas, &api.NodeStats{Pools: statsDelta(prev, st, func(n *api.NodeStats) []api.RequestStats { return n.Pools })})
-	}
-	out.Routes = rates(sumStats(routeDeltas, func(n *api.NodeStats) []api.RequestStats { return n.Routes }), out.WindowSeconds)
-	out.Pools = rates(sumStats(poolDeltas, func(n *api.NodeStats) []api.RequestStats { return n.Pools }), out.WindowSeconds)
-	for i := range out.Routes {
-		out.Routes[i].RPS = round3(out.Routes[i].RPS)
-	}
-	for i := range out.Pools {
-		out.Pools[i].RPS = round3(out.Pools[i].RPS)
+		rs := rates(sumStats(deltas, pick), out.WindowSeconds)
+		for i := range rs {
+			rs[i].RPS = round3(rs[i].RPS)
+		}
+		*results[k] = rs
 	}
 	return out
 }

@@ -242,6 +242,16 @@ func TestDashboard(t *testing.T) {
 		if err != nil || !strings.HasSuffix(p99, " ms") {
 			t.Errorf("p99 of route app: %q, %v; want a time in ms", p99, err)
 		}
+		// And per backend, summed over the nodes the same way.
+		b.run(t, 20*time.Second, "a backend of pool app shows traffic",
+			chromedp.WaitVisible(chromedp.CSS(`#backend-rates tbody tr[data-backend^="app/"]:not([data-rps="0"])`)))
+		bp99, err := eval[string](b, `document.querySelector('#backend-rates tbody tr[data-backend^="app/"]:not([data-rps="0"]) td:last-child').textContent`)
+		if err != nil || !strings.HasSuffix(bp99, " ms") {
+			t.Errorf("p99 of a backend of pool app: %q, %v; want a time in ms", bp99, err)
+		}
+		if n, err := eval[int](b, `document.querySelectorAll('#backend-rates tbody tr[data-backend^="app/"]').length`); err != nil || n != len(r.backends) {
+			t.Errorf("backend rows of pool app: %d, %v; want %d", n, err, len(r.backends))
+		}
 		t.Logf("saved %s", b.screenshot(t, dir, "routes"))
 		show(t, b, "history", `#history tbody tr`)
 		t.Logf("saved %s", b.screenshot(t, dir, "history"))

@@ -287,7 +287,7 @@ function rateCells(r) {
 function renderRoutes() {
   const c = state.config;
   if (!c) return;
-  const rates = state.stats || { routes: [], pools: [], window_seconds: 0 };
+  const rates = state.stats || { routes: [], pools: [], backends: [], window_seconds: 0 };
   $("#window").textContent = rates.window_seconds ? "over the cluster, last " + Math.round(rates.window_seconds) + " s" : "collecting…";
   const byRoute = Object.fromEntries(rates.routes.map((r) => [r.name, r]));
   fill($("#routes tbody"), c.routes.length ? c.routes.map((rt) => {
@@ -300,6 +300,14 @@ function renderRoutes() {
     const r = rates.pools.find((x) => x.name === p.name);
     return h("tr", { "data-pool": p.name }, h("td", {}, p.name), rateCells(r));
   }));
+  const byBackend = Object.fromEntries((rates.backends || []).map((r) => [r.name, r]));
+  const rows = c.pools.flatMap((p) => (p.spec.backends || []).map((b) => {
+    const r = byBackend[p.name + "/" + b.addr];
+    return h("tr", { "data-backend": p.name + "/" + b.addr, "data-rps": r ? r.rps : 0 },
+      h("td", {}, p.name), h("td", {}, b.addr), rateCells(r),
+      h("td", { class: "num" }, r && r.p99_ms >= 0 ? r.p99_ms.toFixed(1) + " ms" : "—"));
+  }));
+  fill($("#backend-rates tbody"), rows.length ? rows : [h("tr", {}, h("td", { colspan: 5, class: "muted" }, "no backends"))]);
 }
 
 function renderHistory() {
