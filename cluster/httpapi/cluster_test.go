@@ -374,3 +374,29 @@ func TestEventsStream(t *testing.T) {
 	for range events {
 	}
 }
+
+// A rollout appears in the history when it is created, and again with
+// every change of its status (each verdict or operator action).
+func TestHistoryRecordsRollouts(t *testing.T) {
+	st := newFakeStore("n1")
+	h := NewHistory(st, 16)
+	st.put(t, fsm.KindListener, "web", `{"port": 8080}`)
+	st.put(t, fsm.KindPool, "v1", `{"backends": [{"addr": "10.0.0.1:80"}]}`)
+	st.put(t, fsm.KindPool, "v2", `{"backends": [{"addr": "10.0.0.2:80"}]}`)
+	st.put(t, fsm.KindRoute, "app", `{"listener": "web", "action": {"split": [{"pool": "v1", "weight": 100}]}}`)
+	h.observe(st.Config())
+	created := st.put(t, fsm.KindRollout, "r1", `{"route": "app", "stable": "v1", "canary": "v2", "steps": [10, 100], "interval": "1s"}`)
+	h.observe(st.Config())
+	var sawSpec, sawStatus bool
+	for _, e := range h.View(16).Entries {
+		switch {
+		case e.Kind == "rollout" && e.Name == "r1" && e.Op == "create" && e.Index == created:
+			sawSpec = true
+		case e.Kind == "rollout-status" && e.Name == "r1" && e.Index == created && strings.Contains(e.Detail, "canary 10%"):
+			sawStatus = true
+		}
+	}
+	if !sawSpec || !sawStatus {
+		t.Fatalf("rollout entries missing (spec %v, status %v): %+v", sawSpec, sawStatus, h.View(16).Entries)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"maps"
 	"net/http"
 	"reflect"
 	"slices"
@@ -195,6 +196,18 @@ func diffConfig(a, b *fsm.Config, at time.Time, emit func(api.HistoryEntry)) {
 		}
 		ent(idx, op, "zone", name, detail)
 	}, del)
+	diffMap(a.Rollouts, b.Rollouts, func(v *fsm.Rollout) uint64 { return v.ModifyIndex }, func(name string, _, v *fsm.Rollout, op string, idx uint64) {
+		ent(idx, op, "rollout", name, "")
+	}, del)
+	// A rollout's progress: every verdict and operator action is one entry
+	// that changes the status token.
+	for _, name := range slices.Sorted(maps.Keys(b.RolloutStatus)) {
+		v := b.RolloutStatus[name]
+		if old := a.RolloutStatus[name]; old != nil && old.Token == v.Token {
+			continue
+		}
+		ent(v.Token, "update", "rollout-status", name, fmt.Sprintf("%s, step %d, canary %d%%", v.State, v.Step+1, v.Weight))
+	}
 	// An assignment keeps its token when it settles; compare values.
 	if !sameMap(a.Assignments, b.Assignments) {
 		for name, v := range b.Assignments {
