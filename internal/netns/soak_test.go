@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"text/tabwriter"
 	"time"
@@ -65,6 +66,7 @@ func TestChaosSoak(t *testing.T) {
 		requireNetem(t, r)
 	}
 	mountDataDirs(t, r)
+	keepLogsOnFailure(t, r, cfg.seed)
 	r.StartAgents()
 	r.Leader(60 * time.Second)
 	putSpec(t, r, "listeners", "web", fmt.Sprintf(`{"port": %d}`, vipPort))
@@ -250,6 +252,56 @@ func soakConfig(t *testing.T) soakCfg {
 		}
 	}
 	return c
+}
+
+// keepLogsOnFailure copies the agents' whole logs out of the test's
+// temporary directory when the test fails (the rig shows only their
+// tails): into $RAFTER_ARTIFACTS/soak-SEED, or a directory it logs.
+func keepLogsOnFailure(t *testing.T, r *Rig, seed uint64) {
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		dumpStacks(r)
+		dir := filepath.Join(os.Getenv("RAFTER_ARTIFACTS"), fmt.Sprintf("soak-%d", seed))
+		if os.Getenv("RAFTER_ARTIFACTS") == "" {
+			d, err := os.MkdirTemp("", fmt.Sprintf("rafter-soak-%d-", seed))
+			if err != nil {
+				t.Logf("soak: keeping logs: %v", err)
+				return
+			}
+			dir = d
+		}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Logf("soak: keeping logs: %v", err)
+			return
+		}
+		for _, n := range r.Nodes {
+			b, err := os.ReadFile(n.LogPath)
+			if err == nil {
+				err = os.WriteFile(filepath.Join(dir, n.Name+".log"), b, 0o644)
+			}
+			if err != nil {
+				t.Logf("soak: keeping %s's log: %v", n.Name, err)
+			}
+		}
+		t.Logf("soak: the agents' logs are in %s", dir)
+	})
+}
+
+// dumpStacks ends every running agent with SIGQUIT, on which a Go program
+// prints every goroutine's stack: the logs then show where an agent that
+// stopped making progress was stuck.
+func dumpStacks(r *Rig) {
+	for _, n := range r.Nodes {
+		if p := n.current(); p != nil && p.Running() {
+			p.Signal(syscall.SIGCONT)
+			p.Signal(syscall.SIGQUIT)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			p.Wait(ctx)
+			cancel()
+		}
+	}
 }
 
 func recoveredIn(f *fault) string {
