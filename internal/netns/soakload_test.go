@@ -342,8 +342,50 @@ func converged(r *Rig) error {
 			return fmt.Errorf("%s applied index %d, %s %d", r.Nodes[0].Name, first.applied, n.Name, s.applied)
 		}
 		if s.config != first.config {
-			return fmt.Errorf("%s and %s hold different documents at index %d", r.Nodes[0].Name, n.Name, s.applied)
+			return fmt.Errorf("%s and %s hold different documents at index %d: %s",
+				r.Nodes[0].Name, n.Name, s.applied, docDiff(first.config, s.config))
 		}
 	}
 	return nil
+}
+
+// docDiff names the first object in which two exported documents differ,
+// with both versions, for the report of a divergence.
+func docDiff(a, b string) string {
+	type obj struct {
+		Kind string          `json:"kind"`
+		Name string          `json:"name"`
+		Spec json.RawMessage `json:"spec"`
+	}
+	var oa, ob []obj
+	if json.Unmarshal([]byte(a), &oa) != nil || json.Unmarshal([]byte(b), &ob) != nil {
+		return "(documents do not decode)"
+	}
+	index := func(os []obj) map[string]string {
+		m := map[string]string{}
+		for _, o := range os {
+			m[o.Kind+"/"+o.Name] = string(o.Spec)
+		}
+		return m
+	}
+	ma, mb := index(oa), index(ob)
+	cut := func(s string) string {
+		if len(s) > 400 {
+			return s[:400] + "..."
+		}
+		return s
+	}
+	for k, va := range ma {
+		if vb, ok := mb[k]; !ok {
+			return k + " only in the first"
+		} else if va != vb {
+			return fmt.Sprintf("%s differs:\n    %s\n    %s", k, cut(va), cut(vb))
+		}
+	}
+	for k := range mb {
+		if _, ok := ma[k]; !ok {
+			return k + " only in the second"
+		}
+	}
+	return "(same objects, different encoding)"
 }
