@@ -303,15 +303,13 @@ type nodeState struct {
 }
 
 func readState(ctx context.Context, r *Rig, n *Node) (nodeState, error) {
-	resp, err := r.API(ctx, n, http.MethodGet, "/v1/status", nil)
+	// The applied index read before and after the document: equal, the
+	// document is the state at that index. (The export's X-Rafter-Index
+	// is the node's index when the answer is sent, which may be past the
+	// document's.)
+	before, err := appliedIndex(ctx, r, n)
 	if err != nil {
 		return nodeState{}, err
-	}
-	var st struct {
-		AppliedIndex uint64 `json:"applied_index"`
-	}
-	if err := json.Unmarshal(resp.Body, &st); err != nil {
-		return nodeState{}, fmt.Errorf("status of %s: %w", n.Name, err)
 	}
 	cfg, err := r.API(ctx, n, http.MethodGet, "/v1/config?format=json", nil)
 	if err != nil {
@@ -320,7 +318,28 @@ func readState(ctx context.Context, r *Rig, n *Node) (nodeState, error) {
 	if cfg.Status != http.StatusOK {
 		return nodeState{}, fmt.Errorf("config of %s: %d %s", n.Name, cfg.Status, cfg.Body)
 	}
-	return nodeState{applied: st.AppliedIndex, config: string(cfg.Body)}, nil
+	after, err := appliedIndex(ctx, r, n)
+	if err != nil {
+		return nodeState{}, err
+	}
+	if before != after {
+		return nodeState{}, fmt.Errorf("%s applied %d..%d while its document was read", n.Name, before, after)
+	}
+	return nodeState{applied: after, config: string(cfg.Body)}, nil
+}
+
+func appliedIndex(ctx context.Context, r *Rig, n *Node) (uint64, error) {
+	resp, err := r.API(ctx, n, http.MethodGet, "/v1/status", nil)
+	if err != nil {
+		return 0, err
+	}
+	var st struct {
+		AppliedIndex uint64 `json:"applied_index"`
+	}
+	if err := json.Unmarshal(resp.Body, &st); err != nil {
+		return 0, fmt.Errorf("status of %s: %w", n.Name, err)
+	}
+	return st.AppliedIndex, nil
 }
 
 // converged reports nil once every node has applied the same index and
