@@ -69,6 +69,15 @@ fuzz:
 		done; \
 	done
 
+# The chaos soak (TestChaosSoak in internal/netns): faults under load in the
+# namespace rig for SOAK_DURATION, then the checks; prints the fault table.
+# Needs root, iproute2 (with the sch_netem kernel module) and nftables.
+# RAFTER_SOAK_SEED replays a run. A 60-second run is part of make test.
+.PHONY: soak
+SOAK_DURATION ?= 10m
+soak:
+	RAFTER_SOAK_DURATION=$(SOAK_DURATION) $(GO) test -count=1 -timeout 45m -v -run '^TestChaosSoak$$' ./internal/netns
+
 # Needs root (taskset; apt-get install haproxy nginx wrk when missing) and 2 cores.
 bench: bin/rafter-bench
 	./bin/rafter-bench $(BENCH_FLAGS)
