@@ -29,7 +29,8 @@ const (
 
 // linuxKeeper holds this node's linux VIPs (cluster/vip/linux.Keeper).
 type linuxKeeper interface {
-	SetGrants(map[string]uint64)
+	SetGrants(seq uint64, grants map[string]uint64)
+	Report(seq uint64) map[string]uint64
 	Holding() map[string]uint64
 	Run(ctx context.Context)
 	ReleaseAll() error
@@ -172,8 +173,8 @@ func startVIPs(ctx, local context.Context, wg, localWG *sync.WaitGroup, cfg Conf
 		Logger: d.Logger.With("component", "probe"),
 	}
 	if r.keeper != nil {
-		pc.Holding = r.keeper.Holding
-		pc.OnResponse = func(resp probe.Response) { r.keeper.SetGrants(resp.Grants) }
+		pc.Holding = r.keeper.Report
+		pc.OnResponse = func(seq uint64, resp probe.Response) { r.keeper.SetGrants(seq, resp.Grants) }
 	}
 	r.prober, err = probe.NewProber(pc)
 	if err != nil {

@@ -294,8 +294,8 @@ func TestProber(t *testing.T) {
 		Leader:     func() (string, string) { return "n1", "10.0.0.1:7700" },
 		Local:      func(context.Context, Request) (Response, error) { return Response{}, errors.New("not local") },
 		Sender:     s,
-		Holding:    func() map[string]uint64 { return map[string]uint64{"h": 2} },
-		OnResponse: func(r Response) { got.Add(1) },
+		Holding:    func(uint64) map[string]uint64 { return map[string]uint64{"h": 2} },
+		OnResponse: func(uint64, Response) { got.Add(1) },
 		Now:        now,
 	})
 	if err != nil {

@@ -17,6 +17,10 @@ import (
 // it does; the prober tries the leader again at its next interval.
 var ErrNotLeader = errors.New("probe: not the leader")
 
+// ErrStale: the probe is not newer than one already recorded from the same
+// process; it timed out at the node, which no longer waits for it.
+var ErrStale = errors.New("probe: stale probe")
+
 // TrackerConfig configures a Tracker.
 type TrackerConfig struct {
 	NodeID string
@@ -53,6 +57,13 @@ type Tracker struct {
 	raftTerm  uint64 // the Raft term of the current term
 	termStart time.Time
 	reports   map[string]Report
+	// latest: per node, per incarnation, the highest Seq recorded.
+	latest map[string]map[uint64]uint64
+	// granted: per node, per VIP, per incarnation, the highest Seq whose
+	// answer granted that VIP. Written together with computing the grants
+	// (under grantMu), so no other node's grant is computed in between.
+	granted map[string]map[string]map[uint64]uint64
+	grantMu sync.Mutex // held around Granter.Grants and recording them; before mu
 	wake      chan struct{} // buffered: a probe is waiting for a round
 	// Rounds are numbered as they start; a probe needs one numbered above
 	// the count at its arrival.
@@ -112,6 +123,8 @@ func (t *Tracker) startTerm(ctx context.Context, raftTerm uint64) func() {
 	t.raftTerm = raftTerm
 	t.termStart = t.cfg.Now()
 	t.reports = map[string]Report{}
+	t.latest = map[string]map[uint64]uint64{}
+	t.granted = map[string]map[string]map[uint64]uint64{}
 	t.started, t.confirmed, t.failed, t.lastErr = 0, 0, 0, nil
 	term := t.term
 	t.mu.Unlock()
@@ -128,6 +141,8 @@ func (t *Tracker) startTerm(ctx context.Context, raftTerm uint64) func() {
 		t.mu.Lock()
 		t.leading = false
 		t.reports = map[string]Report{}
+		t.latest = map[string]map[uint64]uint64{}
+		t.granted = map[string]map[string]map[uint64]uint64{}
 		t.endRound()
 		t.mu.Unlock()
 	}
@@ -191,6 +206,18 @@ func (t *Tracker) Handle(ctx context.Context, req Request) (Response, error) {
 		t.mu.Unlock()
 		return Response{}, ErrNotLeader
 	}
+	if req.Seq != 0 {
+		seqs := t.latest[req.Node]
+		if last, ok := seqs[req.Incarnation]; ok && req.Seq <= last {
+			t.mu.Unlock()
+			return Response{}, fmt.Errorf("%w: probe %d of %s arrived after probe %d", ErrStale, req.Seq, req.Node, last)
+		}
+		if seqs == nil {
+			seqs = map[uint64]uint64{}
+			t.latest[req.Node] = seqs
+		}
+		seqs[req.Incarnation] = req.Seq
+	}
 	term, need := t.term, t.started+1
 	t.reports[req.Node] = Report{
 		Arrived:  t.cfg.Now(),
@@ -208,7 +235,10 @@ func (t *Tracker) Handle(ctx context.Context, req Request) (Response, error) {
 			t.mu.Unlock()
 			resp := Response{Leader: t.cfg.NodeID}
 			if g != nil {
-				resp.Grants = g.Grants(req.Node)
+				var err error
+				if resp.Grants, err = t.grant(g, term, req); err != nil {
+					return Response{}, err
+				}
 			}
 			return resp, nil
 		case t.failed >= need:
@@ -231,6 +261,37 @@ func (t *Tracker) Handle(ctx context.Context, req Request) (Response, error) {
 	}
 }
 
+// grant computes req's grants and records them against its probe before
+// any other node's grants are computed: a grant computed for another node
+// right after must see that this node may now claim them.
+func (t *Tracker) grant(g Granter, term uint64, req Request) (map[string]uint64, error) {
+	t.grantMu.Lock()
+	defer t.grantMu.Unlock()
+	grants := g.Grants(req.Node)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.term != term || !t.leading {
+		return nil, fmt.Errorf("%w: leadership changed", ErrNotLeader)
+	}
+	if req.Seq == 0 || len(grants) == 0 {
+		return grants, nil
+	}
+	byVIP := t.granted[req.Node]
+	if byVIP == nil {
+		byVIP = map[string]map[uint64]uint64{}
+		t.granted[req.Node] = byVIP
+	}
+	for vip := range grants {
+		seqs := byVIP[vip]
+		if seqs == nil {
+			seqs = map[uint64]uint64{}
+			byVIP[vip] = seqs
+		}
+		seqs[req.Incarnation] = max(seqs[req.Incarnation], req.Seq)
+	}
+	return grants, nil
+}
+
 // Report returns the record of node in this term; ok is false when this
 // node does not lead. A node not heard from in this term reports
 // Arrived = the term's start less PriorQuiet, and Reported false.
@@ -245,6 +306,16 @@ func (t *Tracker) Report(node string) (Report, bool) {
 		return Report{Arrived: t.termStart.Add(-t.cfg.PriorQuiet)}, true
 	}
 	r.Holding = maps.Clone(r.Holding)
+	for vip, seqs := range t.granted[node] {
+		for inc, seq := range seqs {
+			if t.latest[node][inc] <= seq {
+				if r.Pending == nil {
+					r.Pending = map[string]bool{}
+				}
+				r.Pending[vip] = true
+			}
+		}
+	}
 	return r, true
 }
 

@@ -108,11 +108,18 @@ func (h *Holder) Close() error {
 // only while this node's lease holds. When the announcement fails after
 // the address was added, the address stays held and the error says so.
 func (h *Holder) Claim(ctx context.Context, v fsm.VIP, token uint64) error {
+	return h.claimIf(ctx, v, token, nil)
+}
+
+// claimIf is Claim, except that the address is added only if valid (when
+// set) still returns nil under the lock that Held takes: a list of the
+// held addresses taken after valid turned false never misses a claim.
+func (h *Holder) claimIf(ctx context.Context, v fsm.VIP, token uint64, valid func() error) error {
 	prefix, iface, err := h.target(v)
 	if err != nil {
 		return err
 	}
-	link, err := h.claim(v.Name, prefix, iface, token)
+	link, err := h.claim(v.Name, prefix, iface, token, valid)
 	if err != nil {
 		return err
 	}
@@ -144,11 +151,16 @@ func (h *Holder) target(v fsm.VIP) (netip.Prefix, string, error) {
 	return prefix, iface, nil
 }
 
-func (h *Holder) claim(name string, prefix netip.Prefix, iface string, token uint64) (netlink.Link, error) {
+func (h *Holder) claim(name string, prefix netip.Prefix, iface string, token uint64, valid func() error) (netlink.Link, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
 		return nil, fmt.Errorf("vip/linux: %s: holder closed", name)
+	}
+	if valid != nil {
+		if err := valid(); err != nil {
+			return nil, err
+		}
 	}
 	if seen := h.tokens[name]; token < seen {
 		return nil, fmt.Errorf("vip/linux: %w: vip %q token %d is older than %d already seen",

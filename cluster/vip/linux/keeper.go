@@ -5,10 +5,12 @@ package linux
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rafterlb/rafter/fsm"
@@ -48,8 +50,16 @@ type Keeper struct {
 	log  *slog.Logger
 	wake chan struct{}
 
+	// probed: the Seq of the newest probe composed (Report). A grant is
+	// acted on only while the probe it answered is still the newest: the
+	// leader counts this node's later reports of not holding a VIP as
+	// clearance to give it to another node.
+	probed atomic.Uint64
+
 	mu     sync.Mutex
 	grants map[string]uint64
+	// grantsSeq: the probe whose answer carried grants.
+	grantsSeq uint64
 	// grantsSent: when the probe was sent whose answer carried grants.
 	grantsSent time.Time
 	stopped    bool
@@ -75,19 +85,29 @@ func NewKeeper(cfg KeeperConfig) (*Keeper, error) {
 	return &Keeper{cfg: cfg, log: cfg.Logger, wake: make(chan struct{}, 1), failures: map[string]string{}}, nil
 }
 
-// SetGrants records the leader's latest grants and wakes the Keeper. They
-// answer the probe QuorumContact reports as sent last (the prober calls
-// SetGrants after it recorded that probe's answer).
-func (k *Keeper) SetGrants(g map[string]uint64) {
+// SetGrants records the leader's grants in answer to probe seq and wakes
+// the Keeper. They answer the probe QuorumContact reports as sent last (the
+// prober calls SetGrants after it recorded that probe's answer).
+func (k *Keeper) SetGrants(seq uint64, g map[string]uint64) {
 	sent := k.cfg.QuorumContact()
 	k.mu.Lock()
 	k.grants = maps.Clone(g)
+	k.grantsSeq = seq
 	k.grantsSent = sent
 	k.mu.Unlock()
 	select {
 	case k.wake <- struct{}{}:
 	default:
 	}
+}
+
+// Report is what probe seq reports, called as the prober composes it:
+// the VIPs held now, name -> token. From this call on, grants answering
+// earlier probes are void, and a claim on one either happened before this
+// list was taken (so the probe reports it) or does not happen.
+func (k *Keeper) Report(seq uint64) map[string]uint64 {
+	k.probed.Store(seq)
+	return k.Holding()
 }
 
 // Holding returns the VIPs held now, name -> token.
@@ -140,7 +160,7 @@ func (k *Keeper) leaseHolds() bool {
 func (k *Keeper) reconcile(ctx context.Context) {
 	cfg := k.cfg.Store.Config()
 	k.mu.Lock()
-	grants, grantsSent, stopped := k.grants, k.grantsSent, k.stopped
+	grants, grantsSeq, grantsSent, stopped := k.grants, k.grantsSeq, k.grantsSent, k.stopped
 	k.mu.Unlock()
 	fresh := k.leaseHolds()
 	held := k.Holding()
@@ -197,7 +217,21 @@ func (k *Keeper) reconcile(ctx context.Context) {
 			}
 			continue
 		}
-		if err := k.cfg.Holder.Claim(ctx, *v, a.Token); err != nil {
+		err := k.cfg.Holder.claimIf(ctx, *v, a.Token, func() error {
+			if p := k.probed.Load(); p != grantsSeq {
+				return fmt.Errorf("%w: the grant answered probe %d, and probe %d has gone out since", errGrantVoid, grantsSeq, p)
+			}
+			return nil
+		})
+		if errors.Is(err, errGrantVoid) {
+			// The answer to the newer probe brings the grant again if it
+			// still holds.
+			if k.cfg.WantGrant != nil {
+				k.cfg.WantGrant()
+			}
+			continue
+		}
+		if err != nil {
 			if k.failures[name] != err.Error() {
 				k.failures[name] = err.Error()
 				k.log.Error("claiming linux vip failed; retrying", "vip", name, "token", a.Token, "err", err,
