@@ -63,8 +63,8 @@ type Tracker struct {
 	// answer granted that VIP. Written together with computing the grants
 	// (under grantMu), so no other node's grant is computed in between.
 	granted map[string]map[string]map[uint64]uint64
-	grantMu sync.Mutex // held around Granter.Grants and recording them; before mu
-	wake      chan struct{} // buffered: a probe is waiting for a round
+	grantMu sync.Mutex    // held around Granter.Grants and recording them; before mu
+	wake    chan struct{} // buffered: a probe is waiting for a round
 	// Rounds are numbered as they start; a probe needs one numbered above
 	// the count at its arrival.
 	started   uint64
