@@ -20,8 +20,11 @@ import (
 
 const (
 	// handoverMargin is added to the linux holder's HandoverDelay for
-	// clock rate differences and scheduling between two nodes.
-	handoverMargin = 200 * time.Millisecond
+	// clock rate differences (well under 1ms over two seconds) and for a
+	// renewal that a stalled holder completes late: the Lease undoes one
+	// that completes more than 50ms past the lease (vip/linux.Lease), and
+	// the rest covers the undoing.
+	handoverMargin = 100 * time.Millisecond
 	// stopHandoverTimeout bounds how long a stopping node waits for its
 	// VIPs to be assigned elsewhere before it stops serving anyway.
 	stopHandoverTimeout = 5 * time.Second

@@ -41,6 +41,21 @@ type held struct {
 	token  uint64
 	prefix netip.Prefix
 	iface  string
+	// renewed: this process's clock just before the address was last
+	// added or renewed; the kernel drops it no earlier than a lifetime
+	// (less its 20ms fuzz) after that.
+	renewed time.Time
+}
+
+// expiryGuard is how long before its lifetime runs out an address counts
+// as possibly gone: the kernel may drop it up to 20ms early, and a renewal
+// must never re-add an address the kernel has already dropped (the leader
+// may have given it away meanwhile, see Lease).
+const expiryGuard = 100 * time.Millisecond
+
+// mayBeGone: the kernel may already have dropped e's address; h.mu is held.
+func (h *Holder) mayBeGone(e *held) bool {
+	return h.opts.Now().Sub(e.renewed) >= h.opts.lifetimeSeconds()-expiryGuard
 }
 
 // LastRelease is when the Holder last removed an address (zero: never).
@@ -177,12 +192,13 @@ func (h *Holder) claim(name string, prefix netip.Prefix, iface string, token uin
 			return nil, err
 		}
 	}
+	at := h.opts.Now()
 	if err := h.nl.AddrReplace(link, h.addr(prefix)); err != nil {
 		return nil, fmt.Errorf("vip/linux: %s: %w", name,
 			withCap(err, capNetAdmin, fmt.Sprintf("adding %s on %s", prefix, iface)))
 	}
 	h.tokens[name] = token
-	h.held[name] = &held{token: token, prefix: prefix, iface: iface}
+	h.held[name] = &held{token: token, prefix: prefix, iface: iface, renewed: at}
 	return link, nil
 }
 
@@ -199,22 +215,50 @@ func (h *Holder) addr(prefix netip.Prefix) *netlink.Addr {
 	return a
 }
 
-// Renew gives every held address a fresh Options.Lifetime, re-adding any
-// the kernel has already dropped. Call it only while the lease holds
-// (Lease does). It tries every address and joins the errors.
+// Renew gives every held address a fresh Options.Lifetime. An address
+// whose lifetime has (nearly) run out is not renewed but let go: the
+// kernel may have dropped it already, and re-adding it could take back an
+// address the leader has since given to another node. Call it only while
+// the lease holds (Lease does). It tries every address and joins the
+// errors.
 func (h *Holder) Renew() error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	var errs []error
 	for _, name := range slices.Sorted(maps.Keys(h.held)) {
 		e := h.held[name]
+		if h.mayBeGone(e) {
+			h.log.Warn("vip address not renewed in time; letting it go", "vip", name, "address", e.prefix,
+				"last_renewed_ago", h.opts.Now().Sub(e.renewed).Round(time.Millisecond))
+			errs = append(errs, h.remove(name, e, true))
+			continue
+		}
+		at := h.opts.Now()
 		link, err := h.nl.LinkByName(e.iface)
 		if err == nil {
 			err = h.nl.AddrReplace(link, h.addr(e.prefix))
 		}
+		if err == nil {
+			e.renewed = at
+		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("vip/linux: %s: %w", name,
 				withCap(err, capNetAdmin, fmt.Sprintf("renewing %s on %s", e.prefix, e.iface))))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// DropExpired lets go of the addresses whose lifetime has (nearly) run
+// out, without renewing the others: while the lease has lapsed, what is
+// held runs out by itself.
+func (h *Holder) DropExpired() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var errs []error
+	for _, name := range slices.Sorted(maps.Keys(h.held)) {
+		if e := h.held[name]; h.mayBeGone(e) {
+			errs = append(errs, h.remove(name, e, true))
 		}
 	}
 	return errors.Join(errs...)
@@ -287,12 +331,21 @@ func (h *Holder) restoreSecondaries(link netlink.Link, iface string) error {
 		if e.iface != iface || on[e.prefix] {
 			continue
 		}
+		if h.mayBeGone(e) {
+			// Its lifetime is (nearly) over: gone it stays.
+			delete(h.held, name)
+			h.lastRelease = h.opts.Now()
+			continue
+		}
 		h.log.Warn("kernel removed a vip address with the primary of its subnet; re-adding it (set net.ipv4.conf.<interface>.promote_secondaries=1 to avoid the gap)",
 			"vip", name, "address", e.prefix, "interface", iface)
+		at := h.opts.Now()
 		if err := h.nl.AddrReplace(link, h.addr(e.prefix)); err != nil {
 			errs = append(errs, fmt.Errorf("vip/linux: %s: %w", name,
 				withCap(err, capNetAdmin, fmt.Sprintf("re-adding %s on %s", e.prefix, iface))))
+			continue
 		}
+		e.renewed = at
 	}
 	return errors.Join(errs...)
 }

@@ -46,9 +46,10 @@ type KeeperConfig struct {
 // Anything else releases it. The Lease it runs renews the addresses' kernel
 // lifetime while the lease holds and drops them all when it lapses.
 type Keeper struct {
-	cfg  KeeperConfig
-	log  *slog.Logger
-	wake chan struct{}
+	cfg   KeeperConfig
+	log   *slog.Logger
+	wake  chan struct{}
+	lease *Lease
 
 	// probed: the Seq of the newest probe composed (Report). A grant is
 	// acted on only while the probe it answered is still the newest: the
@@ -82,7 +83,7 @@ func NewKeeper(cfg KeeperConfig) (*Keeper, error) {
 	}
 	conf.Default(&cfg.Every, 100*time.Millisecond)
 	conf.Logger(&cfg.Logger)
-	return &Keeper{cfg: cfg, log: cfg.Logger, wake: make(chan struct{}, 1), failures: map[string]string{}}, nil
+	return &Keeper{cfg: cfg, log: cfg.Logger, wake: make(chan struct{}, 1), lease: NewLease(cfg.Holder), failures: map[string]string{}}, nil
 }
 
 // SetGrants records the leader's grants in answer to probe seq and wakes
@@ -95,6 +96,7 @@ func (k *Keeper) SetGrants(seq uint64, g map[string]uint64) {
 	k.grantsSeq = seq
 	k.grantsSent = sent
 	k.mu.Unlock()
+	k.lease.Kick() // an answer: renew on it while it is fresh
 	select {
 	case k.wake <- struct{}{}:
 	default:
@@ -134,7 +136,7 @@ func (k *Keeper) ReleaseAll() error {
 func (k *Keeper) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	wg.Go(func() { NewLease(k.cfg.Holder).Run(ctx, k.cfg.QuorumContact) })
+	wg.Go(func() { k.lease.Run(ctx, k.cfg.QuorumContact) })
 	tick := time.NewTicker(k.cfg.Every)
 	defer tick.Stop()
 	for {
@@ -220,6 +222,11 @@ func (k *Keeper) reconcile(ctx context.Context) {
 		err := k.cfg.Holder.claimIf(ctx, *v, a.Token, func() error {
 			if p := k.probed.Load(); p != grantsSeq {
 				return fmt.Errorf("%w: the grant answered probe %d, and probe %d has gone out since", errGrantVoid, grantsSeq, p)
+			}
+			if !k.leaseHolds() {
+				// Checked again next to the syscall: the lease bounds
+				// when an address may be added (Lease's timing contract).
+				return fmt.Errorf("%w: the lease ran out before the claim", errGrantVoid)
 			}
 			return nil
 		})
