@@ -116,7 +116,7 @@ func DefaultConfig() Config {
 		LeaseDrainPeriod:   5 * time.Second,
 
 		VIPHoldDown:    30 * time.Second,
-		VIPDetectAfter: 500 * time.Millisecond,
+		VIPDetectAfter: 800 * time.Millisecond,
 
 		BackupEvery: time.Hour,
 		BackupKeep:  24,

@@ -117,6 +117,7 @@ func startVIPs(ctx, local context.Context, wg, localWG *sync.WaitGroup, cfg Conf
 		NodeID:       cfg.NodeID,
 		VerifyLeader: d.Node.VerifyLeader,
 		PriorQuiet:   d.HeartbeatTimeout,
+		Voters:       d.Node.Voters,
 		Logger:       d.Logger.With("component", "probe"),
 	})
 	if err != nil {
@@ -125,6 +126,11 @@ func startVIPs(ctx, local context.Context, wg, localWG *sync.WaitGroup, cfg Conf
 	r.tracker = tracker
 	live, err := probe.NewLiveness(tracker, cfg.VIPDetectAfter, nil, func() (string, time.Time, bool) {
 		p, ok := d.Node.Predecessor()
+		// This node's own last contact with the predecessor, when it saw
+		// the gap, is sharper than Raft's last contact as it took over.
+		if pc, known := d.Node.PriorContact(); ok && known && pc.At.Before(p.LastContact) {
+			p.LastContact = pc.At
+		}
 		return p.ID, p.LastContact, ok
 	})
 	if err != nil {
@@ -172,6 +178,10 @@ func startVIPs(ctx, local context.Context, wg, localWG *sync.WaitGroup, cfg Conf
 		NodeID: cfg.NodeID,
 		Leader: r.leader,
 		Local:  tracker.Handle,
+		Prior: func() (string, uint64, time.Time, bool) {
+			p, ok := d.Node.PriorContact()
+			return p.Leader, p.Term, p.At, ok
+		},
 		Sender: d.Sender,
 		Logger: d.Logger.With("component", "probe"),
 	}

@@ -116,6 +116,15 @@ func (s *server) handleProbe(w http.ResponseWriter, r *http.Request) error {
 	if req.Incarnation, err = probeHeader(r, probe.HeaderIncarnation); err != nil {
 		return err
 	}
+	if v := r.Header.Get(probe.HeaderPrior); v != "" {
+		var p probe.Prior
+		var ago int64
+		if _, err := fmt.Sscanf(v, "%s %d %d", &p.Leader, &p.Term, &ago); err != nil || ago < 0 {
+			return invalidParam(probe.HeaderPrior, "want \"LEADER TERM AGO_NS\", got %q", v)
+		}
+		p.Ago = time.Duration(ago)
+		req.Prior = &p
+	}
 	resp, err := s.cfg.Probe.Handle(r.Context(), req)
 	if errors.Is(err, probe.ErrNotLeader) {
 		return fmt.Errorf("%w: %w", errNotLeaderProbe, err)

@@ -30,7 +30,18 @@ const Path = "/v1/cluster/probe"
 const (
 	HeaderIncarnation = "X-Rafter-Probe-Incarnation"
 	HeaderSeq         = "X-Rafter-Probe-Seq"
+	// HeaderPrior carries Request.Prior as "LEADER TERM AGO_NS".
+	HeaderPrior = "X-Rafter-Probe-Prior"
 )
+
+// Prior is a node's last contact with any leader of a term before the
+// current leader's (cluster.Node.PriorContact), as an age at the probe's
+// send time: a duration, so the leader needs no common clock.
+type Prior struct {
+	Leader string // the leader it is meant for
+	Term   uint64 // that leader's term
+	Ago    time.Duration
+}
 
 // Request is what a node sends the leader.
 type Request struct {
@@ -46,6 +57,8 @@ type Request struct {
 	// its reports count as they arrive.
 	Incarnation uint64 `json:"-"`
 	Seq         uint64 `json:"-"`
+	// Prior: see Prior; nil when the node does not know it.
+	Prior *Prior `json:"-"`
 	// Holding: the Linux VIPs the node holds as it sends, name -> token.
 	Holding map[string]uint64 `json:"holding,omitempty"`
 	// Leaving: the node is stopping and asks for its VIPs to be moved away.

@@ -50,6 +50,9 @@ func (s HTTPSender) Send(ctx context.Context, _, adminAddr string, req Request) 
 		hreq.Header.Set(HeaderIncarnation, strconv.FormatUint(req.Incarnation, 10))
 		hreq.Header.Set(HeaderSeq, strconv.FormatUint(req.Seq, 10))
 	}
+	if p := req.Prior; p != nil {
+		hreq.Header.Set(HeaderPrior, fmt.Sprintf("%s %d %d", p.Leader, p.Term, int64(p.Ago)))
+	}
 	resp, b, err := adminhttp.Do(s.Client, hreq, s.Token, 64<<10)
 	if err != nil {
 		return Response{}, err
@@ -78,6 +81,10 @@ type ProberConfig struct {
 	// from then on, grants answering earlier probes are void at the node
 	// (see Request.Seq). nil: none.
 	Holding func(seq uint64) map[string]uint64
+	// Prior reports this node's last contact with a leader of an earlier
+	// term than the current leader's (cluster.Node.PriorContact); nil or
+	// ok false: not sent.
+	Prior func() (leader string, term uint64, at time.Time, ok bool)
 	// OnResponse sees the answer to probe seq before the next probe is
 	// sent; nil: ignored.
 	OnResponse func(seq uint64, resp Response)
@@ -194,6 +201,11 @@ func (p *Prober) probe(ctx context.Context, sent time.Time) error {
 	req := Request{Node: p.cfg.NodeID, Incarnation: p.incarnation, Seq: p.seq, Leaving: p.leaving.Load()}
 	if p.cfg.Holding != nil {
 		req.Holding = p.cfg.Holding(req.Seq)
+	}
+	if p.cfg.Prior != nil {
+		if leader, term, at, ok := p.cfg.Prior(); ok && leader == id {
+			req.Prior = &Prior{Leader: leader, Term: term, Ago: max(time.Since(at), 0)}
+		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.Timeout)
 	defer cancel()

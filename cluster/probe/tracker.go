@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -40,8 +41,22 @@ type TrackerConfig struct {
 	// leader granted started at least PriorQuiet before this term began,
 	// and a node not heard in this term counts as last heard then.
 	PriorQuiet time.Duration
-	Now        func() time.Time
-	Logger     *slog.Logger
+	// Voters lists the voting members (cluster.Node.Voters), read as each
+	// term starts; nil: the bound below is not used. With it, once a
+	// majority of voters has sent its Prior (its last contact with a
+	// leader of an earlier term) in this term, a node not heard from
+	// counts as last heard at the earliest instant by which every node of
+	// some majority had last heard from an earlier leader, when that is
+	// before the start of the term less PriorQuiet: every answer an
+	// earlier leader gave was confirmed by a quorum that shares a member
+	// with every majority, each of which accepted that leader's heartbeat
+	// after the answered probe was sent. So a new leader may hand on the
+	// previous leader's VIPs as if it had led all along, however long its
+	// election took. Membership changes one server at a time, so the
+	// majorities of the configurations in between share members too.
+	Voters func() []string
+	Now    func() time.Time
+	Logger *slog.Logger
 }
 
 // Tracker is the leader's side of the protocol: it records every node's
@@ -63,8 +78,10 @@ type Tracker struct {
 	// answer granted that VIP. Written together with computing the grants
 	// (under grantMu), so no other node's grant is computed in between.
 	granted map[string]map[string]map[uint64]uint64
-	grantMu sync.Mutex    // held around Granter.Grants and recording them; before mu
-	wake    chan struct{} // buffered: a probe is waiting for a round
+	grantMu sync.Mutex           // held around Granter.Grants and recording them; before mu
+	voters  []string             // of this term (TrackerConfig.Voters)
+	priors  map[string]time.Time // node -> latest instant its Prior can be, on this clock
+	wake    chan struct{}        // buffered: a probe is waiting for a round
 	// Rounds are numbered as they start; a probe needs one numbered above
 	// the count at its arrival.
 	started   uint64
@@ -117,7 +134,13 @@ func (t *Tracker) Run(ctx context.Context, leadership <-chan leading.Leadership)
 }
 
 func (t *Tracker) startTerm(ctx context.Context, raftTerm uint64) func() {
+	var voters []string
+	if t.cfg.Voters != nil {
+		voters = t.cfg.Voters()
+	}
 	t.mu.Lock()
+	t.voters = voters
+	t.priors = map[string]time.Time{}
 	t.leading = true
 	t.term++
 	t.raftTerm = raftTerm
@@ -219,8 +242,17 @@ func (t *Tracker) Handle(ctx context.Context, req Request) (Response, error) {
 		seqs[req.Incarnation] = req.Seq
 	}
 	term, need := t.term, t.started+1
+	arrived := t.cfg.Now()
+	if p := req.Prior; p != nil && p.Leader == t.cfg.NodeID && p.Term == t.raftTerm {
+		// The node last heard from an earlier leader Ago before it sent
+		// this probe, which was no later than now.
+		at := arrived.Add(-p.Ago)
+		if old, ok := t.priors[req.Node]; !ok || at.Before(old) {
+			t.priors[req.Node] = at
+		}
+	}
 	t.reports[req.Node] = Report{
-		Arrived:  t.cfg.Now(),
+		Arrived:  arrived,
 		Reported: true,
 		Holding:  maps.Clone(req.Holding),
 		Leaving:  req.Leaving,
@@ -294,7 +326,8 @@ func (t *Tracker) grant(g Granter, term uint64, req Request) (map[string]uint64,
 
 // Report returns the record of node in this term; ok is false when this
 // node does not lead. A node not heard from in this term reports
-// Arrived = the term's start less PriorQuiet, and Reported false.
+// Arrived = the term's start less PriorQuiet, or the voters' prior bound
+// when that is earlier (TrackerConfig.Voters), and Reported false.
 func (t *Tracker) Report(node string) (Report, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -303,7 +336,11 @@ func (t *Tracker) Report(node string) (Report, bool) {
 	}
 	r, ok := t.reports[node]
 	if !ok {
-		return Report{Arrived: t.termStart.Add(-t.cfg.PriorQuiet)}, true
+		at := t.termStart.Add(-t.cfg.PriorQuiet)
+		if b, ok := t.priorBound(); ok && b.Before(at) {
+			at = b
+		}
+		return Report{Arrived: at}, true
 	}
 	r.Holding = maps.Clone(r.Holding)
 	for vip, seqs := range t.granted[node] {
@@ -317,6 +354,27 @@ func (t *Tracker) Report(node string) (Report, bool) {
 		}
 	}
 	return r, true
+}
+
+// priorBound is the earliest instant by which every member of some
+// majority of voters had last heard from a leader of an earlier term
+// (TrackerConfig.Voters); t.mu is held.
+func (t *Tracker) priorBound() (time.Time, bool) {
+	if len(t.voters) == 0 {
+		return time.Time{}, false
+	}
+	need := len(t.voters)/2 + 1
+	var known []time.Time
+	for _, v := range t.voters {
+		if at, ok := t.priors[v]; ok {
+			known = append(known, at)
+		}
+	}
+	if len(known) < need {
+		return time.Time{}, false
+	}
+	slices.SortFunc(known, time.Time.Compare)
+	return known[need-1], true
 }
 
 // Term is the Raft term this Tracker serves; ok is false when this node
