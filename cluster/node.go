@@ -57,8 +57,8 @@ type Node struct {
 	// bound it publishes (PriorContact).
 	prior        priorState
 	priorContact atomic.Pointer[PriorContact]
-	closeOnce   sync.Once
-	closeErr    error
+	closeOnce    sync.Once
+	closeErr     error
 
 	observer *raft.Observer
 	obsCh    chan raft.Observation
