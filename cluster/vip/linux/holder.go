@@ -130,22 +130,47 @@ func (h *Holder) Claim(ctx context.Context, v fsm.VIP, token uint64) error {
 // set) still returns nil under the lock that Held takes: a list of the
 // held addresses taken after valid turned false never misses a claim.
 func (h *Holder) claimIf(ctx context.Context, v fsm.VIP, token uint64, valid func() error) error {
+	if err := h.addIf(v, token, valid); err != nil {
+		return err
+	}
+	return h.announceHeld(ctx, v.Name, token)
+}
+
+// addIf is claimIf without the gratuitous ARP (announceHeld sends it).
+func (h *Holder) addIf(v fsm.VIP, token uint64, valid func() error) error {
 	prefix, iface, err := h.target(v)
 	if err != nil {
 		return err
 	}
-	link, err := h.claim(v.Name, prefix, iface, token, valid)
-	if err != nil {
+	if _, err := h.claim(v.Name, prefix, iface, token, valid); err != nil {
 		return err
 	}
 	h.log.Info("vip address claimed", "vip", v.Name, "address", prefix, "interface", iface,
 		"token", token, "lifetime", h.opts.lifetimeSeconds())
+	return nil
+}
+
+// announceHeld sends the gratuitous ARP of VIP name if it is still held
+// under token. When it fails the address stays held and the error says so.
+func (h *Holder) announceHeld(ctx context.Context, name string, token uint64) error {
+	h.mu.Lock()
+	e, ok := h.held[name]
+	if !ok || e.token != token || h.closed {
+		h.mu.Unlock()
+		return nil
+	}
+	prefix, iface := e.prefix, e.iface
+	link, err := h.nl.LinkByName(iface)
+	h.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("vip/linux: %s: %w", name, withCap(err, capNetAdmin, "looking up interface "+iface))
+	}
 	if !prefix.Addr().Is4() {
 		return nil // IPv6 neighbours learn through NDP; no ARP to send
 	}
-	if err := h.announce(ctx, v.Name, token, prefix.Addr(), link); err != nil {
+	if err := h.announce(ctx, name, token, prefix.Addr(), link); err != nil {
 		return fmt.Errorf("vip/linux: %s: address %s added on %s but gratuitous ARP failed: %w",
-			v.Name, prefix, iface, err)
+			name, prefix, iface, err)
 	}
 	return nil
 }

@@ -57,6 +57,12 @@ type Keeper struct {
 	// clearance to give it to another node.
 	probed atomic.Uint64
 
+	// reconcileMu serialises reconcile between Run and Report; announce
+	// (VIP -> token) lists the addresses added whose gratuitous ARP Run
+	// has yet to send. Both under reconcileMu.
+	reconcileMu sync.Mutex
+	announce    map[string]uint64
+
 	mu     sync.Mutex
 	grants map[string]uint64
 	// grantsSeq: the probe whose answer carried grants.
@@ -83,7 +89,7 @@ func NewKeeper(cfg KeeperConfig) (*Keeper, error) {
 	}
 	conf.Default(&cfg.Every, 100*time.Millisecond)
 	conf.Logger(&cfg.Logger)
-	return &Keeper{cfg: cfg, log: cfg.Logger, wake: make(chan struct{}, 1), lease: NewLease(cfg.Holder), failures: map[string]string{}}, nil
+	return &Keeper{cfg: cfg, log: cfg.Logger, wake: make(chan struct{}, 1), lease: NewLease(cfg.Holder), announce: map[string]uint64{}, failures: map[string]string{}}, nil
 }
 
 // SetGrants records the leader's grants in answer to probe seq and wakes
@@ -107,9 +113,27 @@ func (k *Keeper) SetGrants(seq uint64, g map[string]uint64) {
 // the VIPs held now, name -> token. From this call on, grants answering
 // earlier probes are void, and a claim on one either happened before this
 // list was taken (so the probe reports it) or does not happen.
+//
+// A grant still waiting for the keeper's loop is acted on first, so that
+// the next probe never voids it: a keeper slower than the probes (a busy
+// CPU, ProbeNow in a loop) would otherwise never claim.
 func (k *Keeper) Report(seq uint64) map[string]uint64 {
+	k.reconcileMu.Lock()
+	k.reconcile()
 	k.probed.Store(seq)
+	pending := len(k.announce) > 0
+	k.reconcileMu.Unlock()
+	if pending {
+		k.poke() // Run sends the gratuitous ARP
+	}
 	return k.Holding()
+}
+
+func (k *Keeper) poke() {
+	select {
+	case k.wake <- struct{}{}:
+	default:
+	}
 }
 
 // Holding returns the VIPs held now, name -> token.
@@ -141,7 +165,17 @@ func (k *Keeper) Run(ctx context.Context) {
 	defer tick.Stop()
 	for {
 		changed := k.cfg.Store.Changed()
-		k.reconcile(ctx)
+		k.reconcileMu.Lock()
+		k.reconcile()
+		announce := k.announce
+		k.announce = map[string]uint64{}
+		k.reconcileMu.Unlock()
+		for _, name := range slices.Sorted(maps.Keys(announce)) {
+			if err := k.cfg.Holder.announceHeld(ctx, name, announce[name]); err != nil {
+				k.log.Error("announcing linux vip failed", "vip", name, "err", err,
+					"action", "check CAP_NET_RAW; neighbours learn the address when their ARP entries expire")
+			}
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -159,7 +193,9 @@ func (k *Keeper) leaseHolds() bool {
 	return !c.IsZero() && o.Now().Sub(c) <= o.LeasePeriod
 }
 
-func (k *Keeper) reconcile(ctx context.Context) {
+// reconcile releases and adds addresses (Run sends the gratuitous ARP of
+// those added); k.reconcileMu is held.
+func (k *Keeper) reconcile() {
 	cfg := k.cfg.Store.Config()
 	k.mu.Lock()
 	grants, grantsSeq, grantsSent, stopped := k.grants, k.grantsSeq, k.grantsSent, k.stopped
@@ -219,7 +255,7 @@ func (k *Keeper) reconcile(ctx context.Context) {
 			}
 			continue
 		}
-		err := k.cfg.Holder.claimIf(ctx, *v, a.Token, func() error {
+		err := k.cfg.Holder.addIf(*v, a.Token, func() error {
 			if p := k.probed.Load(); p != grantsSeq {
 				return fmt.Errorf("%w: the grant answered probe %d, and probe %d has gone out since", errGrantVoid, grantsSeq, p)
 			}
@@ -247,5 +283,6 @@ func (k *Keeper) reconcile(ctx context.Context) {
 			continue
 		}
 		delete(k.failures, name)
+		k.announce[name] = a.Token
 	}
 }
