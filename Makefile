@@ -9,11 +9,13 @@ BENCH_MODS := bench cmd/rafter-bench
 # Packages with tests run under the race detector by `make test`.
 TEST_PKGS := ./agent/... ./fsm/... ./cluster/... ./dataplane/... ./client/... ./cmd/... ./internal/...
 # System packages the tests need: ip (iproute2) and nft (nftables) for the
-# network-namespace tests, chromium for the dashboard's browser tests.
-DEPS_APT  := iproute2 nftables chromium
+# network-namespace tests, stress-ng for their busy-CPU variants, chromium
+# for the dashboard's browser tests.
+DEPS_APT  := iproute2 nftables stress-ng chromium
 
 .PHONY: all build run deps test vet depcheck unit fuzz bench bench-quick lint clean FORCE
 .PHONY: package deps-ops test-ops
+.PHONY: soak soak-vip-idle
 
 all: build
 
@@ -67,6 +69,12 @@ fuzz:
 			$(GO) test -run=NONE -fuzz="^$$t\$$" -fuzztime=$(FUZZTIME) $$pkg || exit 1; \
 		done; \
 	done
+
+# Ten minutes of an idle cluster with both cores busy: no linux VIP may
+# move, blink or have two holders (make test runs a one-minute version).
+soak: soak-vip-idle
+soak-vip-idle:
+	RAFTER_SOAK=1 $(GO) test -count=1 -timeout 20m -run '^TestVIPIdleNoNeedlessMove$$' ./internal/netns/
 
 # Needs root (taskset; apt-get install haproxy nginx wrk when missing) and 2 cores.
 bench: bin/rafter-bench
