@@ -118,6 +118,7 @@ func startVIPs(ctx, local context.Context, wg, localWG *sync.WaitGroup, cfg Conf
 		VerifyLeader: d.Node.VerifyLeader,
 		PriorQuiet:   d.HeartbeatTimeout,
 		Voters:       d.Node.Voters,
+		GrantLife:    linuxLeasePeriod() + handoverMargin,
 		Logger:       d.Logger.With("component", "probe"),
 	})
 	if err != nil {

@@ -86,8 +86,9 @@ type Report struct {
 	Leaving  bool
 	// Pending: Linux VIPs an answer of this term granted the node, in
 	// answer to a probe that is still the newest recorded from the
-	// process it went to. The node may claim such a VIP at any moment,
-	// whatever its last report says, so that report is no clearance.
+	// process it went to and arrived within TrackerConfig.GrantLife. The
+	// node may claim such a VIP at any moment, whatever its last report
+	// says, so that report is no clearance.
 	Pending map[string]bool
 }
 

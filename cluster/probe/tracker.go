@@ -55,8 +55,16 @@ type TrackerConfig struct {
 	// election took. Membership changes one server at a time, so the
 	// majorities of the configurations in between share members too.
 	Voters func() []string
-	Now    func() time.Time
-	Logger *slog.Logger
+	// GrantLife is how long after a probe arrived its node may still act
+	// on the grants of the answer: it adds an address only while that
+	// probe, sent before it arrived, is at most the lease period old, so
+	// the lease period plus the hand-over margin. A grant stops counting
+	// once a newer probe of the same process arrived, or once GrantLife
+	// has passed, so a process that stopped probing (an upgrade's old one
+	// that exited) holds nothing up. 0: only a newer probe ends it.
+	GrantLife time.Duration
+	Now       func() time.Time
+	Logger    *slog.Logger
 }
 
 // Tracker is the leader's side of the protocol: it records every node's
@@ -75,9 +83,9 @@ type Tracker struct {
 	// latest: per node, per incarnation, the highest Seq recorded.
 	latest map[string]map[uint64]uint64
 	// granted: per node, per VIP, per incarnation, the highest Seq whose
-	// answer granted that VIP. Written together with computing the grants
+	// answer granted that VIP and when it arrived. Written together with computing the grants
 	// (under grantMu), so no other node's grant is computed in between.
-	granted map[string]map[string]map[uint64]uint64
+	granted map[string]map[string]map[uint64]grantMark
 	grantMu sync.Mutex           // held around Granter.Grants and recording them; before mu
 	voters  []string             // of this term (TrackerConfig.Voters)
 	priors  map[string]time.Time // node -> latest instant its Prior can be, on this clock
@@ -147,7 +155,7 @@ func (t *Tracker) startTerm(ctx context.Context, raftTerm uint64) func() {
 	t.termStart = t.cfg.Now()
 	t.reports = map[string]Report{}
 	t.latest = map[string]map[uint64]uint64{}
-	t.granted = map[string]map[string]map[uint64]uint64{}
+	t.granted = map[string]map[string]map[uint64]grantMark{}
 	t.started, t.confirmed, t.failed, t.lastErr = 0, 0, 0, nil
 	term := t.term
 	t.mu.Unlock()
@@ -165,7 +173,7 @@ func (t *Tracker) startTerm(ctx context.Context, raftTerm uint64) func() {
 		t.leading = false
 		t.reports = map[string]Report{}
 		t.latest = map[string]map[uint64]uint64{}
-		t.granted = map[string]map[string]map[uint64]uint64{}
+		t.granted = map[string]map[string]map[uint64]grantMark{}
 		t.endRound()
 		t.mu.Unlock()
 	}
@@ -268,7 +276,7 @@ func (t *Tracker) Handle(ctx context.Context, req Request) (Response, error) {
 			resp := Response{Leader: t.cfg.NodeID}
 			if g != nil {
 				var err error
-				if resp.Grants, err = t.grant(g, term, req); err != nil {
+				if resp.Grants, err = t.grant(g, term, req, arrived); err != nil {
 					return Response{}, err
 				}
 			}
@@ -293,10 +301,16 @@ func (t *Tracker) Handle(ctx context.Context, req Request) (Response, error) {
 	}
 }
 
+// grantMark is the newest probe of one process whose answer granted a VIP.
+type grantMark struct {
+	seq     uint64
+	arrived time.Time
+}
+
 // grant computes req's grants and records them against its probe before
 // any other node's grants are computed: a grant computed for another node
 // right after must see that this node may now claim them.
-func (t *Tracker) grant(g Granter, term uint64, req Request) (map[string]uint64, error) {
+func (t *Tracker) grant(g Granter, term uint64, req Request, arrived time.Time) (map[string]uint64, error) {
 	t.grantMu.Lock()
 	defer t.grantMu.Unlock()
 	grants := g.Grants(req.Node)
@@ -310,16 +324,18 @@ func (t *Tracker) grant(g Granter, term uint64, req Request) (map[string]uint64,
 	}
 	byVIP := t.granted[req.Node]
 	if byVIP == nil {
-		byVIP = map[string]map[uint64]uint64{}
+		byVIP = map[string]map[uint64]grantMark{}
 		t.granted[req.Node] = byVIP
 	}
 	for vip := range grants {
-		seqs := byVIP[vip]
-		if seqs == nil {
-			seqs = map[uint64]uint64{}
-			byVIP[vip] = seqs
+		marks := byVIP[vip]
+		if marks == nil {
+			marks = map[uint64]grantMark{}
+			byVIP[vip] = marks
 		}
-		seqs[req.Incarnation] = max(seqs[req.Incarnation], req.Seq)
+		if m, ok := marks[req.Incarnation]; !ok || req.Seq > m.seq {
+			marks[req.Incarnation] = grantMark{seq: req.Seq, arrived: arrived}
+		}
 	}
 	return grants, nil
 }
@@ -343,9 +359,11 @@ func (t *Tracker) Report(node string) (Report, bool) {
 		return Report{Arrived: at}, true
 	}
 	r.Holding = maps.Clone(r.Holding)
-	for vip, seqs := range t.granted[node] {
-		for inc, seq := range seqs {
-			if t.latest[node][inc] <= seq {
+	now := t.cfg.Now()
+	for vip, marks := range t.granted[node] {
+		for inc, m := range marks {
+			usable := t.cfg.GrantLife == 0 || now.Sub(m.arrived) <= t.cfg.GrantLife
+			if t.latest[node][inc] <= m.seq && usable {
 				if r.Pending == nil {
 					r.Pending = map[string]bool{}
 				}

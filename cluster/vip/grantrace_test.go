@@ -3,6 +3,7 @@ package vip_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -39,14 +40,26 @@ func (s *raceStore) assign(holder string, token uint64) {
 // enough to count as gone, so every grant rests on what nodes reported.
 func grantRig(t *testing.T) (*raceStore, func(node string, seq uint64, holding map[string]uint64) (map[string]uint64, error)) {
 	t.Helper()
+	store, probeOf, _ := grantRigLife(t, 0)
+	return store, probeOf
+}
+
+// grantRigLife is grantRig with TrackerConfig.GrantLife set, and a way to
+// move its clock on. Node "n1*" is n1's next process (another
+// incarnation).
+func grantRigLife(t *testing.T, life time.Duration) (*raceStore, func(node string, seq uint64, holding map[string]uint64) (map[string]uint64, error), func(time.Duration)) {
+	t.Helper()
+	var mu sync.Mutex
 	now := time.Date(2025, 1, 1, 12, 0, 0, 0, time.UTC)
-	clock := func() time.Time { return now }
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
 	cfg := linuxConfig()
 	delete(cfg.Assignments, "e")
 	store := &raceStore{cfg: cfg}
 	tr, err := probe.NewTracker(probe.TrackerConfig{
 		NodeID:       "n3",
 		VerifyLeader: func(context.Context) error { return nil },
+		GrantLife:    life,
 		Now:          clock,
 	})
 	if err != nil {
@@ -63,14 +76,14 @@ func grantRig(t *testing.T) (*raceStore, func(node string, seq uint64, holding m
 	t.Cleanup(func() { cancel(); <-done })
 	ch <- leading.Leadership{Leader: true, Term: 1}
 	testutil.WaitFor(t, 10*time.Second, "the term to start", func() bool { _, ok := tr.TermStart(); return ok })
-	incarnations := map[string]uint64{"n1": 11, "n2": 22, "n3": 33}
+	incarnations := map[string]uint64{"n1": 11, "n2": 22, "n3": 33, "n1*": 111}
 	probeOf := func(node string, seq uint64, holding map[string]uint64) (map[string]uint64, error) {
 		resp, err := tr.Handle(context.Background(), probe.Request{
-			Node: node, Incarnation: incarnations[node], Seq: seq, Holding: holding,
+			Node: strings.TrimSuffix(node, "*"), Incarnation: incarnations[node], Seq: seq, Holding: holding,
 		})
 		return resp.Grants, err
 	}
-	return store, probeOf
+	return store, probeOf, advance
 }
 
 func mustProbe(t *testing.T, probeOf func(string, uint64, map[string]uint64) (map[string]uint64, error), node string, seq uint64, holding map[string]uint64) map[string]uint64 {
@@ -151,5 +164,28 @@ func TestHandoverIgnoresLateProbe(t *testing.T) {
 	store.assign("n2", 20)
 	if g := mustProbe(t, probeOf, "n2", 2, nil); len(g) != 0 {
 		t.Fatalf("n2 granted %v: the late probe counted as n1 letting go", g)
+	}
+}
+
+// A grant the node can no longer act on (its lease from that probe has
+// run out, as when the process that got it exited) stops blocking the
+// node's reports of not holding the VIP.
+func TestHandoverGrantExpires(t *testing.T) {
+	store, probeOf, advance := grantRigLife(t, 300*time.Millisecond)
+	store.assign("n1", 10)
+	mustProbe(t, probeOf, "n2", 1, nil)
+	mustProbe(t, probeOf, "n3", 1, nil)
+	mustProbe(t, probeOf, "n1", 1, nil) // granted a:10; the process then exits
+	store.assign("n2", 20)
+	if g := mustProbe(t, probeOf, "n2", 2, nil); len(g) != 0 {
+		t.Fatalf("n2 granted %v within the grant's life", g)
+	}
+	advance(301 * time.Millisecond)
+	// n1's new process (another incarnation) reports holding nothing.
+	if _, err := probeOf("n1*", 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	if g := mustProbe(t, probeOf, "n2", 3, nil); g["a"] != 20 {
+		t.Fatalf("n2 got %v after n1's grant ran out, want a:20", g)
 	}
 }
