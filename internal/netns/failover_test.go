@@ -117,7 +117,7 @@ func stressCPU(t *testing.T, n int) {
 	}
 	// --timeout bounds it even if this process dies without cleaning up.
 	cmd := exec.Command(path, "--cpu", fmt.Sprint(n), "--timeout", "20m", "--quiet")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("starting stress-ng: %v", err)
 	}
