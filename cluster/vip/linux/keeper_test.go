@@ -111,9 +111,8 @@ func TestKeeper(t *testing.T) {
 	k.SetGrants(0, map[string]uint64{"web": 7})
 	eventually(t, 5*time.Second, "claim again", has)
 
-	// A grant is void once a newer probe has gone out: that probe said
-	// this node holds nothing, and the leader may give the VIP away on its
-	// word.
+	// Writing a probe first acts on the grant its predecessor's answer
+	// brought, so the probe reports the claim.
 	store.assign("n2", 8)
 	eventually(t, 5*time.Second, "release when reassigned again", func() bool { return !has() })
 	store.assign("n1", 9)
@@ -121,15 +120,24 @@ func TestKeeper(t *testing.T) {
 		t.Fatalf("probe 1 reports %v", got)
 	}
 	k.SetGrants(1, map[string]uint64{"web": 9})
-	if got := k.Report(2); len(got) != 0 {
-		t.Fatalf("probe 2 reports %v; nothing was granted before it", got)
+	if got := k.Report(2); got["web"] != 9 {
+		t.Fatalf("probe 2 reports %v, want the claim on probe 1's grant", got)
 	}
-	never("on the answer to probe 1 after probe 2 went out")
-	k.SetGrants(2, map[string]uint64{"web": 9})
+	// A grant answering a probe older than the newest written is void:
+	// that newer probe may have said this node holds nothing, and the
+	// leader may give the VIP away on its word.
+	store.assign("n2", 10)
+	eventually(t, 5*time.Second, "release when reassigned a third time", func() bool { return !has() })
+	store.assign("n1", 11)
+	k.Report(3)
+	k.Report(4)
+	k.SetGrants(3, map[string]uint64{"web": 11})
+	never("on the answer to probe 3 after probe 4 was written")
+	if got := k.Report(5); len(got) != 0 {
+		t.Fatalf("probe 5 reports %v after a void grant", got)
+	}
+	k.SetGrants(5, map[string]uint64{"web": 11})
 	eventually(t, 5*time.Second, "claim on the answer to the newest probe", has)
-	if got := k.Report(3); got["web"] != 9 {
-		t.Fatalf("probe 3 reports %v after the claim", got)
-	}
 
 	// The lease lapses: the address goes although nothing else changed.
 	close(stopContact)
@@ -137,7 +145,7 @@ func TestKeeper(t *testing.T) {
 	eventually(t, 5*time.Second, "release when the lease lapses", func() bool { return !has() })
 	never("while the lease is stale")
 	fresh()
-	k.SetGrants(3, map[string]uint64{"web": 9})
+	k.SetGrants(5, map[string]uint64{"web": 11})
 	eventually(t, 5*time.Second, "claim once the lease holds again", has)
 
 	if err := k.ReleaseAll(); err != nil {
