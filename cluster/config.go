@@ -99,8 +99,8 @@ type Config struct {
 // without hearing from the leader, then a pre-vote and a vote round follow:
 // about 0.5-1.2 s from the leader's loss to a new leader on a LAN.
 const (
-	defaultHeartbeatTimeout   = 500 * time.Millisecond
-	defaultElectionTimeout    = 500 * time.Millisecond
+	defaultHeartbeatTimeout = 500 * time.Millisecond
+	defaultElectionTimeout  = 500 * time.Millisecond
 	// A leader that has not heard from a quorum for this long steps down.
 	// As long as the heartbeat timeout (the most Raft allows): a shorter
 	// lease made leaders step down whenever a CPU was starved for a
