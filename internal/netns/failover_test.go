@@ -22,8 +22,9 @@ import (
 const blindBudget = 2 * time.Second
 
 // failoverCases are the four ways a holder is lost: killed (kill -9) or
-// cut off from the other nodes (the client still reaches it), while it
-// leads or while it follows.
+// cut off from the other nodes and the client alike, while it leads or
+// while it follows. (TestVIPIsolateHolder cuts it off from the nodes only;
+// the client then keeps being served until the address expires.)
 var failoverCases = []struct {
 	name   string
 	leader bool
@@ -73,7 +74,7 @@ func failover(t *testing.T, leads, cut, busy bool) {
 	}
 	at := time.Now()
 	if cut {
-		var rest []string
+		rest := []string{Client}
 		for _, n := range others(r, holder) {
 			rest = append(rest, n.Name)
 		}
