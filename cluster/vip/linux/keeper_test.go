@@ -119,6 +119,7 @@ func TestKeeper(t *testing.T) {
 	if got := k.Report(1); len(got) != 0 {
 		t.Fatalf("probe 1 reports %v", got)
 	}
+	fresh() // the probe was sent after the release, and answered
 	k.SetGrants(1, map[string]uint64{"web": 9})
 	if got := k.Report(2); got["web"] != 9 {
 		t.Fatalf("probe 2 reports %v, want the claim on probe 1's grant", got)
@@ -131,11 +132,13 @@ func TestKeeper(t *testing.T) {
 	store.assign("n1", 11)
 	k.Report(3)
 	k.Report(4)
+	fresh() // the probe was sent after the release, and answered
 	k.SetGrants(3, map[string]uint64{"web": 11})
 	never("on the answer to probe 3 after probe 4 was written")
 	if got := k.Report(5); len(got) != 0 {
 		t.Fatalf("probe 5 reports %v after a void grant", got)
 	}
+	fresh() // the probe was sent after the release, and answered
 	k.SetGrants(5, map[string]uint64{"web": 11})
 	eventually(t, 5*time.Second, "claim on the answer to the newest probe", has)
 
