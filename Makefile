@@ -9,12 +9,13 @@ BENCH_MODS := bench cmd/rafter-bench
 # Packages with tests run under the race detector by `make test`.
 TEST_PKGS := ./agent/... ./fsm/... ./cluster/... ./dataplane/... ./client/... ./cmd/... ./internal/...
 # System packages the tests need: ip (iproute2) and nft (nftables) for the
-# network-namespace tests, chromium for the dashboard's browser tests, wrk
-# for the upgrade-under-load test.
-DEPS_APT  := iproute2 nftables chromium wrk
+# network-namespace tests, stress-ng for their busy-CPU variants, chromium
+# for the dashboard's browser tests, wrk for the upgrade-under-load test.
+DEPS_APT  := iproute2 nftables stress-ng chromium wrk
 
 .PHONY: all build run deps test vet depcheck unit fuzz bench bench-quick lint clean FORCE
 .PHONY: package deps-ops test-ops
+.PHONY: soak soak-vip-idle
 
 all: build
 
@@ -73,10 +74,15 @@ fuzz:
 # namespace rig for SOAK_DURATION, then the checks; prints the fault table.
 # Needs root, iproute2 (with the sch_netem kernel module) and nftables.
 # RAFTER_SOAK_SEED replays a run. A 60-second run is part of make test.
-.PHONY: soak
+.PHONY: soak soak-chaos soak-vip-idle
 SOAK_DURATION ?= 10m
-soak:
+soak: soak-chaos soak-vip-idle
+soak-chaos:
 	RAFTER_SOAK_DURATION=$(SOAK_DURATION) $(GO) test -count=1 -timeout 45m -v -run '^TestChaosSoak$$' ./internal/netns
+# Ten minutes of an idle cluster with both cores busy: no linux VIP may
+# move, blink or have two holders (make test runs a one-minute version).
+soak-vip-idle:
+	RAFTER_SOAK=1 $(GO) test -count=1 -timeout 20m -run '^TestVIPIdleNoNeedlessMove$$' ./internal/netns/
 
 # Needs root (taskset; apt-get install haproxy nginx wrk when missing) and 2 cores.
 bench: bin/rafter-bench

@@ -127,7 +127,7 @@ func DefaultConfig() Config {
 
 		VIPProviders:   []string{fsm.ProviderAWSEIP},
 		VIPHoldDown:    30 * time.Second,
-		VIPDetectAfter: 500 * time.Millisecond,
+		VIPDetectAfter: 800 * time.Millisecond,
 
 		BackupEvery: time.Hour,
 		BackupKeep:  24,

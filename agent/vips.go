@@ -20,8 +20,11 @@ import (
 
 const (
 	// handoverMargin is added to the linux holder's HandoverDelay for
-	// clock rate differences and scheduling between two nodes.
-	handoverMargin = 200 * time.Millisecond
+	// clock rate differences (well under 1ms over two seconds) and for a
+	// renewal that a stalled holder completes late: the Lease undoes one
+	// that completes more than 50ms past the lease (vip/linux.Lease), and
+	// the rest covers the undoing.
+	handoverMargin = 100 * time.Millisecond
 	// stopHandoverTimeout bounds how long a stopping node waits for its
 	// VIPs to be assigned elsewhere before it stops serving anyway.
 	stopHandoverTimeout = 5 * time.Second
@@ -29,7 +32,8 @@ const (
 
 // linuxKeeper holds this node's linux VIPs (cluster/vip/linux.Keeper).
 type linuxKeeper interface {
-	SetGrants(map[string]uint64)
+	SetGrants(seq uint64, grants map[string]uint64)
+	Report(seq uint64) map[string]uint64
 	Holding() map[string]uint64
 	Run(ctx context.Context)
 	ReleaseAll() error
@@ -113,6 +117,8 @@ func startVIPs(ctx, local context.Context, wg, localWG *sync.WaitGroup, cfg Conf
 		NodeID:       cfg.NodeID,
 		VerifyLeader: d.Node.VerifyLeader,
 		PriorQuiet:   d.HeartbeatTimeout,
+		Voters:       d.Node.Voters,
+		GrantLife:    linuxLeasePeriod() + handoverMargin,
 		Logger:       d.Logger.With("component", "probe"),
 	})
 	if err != nil {
@@ -121,6 +127,11 @@ func startVIPs(ctx, local context.Context, wg, localWG *sync.WaitGroup, cfg Conf
 	r.tracker = tracker
 	live, err := probe.NewLiveness(tracker, cfg.VIPDetectAfter, nil, func() (string, time.Time, bool) {
 		p, ok := d.Node.Predecessor()
+		// This node's own last contact with the predecessor, when it saw
+		// the gap, is sharper than Raft's last contact as it took over.
+		if pc, known := d.Node.PriorContact(); ok && known && pc.At.Before(p.LastContact) {
+			p.LastContact = pc.At
+		}
 		return p.ID, p.LastContact, ok
 	})
 	if err != nil {
@@ -161,12 +172,16 @@ func startVIPs(ctx, local context.Context, wg, localWG *sync.WaitGroup, cfg Conf
 		NodeID: cfg.NodeID,
 		Leader: r.leader,
 		Local:  tracker.Handle,
+		Prior: func() (string, uint64, time.Time, bool) {
+			p, ok := d.Node.PriorContact()
+			return p.Leader, p.Term, p.At, ok
+		},
 		Sender: d.Sender,
 		Logger: d.Logger.With("component", "probe"),
 	}
 	if r.keeper != nil {
-		pc.Holding = r.keeper.Holding
-		pc.OnResponse = func(resp probe.Response) { r.keeper.SetGrants(resp.Grants) }
+		pc.Holding = r.keeper.Report
+		pc.OnResponse = func(seq uint64, resp probe.Response) { r.keeper.SetGrants(seq, resp.Grants) }
 	}
 	r.prober, err = probe.NewProber(pc)
 	if err != nil {

@@ -17,6 +17,10 @@ import (
 // it may give that holder's linux VIPs to another node.
 func linuxHandoverDelay() time.Duration { return viplinux.DefaultOptions().HandoverDelay() }
 
+// linuxLeasePeriod is how long after sending a probe a holder may still
+// add an address on the grants of its answer.
+func linuxLeasePeriod() time.Duration { return viplinux.DefaultOptions().LeasePeriod }
+
 // preflightLinuxVIPs refuses --vip-linux before the node joins a cluster
 // when this process could not hold an address.
 func preflightLinuxVIPs(cfg Config) error {

@@ -14,6 +14,9 @@ import (
 // on another system still waits long enough for Linux holders.
 func linuxHandoverDelay() time.Duration { return 2 * time.Second }
 
+// linuxLeasePeriod is at least the Linux holder's default lease.
+func linuxLeasePeriod() time.Duration { return 500 * time.Millisecond }
+
 func preflightLinuxVIPs(cfg Config) error {
 	if cfg.VIPLinux {
 		return errors.New("--vip-linux: linux VIPs need Linux")

@@ -103,9 +103,15 @@ type Config struct {
 // without hearing from the leader, then a pre-vote and a vote round follow:
 // about 0.5-1.2 s from the leader's loss to a new leader on a LAN.
 const (
-	defaultHeartbeatTimeout   = 500 * time.Millisecond
-	defaultElectionTimeout    = 500 * time.Millisecond
-	defaultLeaderLeaseTimeout = 250 * time.Millisecond
+	defaultHeartbeatTimeout = 500 * time.Millisecond
+	defaultElectionTimeout  = 500 * time.Millisecond
+	// A leader that has not heard from a quorum for this long steps down.
+	// As long as the heartbeat timeout (the most Raft allows): a shorter
+	// lease made leaders step down whenever a CPU was starved for a
+	// quarter second, and every step-down costs an election. Nothing
+	// relies on it for safety: probe answers and VIP moves are confirmed
+	// by a quorum round (VerifyLeader) each time.
+	defaultLeaderLeaseTimeout = 500 * time.Millisecond
 	defaultCommitTimeout      = 20 * time.Millisecond
 	defaultTransportTimeout   = time.Second
 	defaultSnapshotInterval   = 30 * time.Second

@@ -254,6 +254,7 @@ func (n *Node) observeLoop() {
 				n.health.resumed(string(d.PeerID))
 			case raft.LeaderObservation:
 				n.metrics.leaderChanges.Inc()
+				n.notePrior(string(d.LeaderID))
 				if id := string(d.LeaderID); id != "" && id != n.cfg.NodeID {
 					n.lastLeader.Store(&id)
 				}

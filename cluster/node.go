@@ -53,8 +53,12 @@ type Node struct {
 	// node and when this one last heard from it, taken as it became leader.
 	lastLeader  atomic.Pointer[string]
 	predecessor atomic.Pointer[Predecessor]
-	closeOnce   sync.Once
-	closeErr    error
+	// prior: observeLoop's record of leader changes; priorContact: the
+	// bound it publishes (PriorContact).
+	prior        priorState
+	priorContact atomic.Pointer[PriorContact]
+	closeOnce    sync.Once
+	closeErr     error
 
 	observer *raft.Observer
 	obsCh    chan raft.Observation

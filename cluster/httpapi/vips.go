@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/rafterlb/rafter/api"
@@ -109,12 +110,44 @@ func (s *server) handleProbe(w http.ResponseWriter, r *http.Request) error {
 	if req.Node == "" {
 		return invalidParam("node", "required")
 	}
+	if req.Seq, err = probeHeader(r, probe.HeaderSeq); err != nil {
+		return err
+	}
+	if req.Incarnation, err = probeHeader(r, probe.HeaderIncarnation); err != nil {
+		return err
+	}
+	if v := r.Header.Get(probe.HeaderPrior); v != "" {
+		var p probe.Prior
+		var ago int64
+		if _, err := fmt.Sscanf(v, "%s %d %d", &p.Leader, &p.Term, &ago); err != nil || ago < 0 {
+			return invalidParam(probe.HeaderPrior, "want \"LEADER TERM AGO_NS\", got %q", v)
+		}
+		p.Ago = time.Duration(ago)
+		req.Prior = &p
+	}
 	resp, err := s.cfg.Probe.Handle(r.Context(), req)
 	if errors.Is(err, probe.ErrNotLeader) {
 		return fmt.Errorf("%w: %w", errNotLeaderProbe, err)
+	}
+	if errors.Is(err, probe.ErrStale) {
+		// Nobody waits for this answer any more.
+		return fmt.Errorf("%w: %w", fsm.ErrConflict, err)
 	}
 	if err != nil {
 		return err
 	}
 	return s.answer(w, http.StatusOK, s.store.Config().Index, resp)
+}
+
+// probeHeader reads one of the probe's numeric headers; absent: 0.
+func probeHeader(r *http.Request, name string) (uint64, error) {
+	v := r.Header.Get(name)
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseUint(v, 10, 64)
+	if err != nil {
+		return 0, invalidParam(name, "want a decimal number, got %q", v)
+	}
+	return n, nil
 }

@@ -80,8 +80,14 @@ func (l *Liveness) Alive(id string) (bool, time.Time) {
 	heard := r.Arrived
 	if !r.Reported {
 		// Not heard in this term: give it a detection period from the
-		// term's start, unless a hint says it went quiet before.
+		// term's start, unless a hint says it went quiet before. The hint
+		// is asked again each time: it may sharpen after the term began.
 		heard = start
+		if l.hint != nil {
+			if node, at, ok := l.hint(); ok && node == id && at.Before(start) {
+				l.hints[node] = at
+			}
+		}
 		if at, ok := l.hints[id]; ok {
 			heard = at
 		}

@@ -24,9 +24,41 @@ import "time"
 // Path is where the admin API serves probes.
 const Path = "/v1/cluster/probe"
 
+// The headers that carry Request.Incarnation and Request.Seq over HTTP.
+// They are headers, not body fields, because a leader of the previous
+// release decodes the body strictly; such a leader ignores them.
+const (
+	HeaderIncarnation = "X-Rafter-Probe-Incarnation"
+	HeaderSeq         = "X-Rafter-Probe-Seq"
+	// HeaderPrior carries Request.Prior as "LEADER TERM AGO_NS".
+	HeaderPrior = "X-Rafter-Probe-Prior"
+)
+
+// Prior is a node's last contact with any leader of a term before the
+// current leader's (cluster.Node.PriorContact), as an age at the probe's
+// send time: a duration, so the leader needs no common clock.
+type Prior struct {
+	Leader string // the leader it is meant for
+	Term   uint64 // that leader's term
+	Ago    time.Duration
+}
+
 // Request is what a node sends the leader.
 type Request struct {
 	Node string `json:"node"`
+	// Incarnation names the sending process (random at its start) and Seq
+	// numbers its probes from 1, in the order they are sent. The leader
+	// drops a probe not newer than one it already recorded from the same
+	// process (one that timed out at the node and arrived late), and it
+	// counts a report of not holding a VIP as clearance only when the probe
+	// was sent after every answer that granted the node that VIP: a node
+	// acts on a grant only until its next probe goes out
+	// (vip/linux.Keeper). Zero: a node that does not number its probes;
+	// its reports count as they arrive.
+	Incarnation uint64 `json:"-"`
+	Seq         uint64 `json:"-"`
+	// Prior: see Prior; nil when the node does not know it.
+	Prior *Prior `json:"-"`
 	// Holding: the Linux VIPs the node holds as it sends, name -> token.
 	Holding map[string]uint64 `json:"holding,omitempty"`
 	// Leaving: the node is stopping and asks for its VIPs to be moved away.
@@ -52,6 +84,22 @@ type Report struct {
 	Reported bool
 	Holding  map[string]uint64
 	Leaving  bool
+	// Pending: Linux VIPs an answer of this term granted the node, in
+	// answer to a probe that is still the newest recorded from the
+	// process it went to and arrived within TrackerConfig.GrantLife. The
+	// node may claim such a VIP at any moment, whatever its last report
+	// says, so that report is no clearance.
+	Pending map[string]bool
+}
+
+// Clear reports whether r shows that the node cannot hold vip: it said so
+// in a probe sent after it could last act on a grant of vip.
+func (r Report) Clear(vip string) bool {
+	if !r.Reported || r.Pending[vip] {
+		return false
+	}
+	_, holds := r.Holding[vip]
+	return !holds
 }
 
 // Granter computes, on the leader, the Linux VIPs a node may claim now.

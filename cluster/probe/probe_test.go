@@ -294,8 +294,8 @@ func TestProber(t *testing.T) {
 		Leader:     func() (string, string) { return "n1", "10.0.0.1:7700" },
 		Local:      func(context.Context, Request) (Response, error) { return Response{}, errors.New("not local") },
 		Sender:     s,
-		Holding:    func() map[string]uint64 { return map[string]uint64{"h": 2} },
-		OnResponse: func(r Response) { got.Add(1) },
+		Holding:    func(uint64) map[string]uint64 { return map[string]uint64{"h": 2} },
+		OnResponse: func(uint64, Response) { got.Add(1) },
 		Now:        now,
 	})
 	if err != nil {
@@ -367,5 +367,83 @@ func TestProberContactIsSendTime(t *testing.T) {
 	waitUntil(t, "one probe", func() bool { return !p.QuorumContact().IsZero() })
 	if c := p.QuorumContact(); !c.Equal(t0) || !answered.After(c) {
 		t.Fatalf("QuorumContact = %v, want the send time %v (answered %v)", c, t0, answered)
+	}
+}
+
+// A node not heard from in this term counts as last heard when a majority
+// of voters had last heard from an earlier leader, once that majority has
+// said so and when that is before the term's start less PriorQuiet.
+func TestTrackerPriorContactBound(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Date(2025, 1, 1, 12, 0, 0, 0, time.UTC)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	tr, err := NewTracker(TrackerConfig{
+		NodeID:       "n2",
+		VerifyLeader: func(context.Context) error { return nil },
+		PriorQuiet:   500 * time.Millisecond,
+		Voters:       func() []string { return []string{"n1", "n2", "n3"} },
+		Now:          clock,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lead := runTracker(t, tr)
+	lead(true)
+	waitUntil(t, "the term to start", func() bool { _, ok := tr.TermStart(); return ok })
+	start, _ := tr.TermStart()
+	fallback := start.Add(-500 * time.Millisecond)
+	arrived := func() time.Time {
+		r, ok := tr.Report("n1")
+		if !ok || r.Reported {
+			t.Fatalf("report of n1: %+v, %v", r, ok)
+		}
+		return r.Arrived
+	}
+	var seq uint64
+	probe := func(node string, p *Prior) {
+		t.Helper()
+		seq++
+		if _, err := tr.Handle(context.Background(), Request{Node: node, Incarnation: 1, Seq: seq, Prior: p}); err != nil {
+			t.Fatalf("probe of %s: %v", node, err)
+		}
+	}
+	advance(time.Second) // the election took a second
+	if got := arrived(); !got.Equal(fallback) {
+		t.Fatalf("no priors: Arrived %s, want term start less PriorQuiet %s", got, fallback)
+	}
+	// Priors for another leader or another term say nothing here.
+	probe("n3", &Prior{Leader: "n9", Term: 1, Ago: 1500 * time.Millisecond})
+	probe("n2", &Prior{Leader: "n2", Term: 7, Ago: 1500 * time.Millisecond})
+	if got := arrived(); !got.Equal(fallback) {
+		t.Fatalf("foreign priors counted: Arrived %s", got)
+	}
+	// One voter alone is no majority.
+	probe("n2", &Prior{Leader: "n2", Term: 1, Ago: 1900 * time.Millisecond})
+	if got := arrived(); !got.Equal(fallback) {
+		t.Fatalf("one prior counted: Arrived %s", got)
+	}
+	// n3 heard from the old leader later than n2: the later of the two
+	// bounds when the old leader's last answer was confirmed.
+	probe("n3", &Prior{Leader: "n2", Term: 1, Ago: 1700 * time.Millisecond})
+	bound := clock().Add(-1700 * time.Millisecond)
+	if got := arrived(); !got.Equal(bound) {
+		t.Fatalf("two priors: Arrived %s, want %s", got, bound)
+	}
+	// A node's later, blunter statement does not replace its sharper one.
+	probe("n3", &Prior{Leader: "n2", Term: 1, Ago: 0})
+	if got := arrived(); !got.Equal(bound) {
+		t.Fatalf("a later prior replaced an earlier: Arrived %s, want %s", got, bound)
+	}
+	// A bound later than the fallback is not used.
+	probe("n1", &Prior{Leader: "n2", Term: 1, Ago: 0})
+	lead(true) // a new term: priors start over
+	waitUntil(t, "the next term", func() bool { s, _ := tr.TermStart(); return !s.Equal(start) })
+	start, _ = tr.TermStart()
+	seq = 100
+	probe("n2", &Prior{Leader: "n2", Term: 2, Ago: 100 * time.Millisecond})
+	probe("n3", &Prior{Leader: "n2", Term: 2, Ago: 100 * time.Millisecond})
+	if r, _ := tr.Report("n1"); !r.Arrived.Equal(start.Add(-500 * time.Millisecond)) {
+		t.Fatalf("a bound later than the fallback was used: Arrived %s, term start %s", r.Arrived, start)
 	}
 }

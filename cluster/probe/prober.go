@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -44,6 +46,13 @@ func (s HTTPSender) Send(ctx context.Context, _, adminAddr string, req Request) 
 		return Response{}, err
 	}
 	hreq.Header.Set("Content-Type", "application/json")
+	if req.Seq != 0 {
+		hreq.Header.Set(HeaderIncarnation, strconv.FormatUint(req.Incarnation, 10))
+		hreq.Header.Set(HeaderSeq, strconv.FormatUint(req.Seq, 10))
+	}
+	if p := req.Prior; p != nil {
+		hreq.Header.Set(HeaderPrior, fmt.Sprintf("%s %d %d", p.Leader, p.Term, int64(p.Ago)))
+	}
 	resp, b, err := adminhttp.Do(s.Client, hreq, s.Token, 64<<10)
 	if err != nil {
 		return Response{}, err
@@ -68,19 +77,28 @@ type ProberConfig struct {
 	// Local answers probes when this node leads (Tracker.Handle).
 	Local  func(ctx context.Context, req Request) (Response, error)
 	Sender Sender
-	// Holding lists the Linux VIPs held now; nil: none.
-	Holding func() map[string]uint64
-	// OnResponse sees every answer before the next probe is sent; nil: ignored.
-	OnResponse func(Response)
+	// Holding lists the Linux VIPs held now, as probe seq is composed;
+	// from then on, grants answering earlier probes are void at the node
+	// (see Request.Seq). nil: none.
+	Holding func(seq uint64) map[string]uint64
+	// Prior reports this node's last contact with a leader of an earlier
+	// term than the current leader's (cluster.Node.PriorContact); nil or
+	// ok false: not sent.
+	Prior func() (leader string, term uint64, at time.Time, ok bool)
+	// OnResponse sees the answer to probe seq before the next probe is
+	// sent; nil: ignored.
+	OnResponse func(seq uint64, resp Response)
 	Now        func() time.Time
 	Logger     *slog.Logger
 }
 
 // Prober sends this node's probes, one at a time.
 type Prober struct {
-	cfg     ProberConfig
-	leaving atomic.Bool
-	now     chan struct{}
+	cfg         ProberConfig
+	incarnation uint64
+	seq         uint64 // of the last probe sent; only Run's goroutine
+	leaving     atomic.Bool
+	now         chan struct{}
 
 	mu      sync.Mutex
 	contact time.Time
@@ -108,7 +126,7 @@ func NewProber(cfg ProberConfig) (*Prober, error) {
 	conf.Default(&cfg.Timeout, 500*time.Millisecond)
 	conf.Now(&cfg.Now)
 	conf.Logger(&cfg.Logger)
-	return &Prober{cfg: cfg, now: make(chan struct{}, 1)}, nil
+	return &Prober{cfg: cfg, incarnation: rand.Uint64() | 1, now: make(chan struct{}, 1)}, nil
 }
 
 // QuorumContact is the send time of the last probe the leader answered:
@@ -179,9 +197,15 @@ func (p *Prober) probe(ctx context.Context, sent time.Time) error {
 	if id == "" {
 		return errors.New("no known leader")
 	}
-	req := Request{Node: p.cfg.NodeID, Leaving: p.leaving.Load()}
+	p.seq++
+	req := Request{Node: p.cfg.NodeID, Incarnation: p.incarnation, Seq: p.seq, Leaving: p.leaving.Load()}
 	if p.cfg.Holding != nil {
-		req.Holding = p.cfg.Holding()
+		req.Holding = p.cfg.Holding(req.Seq)
+	}
+	if p.cfg.Prior != nil {
+		if leader, term, at, ok := p.cfg.Prior(); ok && leader == id {
+			req.Prior = &Prior{Leader: leader, Term: term, Ago: max(time.Since(at), 0)}
+		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.Timeout)
 	defer cancel()
@@ -209,7 +233,7 @@ func (p *Prober) probe(ctx context.Context, sent time.Time) error {
 	}
 	p.mu.Unlock()
 	if p.cfg.OnResponse != nil {
-		p.cfg.OnResponse(resp)
+		p.cfg.OnResponse(req.Seq, resp)
 	}
 	return nil
 }

@@ -21,9 +21,9 @@ type Reports interface {
 // assignment (fsm.Assignment.Settled) is known to be past that point, and
 // its holder may claim it again at once, after a leader change too.
 // Otherwise every other node
-// must either have reported (in a probe sent after it applied the current
-// assignment, since probes are sequential) that it does not hold the VIP,
-// or have been silent for Delay: its lease (measured from the send time of
+// must either have reported that it does not hold the VIP in a probe sent
+// after the last answer whose grant of the VIP it could act on
+// (probe.Report.Clear), or have been silent for Delay: its lease (measured from the send time of
 // its last answered probe, which is before the leader heard it) has run
 // out and the kernel has dropped the address by then.
 type Handover struct {
@@ -78,10 +78,13 @@ func (h *Handover) clear(cfg *fsm.Config, vip, holder string, reports map[string
 			}
 			reports[id] = r
 		}
-		if r.Reported {
-			if _, holds := r.Holding[vip]; !holds {
-				continue
-			}
+		// A report of not holding counts only when the node sent it after
+		// it could last act on a grant of vip (probe.Report.Clear): the
+		// answer to that very probe, or to an earlier one still its newest,
+		// may have granted vip, and the node may claim it after it wrote
+		// the report.
+		if r.Clear(vip) {
+			continue
 		}
 		if now.Sub(r.Arrived) < h.delay {
 			return false

@@ -15,11 +15,16 @@
 //   - every address carries a short kernel lifetime (valid_lft =
 //     Options.Lifetime), so the kernel removes it by itself when nothing
 //     renews it, even after the process was killed or froze;
-//   - Lease renews the lifetimes only while this node has had quorum contact
-//     within Options.LeasePeriod, and releases everything by itself past it;
+//   - Lease renews the lifetimes (and Keeper adds an address) only while
+//     this node's last answered probe was sent within Options.LeasePeriod,
+//     undoes a renewal that completed late, and never renews an address
+//     whose lifetime may have run out;
 //   - the leader moves a Linux VIP away from an unreachable holder only
 //     after Options.HandoverDelay (LeasePeriod + Lifetime + kernel
-//     granularity) plus its own margin.
+//     granularity) plus its own margin, and counts a holder's report of
+//     not holding it only from a probe written after the holder could last
+//     act on a grant: Keeper acts on a grant only while the probe it
+//     answered is its newest (Keeper.Report).
 //
 // FreebindListen lets the dataplane listen on VIP addresses before they
 // arrive (IP_FREEBIND), so a VIP serves the moment it is claimed.

@@ -18,6 +18,10 @@ var (
 	ErrPermission = errors.New("missing capability")
 )
 
+// errGrantVoid: the grant answered a probe that is no longer this node's
+// newest (Keeper.Report).
+var errGrantVoid = errors.New("grant void")
+
 const (
 	capNetAdmin = "CAP_NET_ADMIN"
 	capNetRaw   = "CAP_NET_RAW"

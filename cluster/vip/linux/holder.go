@@ -41,6 +41,21 @@ type held struct {
 	token  uint64
 	prefix netip.Prefix
 	iface  string
+	// renewed: this process's clock just before the address was last
+	// added or renewed; the kernel drops it no earlier than a lifetime
+	// (less its 20ms fuzz) after that.
+	renewed time.Time
+}
+
+// expiryGuard is how long before its lifetime runs out an address counts
+// as possibly gone: the kernel may drop it up to 20ms early, and a renewal
+// must never re-add an address the kernel has already dropped (the leader
+// may have given it away meanwhile, see Lease).
+const expiryGuard = 100 * time.Millisecond
+
+// mayBeGone: the kernel may already have dropped e's address; h.mu is held.
+func (h *Holder) mayBeGone(e *held) bool {
+	return h.opts.Now().Sub(e.renewed) >= h.opts.lifetimeSeconds()-expiryGuard
 }
 
 // LastRelease is when the Holder last removed an address (zero: never).
@@ -108,22 +123,54 @@ func (h *Holder) Close() error {
 // only while this node's lease holds. When the announcement fails after
 // the address was added, the address stays held and the error says so.
 func (h *Holder) Claim(ctx context.Context, v fsm.VIP, token uint64) error {
+	return h.claimIf(ctx, v, token, nil)
+}
+
+// claimIf is Claim, except that the address is added only if valid (when
+// set) still returns nil under the lock that Held takes: a list of the
+// held addresses taken after valid turned false never misses a claim.
+func (h *Holder) claimIf(ctx context.Context, v fsm.VIP, token uint64, valid func() error) error {
+	if err := h.addIf(v, token, valid); err != nil {
+		return err
+	}
+	return h.announceHeld(ctx, v.Name, token)
+}
+
+// addIf is claimIf without the gratuitous ARP (announceHeld sends it).
+func (h *Holder) addIf(v fsm.VIP, token uint64, valid func() error) error {
 	prefix, iface, err := h.target(v)
 	if err != nil {
 		return err
 	}
-	link, err := h.claim(v.Name, prefix, iface, token)
-	if err != nil {
+	if _, err := h.claim(v.Name, prefix, iface, token, valid); err != nil {
 		return err
 	}
 	h.log.Info("vip address claimed", "vip", v.Name, "address", prefix, "interface", iface,
 		"token", token, "lifetime", h.opts.lifetimeSeconds())
+	return nil
+}
+
+// announceHeld sends the gratuitous ARP of VIP name if it is still held
+// under token. When it fails the address stays held and the error says so.
+func (h *Holder) announceHeld(ctx context.Context, name string, token uint64) error {
+	h.mu.Lock()
+	e, ok := h.held[name]
+	if !ok || e.token != token || h.closed {
+		h.mu.Unlock()
+		return nil
+	}
+	prefix, iface := e.prefix, e.iface
+	link, err := h.nl.LinkByName(iface)
+	h.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("vip/linux: %s: %w", name, withCap(err, capNetAdmin, "looking up interface "+iface))
+	}
 	if !prefix.Addr().Is4() {
 		return nil // IPv6 neighbours learn through NDP; no ARP to send
 	}
-	if err := h.announce(ctx, v.Name, token, prefix.Addr(), link); err != nil {
+	if err := h.announce(ctx, name, token, prefix.Addr(), link); err != nil {
 		return fmt.Errorf("vip/linux: %s: address %s added on %s but gratuitous ARP failed: %w",
-			v.Name, prefix, iface, err)
+			name, prefix, iface, err)
 	}
 	return nil
 }
@@ -144,11 +191,16 @@ func (h *Holder) target(v fsm.VIP) (netip.Prefix, string, error) {
 	return prefix, iface, nil
 }
 
-func (h *Holder) claim(name string, prefix netip.Prefix, iface string, token uint64) (netlink.Link, error) {
+func (h *Holder) claim(name string, prefix netip.Prefix, iface string, token uint64, valid func() error) (netlink.Link, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
 		return nil, fmt.Errorf("vip/linux: %s: holder closed", name)
+	}
+	if valid != nil {
+		if err := valid(); err != nil {
+			return nil, err
+		}
 	}
 	if seen := h.tokens[name]; token < seen {
 		return nil, fmt.Errorf("vip/linux: %w: vip %q token %d is older than %d already seen",
@@ -165,12 +217,13 @@ func (h *Holder) claim(name string, prefix netip.Prefix, iface string, token uin
 			return nil, err
 		}
 	}
+	at := h.opts.Now()
 	if err := h.nl.AddrReplace(link, h.addr(prefix)); err != nil {
 		return nil, fmt.Errorf("vip/linux: %s: %w", name,
 			withCap(err, capNetAdmin, fmt.Sprintf("adding %s on %s", prefix, iface)))
 	}
 	h.tokens[name] = token
-	h.held[name] = &held{token: token, prefix: prefix, iface: iface}
+	h.held[name] = &held{token: token, prefix: prefix, iface: iface, renewed: at}
 	return link, nil
 }
 
@@ -187,22 +240,50 @@ func (h *Holder) addr(prefix netip.Prefix) *netlink.Addr {
 	return a
 }
 
-// Renew gives every held address a fresh Options.Lifetime, re-adding any
-// the kernel has already dropped. Call it only while the lease holds
-// (Lease does). It tries every address and joins the errors.
+// Renew gives every held address a fresh Options.Lifetime. An address
+// whose lifetime has (nearly) run out is not renewed but let go: the
+// kernel may have dropped it already, and re-adding it could take back an
+// address the leader has since given to another node. Call it only while
+// the lease holds (Lease does). It tries every address and joins the
+// errors.
 func (h *Holder) Renew() error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	var errs []error
 	for _, name := range slices.Sorted(maps.Keys(h.held)) {
 		e := h.held[name]
+		if h.mayBeGone(e) {
+			h.log.Warn("vip address not renewed in time; letting it go", "vip", name, "address", e.prefix,
+				"last_renewed_ago", h.opts.Now().Sub(e.renewed).Round(time.Millisecond))
+			errs = append(errs, h.remove(name, e, true))
+			continue
+		}
+		at := h.opts.Now()
 		link, err := h.nl.LinkByName(e.iface)
 		if err == nil {
 			err = h.nl.AddrReplace(link, h.addr(e.prefix))
 		}
+		if err == nil {
+			e.renewed = at
+		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("vip/linux: %s: %w", name,
 				withCap(err, capNetAdmin, fmt.Sprintf("renewing %s on %s", e.prefix, e.iface))))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// DropExpired lets go of the addresses whose lifetime has (nearly) run
+// out, without renewing the others: while the lease has lapsed, what is
+// held runs out by itself.
+func (h *Holder) DropExpired() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var errs []error
+	for _, name := range slices.Sorted(maps.Keys(h.held)) {
+		if e := h.held[name]; h.mayBeGone(e) {
+			errs = append(errs, h.remove(name, e, true))
 		}
 	}
 	return errors.Join(errs...)
@@ -275,12 +356,21 @@ func (h *Holder) restoreSecondaries(link netlink.Link, iface string) error {
 		if e.iface != iface || on[e.prefix] {
 			continue
 		}
+		if h.mayBeGone(e) {
+			// Its lifetime is (nearly) over: gone it stays.
+			delete(h.held, name)
+			h.lastRelease = h.opts.Now()
+			continue
+		}
 		h.log.Warn("kernel removed a vip address with the primary of its subnet; re-adding it (set net.ipv4.conf.<interface>.promote_secondaries=1 to avoid the gap)",
 			"vip", name, "address", e.prefix, "interface", iface)
+		at := h.opts.Now()
 		if err := h.nl.AddrReplace(link, h.addr(e.prefix)); err != nil {
 			errs = append(errs, fmt.Errorf("vip/linux: %s: %w", name,
 				withCap(err, capNetAdmin, fmt.Sprintf("re-adding %s on %s", e.prefix, iface))))
+			continue
 		}
+		e.renewed = at
 	}
 	return errors.Join(errs...)
 }

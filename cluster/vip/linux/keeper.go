@@ -5,10 +5,12 @@ package linux
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rafterlb/rafter/fsm"
@@ -44,12 +46,27 @@ type KeeperConfig struct {
 // Anything else releases it. The Lease it runs renews the addresses' kernel
 // lifetime while the lease holds and drops them all when it lapses.
 type Keeper struct {
-	cfg  KeeperConfig
-	log  *slog.Logger
-	wake chan struct{}
+	cfg   KeeperConfig
+	log   *slog.Logger
+	wake  chan struct{}
+	lease *Lease
+
+	// probed: the Seq of the newest probe composed (Report). A grant is
+	// acted on only while the probe it answered is still the newest: the
+	// leader counts this node's later reports of not holding a VIP as
+	// clearance to give it to another node.
+	probed atomic.Uint64
+
+	// reconcileMu serialises reconcile between Run and Report; announce
+	// (VIP -> token) lists the addresses added whose gratuitous ARP Run
+	// has yet to send. Both under reconcileMu.
+	reconcileMu sync.Mutex
+	announce    map[string]uint64
 
 	mu     sync.Mutex
 	grants map[string]uint64
+	// grantsSeq: the probe whose answer carried grants.
+	grantsSeq uint64
 	// grantsSent: when the probe was sent whose answer carried grants.
 	grantsSent time.Time
 	stopped    bool
@@ -72,18 +89,47 @@ func NewKeeper(cfg KeeperConfig) (*Keeper, error) {
 	}
 	conf.Default(&cfg.Every, 100*time.Millisecond)
 	conf.Logger(&cfg.Logger)
-	return &Keeper{cfg: cfg, log: cfg.Logger, wake: make(chan struct{}, 1), failures: map[string]string{}}, nil
+	return &Keeper{cfg: cfg, log: cfg.Logger, wake: make(chan struct{}, 1), lease: NewLease(cfg.Holder), announce: map[string]uint64{}, failures: map[string]string{}}, nil
 }
 
-// SetGrants records the leader's latest grants and wakes the Keeper. They
-// answer the probe QuorumContact reports as sent last (the prober calls
-// SetGrants after it recorded that probe's answer).
-func (k *Keeper) SetGrants(g map[string]uint64) {
+// SetGrants records the leader's grants in answer to probe seq and wakes
+// the Keeper. They answer the probe QuorumContact reports as sent last (the
+// prober calls SetGrants after it recorded that probe's answer).
+func (k *Keeper) SetGrants(seq uint64, g map[string]uint64) {
 	sent := k.cfg.QuorumContact()
 	k.mu.Lock()
 	k.grants = maps.Clone(g)
+	k.grantsSeq = seq
 	k.grantsSent = sent
 	k.mu.Unlock()
+	k.lease.Kick() // an answer: renew on it while it is fresh
+	select {
+	case k.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Report is what probe seq reports, called as the prober composes it:
+// the VIPs held now, name -> token. From this call on, grants answering
+// earlier probes are void, and a claim on one either happened before this
+// list was taken (so the probe reports it) or does not happen.
+//
+// A grant still waiting for the keeper's loop is acted on first, so that
+// the next probe never voids it: a keeper slower than the probes (a busy
+// CPU, ProbeNow in a loop) would otherwise never claim.
+func (k *Keeper) Report(seq uint64) map[string]uint64 {
+	k.reconcileMu.Lock()
+	k.reconcile()
+	k.probed.Store(seq)
+	pending := len(k.announce) > 0
+	k.reconcileMu.Unlock()
+	if pending {
+		k.poke() // Run sends the gratuitous ARP
+	}
+	return k.Holding()
+}
+
+func (k *Keeper) poke() {
 	select {
 	case k.wake <- struct{}{}:
 	default:
@@ -114,12 +160,22 @@ func (k *Keeper) ReleaseAll() error {
 func (k *Keeper) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	wg.Go(func() { NewLease(k.cfg.Holder).Run(ctx, k.cfg.QuorumContact) })
+	wg.Go(func() { k.lease.Run(ctx, k.cfg.QuorumContact) })
 	tick := time.NewTicker(k.cfg.Every)
 	defer tick.Stop()
 	for {
 		changed := k.cfg.Store.Changed()
-		k.reconcile(ctx)
+		k.reconcileMu.Lock()
+		k.reconcile()
+		announce := k.announce
+		k.announce = map[string]uint64{}
+		k.reconcileMu.Unlock()
+		for _, name := range slices.Sorted(maps.Keys(announce)) {
+			if err := k.cfg.Holder.announceHeld(ctx, name, announce[name]); err != nil {
+				k.log.Error("announcing linux vip failed", "vip", name, "err", err,
+					"action", "check CAP_NET_RAW; neighbours learn the address when their ARP entries expire")
+			}
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -137,10 +193,12 @@ func (k *Keeper) leaseHolds() bool {
 	return !c.IsZero() && o.Now().Sub(c) <= o.LeasePeriod
 }
 
-func (k *Keeper) reconcile(ctx context.Context) {
+// reconcile releases and adds addresses (Run sends the gratuitous ARP of
+// those added); k.reconcileMu is held.
+func (k *Keeper) reconcile() {
 	cfg := k.cfg.Store.Config()
 	k.mu.Lock()
-	grants, grantsSent, stopped := k.grants, k.grantsSent, k.stopped
+	grants, grantsSeq, grantsSent, stopped := k.grants, k.grantsSeq, k.grantsSent, k.stopped
 	k.mu.Unlock()
 	fresh := k.leaseHolds()
 	held := k.Holding()
@@ -197,7 +255,26 @@ func (k *Keeper) reconcile(ctx context.Context) {
 			}
 			continue
 		}
-		if err := k.cfg.Holder.Claim(ctx, *v, a.Token); err != nil {
+		err := k.cfg.Holder.addIf(*v, a.Token, func() error {
+			if p := k.probed.Load(); p != grantsSeq {
+				return fmt.Errorf("%w: the grant answered probe %d, and probe %d has gone out since", errGrantVoid, grantsSeq, p)
+			}
+			if !k.leaseHolds() {
+				// Checked again next to the syscall: the lease bounds
+				// when an address may be added (Lease's timing contract).
+				return fmt.Errorf("%w: the lease ran out before the claim", errGrantVoid)
+			}
+			return nil
+		})
+		if errors.Is(err, errGrantVoid) {
+			// The answer to the newer probe brings the grant again if it
+			// still holds.
+			if k.cfg.WantGrant != nil {
+				k.cfg.WantGrant()
+			}
+			continue
+		}
+		if err != nil {
 			if k.failures[name] != err.Error() {
 				k.failures[name] = err.Error()
 				k.log.Error("claiming linux vip failed; retrying", "vip", name, "token", a.Token, "err", err,
@@ -206,5 +283,6 @@ func (k *Keeper) reconcile(ctx context.Context) {
 			continue
 		}
 		delete(k.failures, name)
+		k.announce[name] = a.Token
 	}
 }

@@ -90,9 +90,9 @@ func TestKeeper(t *testing.T) {
 
 	store.assign("n1", 5)
 	never("without a grant")
-	k.SetGrants(map[string]uint64{"web": 4})
+	k.SetGrants(0, map[string]uint64{"web": 4})
 	never("with a grant for an older token")
-	k.SetGrants(map[string]uint64{"web": 5})
+	k.SetGrants(0, map[string]uint64{"web": 5})
 	eventually(t, 5*time.Second, "claim once holder, grant and lease agree", has)
 	if got := k.Holding(); got["web"] != 5 {
 		t.Fatalf("Holding = %v", got)
@@ -105,11 +105,42 @@ func TestKeeper(t *testing.T) {
 	// a later probe may have told the leader this node holds nothing.
 	stale := time.Now().Add(-time.Hour)
 	contact.Store(&stale)
-	k.SetGrants(map[string]uint64{"web": 7})
+	k.SetGrants(0, map[string]uint64{"web": 7})
 	fresh()
 	never("on grants answering a probe sent before the release")
-	k.SetGrants(map[string]uint64{"web": 7})
+	k.SetGrants(0, map[string]uint64{"web": 7})
 	eventually(t, 5*time.Second, "claim again", has)
+
+	// Writing a probe first acts on the grant its predecessor's answer
+	// brought, so the probe reports the claim.
+	store.assign("n2", 8)
+	eventually(t, 5*time.Second, "release when reassigned again", func() bool { return !has() })
+	store.assign("n1", 9)
+	if got := k.Report(1); len(got) != 0 {
+		t.Fatalf("probe 1 reports %v", got)
+	}
+	fresh() // the probe was sent after the release, and answered
+	k.SetGrants(1, map[string]uint64{"web": 9})
+	if got := k.Report(2); got["web"] != 9 {
+		t.Fatalf("probe 2 reports %v, want the claim on probe 1's grant", got)
+	}
+	// A grant answering a probe older than the newest written is void:
+	// that newer probe may have said this node holds nothing, and the
+	// leader may give the VIP away on its word.
+	store.assign("n2", 10)
+	eventually(t, 5*time.Second, "release when reassigned a third time", func() bool { return !has() })
+	store.assign("n1", 11)
+	k.Report(3)
+	k.Report(4)
+	fresh() // the probe was sent after the release, and answered
+	k.SetGrants(3, map[string]uint64{"web": 11})
+	never("on the answer to probe 3 after probe 4 was written")
+	if got := k.Report(5); len(got) != 0 {
+		t.Fatalf("probe 5 reports %v after a void grant", got)
+	}
+	fresh() // the probe was sent after the release, and answered
+	k.SetGrants(5, map[string]uint64{"web": 11})
+	eventually(t, 5*time.Second, "claim on the answer to the newest probe", has)
 
 	// The lease lapses: the address goes although nothing else changed.
 	close(stopContact)
@@ -117,7 +148,7 @@ func TestKeeper(t *testing.T) {
 	eventually(t, 5*time.Second, "release when the lease lapses", func() bool { return !has() })
 	never("while the lease is stale")
 	fresh()
-	k.SetGrants(map[string]uint64{"web": 7})
+	k.SetGrants(5, map[string]uint64{"web": 11})
 	eventually(t, 5*time.Second, "claim once the lease holds again", has)
 
 	if err := k.ReleaseAll(); err != nil {
