@@ -137,7 +137,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	rc.NoLegacyTelemetry = true
 	raftMetricsHub.install()
 	raftMetricsHub.attach(n.metrics.raft)
-	r, err := raft.NewRaft(rc, n.adapter, n.logs, stable, snaps, n.trans)
+	r, err := raft.NewRaft(rc, n.adapter, n.logs, stable, snaps, withoutPipelining(n.trans))
 	if err != nil {
 		raftMetricsHub.detach(n.metrics.raft)
 		return nil, fmt.Errorf("cluster: starting raft: %w", err)

@@ -163,3 +163,36 @@ func (s *streamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (n
 	}
 	return c, nil
 }
+
+// loopTransport is what Raft needs of a transport beyond raft.Transport:
+// NetworkTransport and the in-memory test transports all provide it.
+type loopTransport interface {
+	raft.Transport
+	raft.WithClose
+	raft.WithPreVote
+}
+
+// unpipelined turns off hashicorp/raft's pipelined replication: with it, a
+// follower whose log store failed one append (a full disk) can be left
+// without entries until the leader changes (hashicorp/raft issue 612). When
+// the failed append comes back, the leader's pipeline decoder stops reading
+// answers while the sender keeps queueing requests; once the transport's
+// queues of in-flight requests and answers fill, the sender blocks for
+// good, holding that follower's replication goroutine. Heartbeats carry on,
+// so the follower never starts an election and stays behind. Replication
+// one request at a time (each carrying up to MaxAppendEntries entries) has
+// no such queue.
+type unpipelined struct{ loopTransport }
+
+func (unpipelined) AppendEntriesPipeline(raft.ServerID, raft.ServerAddress) (raft.AppendPipeline, error) {
+	return nil, raft.ErrPipelineReplicationNotSupported
+}
+
+// withoutPipelining wraps t so that Raft replicates without pipelining; a
+// transport that lacks Close or pre-vote is returned as it is.
+func withoutPipelining(t raft.Transport) raft.Transport {
+	if lt, ok := t.(loopTransport); ok {
+		return unpipelined{lt}
+	}
+	return t
+}
