@@ -34,6 +34,12 @@ func TestPredecessorAfterLeaderLoss(t *testing.T) {
 		next = c.Leader(t)
 		return c.ID(next) != oldID
 	})
+	// Its leadership loop records the predecessor a little after Raft's
+	// state says it leads.
+	eventually(t, "the new leader to report a predecessor", func() bool {
+		_, ok := next.Predecessor()
+		return ok || !next.IsLeader()
+	})
 	p, ok := next.Predecessor()
 	if !ok {
 		t.Fatalf("new leader %s reports no predecessor", c.ID(next))
@@ -63,6 +69,12 @@ func TestNoPredecessorAfterLeadingAgain(t *testing.T) {
 	eventually(t, "a second leader", func() bool {
 		second = c.ID(c.Leader(t))
 		return second != first
+	})
+	// The node's own leadership loop takes the term up (and records the
+	// predecessor) a little after Raft's state says it leads.
+	eventually(t, "the second leader "+second+" to report a predecessor", func() bool {
+		_, ok := c.Node(second).Predecessor()
+		return ok || !c.Node(second).IsLeader()
 	})
 	if p, ok := c.Node(second).Predecessor(); !ok || p.ID != first {
 		t.Fatalf("second leader %s: predecessor %+v %v, want %s", second, p, ok, first)
