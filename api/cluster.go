@@ -122,8 +122,8 @@ type RequestStats struct {
 
 // NodeStats answers GET /v1/stats: this node's data plane counters.
 type NodeStats struct {
-	Node   string         `json:"node"`
-	At     time.Time      `json:"at"`
+	Node     string         `json:"node"`
+	At       time.Time      `json:"at"`
 	Routes   []RequestStats `json:"routes"`
 	Pools    []RequestStats `json:"pools"`
 	Backends []RequestStats `json:"backends"`
@@ -138,7 +138,7 @@ type NodeStatsAnswer struct {
 // ClusterStats answers GET /v1/stats/cluster: every member's counters and
 // their sums over the members that answered.
 type ClusterStats struct {
-	Node   string            `json:"node"`
+	Node     string            `json:"node"`
 	Nodes    []NodeStatsAnswer `json:"nodes"`
 	Routes   []RequestStats    `json:"routes"`
 	Pools    []RequestStats    `json:"pools"`
