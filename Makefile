@@ -9,9 +9,11 @@ BENCH_MODS := bench cmd/rafter-bench
 # Packages with tests run under the race detector by `make test`.
 TEST_PKGS := ./agent/... ./fsm/... ./cluster/... ./dataplane/... ./client/... ./cmd/... ./internal/...
 # System packages the tests need: ip (iproute2) and nft (nftables) for the
-# network-namespace tests, stress-ng for their busy-CPU variants, chromium
-# for the dashboard's browser tests, wrk for the upgrade-under-load test.
-DEPS_APT  := iproute2 nftables stress-ng chromium wrk
+# network-namespace tests, iptables for the soak's netem fault where the
+# kernel has no sch_netem (an NFQUEUE rule feeding the test's own delay
+# and loss), stress-ng for their busy-CPU variants, chromium for the
+# dashboard's browser tests, wrk for the upgrade-under-load test.
+DEPS_APT  := iproute2 nftables iptables stress-ng chromium wrk
 
 .PHONY: all build run deps test vet depcheck unit fuzz bench bench-quick lint clean FORCE
 .PHONY: package deps-ops test-ops
