@@ -5,11 +5,14 @@
 // the rig's namespaces. It starts real `rafter agent` processes inside the
 // node namespaces, runs functions and commands inside any namespace, gives an
 // HTTP client that dials from the client namespace, cuts the bridge into
-// partitions with nftables (silent drops, like a real network failure) and
-// samples which namespaces hold an address, for VIP tests.
+// partitions with nftables (silent drops, like a real network failure),
+// puts delay and loss on a namespace's egress (Netem: tc netem, or an
+// NFQUEUE consumer in the test process where the kernel has no sch_netem)
+// and samples which namespaces hold an address, for VIP tests.
 //
-// It needs root (CAP_SYS_ADMIN, CAP_NET_ADMIN), iproute2 and nftables; when
-// any of them is missing the test fails with the reason, it never skips.
+// It needs root (CAP_SYS_ADMIN, CAP_NET_ADMIN), iproute2 and nftables, and
+// iptables for the netem emulation; when any of them is missing the test
+// fails with the reason, it never skips.
 // Everything a rig creates is removed in t.Cleanup, and namespaces left by a
 // crashed earlier run (whose process is gone) are removed when a rig starts.
 //

@@ -3,14 +3,12 @@
 package netns
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -74,36 +72,21 @@ func mountDataDirs(t *testing.T, r *Rig) {
 	}
 }
 
-// requireNetem fails the test, naming what is missing, when tc netem
-// cannot be installed in the rig (iproute2's tc, the sch_netem module).
-func requireNetem(t *testing.T, r *Rig) {
+// requireNetem fails the test, naming what is missing, when the netem
+// fault can be set up neither with tc netem (sch_netem) nor with its
+// NFQUEUE emulation (iptables, nfnetlink_queue, the NFQUEUE target); it
+// returns the mode the fault will use. It probes the first node's
+// namespace, before its agent runs.
+func requireNetem(t *testing.T, r *Rig) string {
 	t.Helper()
-	if _, err := exec.LookPath("tc"); err != nil {
-		t.Fatalf("soak: the netem fault needs `tc` from iproute2 (apt-get install -y iproute2): %v", err)
-	}
-	out, err := r.Command(context.Background(), Bridge, "tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms").CombinedOutput()
+	x, err := r.Netem(r.Nodes[0].Name, NetemConfig{Delay: time.Millisecond})
 	if err != nil {
-		t.Fatalf("soak: the netem fault needs the sch_netem kernel module (modprobe sch_netem; kernel %s): "+
-			"tc qdisc add ... netem: %v: %s; RAFTER_SOAK_FAULTS selects the fault kinds", kernelRelease(), err, bytes.TrimSpace(out))
+		t.Fatalf("soak: the netem fault cannot be set up (RAFTER_SOAK_FAULTS selects the fault kinds): %v", err)
 	}
-	if out, err := r.Command(context.Background(), Bridge, "tc", "qdisc", "del", "dev", "lo", "root").CombinedOutput(); err != nil {
-		t.Fatalf("soak: removing the netem probe: %v: %s", err, out)
+	if err := x.Remove(); err != nil {
+		t.Fatalf("soak: removing the netem probe: %v", err)
 	}
-}
-
-func kernelRelease() string {
-	var u syscall.Utsname
-	if err := syscall.Uname(&u); err != nil {
-		return "unknown"
-	}
-	var b strings.Builder
-	for _, c := range u.Release {
-		if c == 0 {
-			break
-		}
-		b.WriteByte(byte(c))
-	}
-	return b.String()
+	return x.Mode()
 }
 
 // nemesis injects faults into a rig.
@@ -195,10 +178,18 @@ func (m *nemesis) inject(ctx context.Context, kind string) *fault {
 		hold(ctx, d)
 		m.r.Heal()
 	case faultNetem:
+		// Egress only, as tc netem on the node's interface: its round
+		// trip to everyone grows by 100ms and 5% of what it sends is lost.
 		d = m.between(3*time.Second, 6*time.Second)
-		m.tc(n, "add", "dev", "eth0", "root", "netem", "delay", "100ms", "loss", "5%")
+		x, err := m.r.Netem(n.Name, NetemConfig{Delay: 100 * time.Millisecond, Loss: 5, Seed: m.rnd.Uint64()})
+		if err != nil {
+			t.Fatalf("soak: %v", err)
+		}
 		hold(ctx, d)
-		m.tc(n, "del", "dev", "eth0", "root")
+		if err := x.Remove(); err != nil {
+			t.Fatalf("soak: %v", err)
+		}
+		f.detail += ", " + x.Mode()
 	case faultDiskFull:
 		d = m.between(2*time.Second, 5*time.Second)
 		before := strings.Count(testutil.LogTail(n.LogPath, 64<<20), "no space left")
@@ -216,14 +207,6 @@ func (m *nemesis) inject(ctx context.Context, kind string) *fault {
 	f.healed = time.Now()
 	f.detail += ", held " + d.Round(100*time.Millisecond).String()
 	return f
-}
-
-func (m *nemesis) tc(n *Node, args ...string) {
-	m.t.Helper()
-	out, err := m.r.Command(context.Background(), n.Name, "tc", append([]string{"qdisc"}, args...)...).CombinedOutput()
-	if err != nil {
-		m.t.Fatalf("soak: tc qdisc %s in %s: %v: %s", strings.Join(args, " "), n.Name, err, bytes.TrimSpace(out))
-	}
 }
 
 // fillDisk writes a file into n's data-dir filesystem until it is full

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/rafterlb/rafter/internal/testutil"
@@ -226,4 +227,19 @@ func (x *Netem) Stats() (seen, dropped, overflow int64) {
 		return 0, 0, 0
 	}
 	return x.q.seen.Load(), x.q.dropped.Load(), x.q.overflow.Load()
+}
+
+func kernelRelease() string {
+	var u syscall.Utsname
+	if err := syscall.Uname(&u); err != nil {
+		return "unknown"
+	}
+	var b strings.Builder
+	for _, c := range u.Release {
+		if c == 0 {
+			break
+		}
+		b.WriteByte(byte(c))
+	}
+	return b.String()
 }

@@ -34,7 +34,8 @@ import (
 // Faults (one at a time, picked by a seeded RNG in rounds of every kind in
 // random order): kill -9 (restart after 1-3s), SIGSTOP for 1-5s, one node
 // cut off its peers, one zone (its node) cut off everyone including the
-// client, 100ms delay and 5% loss (tc netem) on one node, and one node's
+// client, 100ms delay and 5% loss on what one node sends (tc netem, or its
+// NFQUEUE emulation where the kernel has no sch_netem), and one node's
 // data-dir filesystem filled up. Each fault is healed, and the cluster
 // seen whole again (every agent running, one leader, the VIP on one
 // node), before the next.
@@ -63,7 +64,7 @@ func TestChaosSoak(t *testing.T) {
 	o.ExtraArgs = []string{"--vip-linux", "--vip-hold-down", holdDown.String()}
 	r := New(t, o)
 	if slices.Contains(cfg.faults, faultNetem) {
-		requireNetem(t, r)
+		t.Logf("soak: the netem fault uses %s", requireNetem(t, r))
 	}
 	mountDataDirs(t, r)
 	keepLogsOnFailure(t, r, cfg.seed)
