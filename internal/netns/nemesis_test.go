@@ -190,6 +190,9 @@ func (m *nemesis) inject(ctx context.Context, kind string) *fault {
 			t.Fatalf("soak: %v", err)
 		}
 		f.detail += ", " + x.Mode()
+		if seen, dropped, overflow := x.Stats(); seen > 0 {
+			f.detail += fmt.Sprintf(" (%d packets held, %d dropped, %d let through at once)", seen-dropped-overflow, dropped, overflow)
+		}
 	case faultDiskFull:
 		d = m.between(2*time.Second, 5*time.Second)
 		before := strings.Count(testutil.LogTail(n.LogPath, 64<<20), "no space left")

@@ -45,10 +45,13 @@ const (
 
 // Limits of the emulation, so a burst can neither exhaust memory nor
 // blackhole traffic: past nfqMaxLen packets waiting in the kernel, the
-// queue fails open (the kernel accepts at once).
+// queue fails open (the kernel accepts at once). The socket's receive
+// buffer holds a full queue's messages (copy-meta ones take about 1 KiB
+// each), so the kernel never has to discard one, which would strand its
+// packet until the queue closes.
 const (
 	nfqMaxLen  = 8192
-	nfqRcvBuf  = 8 << 20
+	nfqRcvBuf  = 16 << 20
 	maxDelay   = 10 * time.Second
 	nfqRecvBuf = 64 << 10
 )
@@ -67,7 +70,7 @@ type nfqueue struct {
 	pending chan heldPacket
 	wg      sync.WaitGroup
 
-	// Counters, read after stop.
+	// Counters: packets seen, dropped on purpose, accepted at once.
 	seen, dropped, overflow atomic.Int64
 	errMu                   sync.Mutex
 	err                     error // the first verdict or read error
@@ -85,7 +88,7 @@ func openNFQueue(num uint16, delay time.Duration, loss float64, seed uint64) (*n
 	if delay < 0 || delay > maxDelay {
 		return nil, fmt.Errorf("nfqueue delay: %s, want 0..%s", delay, maxDelay)
 	}
-	if loss < 0 || loss > 1 {
+	if !(loss >= 0 && loss <= 1) {
 		return nil, fmt.Errorf("nfqueue loss: %v, want 0..1", loss)
 	}
 	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, unix.NETLINK_NETFILTER)
@@ -96,8 +99,7 @@ func openNFQueue(num uint16, delay time.Duration, loss float64, seed uint64) (*n
 		unix.Close(fd)
 		return nil, fmt.Errorf("nfqueue: binding the netlink socket: %w", err)
 	}
-	// Root may exceed rmem_max: a burst of queued packets must not
-	// overflow the socket (an overflow strands their packets until close).
+	// Root may exceed rmem_max.
 	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, nfqRcvBuf); err != nil {
 		unix.Close(fd)
 		return nil, fmt.Errorf("nfqueue: SO_RCVBUFFORCE: %w", err)
