@@ -84,6 +84,36 @@ func TestNetemEmulation(t *testing.T) {
 	}
 }
 
+// A consumer that is gone never blackholes the namespace: with the rule
+// still in place and nothing bound to its queue, packets pass at once.
+func TestNetemEmulationConsumerGone(t *testing.T) {
+	o := DefaultOptions()
+	o.Nodes, o.Bin = 1, bin
+	r := New(t, o)
+	n := r.Node("n1")
+	accept := listenTCP(t, r, n.Name, n.IP)
+	x, err := r.Netem(n.Name, NetemConfig{Delay: 100 * time.Millisecond, Loss: 5, Seed: 1, Emulate: true})
+	if err != nil {
+		t.Fatalf("netem: %v", err)
+	}
+	if err := x.q.stop(); err != nil {
+		t.Fatalf("stopping the consumer: %v", err)
+	}
+	out, err := r.Command(context.Background(), n.Name, x.ipt, "-t", "mangle", "-S").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "NFQUEUE") {
+		t.Fatalf("the rule should still be there: %v: %s", err, out)
+	}
+	if m := median(connectRTTs(t, r, accept, 10)); m > 10*time.Millisecond {
+		t.Errorf("without a consumer: median round trip %s, want < 10ms", m)
+	}
+	if lost := udpLoss(t, r, n.Name, 200); lost != 0 {
+		t.Errorf("without a consumer: %d of 200 datagrams lost", lost)
+	}
+	if err := x.Remove(); err != nil {
+		t.Errorf("removing netem: %v", err)
+	}
+}
+
 // Invalid settings are refused naming the field, before anything is set up.
 func TestNetemConfigValidate(t *testing.T) {
 	for _, c := range []struct {

@@ -145,11 +145,14 @@ func (q *nfqueue) start() {
 
 // stop closes the socket (the kernel then drops whatever is still queued,
 // so callers first let the queue drain) and waits for both goroutines.
+// Calling it again only waits and reports.
 func (q *nfqueue) stop() error {
 	// The poller's error for a closed file is not os.ErrClosed; the flag
 	// tells the goroutines that a failure is the close.
-	q.closed.Store(true)
-	cerr := q.f.Close()
+	var cerr error
+	if !q.closed.Swap(true) {
+		cerr = q.f.Close()
+	}
 	q.wg.Wait()
 	q.errMu.Lock()
 	defer q.errMu.Unlock()
