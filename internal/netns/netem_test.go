@@ -35,8 +35,9 @@ func TestNetemEmulation(t *testing.T) {
 		delay     = 100 * time.Millisecond
 	)
 	base := connectRTTs(t, r, accept, dials)
-	if lost := udpLoss(t, r, n.Name, datagrams); lost != 0 {
-		t.Fatalf("before the fault: %d of %d datagrams lost", lost, datagrams)
+	// A shorter check of the rig itself; the one after removal is full.
+	if lost := udpLoss(t, r, n.Name, datagrams/5); lost != 0 {
+		t.Fatalf("before the fault: %d of %d datagrams lost", lost, datagrams/5)
 	}
 	if m := median(base); m > 10*time.Millisecond {
 		t.Fatalf("before the fault: median round trip %s, want < 10ms", m)
