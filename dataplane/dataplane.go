@@ -27,6 +27,7 @@ type Dataplane struct {
 	health    HealthView
 	reg       *registry
 	metrics   *metrics
+	pp        *proxyMetrics
 	counts    poolCounters // per (route, pool), for rollouts
 	dial      func(addr string, timeout time.Duration) (net.Conn, error)
 	listen    func(name, addr string) (net.Listener, error)
@@ -91,6 +92,9 @@ func New(opts Options) (*Dataplane, error) {
 	}
 	d.metrics = m
 	d.reg.metrics = m
+	if d.pp, err = newProxyMetrics(opts.Registerer); err != nil {
+		return nil, fmt.Errorf("register metrics: %w", err)
+	}
 	if opts.Registerer != nil {
 		if err := opts.Registerer.Register(backendCollector{d}); err != nil {
 			return nil, fmt.Errorf("register metrics: %w", err)
@@ -272,6 +276,9 @@ func (d *Dataplane) startListener(name, vipIP string, lt *listenerTable) (*liste
 		return nil, fmt.Errorf("listen %s: %w", addr, err)
 	}
 	ln = yieldListener{ln}
+	if pp := lt.spec.ProxyProtocol; pp != nil {
+		ln = newProxyListener(ln, name, pp, d.pp, d.log)
+	}
 	if lt.spec.Protocol == "https" {
 		tlsLn, err := tlsListener(ln, lt.spec.TLS)
 		if err != nil {
