@@ -273,17 +273,18 @@ func (c *proxyConn) start() {
 		}
 	}
 	if err != nil {
-		c.err = err
-		c.release()
-		_ = c.Conn.Close()
-		c.done.Store(true)
+		// Counted (and logged) before the close the client sees.
 		if n == 0 && result == ppRefusedIO {
 			// Opened and closed (or left idle) without a byte: a TCP
 			// health check or an unused preconnect, not worth a warning.
 			l.counts[result].Inc()
-			return
+		} else {
+			l.refused(c, result, err)
 		}
-		l.refused(c, result, err)
+		c.err = err
+		c.release()
+		_ = c.Conn.Close()
+		c.done.Store(true)
 		return
 	}
 	if result == ppHeader {
