@@ -1,12 +1,16 @@
 package dataplane
 
 import (
+	"crypto/tls"
+	"log/slog"
 	"net"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/rafterlb/rafter/dataplane/upstreamtls"
 )
 
 // connSettings are the parts of a pool's spec baked into a backend's
@@ -14,6 +18,7 @@ import (
 type connSettings struct {
 	maxConns int
 	maxWait  time.Duration
+	tls      *poolTLS // nil: plain TCP
 }
 
 // backendState is what survives a table swap for a backend that stays in
@@ -32,6 +37,12 @@ type backendState struct {
 	// obs is the backend's series; it passes to the state that replaces
 	// this one when only the connection settings change.
 	obs *backendObs
+	// tlsCfg is the pool's TLS configuration for this backend (its own
+	// server name and session cache); nil without tls.
+	tlsCfg    *tls.Config
+	tlsm      *tlsMetrics
+	log       *slog.Logger
+	tlsLogged atomic.Int64 // unix nanoseconds of the last TLS failure logged
 }
 
 // client returns the HostClient that dials with connect timeout ct.
@@ -66,6 +77,9 @@ func (b *backendState) newClient(ct time.Duration) *fasthttp.HostClient {
 			start := time.Now()
 			c, err := dial(a, ct)
 			if err != nil {
+				return nil, err
+			}
+			if c, err = b.startTLS(c, ct); err != nil {
 				return nil, err
 			}
 			took := time.Since(start)
@@ -110,11 +124,14 @@ type registry struct {
 	dial func(addr string, timeout time.Duration) (net.Conn, error)
 	// metrics, when set, gives backends and compiled routes their series.
 	metrics *metrics
+	tlsm    *tlsMetrics
+	log     *slog.Logger
 
 	mu       sync.Mutex
 	backends map[backendKey]*backendState
 	pools    map[string]*poolState
 	retired  []*backendState
+	tls      map[string]*poolTLS // by pool, see poolTLS
 }
 
 func newRegistry(dial func(addr string, timeout time.Duration) (net.Conn, error)) *registry {
@@ -151,7 +168,10 @@ func (r *registry) backend(pool, addr string, s connSettings) *backendState {
 	} else {
 		obs = newBackendObs(r.metrics, pool, addr)
 	}
-	b := &backendState{pool: pool, addr: addr, settings: s, dial: r.dial, obs: obs}
+	b := &backendState{pool: pool, addr: addr, settings: s, dial: r.dial, obs: obs, tlsm: r.tlsm, log: r.log}
+	if s.tls != nil && s.tls.cfg != nil {
+		b.tlsCfg = upstreamtls.ForBackend(s.tls.cfg, addr)
+	}
 	b.hc = b.newClient(DefaultConnectTimeout)
 	r.backends[k] = b
 	return b

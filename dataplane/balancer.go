@@ -63,6 +63,7 @@ func compilePool(name string, s *fsm.PoolSpec, zones map[string]*fsm.ZoneState, 
 	cs := connSettings{
 		maxConns: clampInt(or(s.MaxConnsPerBackend, DefaultMaxConnsPerBackend), maxConnsCeiling),
 		maxWait:  clampDuration(or(s.MaxConnWait.D(), DefaultMaxConnWait)),
+		tls:      reg.poolTLS(name, s.TLS),
 	}
 	for _, b := range s.Backends {
 		w := b.Weight

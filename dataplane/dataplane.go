@@ -28,6 +28,7 @@ type Dataplane struct {
 	reg       *registry
 	metrics   *metrics
 	pp        *proxyMetrics
+	tlsm      *tlsMetrics
 	counts    poolCounters // per (route, pool), for rollouts
 	dial      func(addr string, timeout time.Duration) (net.Conn, error)
 	listen    func(name, addr string) (net.Listener, error)
@@ -95,6 +96,10 @@ func New(opts Options) (*Dataplane, error) {
 	if d.pp, err = newProxyMetrics(opts.Registerer); err != nil {
 		return nil, fmt.Errorf("register metrics: %w", err)
 	}
+	if d.tlsm, err = newTLSMetrics(opts.Registerer); err != nil {
+		return nil, fmt.Errorf("register metrics: %w", err)
+	}
+	d.reg.tlsm, d.reg.log = d.tlsm, d.log
 	if opts.Registerer != nil {
 		if err := opts.Registerer.Register(backendCollector{d}); err != nil {
 			return nil, fmt.Errorf("register metrics: %w", err)
@@ -154,6 +159,7 @@ func (d *Dataplane) apply(cfg *fsm.Config) {
 	start := time.Now()
 	t := compile(cfg, d.reg, d.opts.Zone)
 	d.metrics.compile.Observe(time.Since(start).Seconds())
+	d.checkPoolTLS(cfg)
 	for _, err := range t.errors {
 		d.log.Warn("configuration object skipped", "index", t.index, "err", err, "action", "fix the object err names (rafter get KIND NAME -o yaml, then rafter apply)")
 	}
