@@ -19,6 +19,8 @@ type connSettings struct {
 	maxConns int
 	maxWait  time.Duration
 	tls      *poolTLS // nil: plain TCP
+	// sendProxy is the pool's send_proxy_protocol ("", "v1", "v2").
+	sendProxy string
 }
 
 // backendState is what survives a table swap for a backend that stays in
@@ -53,11 +55,13 @@ func (b *backendState) client(ct time.Duration) *fasthttp.HostClient {
 	if c, ok := b.timed.Load(ct); ok {
 		return c.(*fasthttp.HostClient)
 	}
-	c, _ := b.timed.LoadOrStore(ct, b.newClient(ct))
+	c, _ := b.timed.LoadOrStore(ct, b.newClient(ct, nil))
 	return c.(*fasthttp.HostClient)
 }
 
-func (b *backendState) newClient(ct time.Duration) *fasthttp.HostClient {
+// newClient builds a HostClient dialing with connect timeout ct; proxyHdr,
+// when set, starts each of its connections (see privateClients).
+func (b *backendState) newClient(ct time.Duration, proxyHdr []byte) *fasthttp.HostClient {
 	dial, s := b.dial, b.settings
 	return &fasthttp.HostClient{
 		Addr:                          b.addr,
@@ -79,7 +83,7 @@ func (b *backendState) newClient(ct time.Duration) *fasthttp.HostClient {
 			if err != nil {
 				return nil, err
 			}
-			if c, err = b.startTLS(c, ct); err != nil {
+			if c, err = b.prepare(c, ct, proxyHdr); err != nil {
 				return nil, err
 			}
 			took := time.Since(start)
@@ -172,7 +176,7 @@ func (r *registry) backend(pool, addr string, s connSettings) *backendState {
 	if s.tls != nil && s.tls.cfg != nil {
 		b.tlsCfg = upstreamtls.ForBackend(s.tls.cfg, addr)
 	}
-	b.hc = b.newClient(DefaultConnectTimeout)
+	b.hc = b.newClient(DefaultConnectTimeout, nil)
 	r.backends[k] = b
 	return b
 }

@@ -63,8 +63,8 @@ func compilePool(name string, s *fsm.PoolSpec, zones map[string]*fsm.ZoneState, 
 	cs := connSettings{
 		maxConns: clampInt(or(s.MaxConnsPerBackend, DefaultMaxConnsPerBackend), maxConnsCeiling),
 		maxWait:  clampDuration(or(s.MaxConnWait.D(), DefaultMaxConnWait)),
-		tls:      reg.poolTLS(name, s.TLS),
 	}
+	cs.tls, cs.sendProxy = reg.poolTLS(name, s.TLS), s.SendProxyProtocol
 	for _, b := range s.Backends {
 		w := b.Weight
 		if w == 0 {

@@ -29,6 +29,8 @@ type Dataplane struct {
 	metrics   *metrics
 	pp        *proxyMetrics
 	tlsm      *tlsMetrics
+	// private: per client connection, for pools with send_proxy_protocol.
+	private   privateClients
 	counts    poolCounters // per (route, pool), for rollouts
 	dial      func(addr string, timeout time.Duration) (net.Conn, error)
 	listen    func(name, addr string) (net.Listener, error)
@@ -314,12 +316,13 @@ func (d *Dataplane) startListener(name, vipIP string, lt *listenerTable) (*liste
 		ReduceMemoryUsage:             true,
 		CloseOnShutdown:               true,
 		Logger:                        fasthttpLogger{d.log},
-		ConnState: func(_ net.Conn, s fasthttp.ConnState) {
+		ConnState: func(c net.Conn, s fasthttp.ConnState) {
 			switch s {
 			case fasthttp.StateNew:
 				conns.Inc()
 			case fasthttp.StateClosed, fasthttp.StateHijacked:
 				conns.Dec()
+				d.private.drop(c)
 			}
 		},
 	}
@@ -381,6 +384,7 @@ func (d *Dataplane) stop() error {
 	d.stopping.Wait()
 	d.tunnels.closeAll()
 	d.reg.closeAll()
+	d.private.closeAll()
 	return nil
 }
 

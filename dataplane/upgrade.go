@@ -70,7 +70,7 @@ func (d *Dataplane) upgrade(ctx *fasthttp.RequestCtx, ex *exchange, lt *listener
 	dialStart := time.Now()
 	conn, err := d.dial(b.addr, r.connectTimeout)
 	if err == nil {
-		conn, err = b.st.startTLS(conn, r.connectTimeout)
+		conn, err = b.st.prepare(conn, r.connectTimeout, proxyHeaderFor(b.st.settings.sendProxy, ctx.RemoteAddr(), ctx.LocalAddr()))
 	}
 	ex.connect = time.Since(dialStart)
 	if err != nil {
