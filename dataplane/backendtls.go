@@ -69,7 +69,9 @@ func (r *registry) poolTLS(pool string, spec *fsm.PoolTLS) *poolTLS {
 	if r.tls == nil {
 		r.tls = map[string]*poolTLS{}
 	}
-	if pt := r.tls[pool]; pt != nil && pt.spec == *spec {
+	// A block that failed to load is tried again at every table build,
+	// so files put in place later are picked up by the next change.
+	if pt := r.tls[pool]; pt != nil && pt.spec == *spec && pt.err == nil {
 		return pt
 	}
 	pt := &poolTLS{spec: *spec}
@@ -111,7 +113,7 @@ func (d *Dataplane) checkPoolTLS(cfg *fsm.Config) {
 		}
 		if pt.err != nil {
 			d.log.Error("pool tls cannot be loaded: every request to the pool fails with 502", "pool", name, "err", pt.err,
-				"action", "put the named files on this node (readable by rafter) or fix the pool's tls block")
+				"action", "put the named files on this node (readable by rafter) or fix the pool's tls block; the next configuration change loads them again")
 		}
 	}
 }

@@ -132,7 +132,6 @@ func TestProxyProtocolListener(t *testing.T) {
 			c := dialFrom(t, s.src, addr)
 			if s.split {
 				_, _ = c.Write(s.header[:7])
-				time.Sleep(20 * time.Millisecond) // let the proxy see the first part alone
 				_, _ = c.Write(s.header[7:])
 			} else if len(s.header) > 0 {
 				_, _ = c.Write(s.header)
@@ -237,4 +236,54 @@ func TestProxyProtocolHTTPS(t *testing.T) {
 	raw := dialFrom(t, untrustedSrc, addr)
 	_, _ = raw.Write(appendProxyV1(nil, netip.MustParseAddrPort("192.0.2.1:1"), netip.MustParseAddrPort("10.0.0.1:443")))
 	expectClosed(t, raw)
+}
+
+// The header may arrive a byte at a time (net.Pipe hands each write to
+// one read): the connection waits for all of it, keeps what follows for
+// the server, and leaves no byte of it behind in the reused buffer.
+func TestProxyConnPartialReads(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := newProxyMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := newProxyListener(nil, "web", &fsm.ProxyProtocol{Trusted: []string{"10.0.0.0/8"}, Required: true}, m, slog.New(slog.DiscardHandler))
+	for i, hdr := range [][]byte{
+		[]byte("PROXY TCP4 192.0.2.1 10.0.0.1 4000 80\r\n"),
+		appendProxyV2(nil, netip.MustParseAddrPort("[2001:db8::9]:4001"), netip.MustParseAddrPort("[2001:db8::1]:80")),
+		[]byte("PROXY TCP4 192.0.2.3 10.0.0.1 4002 80\r\n"),
+	} {
+		client, server := net.Pipe()
+		pc := &proxyConn{Conn: server, l: l, trusted: true}
+		payload := fmt.Sprintf("GET /%d HTTP/1.1\r\n\r\n", i)
+		go func() {
+			for _, b := range hdr {
+				_, _ = client.Write([]byte{b})
+			}
+			_, _ = io.WriteString(client, payload)
+			client.Close()
+		}()
+		_ = pc.SetReadDeadline(time.Now().Add(10 * time.Second))
+		got, err := io.ReadAll(pc)
+		if err != nil {
+			t.Fatalf("header %d: %v", i, err)
+		}
+		if string(got) != payload {
+			t.Fatalf("header %d: the server read %q, want %q", i, got, payload)
+		}
+		h, _ := parseProxy(hdr)
+		if ra := pc.RemoteAddr().String(); ra != h.src.String() {
+			t.Fatalf("header %d: remote address %s, want %s", i, ra, h.src)
+		}
+		if pc.buf != nil || pc.pending != nil {
+			t.Fatalf("header %d: buffer still held after its bytes were read", i)
+		}
+	}
+	// Buffers go back to the pool cleared.
+	b := l.bufs.Get().(*[proxyBufSize]byte)
+	for _, c := range b {
+		if c != 0 {
+			t.Fatalf("a pooled buffer holds a previous connection's bytes")
+		}
+	}
 }
