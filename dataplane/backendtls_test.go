@@ -82,7 +82,11 @@ func TestBackendMutualTLS(t *testing.T) {
 			Action: fsm.RouteAction{Split: []fsm.WeightedPool{{Pool: name, Weight: 1}}}}
 	}
 	reg := prometheus.NewRegistry()
-	d := startDataplane(t, newFakeSource(cfg.build()), func(o *Options) { o.Registerer = reg })
+	var logBuf syncBuffer
+	d := startDataplane(t, newFakeSource(cfg.build()), func(o *Options) {
+		o.Registerer = reg
+		o.Logger = slog.New(slog.NewTextHandler(&logBuf, nil))
+	})
 	proxy := d.ListenerAddr("web")
 
 	get := func(host string) (int, string) {
@@ -109,6 +113,9 @@ func TestBackendMutualTLS(t *testing.T) {
 			}
 		}
 		// fasthttp may dial twice for one request when a dial fails at once.
+		if l := logBuf.String(); !strings.Contains(l, "pool="+pool+" backend="+addr+" reason="+reason) {
+			t.Errorf("%s: no warning naming the pool, backend and reason %s in the log:\n%s", pool, reason, l)
+		}
 		if got := tlsErrCount(t, d, pool, reason); got < n {
 			t.Errorf("%s: rafter_backend_tls_errors_total{reason=%q} = %v, want %d", pool, reason, got, n)
 		}

@@ -287,3 +287,45 @@ func TestProxyConnPartialReads(t *testing.T) {
 		}
 	}
 }
+
+// Hash balancing on client_ip hashes the header's address: clients that
+// all reach rafter from one balancer spread over the backends, and each
+// client sticks to its backend.
+func TestProxyProtocolHashClientIP(t *testing.T) {
+	b1, b2 := newBackend(t, nil), newBackend(t, nil)
+	cfg := simpleConfig(b1.addr, b2.addr)
+	cfg.listeners["web"] = fsm.ListenerSpec{ProxyProtocol: &fsm.ProxyProtocol{Trusted: []string{trustedSrc}}}
+	p := cfg.pools["app"]
+	p.Balancer, p.Hash = fsm.BalancerHash, &fsm.HashPolicy{ClientIP: true}
+	cfg.pools["app"] = p
+	d := startDataplane(t, newFakeSource(cfg.build()), nil)
+	backendOf := func(client string) string {
+		c := dialFrom(t, trustedSrc, d.ListenerAddr("web"))
+		defer c.Close()
+		fmt.Fprintf(c, "PROXY TCP4 %s 10.0.0.1 5000 80\r\nGET / HTTP/1.1\r\nHost: app\r\n\r\n", client)
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("%s: %v", client, err)
+		}
+		resp.Body.Close()
+		return resp.Header.Get("X-Backend")
+	}
+	const clients = 40
+	first := map[string]string{}
+	used := map[string]int{}
+	for round := range 2 {
+		for i := range clients {
+			client := fmt.Sprintf("198.51.100.%d", i+1)
+			be := backendOf(client)
+			if round == 0 {
+				first[client] = be
+				used[be]++
+			} else if be != first[client] {
+				t.Errorf("client %s moved from backend %s to %s", client, first[client], be)
+			}
+		}
+	}
+	if used[b1.addr] == 0 || used[b2.addr] == 0 {
+		t.Fatalf("%d clients behind one balancer all hashed to one backend: %v", clients, used)
+	}
+}
