@@ -21,6 +21,10 @@ import (
 // client connection closes. Pools without send_proxy_protocol never reach
 // this file.
 
+// maxPrivatePerConn bounds the private clients (so backend connections)
+// one client connection holds at a time.
+const maxPrivatePerConn = 4
+
 // privateKey names one private client of a client connection.
 type privateKey struct {
 	b  *backendState
@@ -60,6 +64,15 @@ func (p *privateClients) client(ctx *fasthttp.RequestCtx, b *backendState, ct ti
 		p.n.Add(1)
 	}
 	hc := cs[k]
+	if hc == nil && len(cs) >= maxPrivatePerConn {
+		// A client connection has one request in flight (this one), so
+		// the others are idle: start over rather than hold a connection
+		// to every backend a long-lived client was balanced to.
+		for _, old := range cs {
+			old.CloseIdleConnections()
+		}
+		clear(cs)
+	}
 	if hc == nil {
 		hc = b.newClient(ct, proxyHeaderFor(b.settings.sendProxy, ctx.RemoteAddr(), ctx.LocalAddr()))
 		// One request at a time comes from a client connection; a second

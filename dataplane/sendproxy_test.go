@@ -124,3 +124,47 @@ func TestNoSendProxyProtocolSharesConnections(t *testing.T) {
 		t.Fatalf("%d client connections got private backend clients", n)
 	}
 }
+
+// A client connection balanced over many backends holds at most
+// maxPrivatePerConn of their connections at a time.
+func TestSendProxyProtocolBoundsConnectionsPerClient(t *testing.T) {
+	var addrs []string
+	var counts []*atomic.Int64
+	for range maxPrivatePerConn + 3 {
+		a, n := proxyAwareBackend(t)
+		addrs, counts = append(addrs, a), append(counts, n)
+	}
+	cfg := simpleConfig(addrs...)
+	p := cfg.pools["app"]
+	p.SendProxyProtocol = fsm.ProxyProtocolV1
+	cfg.pools["app"] = p
+	d := startDataplane(t, newFakeSource(cfg.build()), nil)
+	c := dialFrom(t, untrustedSrc, d.ListenerAddr("web"))
+	br := bufio.NewReader(c)
+	for i := range 3 * len(addrs) {
+		if got := askXFF(t, c, br, 1)[0]; got != untrustedSrc+" "+untrustedSrc {
+			t.Fatalf("request %d: backend saw %q", i, got)
+		}
+		if held := privateHeld(d); held > maxPrivatePerConn {
+			t.Fatalf("request %d: one client connection holds %d private clients", i, held)
+		}
+	}
+	total := int64(0)
+	for _, n := range counts {
+		total += n.Load()
+	}
+	if total <= int64(len(addrs)) {
+		t.Fatalf("%d backend connections for %d backends: the bound never closed one", total, len(addrs))
+	}
+}
+
+// privateHeld is the most private clients any client connection holds.
+func privateHeld(d *Dataplane) int {
+	d.private.mu.Lock()
+	defer d.private.mu.Unlock()
+	most := 0
+	for _, cs := range d.private.byConn {
+		most = max(most, len(cs))
+	}
+	return most
+}
