@@ -2,7 +2,7 @@ package fsm
 
 import (
 	"bytes"
-	"crypto/x509"
+	"encoding/asn1"
 	"encoding/pem"
 	"fmt"
 	"net/netip"
@@ -113,19 +113,23 @@ func validatePoolTLS(p string, s *PoolSpec) error {
 		}
 	}
 	if t.CA != "" {
-		if _, err := ParseCAPEM([]byte(t.CA)); err != nil {
+		if _, err := CheckCAPEM([]byte(t.CA)); err != nil {
 			return invalidf(p+".ca", "%v", err)
 		}
 	}
 	return nil
 }
 
-// ParseCAPEM parses a bundle of PEM certificates strictly: only
-// CERTIFICATE blocks, each a valid X.509 certificate, at most maxCACerts,
-// nothing but white space around them. The data plane builds its pools
-// of roots with it, so what validation accepted loads the same way.
-func ParseCAPEM(b []byte) ([]*x509.Certificate, error) {
-	var certs []*x509.Certificate
+// CheckCAPEM checks a bundle of PEM certificates strictly but only for
+// its structure: CERTIFICATE blocks only, each a DER SEQUENCE with nothing
+// after it, at most maxCACerts, nothing but white space around them. It
+// returns the DER of each. Validation runs again when every node applies
+// the entry, so it must not depend on the Go version's X.509 parser,
+// whose strictness changes between releases: the data plane parses the
+// certificates themselves (and refuses the pool's tls block if one does
+// not parse).
+func CheckCAPEM(b []byte) ([][]byte, error) {
+	var ders [][]byte
 	rest := b
 	for {
 		rest = bytes.TrimLeft(rest, " \t\r\n")
@@ -134,25 +138,26 @@ func ParseCAPEM(b []byte) ([]*x509.Certificate, error) {
 		}
 		block, next := pem.Decode(rest)
 		if block == nil {
-			return nil, fmt.Errorf("not PEM after certificate %d", len(certs))
+			return nil, fmt.Errorf("not PEM after certificate %d", len(ders))
 		}
 		if block.Type != "CERTIFICATE" {
-			return nil, fmt.Errorf("block %d is %.32q, want CERTIFICATE", len(certs), block.Type)
+			return nil, fmt.Errorf("block %d is %.32q, want CERTIFICATE", len(ders), block.Type)
 		}
-		if len(certs) == maxCACerts {
+		if len(ders) == maxCACerts {
 			return nil, fmt.Errorf("more than %d certificates", maxCACerts)
 		}
-		c, err := x509.ParseCertificate(block.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("certificate %d: %v", len(certs), err)
+		var seq asn1.RawValue
+		tail, err := asn1.Unmarshal(block.Bytes, &seq)
+		if err != nil || len(tail) != 0 || seq.Class != asn1.ClassUniversal || seq.Tag != asn1.TagSequence || !seq.IsCompound {
+			return nil, fmt.Errorf("certificate %d is not DER", len(ders))
 		}
-		certs = append(certs, c)
+		ders = append(ders, block.Bytes)
 		rest = next
 	}
-	if len(certs) == 0 {
+	if len(ders) == 0 {
 		return nil, fmt.Errorf("no PEM certificate")
 	}
-	return certs, nil
+	return ders, nil
 }
 
 func validateProxyProtocol(p string, pp *ProxyProtocol) error {

@@ -49,12 +49,16 @@ func Load(spec *fsm.PoolTLS) (*tls.Config, error) {
 		pem = b
 	}
 	if pem != nil {
-		certs, err := fsm.ParseCAPEM(pem)
+		ders, err := fsm.CheckCAPEM(pem)
 		if err != nil {
 			return nil, fmt.Errorf("tls.ca: %w", err)
 		}
 		pool := x509.NewCertPool()
-		for _, c := range certs {
+		for i, der := range ders {
+			c, err := x509.ParseCertificate(der)
+			if err != nil {
+				return nil, fmt.Errorf("tls.ca: certificate %d: %w", i, err)
+			}
 			pool.AddCert(c)
 		}
 		cfg.RootCAs = pool
