@@ -1,12 +1,16 @@
 package dataplane
 
 import (
+	"crypto/tls"
+	"log/slog"
 	"net"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/rafterlb/rafter/dataplane/upstreamtls"
 )
 
 // connSettings are the parts of a pool's spec baked into a backend's
@@ -14,6 +18,9 @@ import (
 type connSettings struct {
 	maxConns int
 	maxWait  time.Duration
+	tls      *poolTLS // nil: plain TCP
+	// sendProxy is the pool's send_proxy_protocol ("", "v1", "v2").
+	sendProxy string
 }
 
 // backendState is what survives a table swap for a backend that stays in
@@ -32,6 +39,12 @@ type backendState struct {
 	// obs is the backend's series; it passes to the state that replaces
 	// this one when only the connection settings change.
 	obs *backendObs
+	// tlsCfg is the pool's TLS configuration for this backend (its own
+	// server name and session cache); nil without tls.
+	tlsCfg    *tls.Config
+	tlsm      *tlsMetrics
+	log       *slog.Logger
+	tlsLogged atomic.Int64 // unix nanoseconds of the last TLS failure logged
 }
 
 // client returns the HostClient that dials with connect timeout ct.
@@ -42,11 +55,13 @@ func (b *backendState) client(ct time.Duration) *fasthttp.HostClient {
 	if c, ok := b.timed.Load(ct); ok {
 		return c.(*fasthttp.HostClient)
 	}
-	c, _ := b.timed.LoadOrStore(ct, b.newClient(ct))
+	c, _ := b.timed.LoadOrStore(ct, b.newClient(ct, nil))
 	return c.(*fasthttp.HostClient)
 }
 
-func (b *backendState) newClient(ct time.Duration) *fasthttp.HostClient {
+// newClient builds a HostClient dialing with connect timeout ct; proxyHdr,
+// when set, starts each of its connections (see privateClients).
+func (b *backendState) newClient(ct time.Duration, proxyHdr []byte) *fasthttp.HostClient {
 	dial, s := b.dial, b.settings
 	return &fasthttp.HostClient{
 		Addr:                          b.addr,
@@ -66,6 +81,9 @@ func (b *backendState) newClient(ct time.Duration) *fasthttp.HostClient {
 			start := time.Now()
 			c, err := dial(a, ct)
 			if err != nil {
+				return nil, err
+			}
+			if c, err = b.prepare(c, ct, proxyHdr); err != nil {
 				return nil, err
 			}
 			took := time.Since(start)
@@ -110,11 +128,14 @@ type registry struct {
 	dial func(addr string, timeout time.Duration) (net.Conn, error)
 	// metrics, when set, gives backends and compiled routes their series.
 	metrics *metrics
+	tlsm    *tlsMetrics
+	log     *slog.Logger
 
 	mu       sync.Mutex
 	backends map[backendKey]*backendState
 	pools    map[string]*poolState
 	retired  []*backendState
+	tls      map[string]*poolTLS // by pool, see poolTLS
 }
 
 func newRegistry(dial func(addr string, timeout time.Duration) (net.Conn, error)) *registry {
@@ -151,8 +172,11 @@ func (r *registry) backend(pool, addr string, s connSettings) *backendState {
 	} else {
 		obs = newBackendObs(r.metrics, pool, addr)
 	}
-	b := &backendState{pool: pool, addr: addr, settings: s, dial: r.dial, obs: obs}
-	b.hc = b.newClient(DefaultConnectTimeout)
+	b := &backendState{pool: pool, addr: addr, settings: s, dial: r.dial, obs: obs, tlsm: r.tlsm, log: r.log}
+	if s.tls != nil && s.tls.cfg != nil {
+		b.tlsCfg = upstreamtls.ForBackend(s.tls.cfg, addr)
+	}
+	b.hc = b.newClient(DefaultConnectTimeout, nil)
 	r.backends[k] = b
 	return b
 }

@@ -64,6 +64,7 @@ func compilePool(name string, s *fsm.PoolSpec, zones map[string]*fsm.ZoneState, 
 		maxConns: clampInt(or(s.MaxConnsPerBackend, DefaultMaxConnsPerBackend), maxConnsCeiling),
 		maxWait:  clampDuration(or(s.MaxConnWait.D(), DefaultMaxConnWait)),
 	}
+	cs.tls, cs.sendProxy = reg.poolTLS(name, s.TLS), s.SendProxyProtocol
 	for _, b := range s.Backends {
 		w := b.Weight
 		if w == 0 {

@@ -27,6 +27,10 @@ type Dataplane struct {
 	health    HealthView
 	reg       *registry
 	metrics   *metrics
+	pp        *proxyMetrics
+	tlsm      *tlsMetrics
+	// private: per client connection, for pools with send_proxy_protocol.
+	private   privateClients
 	counts    poolCounters // per (route, pool), for rollouts
 	dial      func(addr string, timeout time.Duration) (net.Conn, error)
 	listen    func(name, addr string) (net.Listener, error)
@@ -91,6 +95,13 @@ func New(opts Options) (*Dataplane, error) {
 	}
 	d.metrics = m
 	d.reg.metrics = m
+	if d.pp, err = newProxyMetrics(opts.Registerer); err != nil {
+		return nil, fmt.Errorf("register metrics: %w", err)
+	}
+	if d.tlsm, err = newTLSMetrics(opts.Registerer); err != nil {
+		return nil, fmt.Errorf("register metrics: %w", err)
+	}
+	d.reg.tlsm, d.reg.log = d.tlsm, d.log
 	if opts.Registerer != nil {
 		if err := opts.Registerer.Register(backendCollector{d}); err != nil {
 			return nil, fmt.Errorf("register metrics: %w", err)
@@ -150,6 +161,7 @@ func (d *Dataplane) apply(cfg *fsm.Config) {
 	start := time.Now()
 	t := compile(cfg, d.reg, d.opts.Zone)
 	d.metrics.compile.Observe(time.Since(start).Seconds())
+	d.checkPoolTLS(cfg)
 	for _, err := range t.errors {
 		d.log.Warn("configuration object skipped", "index", t.index, "err", err, "action", "fix the object err names (rafter get KIND NAME -o yaml, then rafter apply)")
 	}
@@ -272,6 +284,9 @@ func (d *Dataplane) startListener(name, vipIP string, lt *listenerTable) (*liste
 		return nil, fmt.Errorf("listen %s: %w", addr, err)
 	}
 	ln = yieldListener{ln}
+	if pp := lt.spec.ProxyProtocol; pp != nil {
+		ln = newProxyListener(ln, name, pp, d.pp, d.log)
+	}
 	if lt.spec.Protocol == "https" {
 		tlsLn, err := tlsListener(ln, lt.spec.TLS)
 		if err != nil {
@@ -301,12 +316,13 @@ func (d *Dataplane) startListener(name, vipIP string, lt *listenerTable) (*liste
 		ReduceMemoryUsage:             true,
 		CloseOnShutdown:               true,
 		Logger:                        fasthttpLogger{d.log},
-		ConnState: func(_ net.Conn, s fasthttp.ConnState) {
+		ConnState: func(c net.Conn, s fasthttp.ConnState) {
 			switch s {
 			case fasthttp.StateNew:
 				conns.Inc()
 			case fasthttp.StateClosed, fasthttp.StateHijacked:
 				conns.Dec()
+				d.private.drop(c)
 			}
 		},
 	}
@@ -368,6 +384,7 @@ func (d *Dataplane) stop() error {
 	d.stopping.Wait()
 	d.tunnels.closeAll()
 	d.reg.closeAll()
+	d.private.closeAll()
 	return nil
 }
 

@@ -19,4 +19,12 @@
 // Backend state that must survive a configuration change (active request
 // counts, idle connections) lives in a registry keyed by pool and address,
 // outside the immutable table.
+//
+// A listener with proxy_protocol reads a PROXY header (v1 or v2) from
+// trusted sources when a connection sends its first bytes (proxyconn.go);
+// the header's address becomes the connection's RemoteAddr, so everything
+// that names the client uses it. Pools may speak TLS to their backends
+// (backendtls.go, configured by package upstreamtls, which the health
+// checks share) and send a PROXY header on backend connections private to
+// one client connection (sendproxy.go).
 package dataplane

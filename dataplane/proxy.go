@@ -415,7 +415,7 @@ func (d *Dataplane) forward(ctx *fasthttp.RequestCtx, ex *exchange, lt *listener
 		ex.bobs = b.st.obs
 		b.st.active.Add(1)
 		sent := time.Now()
-		err := b.st.client(r.connectTimeout).Do(out, resp)
+		err := d.upstreamClient(ctx, b.st, r.connectTimeout).Do(out, resp)
 		ex.upstreamTime = time.Since(sent)
 		b.st.active.Add(-1)
 		ex.upstream, ex.connect = nil, 0

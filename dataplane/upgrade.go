@@ -69,6 +69,9 @@ func (d *Dataplane) upgrade(ctx *fasthttp.RequestCtx, ex *exchange, lt *listener
 	ex.bobs = b.st.obs
 	dialStart := time.Now()
 	conn, err := d.dial(b.addr, r.connectTimeout)
+	if err == nil {
+		conn, err = b.st.prepare(conn, r.connectTimeout, proxyHeaderFor(b.st.settings.sendProxy, ctx.RemoteAddr(), ctx.LocalAddr()))
+	}
 	ex.connect = time.Since(dialStart)
 	if err != nil {
 		d.health.Observe(p.name, b.addr, health.ConnectError)

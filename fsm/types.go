@@ -75,6 +75,9 @@ type ListenerSpec struct {
 	// overwritten with the client address instead of appended to.
 	Edge   bool           `json:"edge,omitempty"`
 	Limits ListenerLimits `json:"limits,omitzero"`
+	// ProxyProtocol, when set, reads a PROXY protocol (v1 or v2) header
+	// from connections of trusted sources (see ProxyProtocol).
+	ProxyProtocol *ProxyProtocol `json:"proxy_protocol,omitempty"`
 }
 
 // ListenerTLS names the certificate files every node reads for an https listener.
@@ -238,6 +241,12 @@ type PoolSpec struct {
 	MaxConnWait        Duration   `json:"max_conn_wait,omitempty"`
 	Backends           []Backend  `json:"backends,omitempty"`
 	Discovery          *Discovery `json:"discovery,omitempty"`
+	// TLS, when set, makes connections to the pool's backends (requests
+	// and health checks) TLS (see PoolTLS).
+	TLS *PoolTLS `json:"tls,omitempty"`
+	// SendProxyProtocol ("v1" or "v2") starts every backend connection
+	// with a PROXY protocol header carrying the client's address.
+	SendProxyProtocol string `json:"send_proxy_protocol,omitempty"`
 }
 
 // HashPolicy picks the key for consistent hashing; exactly one is set.

@@ -61,6 +61,9 @@ func validateListener(p string, s *ListenerSpec) error {
 	default:
 		return invalidf(p+".protocol", "%q is not http or https", s.Protocol)
 	}
+	if err := validateProxyProtocol(p+".proxy_protocol", s.ProxyProtocol); err != nil {
+		return err
+	}
 	l, lp := s.Limits, p+".limits."
 	return firstErr(
 		intRange(lp+"max_header_bytes", l.MaxHeaderBytes, 0, maxHeaderBytes),
@@ -405,6 +408,9 @@ func validatePool(p string, s *PoolSpec) error {
 		durRange(p+".max_conn_wait", s.MaxConnWait, 0, maxConnWait),
 		maxItems(p+".backends", len(s.Backends), maxBackends),
 	); err != nil {
+		return err
+	}
+	if err := validatePoolTLS(p, s); err != nil {
 		return err
 	}
 	if hc := s.HealthCheck; hc != nil {

@@ -17,7 +17,11 @@ import (
 // comes after a random part of the interval so that many targets added at
 // once do not probe in lockstep; later ones after the interval ±10%.
 func (m *Monitor) checkLoop(ctx context.Context, t *target, gen uint64, s *checkSpec, rng *rand.Rand) {
-	rawURL := "http://" + t.addr + s.path
+	client, scheme, release, cerr := m.checkClient(t.addr, s)
+	if cerr == nil {
+		defer release()
+	}
+	rawURL := scheme + "://" + t.addr + s.path
 	host := s.host
 	if host == "" {
 		host = t.addr
@@ -31,7 +35,12 @@ func (m *Monitor) checkLoop(ctx context.Context, t *target, gen uint64, s *check
 			return
 		case <-timer.C():
 		}
-		ok, reason := m.probe(ctx, rawURL, host, s)
+		ok, reason := false, ""
+		if cerr != nil {
+			reason = "tls config: " + cerr.Error()
+		} else {
+			ok, reason = m.probe(ctx, client, rawURL, host, s)
+		}
 		if ctx.Err() != nil {
 			return
 		}
@@ -41,7 +50,7 @@ func (m *Monitor) checkLoop(ctx context.Context, t *target, gen uint64, s *check
 }
 
 // probe performs one check and says why it failed.
-func (m *Monitor) probe(ctx context.Context, rawURL, host string, s *checkSpec) (bool, string) {
+func (m *Monitor) probe(ctx context.Context, client *http.Client, rawURL, host string, s *checkSpec) (bool, string) {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
@@ -50,7 +59,7 @@ func (m *Monitor) probe(ctx context.Context, rawURL, host string, s *checkSpec) 
 	}
 	req.Host = host
 	req.Header.Set("User-Agent", m.userAgent)
-	resp, err := m.client.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			return false, fmt.Sprintf("timeout after %s", s.timeout)

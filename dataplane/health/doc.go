@@ -18,7 +18,11 @@
 //
 // Active checks (pool health_check): GET of path on http://addr with Host
 // set to host (default: addr), one fresh connection per check, redirects
-// not followed. Success is the expect status, or any 2xx/3xx when expect is
+// not followed. A pool with tls is checked over https with its
+// verification and client certificate (package upstreamtls), so a backend
+// is up only when the proxy's own handshake would succeed; a pool with
+// send_proxy_protocol starts each check with a PROXY LOCAL header (v1
+// UNKNOWN), the protocol's way of saying the connection is the proxy's own. Success is the expect status, or any 2xx/3xx when expect is
 // 0. Every interval ±10% (default 2s), each bounded by timeout (default
 // 1s); a timeout is a failure. A healthy target leaves rotation after fall
 // consecutive failures (default 3), an unhealthy one returns after rise
@@ -57,6 +61,7 @@
 // rafter_health_backends_healthy{pool}, rafter_health_backends{pool},
 // rafter_health_backends_ejected{pool}.
 //
-// This package imports fsm and internal/conf and no other rafter package;
+// This package imports fsm, internal/conf and dataplane/upstreamtls and no
+// other rafter package;
 // never cluster, hashicorp/raft or the AWS SDK.
 package health

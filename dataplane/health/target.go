@@ -19,6 +19,11 @@ type checkSpec struct {
 	expect            int
 	interval, timeout time.Duration
 	rise, fall        int
+	// The pool's tls block and send_proxy_protocol: checks connect as
+	// the proxy does.
+	useTLS    bool
+	tls       fsm.PoolTLS
+	sendProxy string
 }
 
 // outlierSpec is a pool's outlier block with defaults applied.
@@ -67,6 +72,10 @@ func resolvePool(spec fsm.PoolSpec) *poolConfig {
 		conf.Positive(&s.timeout, DefaultTimeout)
 		conf.Positive(&s.rise, DefaultRise)
 		conf.Positive(&s.fall, DefaultFall)
+		if spec.TLS != nil {
+			s.useTLS, s.tls = true, *spec.TLS
+		}
+		s.sendProxy = spec.SendProxyProtocol
 		c.check = s
 	}
 	if o := spec.Outlier; o != nil && (o.Consecutive5xx > 0 || o.ConsecutiveConnectErrors > 0) {
