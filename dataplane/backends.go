@@ -48,7 +48,7 @@ func (b *backendState) client(ct time.Duration) *fasthttp.HostClient {
 
 func (b *backendState) newClient(ct time.Duration) *fasthttp.HostClient {
 	dial, s := b.dial, b.settings
-	return &fasthttp.HostClient{
+	hc := &fasthttp.HostClient{
 		Addr:                          b.addr,
 		NoDefaultUserAgentHeader:      true,
 		DisableHeaderNamesNormalizing: true,
@@ -73,6 +73,8 @@ func (b *backendState) newClient(ct time.Duration) *fasthttp.HostClient {
 			return newUpstreamConn(c, took), nil
 		},
 	}
+	hc.Transport = newTransport(hc, hc.AcquireConn, hc.ReleaseConn, hc.CloseConn)
+	return hc
 }
 
 // conns is the number of open connections to the backend.

@@ -78,6 +78,9 @@ type upstreamAddr struct {
 	net.Addr
 	dial  time.Duration
 	fresh atomic.Bool
+	// armed is the read and write deadline last set on the connection
+	// (armDeadline); only the request holding the connection uses it.
+	armed time.Time
 }
 
 func newUpstreamConn(c net.Conn, dial time.Duration) *upstreamConn {

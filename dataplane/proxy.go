@@ -26,8 +26,11 @@ type exchange struct {
 	sc      pickScratch
 	body    []byte
 	stream  bodyReader
-	start   time.Time
-	head    time.Duration // until the handler returned: the response head is ready
+	// lease holds the backend connection a streamed response body reads
+	// from until the body is done (upstreamBody.CloseWithError).
+	lease upstreamLease
+	start time.Time
+	head  time.Duration // until the handler returned: the response head is ready
 	// streaming: the response body streams from the backend through
 	// respBody, which finishes the exchange when fasthttp closes it.
 	streaming bool
@@ -377,6 +380,7 @@ func (d *Dataplane) forward(ctx *fasthttp.RequestCtx, ex *exchange, lt *listener
 	defer func() {
 		if !ex.streaming {
 			fasthttp.ReleaseResponse(resp)
+			ex.lease.end(false)
 		}
 	}()
 	for try := 0; try <= r.retry.attempts; try++ {
@@ -411,11 +415,10 @@ func (d *Dataplane) forward(ctx *fasthttp.RequestCtx, ex *exchange, lt *listener
 		} else if len(ex.body) > 0 {
 			out.SetBodyRaw(ex.body)
 		}
-		out.SetTimeout(r.requestTimeout)
 		ex.bobs = b.st.obs
 		b.st.active.Add(1)
 		sent := time.Now()
-		err := b.st.client(r.connectTimeout).Do(out, resp)
+		err := upstreamRoundTrip(b.st.client(r.connectTimeout), out, resp, r.requestTimeout, &ex.lease)
 		ex.upstreamTime = time.Since(sent)
 		b.st.active.Add(-1)
 		ex.upstream, ex.connect = nil, 0
@@ -436,6 +439,7 @@ func (d *Dataplane) forward(ctx *fasthttp.RequestCtx, ex *exchange, lt *listener
 			replayable := !streamed || !ex.stream.consumed
 			if try < r.retry.attempts && idempotent && replayable && retryStatus(r.retry.statuses, code) {
 				_ = resp.CloseBodyStream()
+				ex.lease.end(false)
 				continue
 			}
 			d.takeResponse(ctx, ex, resp)
