@@ -555,6 +555,9 @@ func appendClientIP(dst []byte, ctx *fasthttp.RequestCtx) []byte {
 			return a.Unmap().AppendTo(dst)
 		}
 	}
+	if a, ok := netip.AddrFromSlice(ctx.RemoteIP()); ok {
+		return a.Unmap().AppendTo(dst)
+	}
 	return append(dst, ctx.RemoteIP().String()...)
 }
 
