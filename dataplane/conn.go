@@ -22,6 +22,9 @@ type yieldConn struct {
 	// wrote is set by Write and cleared by the next Read. It is atomic
 	// because a tunnel reads and writes a connection from two goroutines.
 	wrote atomic.Bool
+	// readDL and writeDL are the deadlines last applied, in Unix
+	// nanoseconds (0: none); see SetReadDeadline.
+	readDL, writeDL atomic.Int64
 }
 
 func (c *yieldConn) Write(p []byte) (int, error) {
@@ -101,4 +104,55 @@ func (a *upstreamAddr) claimDial() time.Duration {
 		return a.dial
 	}
 	return 0
+}
+
+// Deadlines of accepted connections. The server sets the read deadline
+// twice per request (the idle wait, then the read timeout from the first
+// byte) and the write deadline once, each to a fixed time from now; every
+// call re-arms a runtime timer. A deadline that would move later by at
+// most 1/deadlineSlack of the time it has left is kept instead: requests
+// in quick succession then re-arm the timers about once per timeout/64,
+// and a timeout never grows nor shrinks by more than that 64th. A deadline
+// earlier than the one set, or none (the zero time), is always applied.
+
+func (c *yieldConn) SetDeadline(t time.Time) error {
+	if err := c.Conn.SetDeadline(t); err != nil {
+		return err
+	}
+	c.readDL.Store(deadlineNanos(t))
+	c.writeDL.Store(deadlineNanos(t))
+	return nil
+}
+
+func (c *yieldConn) SetReadDeadline(t time.Time) error {
+	return setDeadlineLazily(&c.readDL, t, c.Conn.SetReadDeadline)
+}
+
+func (c *yieldConn) SetWriteDeadline(t time.Time) error {
+	return setDeadlineLazily(&c.writeDL, t, c.Conn.SetWriteDeadline)
+}
+
+// deadlineNanos is t as kept in yieldConn; 0 stands for no deadline.
+func deadlineNanos(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+// setDeadlineLazily calls set(t) unless the deadline in armed is at most
+// 1/deadlineSlack of t's time left earlier than t; armed records what was
+// applied.
+func setDeadlineLazily(armed *atomic.Int64, t time.Time, set func(time.Time) error) error {
+	want := deadlineNanos(t)
+	if cur := armed.Load(); cur != 0 && want >= cur {
+		if ahead := time.Duration(want - cur); ahead <= time.Until(t)/deadlineSlack {
+			return nil
+		}
+	}
+	if err := set(t); err != nil {
+		return err
+	}
+	armed.Store(want)
+	return nil
 }

@@ -273,3 +273,77 @@ func TestArmDeadline(t *testing.T) {
 		}
 	}
 }
+
+// deadlineConn records the deadlines applied to it.
+type deadlineConn struct {
+	net.Conn
+	read, write []time.Time
+}
+
+func (c *deadlineConn) SetDeadline(t time.Time) error {
+	c.read, c.write = append(c.read, t), append(c.write, t)
+	return nil
+}
+func (c *deadlineConn) SetReadDeadline(t time.Time) error  { c.read = append(c.read, t); return nil }
+func (c *deadlineConn) SetWriteDeadline(t time.Time) error { c.write = append(c.write, t); return nil }
+
+// An accepted connection keeps a deadline that would move later by at
+// most a 64th of its time left, and applies every other: a later one past
+// that, an earlier one, none (the zero time), and SetDeadline always.
+func TestYieldConnDeadlines(t *testing.T) {
+	dc := &deadlineConn{}
+	c := &yieldConn{Conn: dc}
+	now := time.Now()
+	const to = time.Hour // a 64th: about 56 seconds
+	steps := []struct {
+		read bool
+		t    time.Time
+		set  bool
+	}{
+		{true, now.Add(to), true},
+		{true, now.Add(to + time.Second), false},
+		{true, now.Add(to + 10*time.Second), false},
+		{true, now.Add(to + 2*time.Minute), true},
+		{true, now.Add(to), true}, // earlier
+		{true, time.Time{}, true}, // none
+		{true, time.Time{}, true}, // none again: nothing to compare with
+		{true, now.Add(to), true},
+		{false, now.Add(to), true}, // the write deadline is apart
+		{false, now.Add(to + time.Second), false},
+		{true, now.Add(-time.Second), true}, // in the past: interrupts a read
+		{true, now.Add(time.Second), true},  // later than one in the past
+	}
+	reads, writes := 0, 0
+	for i, s := range steps {
+		var err error
+		if s.read {
+			err = c.SetReadDeadline(s.t)
+		} else {
+			err = c.SetWriteDeadline(s.t)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.set && s.read {
+			reads++
+		}
+		if s.set && !s.read {
+			writes++
+		}
+		if len(dc.read) != reads || len(dc.write) != writes {
+			t.Fatalf("step %d: %d read and %d write deadlines applied, want %d and %d", i, len(dc.read), len(dc.write), reads, writes)
+		}
+		if s.set && s.read && !dc.read[reads-1].Equal(s.t) || s.set && !s.read && !dc.write[writes-1].Equal(s.t) {
+			t.Fatalf("step %d: applied another deadline than %v", i, s.t)
+		}
+	}
+	// SetDeadline applies both and becomes what later calls compare with.
+	if err := c.SetDeadline(now.Add(to)); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(now.Add(to + time.Second))
+	_ = c.SetWriteDeadline(now.Add(to + time.Second))
+	if len(dc.read) != reads+1 || len(dc.write) != writes+1 {
+		t.Fatalf("after SetDeadline: %d/%d deadlines, want %d/%d", len(dc.read), len(dc.write), reads+1, writes+1)
+	}
+}
