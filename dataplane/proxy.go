@@ -418,7 +418,7 @@ func (d *Dataplane) forward(ctx *fasthttp.RequestCtx, ex *exchange, lt *listener
 		ex.bobs = b.st.obs
 		b.st.active.Add(1)
 		sent := time.Now()
-		err := upstreamRoundTrip(b.st.client(r.connectTimeout), out, resp, r.requestTimeout, &ex.lease)
+		err := upstreamRoundTrip(b.st.client(r.connectTimeout), out, resp, sent, r.requestTimeout, &ex.lease)
 		ex.upstreamTime = time.Since(sent)
 		b.st.active.Add(-1)
 		ex.upstream, ex.connect = nil, 0

@@ -51,15 +51,17 @@ func (t *transport[C]) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request,
 
 // leaseTripper is the round trip of transport, whatever its C.
 type leaseTripper interface {
-	roundTrip(req *fasthttp.Request, resp *fasthttp.Response, timeout time.Duration, lease *upstreamLease) error
+	roundTrip(req *fasthttp.Request, resp *fasthttp.Response, start time.Time, timeout time.Duration, lease *upstreamLease) error
 }
 
 // upstreamRoundTrip sends req to hc's backend and reads the response head
-// into resp, with timeout for the whole exchange. A response body left to
+// into resp, with timeout for the whole exchange counted from start (the
+// caller's clock reading, the wait for a free connection included, as
+// with HostClient.Do). A response body left to
 // stream holds its connection in lease until lease.end.
-func upstreamRoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fasthttp.Response, timeout time.Duration, lease *upstreamLease) error {
+func upstreamRoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fasthttp.Response, start time.Time, timeout time.Duration, lease *upstreamLease) error {
 	if t, ok := hc.Transport.(leaseTripper); ok {
-		return t.roundTrip(req, resp, timeout, lease)
+		return t.roundTrip(req, resp, start, timeout, lease)
 	}
 	req.SetTimeout(timeout)
 	return hc.Do(req, resp)
@@ -71,7 +73,7 @@ func upstreamRoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fas
 // timeout/64 instead of twice per request.
 const deadlineSlack = 64
 
-func (t *transport[C]) roundTrip(req *fasthttp.Request, resp *fasthttp.Response, timeout time.Duration, lease *upstreamLease) error {
+func (t *transport[C]) roundTrip(req *fasthttp.Request, resp *fasthttp.Response, start time.Time, timeout time.Duration, lease *upstreamLease) error {
 	hc := t.hc
 	// A lease left from an earlier attempt would otherwise be lost with
 	// its connection slot.
@@ -79,9 +81,6 @@ func (t *transport[C]) roundTrip(req *fasthttp.Request, resp *fasthttp.Response,
 	resp.Reset()
 	resp.StreamBody = true
 	closeConn := req.ConnectionClose()
-	// The timeout counts from here, the wait for a free connection
-	// included, as with HostClient.Do.
-	start := time.Now()
 	cc, err := t.acquire(timeout, closeConn)
 	if err != nil {
 		return err
