@@ -3,7 +3,9 @@ package dataplane
 import (
 	"io"
 	"net"
+	"os"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -43,15 +45,60 @@ func (c *yieldConn) Read(p []byte) (int, error) {
 }
 
 // ReadFrom keeps the wrapped connection's ReadFrom (a TCP connection's
-// splice and sendfile paths) available to io.Copy and bufio.Writer.
+// splice and sendfile paths) available to io.Copy and bufio.Writer for
+// the readers it can use them with. Any other reader (a response body
+// streaming from a backend) is copied through a pooled buffer: the TCP
+// connection's own fallback would allocate 32 KiB per call, that is per
+// response larger than the server's write buffer.
 func (c *yieldConn) ReadFrom(r io.Reader) (int64, error) {
 	if !c.wrote.Load() {
 		c.wrote.Store(true)
 	}
-	if rf, ok := c.Conn.(io.ReaderFrom); ok {
+	if rf, ok := c.Conn.(io.ReaderFrom); ok && spliceable(r) {
 		return rf.ReadFrom(r)
 	}
-	return io.Copy(struct{ io.Writer }{c.Conn}, r)
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	// io.CopyBuffer would need its arguments wrapped (to hide WriteTo and
+	// ReadFrom), and the wrappers would escape: the loop is written out.
+	buf := *bp
+	var n int64
+	for {
+		nr, rerr := r.Read(buf)
+		if nr > 0 {
+			nw, werr := c.Conn.Write(buf[:nr])
+			n += int64(nw)
+			if werr != nil {
+				return n, werr
+			}
+			if nw != nr {
+				return n, io.ErrShortWrite
+			}
+		}
+		switch {
+		case rerr == io.EOF:
+			return n, nil
+		case rerr != nil:
+			return n, rerr
+		}
+	}
+}
+
+// copyBufs hold the buffers of ReadFrom. A buffer keeps the bytes of the
+// last copy, but a copy writes only what it has just read into it.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// spliceable reports whether a TCP connection's ReadFrom can move r's
+// bytes in the kernel (splice, sendfile) rather than through a buffer.
+func spliceable(r io.Reader) bool {
+	if lr, ok := r.(*io.LimitedReader); ok {
+		r = lr.R
+	}
+	switch r.(type) {
+	case *net.TCPConn, *net.UnixConn, *os.File:
+		return true
+	}
+	return false
 }
 
 // yieldListener wraps every accepted connection in a yieldConn.

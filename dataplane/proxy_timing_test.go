@@ -54,6 +54,7 @@ func BenchmarkProxyLoopback(b *testing.B) {
 	}{
 		{"get-0B", fasthttp.MethodGet, 0, 0},
 		{"get-1KiB", fasthttp.MethodGet, 0, 1024},
+		{"get-64KiB", fasthttp.MethodGet, 0, 64 << 10},
 		{"post-1KiB", fasthttp.MethodPost, 1024, 1024},
 	}
 	for _, tc := range cases {

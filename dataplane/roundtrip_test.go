@@ -347,3 +347,64 @@ func TestYieldConnDeadlines(t *testing.T) {
 		t.Fatalf("after SetDeadline: %d/%d deadlines, want %d/%d", len(dc.read), len(dc.write), reads+1, writes+1)
 	}
 }
+
+// errAfter yields its data, then err.
+type errAfter struct {
+	r   io.Reader
+	err error
+}
+
+func (e *errAfter) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err == io.EOF {
+		err = e.err
+	}
+	return n, err
+}
+
+// yieldConn.ReadFrom copies a reader it cannot splice through a pooled
+// buffer: one copy after another hands on exactly each reader's bytes,
+// never the rest of an earlier, longer copy, and a read error stops it.
+func TestYieldConnReadFromPooledBuffer(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	got := make(chan []byte, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			got <- nil
+			return
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		b, _ := io.ReadAll(c)
+		got <- b
+	}()
+	raw, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &yieldConn{Conn: raw}
+	var want strings.Builder
+	for i, size := range []int{100 << 10, 10, 40 << 10, 1, 0, 33 << 10} {
+		body := strings.Repeat(string(rune('a'+i)), size)
+		want.WriteString(body)
+		n, err := c.ReadFrom(struct{ io.Reader }{strings.NewReader(body)})
+		if err != nil || n != int64(size) {
+			t.Fatalf("copy %d: %d bytes, %v; want %d", i, n, err, size)
+		}
+	}
+	boom := fmt.Errorf("backend went away")
+	n, err := c.ReadFrom(&errAfter{r: strings.NewReader("tail"), err: boom})
+	if err != boom || n != 4 {
+		t.Fatalf("a failing reader: %d bytes, %v; want 4 bytes and its error", n, err)
+	}
+	want.WriteString("tail")
+	_ = raw.Close()
+	if b := <-got; string(b) != want.String() {
+		t.Fatalf("the peer got %d bytes, want %d (the copies in order, nothing else)", len(b), want.Len())
+	}
+}
