@@ -63,7 +63,7 @@ func (b *backendState) client(ct time.Duration) *fasthttp.HostClient {
 // when set, starts each of its connections (see privateClients).
 func (b *backendState) newClient(ct time.Duration, proxyHdr []byte) *fasthttp.HostClient {
 	dial, s := b.dial, b.settings
-	return &fasthttp.HostClient{
+	hc := &fasthttp.HostClient{
 		Addr:                          b.addr,
 		NoDefaultUserAgentHeader:      true,
 		DisableHeaderNamesNormalizing: true,
@@ -91,6 +91,8 @@ func (b *backendState) newClient(ct time.Duration, proxyHdr []byte) *fasthttp.Ho
 			return newUpstreamConn(c, took), nil
 		},
 	}
+	hc.Transport = newTransport(hc, hc.AcquireConn, hc.ReleaseConn, hc.CloseConn)
+	return hc
 }
 
 // conns is the number of open connections to the backend.

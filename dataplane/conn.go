@@ -3,7 +3,9 @@ package dataplane
 import (
 	"io"
 	"net"
+	"os"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -22,6 +24,9 @@ type yieldConn struct {
 	// wrote is set by Write and cleared by the next Read. It is atomic
 	// because a tunnel reads and writes a connection from two goroutines.
 	wrote atomic.Bool
+	// readDL and writeDL are the deadlines last applied, in Unix
+	// nanoseconds (0: none); see SetReadDeadline.
+	readDL, writeDL atomic.Int64
 }
 
 func (c *yieldConn) Write(p []byte) (int, error) {
@@ -40,15 +45,60 @@ func (c *yieldConn) Read(p []byte) (int, error) {
 }
 
 // ReadFrom keeps the wrapped connection's ReadFrom (a TCP connection's
-// splice and sendfile paths) available to io.Copy and bufio.Writer.
+// splice and sendfile paths) available to io.Copy and bufio.Writer for
+// the readers it can use them with. Any other reader (a response body
+// streaming from a backend) is copied through a pooled buffer: the TCP
+// connection's own fallback would allocate 32 KiB per call, that is per
+// response larger than the server's write buffer.
 func (c *yieldConn) ReadFrom(r io.Reader) (int64, error) {
 	if !c.wrote.Load() {
 		c.wrote.Store(true)
 	}
-	if rf, ok := c.Conn.(io.ReaderFrom); ok {
+	if rf, ok := c.Conn.(io.ReaderFrom); ok && spliceable(r) {
 		return rf.ReadFrom(r)
 	}
-	return io.Copy(struct{ io.Writer }{c.Conn}, r)
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	// io.CopyBuffer would need its arguments wrapped (to hide WriteTo and
+	// ReadFrom), and the wrappers would escape: the loop is written out.
+	buf := *bp
+	var n int64
+	for {
+		nr, rerr := r.Read(buf)
+		if nr > 0 {
+			nw, werr := c.Conn.Write(buf[:nr])
+			n += int64(nw)
+			if werr != nil {
+				return n, werr
+			}
+			if nw != nr {
+				return n, io.ErrShortWrite
+			}
+		}
+		switch {
+		case rerr == io.EOF:
+			return n, nil
+		case rerr != nil:
+			return n, rerr
+		}
+	}
+}
+
+// copyBufs hold the buffers of ReadFrom. A buffer keeps the bytes of the
+// last copy, but a copy writes only what it has just read into it.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// spliceable reports whether a TCP connection's ReadFrom can move r's
+// bytes in the kernel (splice, sendfile) rather than through a buffer.
+func spliceable(r io.Reader) bool {
+	if lr, ok := r.(*io.LimitedReader); ok {
+		r = lr.R
+	}
+	switch r.(type) {
+	case *net.TCPConn, *net.UnixConn, *os.File:
+		return true
+	}
+	return false
 }
 
 // yieldListener wraps every accepted connection in a yieldConn.
@@ -78,6 +128,9 @@ type upstreamAddr struct {
 	net.Addr
 	dial  time.Duration
 	fresh atomic.Bool
+	// armed is the read and write deadline last set on the connection
+	// (armDeadline); only the request holding the connection uses it.
+	armed time.Time
 }
 
 func newUpstreamConn(c net.Conn, dial time.Duration) *upstreamConn {
@@ -98,4 +151,55 @@ func (a *upstreamAddr) claimDial() time.Duration {
 		return a.dial
 	}
 	return 0
+}
+
+// Deadlines of accepted connections. The server sets the read deadline
+// twice per request (the idle wait, then the read timeout from the first
+// byte) and the write deadline once, each to a fixed time from now; every
+// call re-arms a runtime timer. A deadline that would move later by at
+// most 1/deadlineSlack of the time it has left is kept instead: requests
+// in quick succession then re-arm the timers about once per timeout/64,
+// and a timeout never grows nor shrinks by more than that 64th. A deadline
+// earlier than the one set, or none (the zero time), is always applied.
+
+func (c *yieldConn) SetDeadline(t time.Time) error {
+	if err := c.Conn.SetDeadline(t); err != nil {
+		return err
+	}
+	c.readDL.Store(deadlineNanos(t))
+	c.writeDL.Store(deadlineNanos(t))
+	return nil
+}
+
+func (c *yieldConn) SetReadDeadline(t time.Time) error {
+	return setDeadlineLazily(&c.readDL, t, c.Conn.SetReadDeadline)
+}
+
+func (c *yieldConn) SetWriteDeadline(t time.Time) error {
+	return setDeadlineLazily(&c.writeDL, t, c.Conn.SetWriteDeadline)
+}
+
+// deadlineNanos is t as kept in yieldConn; 0 stands for no deadline.
+func deadlineNanos(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+// setDeadlineLazily calls set(t) unless the deadline in armed is at most
+// 1/deadlineSlack of t's time left earlier than t; armed records what was
+// applied.
+func setDeadlineLazily(armed *atomic.Int64, t time.Time, set func(time.Time) error) error {
+	want := deadlineNanos(t)
+	if cur := armed.Load(); cur != 0 && want >= cur {
+		if ahead := time.Duration(want - cur); ahead <= time.Until(t)/deadlineSlack {
+			return nil
+		}
+	}
+	if err := set(t); err != nil {
+		return err
+	}
+	armed.Store(want)
+	return nil
 }

@@ -55,6 +55,9 @@ type requestObs struct {
 	retired     atomic.Bool
 	latency     atomic.Pointer[observerRef]
 	class       [5]atomic.Pointer[counterRef]
+	// counts is the pair's poolCounter, looked up once instead of per
+	// request (by two strings in a sync.Map).
+	counts atomic.Pointer[poolCounter]
 }
 
 type observerRef struct{ prometheus.Observer }
@@ -330,9 +333,24 @@ func (d *Dataplane) finish(ctx *fasthttp.RequestCtx, ex *exchange) {
 	} else {
 		d.metrics.record(routeName, poolName, code, ex.head)
 	}
-	d.counts.record(routeName, poolName, code, ex.head)
+	if o := ex.obs; o != nil && o.pool != "" && o.route == routeName && o.pool == poolName {
+		c := o.counts.Load()
+		if c == nil {
+			c = d.counts.counter(o.route, o.pool)
+			o.counts.Store(c)
+		}
+		c.add(code, ex.head)
+	} else {
+		d.counts.record(routeName, poolName, code, ex.head)
+	}
+	// The clock is read only for a span or a log line: a clock read is
+	// not free on every machine (a virtual one may trap it).
+	spans := d.opts.Spans != nil && ex.trace.sampled() && len(ex.reqID) > 0
+	if !spans && d.accessLog == nil {
+		return
+	}
 	end := time.Now()
-	if d.opts.Spans != nil && ex.trace.sampled() && len(ex.reqID) > 0 {
+	if spans {
 		d.exportSpan(ctx, ex, code, end, routeName, poolName)
 	}
 	if d.accessLog == nil {

@@ -47,12 +47,21 @@ func (pc *poolCounters) record(route, pool string, code int, dur time.Duration) 
 	if pool == "" {
 		return
 	}
+	pc.counter(route, pool).add(code, dur)
+}
+
+// counter returns the counter of (route, pool), made on first use. It is
+// never replaced, so a caller may keep it (requestObs does).
+func (pc *poolCounters) counter(route, pool string) *poolCounter {
 	k := obsKey{route, pool}
 	v, ok := pc.m.Load(k)
 	if !ok {
 		v, _ = pc.m.LoadOrStore(k, new(poolCounter))
 	}
-	c := v.(*poolCounter)
+	return v.(*poolCounter)
+}
+
+func (c *poolCounter) add(code int, dur time.Duration) {
 	c.requests.Add(1)
 	if code >= 500 || code < 100 {
 		c.errors.Add(1)

@@ -26,8 +26,11 @@ type exchange struct {
 	sc      pickScratch
 	body    []byte
 	stream  bodyReader
-	start   time.Time
-	head    time.Duration // until the handler returned: the response head is ready
+	// lease holds the backend connection a streamed response body reads
+	// from until the body is done (upstreamBody.CloseWithError).
+	lease upstreamLease
+	start time.Time
+	head  time.Duration // until the handler returned: the response head is ready
 	// streaming: the response body streams from the backend through
 	// respBody, which finishes the exchange when fasthttp closes it.
 	streaming bool
@@ -377,6 +380,7 @@ func (d *Dataplane) forward(ctx *fasthttp.RequestCtx, ex *exchange, lt *listener
 	defer func() {
 		if !ex.streaming {
 			fasthttp.ReleaseResponse(resp)
+			ex.lease.end(false)
 		}
 	}()
 	for try := 0; try <= r.retry.attempts; try++ {
@@ -411,11 +415,10 @@ func (d *Dataplane) forward(ctx *fasthttp.RequestCtx, ex *exchange, lt *listener
 		} else if len(ex.body) > 0 {
 			out.SetBodyRaw(ex.body)
 		}
-		out.SetTimeout(r.requestTimeout)
 		ex.bobs = b.st.obs
 		b.st.active.Add(1)
 		sent := time.Now()
-		err := d.upstreamClient(ctx, b.st, r.connectTimeout).Do(out, resp)
+		err := upstreamRoundTrip(d.upstreamClient(ctx, b.st, r.connectTimeout), out, resp, sent, r.requestTimeout, &ex.lease)
 		ex.upstreamTime = time.Since(sent)
 		b.st.active.Add(-1)
 		ex.upstream, ex.connect = nil, 0
@@ -436,6 +439,7 @@ func (d *Dataplane) forward(ctx *fasthttp.RequestCtx, ex *exchange, lt *listener
 			replayable := !streamed || !ex.stream.consumed
 			if try < r.retry.attempts && idempotent && replayable && retryStatus(r.retry.statuses, code) {
 				_ = resp.CloseBodyStream()
+				ex.lease.end(false)
 				continue
 			}
 			d.takeResponse(ctx, ex, resp)
@@ -550,6 +554,9 @@ func appendClientIP(dst []byte, ctx *fasthttp.RequestCtx) []byte {
 		if a, ok := netip.AddrFromSlice(ta.IP); ok {
 			return a.Unmap().AppendTo(dst)
 		}
+	}
+	if a, ok := netip.AddrFromSlice(ctx.RemoteIP()); ok {
+		return a.Unmap().AppendTo(dst)
 	}
 	return append(dst, ctx.RemoteIP().String()...)
 }

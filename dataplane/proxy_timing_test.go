@@ -54,6 +54,7 @@ func BenchmarkProxyLoopback(b *testing.B) {
 	}{
 		{"get-0B", fasthttp.MethodGet, 0, 0},
 		{"get-1KiB", fasthttp.MethodGet, 0, 1024},
+		{"get-64KiB", fasthttp.MethodGet, 0, 64 << 10},
 		{"post-1KiB", fasthttp.MethodPost, 1024, 1024},
 	}
 	for _, tc := range cases {
@@ -110,4 +111,40 @@ func processCPU(b *testing.B) time.Duration {
 		b.Fatalf("getrusage: %v", err)
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkKeepAliveDeadlines sets the three deadlines the server sets
+// per keep-alive request (idle wait, read timeout, write timeout, here
+// all 60 s) on a loopback TCP connection, raw and as the proxy wraps it.
+func BenchmarkKeepAliveDeadlines(b *testing.B) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			_, _ = c.Read(make([]byte, 1))
+			_ = c.Close()
+		}
+	}()
+	raw, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer raw.Close()
+	for _, tc := range []struct {
+		name string
+		c    net.Conn
+	}{{"raw", raw}, {"proxy", &yieldConn{Conn: raw}}} {
+		b.Run(tc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				_ = tc.c.SetReadDeadline(time.Now().Add(time.Minute))
+				_ = tc.c.SetReadDeadline(time.Now().Add(time.Minute))
+				_ = tc.c.SetWriteDeadline(time.Now().Add(time.Minute))
+			}
+		})
+	}
 }

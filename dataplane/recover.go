@@ -46,6 +46,9 @@ func (d *Dataplane) complete(ctx *fasthttp.RequestCtx, ex *exchange) {
 		}
 	}()
 	d.finish(ctx, ex)
+	// Every path that streams a body ends its lease; one still held here
+	// would keep a backend connection slot forever.
+	ex.lease.end(false)
 	ex.reset()
 	d.exchanges.Put(ex)
 }

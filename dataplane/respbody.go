@@ -27,6 +27,7 @@ type upstreamBody struct {
 	src    io.Reader
 	n      int64
 	failed bool
+	eof    bool       // src reported the end of the body
 	idle   *idleTimer // nil without the route's idle timeout
 }
 
@@ -37,6 +38,10 @@ type idleTimer struct {
 	d     time.Duration
 	t     *time.Timer
 	fired atomic.Bool
+	// expired is set by the reader when a read outlived the timer, whose
+	// function then closes (or has closed) the connection: it must not
+	// go back to the pool.
+	expired bool
 }
 
 // errUpstreamIdle ends a backend body that was silent too long.
@@ -78,10 +83,14 @@ func (d *Dataplane) takeResponse(ctx *fasthttp.RequestCtx, ex *exchange, up *fas
 	if idle := ex.route.idleTimeout; idle > 0 {
 		it := &idleTimer{d: idle}
 		closer, _ := src.(fasthttp.ReadCloserWithError)
+		conn := ex.lease.conn()
 		it.t = time.AfterFunc(time.Hour, func() {
 			it.fired.Store(true)
-			if closer != nil {
-				// Interrupts the blocked read on the backend connection.
+			// Interrupts the blocked read on the backend connection.
+			switch {
+			case conn != nil:
+				_ = conn.Close()
+			case closer != nil:
 				_ = closer.CloseWithError(errUpstreamIdle)
 			}
 		})
@@ -97,10 +106,13 @@ func (b *upstreamBody) Read(p []byte) (int, error) {
 		b.idle.t.Reset(b.idle.d)
 	}
 	n, err := b.src.Read(p)
-	if b.idle != nil {
-		b.idle.t.Stop()
+	if b.idle != nil && !b.idle.t.Stop() {
+		b.idle.expired = true
 	}
 	b.n += int64(n)
+	if err == io.EOF {
+		b.eof = true
+	}
 	if err != nil && err != io.EOF && !b.failed {
 		b.failed = true
 		ex := b.ex
@@ -128,8 +140,13 @@ func (b *upstreamBody) CloseWithError(werr error) error {
 	} else if c, ok := b.src.(io.Closer); ok {
 		_ = c.Close()
 	}
-	fasthttp.ReleaseResponse(b.up)
+	// The backend connection is reused only after a body read to its
+	// end, written whole, with no idle timer having touched it.
+	reuse := b.eof && !b.failed && werr == nil && (b.idle == nil || !b.idle.expired && !b.idle.fired.Load()) &&
+		!b.up.ConnectionClose() && b.up.Header.ContentLength() != -2
 	ex := b.ex
+	fasthttp.ReleaseResponse(b.up)
+	ex.lease.end(reuse)
 	if !ex.streaming {
 		return nil // replaced by an error response; done finishes ex
 	}

@@ -49,6 +49,11 @@ func TestExchangeResetClearsEverything(t *testing.T) {
 	checkCleared(t, v, "exchange")
 }
 
+// nopLeaseOwner fills an upstreamLease's owner.
+type nopLeaseOwner struct{}
+
+func (nopLeaseOwner) endLease(*upstreamLease, bool) {}
+
 // fill sets every field of v to a value that is not zero.
 func fill(t *testing.T, v reflect.Value, path string) {
 	t.Helper()
@@ -73,7 +78,7 @@ func fill(t *testing.T, v reflect.Value, path string) {
 		p := reflect.New(v.Type().Elem())
 		v.Set(p)
 	case reflect.Interface:
-		for _, c := range []any{errors.New("x"), strings.NewReader("x")} {
+		for _, c := range []any{errors.New("x"), strings.NewReader("x"), nopLeaseOwner{}} {
 			if cv := reflect.ValueOf(c); cv.Type().Implements(v.Type()) {
 				v.Set(cv)
 				return

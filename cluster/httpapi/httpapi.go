@@ -300,6 +300,7 @@ func (s *server) apiRoutes() []route {
 	rs = append(rs, s.fanOutRoutes()...)
 	rs = append(rs, s.vipRoutes()...)
 	rs = append(rs, s.rolloutRoutes()...)
+	rs = append(rs, s.pprofRoutes()...)
 	for _, k := range fsm.Kinds {
 		base := "/v1/" + kindPath(k)
 		rs = append(rs,

@@ -1,0 +1,213 @@
+package dataplane
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// pooledConn is what a HostClient's pooled connection (a type fasthttp
+// does not export) offers; transport is generic over it so that it can
+// hold one without naming its type.
+type pooledConn interface {
+	comparable
+	Conn() net.Conn
+}
+
+// transport sends one attempt of a request over a backend HostClient's
+// pooled connections. It does what fasthttp's own transport does for a
+// streamed response body, minus that transport's allocations per response
+// (a body wrapper and three closures): a body still to be read keeps its
+// connection in an upstreamLease, a value the exchange holds, which puts
+// the connection back in the pool or closes it once the body is done. It
+// also sets the connection's read and write deadlines with one call, and
+// not at all when the previous request on the connection left them
+// within deadlineSlack of the time wanted.
+//
+// It is the HostClient's Transport so that anything calling the client's
+// Do still works (through fasthttp's transport); the proxy calls
+// roundTrip.
+type transport[C pooledConn] struct {
+	hc      *fasthttp.HostClient
+	acquire func(timeout time.Duration, connectionClose bool) (C, error)
+	release func(C)
+	discard func(C)
+}
+
+// newTransport is called as newTransport(hc, hc.AcquireConn,
+// hc.ReleaseConn, hc.CloseConn): the method values fix C.
+func newTransport[C pooledConn](hc *fasthttp.HostClient, acquire func(time.Duration, bool) (C, error), release, discard func(C)) *transport[C] {
+	return &transport[C]{hc: hc, acquire: acquire, release: release, discard: discard}
+}
+
+// RoundTrip implements fasthttp.RoundTripper for callers of the
+// HostClient's Do, which the proxy does not use.
+func (t *transport[C]) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fasthttp.Response) (bool, error) {
+	return fasthttp.DefaultTransport.RoundTrip(hc, req, resp)
+}
+
+// leaseTripper is the round trip of transport, whatever its C.
+type leaseTripper interface {
+	roundTrip(req *fasthttp.Request, resp *fasthttp.Response, start time.Time, timeout time.Duration, lease *upstreamLease) error
+}
+
+// upstreamRoundTrip sends req to hc's backend and reads the response head
+// into resp, with timeout for the whole exchange counted from start (the
+// caller's clock reading, the wait for a free connection included, as
+// with HostClient.Do). A response body left to
+// stream holds its connection in lease until lease.end.
+func upstreamRoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fasthttp.Response, start time.Time, timeout time.Duration, lease *upstreamLease) error {
+	if t, ok := hc.Transport.(leaseTripper); ok {
+		return t.roundTrip(req, resp, start, timeout, lease)
+	}
+	req.SetTimeout(timeout)
+	return hc.Do(req, resp)
+}
+
+// deadlineSlack is the fraction of a timeout by which a connection's
+// deadline may fall short of the time wanted and be left as it is:
+// requests in quick succession on one connection then set it once per
+// timeout/64 instead of twice per request.
+const deadlineSlack = 64
+
+func (t *transport[C]) roundTrip(req *fasthttp.Request, resp *fasthttp.Response, start time.Time, timeout time.Duration, lease *upstreamLease) error {
+	hc := t.hc
+	// A lease left from an earlier attempt would otherwise be lost with
+	// its connection slot.
+	lease.end(false)
+	resp.Reset()
+	resp.StreamBody = true
+	closeConn := req.ConnectionClose()
+	cc, err := t.acquire(timeout, closeConn)
+	if err != nil {
+		return err
+	}
+	conn := cc.Conn()
+	resp.ParseNetConn(conn)
+	if err := armDeadline(conn, start, timeout); err != nil {
+		t.discard(cc)
+		return err
+	}
+	bw := hc.AcquireWriter(conn)
+	err = req.Write(bw)
+	if err == nil {
+		err = bw.Flush()
+	}
+	hc.ReleaseWriter(bw)
+	if err != nil {
+		t.discard(cc)
+		return timeoutAsErrTimeout(err)
+	}
+	if req.Header.IsHead() {
+		resp.SkipBody = true
+	}
+	resp.Header.DisableNormalizing()
+	br := hc.AcquireReader(conn)
+	if err := resp.ReadLimitBody(br, hc.MaxResponseBodySize); err != nil {
+		hc.ReleaseReader(br)
+		t.discard(cc)
+		if err == io.EOF {
+			return fasthttp.ErrConnectionClosed
+		}
+		return timeoutAsErrTimeout(err)
+	}
+	reuse := !closeConn && !resp.ConnectionClose()
+	if resp.BodyStream() != nil && resp.Header.ContentLength() != 0 {
+		*lease = upstreamLease{owner: t, cc: cc, br: br, reuse: reuse}
+		return nil
+	}
+	// No body, or an empty one: nothing is left to read, so the
+	// connection goes back now and the response carries no stream.
+	_ = resp.CloseBodyStream()
+	hc.ReleaseReader(br)
+	if reuse {
+		t.release(cc)
+	} else {
+		t.discard(cc)
+	}
+	return nil
+}
+
+func timeoutAsErrTimeout(err error) error {
+	if x, ok := err.(interface{ Timeout() bool }); ok && x.Timeout() {
+		return fasthttp.ErrTimeout
+	}
+	return err
+}
+
+// armDeadline sets conn's read and write deadlines to timeout after start,
+// unless the deadline set last is at most timeout/deadlineSlack earlier
+// than that (never later: a shorter timeout is always applied).
+func armDeadline(conn net.Conn, start time.Time, timeout time.Duration) error {
+	ua, _ := conn.RemoteAddr().(*upstreamAddr)
+	var want time.Time
+	if timeout > 0 {
+		want = start.Add(timeout)
+	}
+	if ua != nil {
+		if want.IsZero() && ua.armed.IsZero() {
+			return nil
+		}
+		if !want.IsZero() && !ua.armed.IsZero() {
+			if ahead := want.Sub(ua.armed); ahead >= 0 && ahead <= timeout/deadlineSlack {
+				return nil
+			}
+		}
+	}
+	if err := conn.SetDeadline(want); err != nil {
+		return err
+	}
+	if ua != nil {
+		ua.armed = want
+	}
+	return nil
+}
+
+func (t *transport[C]) endLease(l *upstreamLease, reuse bool) {
+	t.hc.ReleaseReader(l.br)
+	cc := l.cc.(C)
+	if reuse && l.reuse {
+		t.release(cc)
+	} else {
+		t.discard(cc)
+	}
+}
+
+// upstreamLease is a backend connection held by a response body being
+// streamed to the client. Its zero value holds nothing.
+type upstreamLease struct {
+	owner leaseOwner
+	cc    any
+	br    *bufio.Reader
+	// reuse is false when either side asked to close the connection.
+	reuse bool
+}
+
+// leaseOwner is the transport a lease's connection came from.
+type leaseOwner interface {
+	endLease(l *upstreamLease, reuse bool)
+}
+
+// end gives the connection back: to the pool when reuse is true (the body
+// was read to its end and nothing failed), else it is closed. The
+// response whose body read from it must have closed its body stream
+// first. end on a lease that holds nothing does nothing.
+func (l *upstreamLease) end(reuse bool) {
+	if l.owner == nil {
+		return
+	}
+	owner := l.owner
+	owner.endLease(l, reuse)
+	*l = upstreamLease{}
+}
+
+// conn is the leased connection (nil when none is held).
+func (l *upstreamLease) conn() net.Conn {
+	if c, ok := l.cc.(interface{ Conn() net.Conn }); ok && l.owner != nil {
+		return c.Conn()
+	}
+	return nil
+}
