@@ -53,7 +53,9 @@ func (s *server) sealKeys(objs []fsm.Object, prefix func(i int) string) error {
 		aad := secrets.CertificateKeyAAD(o.Name)
 		sealed := ""
 		if cur != nil {
-			if old, ok := cur.Certificates[o.Name]; ok && old.Spec.Cert == cs.Cert && old.Spec.EncryptedKey != "" {
+			// Reused only when sealed with the current sealing key, so that
+			// re-applying after a secrets key rotation re-seals.
+			if old, ok := cur.Certificates[o.Name]; ok && old.Spec.Cert == cs.Cert && sealedWith(old.Spec.EncryptedKey) == s.cfg.Secrets.ID() {
 				if pt, err := s.cfg.Secrets.Open(old.Spec.EncryptedKey, aad); err == nil && bytes.Equal(pt, []byte(cs.Key)) {
 					sealed = old.Spec.EncryptedKey
 				}
@@ -72,6 +74,15 @@ func (s *server) sealKeys(objs []fsm.Object, prefix func(i int) string) error {
 		objs[i].Spec = b
 	}
 	return nil
+}
+
+// sealedWith is the id of the key that sealed s ("" when unreadable).
+func sealedWith(s string) string {
+	id, err := secrets.SealedKeyID(s)
+	if err != nil {
+		return ""
+	}
+	return id
 }
 
 // reprefix moves a field error from DecodeSpec's "spec..." path to p.

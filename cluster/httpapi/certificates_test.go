@@ -13,19 +13,6 @@ import (
 	"github.com/rafterlb/rafter/secrets"
 )
 
-func testKeyring(t *testing.T) *secrets.Keyring {
-	t.Helper()
-	text, err := secrets.Generate()
-	if err != nil {
-		t.Fatal(err)
-	}
-	kr, err := secrets.Parse(text)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return kr
-}
-
 func certBody(t *testing.T, cert, key string) string {
 	t.Helper()
 	b, err := json.Marshal(map[string]string{"cert": cert, "key": key})
@@ -49,8 +36,21 @@ func keyBase64(t *testing.T, keyPEM string) []string {
 	return append(lines[1:len(lines)-1], enc[:40], string(b.Bytes[len(b.Bytes)-32:]))
 }
 
+func mustKeyFile(t *testing.T) []byte {
+	t.Helper()
+	text, err := secrets.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return text
+}
+
 func TestCertificateWrites(t *testing.T) {
-	kr := testKeyring(t)
+	oldText := mustKeyFile(t)
+	kr, err := secrets.Parse(oldText)
+	if err != nil {
+		t.Fatal(err)
+	}
 	a := newTestAPI(t, "n1", func(c *Config) { c.Secrets = kr })
 	cert, key := testutil.Cert(t, testutil.CertOptions{Names: []string{"app.example.com", "*.app.example.com"}})
 	_, otherKey := testutil.Cert(t, testutil.CertOptions{Names: []string{"x.example.com"}})
@@ -73,6 +73,21 @@ func TestCertificateWrites(t *testing.T) {
 	r = do(t, a.srv.URL, "PUT", "/v1/certificates/app", "", certBody(t, cert, key))
 	if r.status != 200 || a.store.Config().Certificates["app"].ModifyIndex != idx {
 		t.Fatalf("re-PUT of the same pair: %d %s, modify_index %d -> %d", r.status, r.body, idx, a.store.Config().Certificates["app"].ModifyIndex)
+	}
+
+	// After a secrets key rotation (a new sealing key, the old one kept to
+	// open), the same pair is sealed again with the new key.
+	rotated, err := secrets.Parse(append(mustKeyFile(t), oldText...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := newTestAPI(t, "n1", func(c *Config) { c.Secrets = rotated })
+	b.store.mu.Lock()
+	b.store.cfg = a.store.Config()
+	b.store.mu.Unlock()
+	r = do(t, b.srv.URL, "PUT", "/v1/certificates/app", "", certBody(t, cert, key))
+	if got := b.store.Config().Certificates["app"].Spec.EncryptedKey; r.status != 200 || !strings.HasPrefix(got, "rs1:"+rotated.ID()+":") {
+		t.Fatalf("re-PUT after a key rotation: %d %s, sealed %q", r.status, r.body, got)
 	}
 
 	var item api.Item
