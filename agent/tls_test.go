@@ -197,6 +197,44 @@ func TestTLSSessionResumesOnAnotherNode(t *testing.T) {
 	}
 }
 
+// TestCertificateRotationReachesEveryNode: storing a certificate again
+// makes every node serve the new chain on the same listener.
+func TestCertificateRotationReachesEveryNode(t *testing.T) {
+	var logs lockedBuffer
+	_, admins, _ := secretsCluster(t, &logs)
+	c := client.New("http://"+admins[2], "", nil)
+	waitLeader(t, []*client.Client{c})
+	port, _ := applyHTTPS(t, c)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for round := range 3 {
+		certPEM, keyPEM := testutil.Cert(t, testutil.CertOptions{Names: []string{"app.example.com"}})
+		pair, err := tls.X509KeyPair([]byte(certPEM), []byte(keyPEM))
+		if err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "certificate replaced", func() error {
+			_, err := c.PutCertificate(ctx, "web", certPEM, keyPEM, nil)
+			return err
+		})
+		for i := range 3 {
+			addr := net.JoinHostPort(DevIP(i), strconv.Itoa(port))
+			eventually(t, fmt.Sprintf("round %d: n%d serves the new certificate", round, i+1), func() error {
+				conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr,
+					&tls.Config{ServerName: "app.example.com", InsecureSkipVerify: true})
+				if err != nil {
+					return err
+				}
+				defer conn.Close()
+				if got := conn.ConnectionState().PeerCertificates[0].SerialNumber; got.Cmp(pair.Leaf.SerialNumber) != 0 {
+					return fmt.Errorf("serial %s, want %s", got, pair.Leaf.SerialNumber)
+				}
+				return nil
+			})
+		}
+	}
+}
+
 // TestCertificateKeyNeverInClear writes certificates through the API (PUT
 // and a manifest), makes every node take a Raft snapshot, stops the
 // cluster, then looks for the private keys in every file of the data
