@@ -195,6 +195,10 @@ func newPayload(t CommandType) Payload {
 		return new(RolloutDecide)
 	case CmdRolloutControl:
 		return new(RolloutControl)
+	case CmdCertificateIssue:
+		return new(CertificateIssue)
+	case CmdTicketKeysRotate:
+		return new(TicketKeysRotate)
 	}
 	return nil
 }

@@ -16,7 +16,7 @@ func ParseKind(s string) (Kind, error) {
 			return kind, nil
 		}
 	}
-	return "", invalidf("kind", "unknown kind %q (want one of listener, pool, route, vip, rollout)", s)
+	return "", invalidf("kind", "unknown kind %q (want one of certificate, listener, pool, route, vip, rollout)", s)
 }
 
 func validKind(k Kind) bool {
@@ -33,6 +33,11 @@ func (c *Config) Get(kind Kind, name string) (Object, bool) {
 	spec, idx, ok := c.lookup(kind, name)
 	if !ok {
 		return Object{}, false
+	}
+	if cs, isCert := spec.(*CertificateSpec); isCert {
+		// A key, even sealed, never leaves the replicated state.
+		r := cs.Redacted()
+		spec = &r
 	}
 	return Object{Kind: kind, Name: name, Spec: canonicalJSON(spec), ModifyIndex: idx}, true
 }
@@ -73,6 +78,8 @@ func (c *Config) names(kind Kind) []string {
 		names = sortedKeys(c.VIPs)
 	case KindRollout:
 		names = sortedKeys(c.Rollouts)
+	case KindCertificate:
+		names = sortedKeys(c.Certificates)
 	}
 	sort.Strings(names)
 	return names
@@ -103,6 +110,10 @@ func (c *Config) lookup(kind Kind, name string) (spec any, modifyIndex uint64, o
 		}
 	case KindRollout:
 		if o, ok := c.Rollouts[name]; ok && o != nil {
+			return &o.Spec, o.ModifyIndex, true
+		}
+	case KindCertificate:
+		if o, ok := c.Certificates[name]; ok && o != nil {
 			return &o.Spec, o.ModifyIndex, true
 		}
 	}
@@ -139,6 +150,8 @@ func decodeSpec(prefix string, kind Kind, raw json.RawMessage) (any, error) {
 		return decodeStrict[VIPSpec](prefix, raw, v)
 	case KindRollout:
 		return decodeStrict[RolloutSpec](prefix, raw, v)
+	case KindCertificate:
+		return decodeStrict[CertificateSpec](prefix, raw, v)
 	}
 	return nil, invalidf("kind", "unknown kind %q", kind)
 }
@@ -197,6 +210,8 @@ func newSpec(kind Kind) any {
 		return new(VIPSpec)
 	case KindRollout:
 		return new(RolloutSpec)
+	case KindCertificate:
+		return new(CertificateSpec)
 	}
 	panic("fsm: no spec type for kind " + string(kind))
 }

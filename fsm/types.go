@@ -20,8 +20,11 @@ const (
 )
 
 // Kinds lists the manifest kinds in the order a manifest is applied and
-// exported: referenced resources before the ones that reference them.
-var Kinds = []Kind{KindListener, KindPool, KindRoute, KindVIP, KindRollout}
+// exported: referenced resources before the ones that reference them,
+// except certificates, which came last (a manifest's references are
+// checked once all of it is in place, so the order is for reading only;
+// kind indexes in fuzz corpora stay what they were).
+var Kinds = []Kind{KindListener, KindPool, KindRoute, KindVIP, KindRollout, KindCertificate}
 
 // Duration is a time.Duration that reads and writes as a Go duration string
 // ("2s", "150ms") in JSON and YAML manifests. A bare number is taken as
@@ -78,12 +81,26 @@ type ListenerSpec struct {
 	// ProxyProtocol, when set, reads a PROXY protocol (v1 or v2) header
 	// from connections of trusted sources (see ProxyProtocol).
 	ProxyProtocol *ProxyProtocol `json:"proxy_protocol,omitempty"`
+	// HTTPSRedirect (http listeners) answers every request with a
+	// redirect to the same URL over https.
+	HTTPSRedirect *HTTPSRedirect `json:"https_redirect,omitempty"`
 }
 
-// ListenerTLS names the certificate files every node reads for an https listener.
+// ListenerTLS says what an https listener serves: either the certificate
+// files every node reads (CertFile, KeyFile) or certificates of the
+// replicated state, picked by SNI (see listener_tls.go).
 type ListenerTLS struct {
-	CertFile string `json:"cert_file"`
-	KeyFile  string `json:"key_file"`
+	CertFile string `json:"cert_file,omitempty"`
+	KeyFile  string `json:"key_file,omitempty"`
+	// Certificates name certificate objects; the handshake picks the one
+	// whose names match the SNI exactly, else by the longest wildcard,
+	// else Default (Certificates[0] when unset).
+	Certificates []string `json:"certificates,omitempty"`
+	Default      string   `json:"default,omitempty"`
+	// Policy tightens the protocol versions and cipher suites.
+	Policy *TLSPolicy `json:"policy,omitempty"`
+	// HSTS adds Strict-Transport-Security to every response.
+	HSTS *HSTS `json:"hsts,omitempty"`
 }
 
 // ListenerLimits bound what one client may cost a node. Zero means the
@@ -409,6 +426,14 @@ type Config struct {
 	// each one's progress, written only by rollout commands.
 	Rollouts      map[string]*Rollout       `json:"rollouts"`
 	RolloutStatus map[string]*RolloutStatus `json:"rollout_status"`
+	// Certificates are TLS certificates with sealed keys; CertificateStatus
+	// holds the issued material of ACME certificates, written only by
+	// CertificateIssue commands.
+	Certificates      map[string]*Certificate       `json:"certificates"`
+	CertificateStatus map[string]*CertificateStatus `json:"certificate_status"`
+	// TicketKeys are the cluster's sealed TLS session-ticket keys (nil
+	// until the leader first rotates them).
+	TicketKeys *TicketKeys `json:"ticket_keys,omitempty"`
 }
 
 // Lease is a TTL lease that self-registered backends are attached to. Its

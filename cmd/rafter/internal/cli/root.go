@@ -57,6 +57,8 @@ func NewRoot(s Streams, extra ...*cobra.Command) *cobra.Command {
 		newRolloutCmd(s),
 		newRegisterCmd(s),
 		newTLSCmd(s),
+		newKeygenCmd(s),
+		newCertificateCmd(s),
 		newVersionCmd(s),
 	)
 	root.AddCommand(extra...)
