@@ -47,6 +47,8 @@ func Diff(before, after *Config) []Change {
 				out = append(out, Change{Op: "delete", Kind: kind, Name: n, Before: canonicalJSON(b)})
 			case !inBefore && inAfter:
 				out = append(out, Change{Op: "create", Kind: kind, Name: n, After: canonicalJSON(a)})
+			case b == a:
+				// The same object: published objects never change.
 			default:
 				bj, aj := canonicalJSON(b), canonicalJSON(a)
 				if !bytes.Equal(bj, aj) {
@@ -56,4 +58,32 @@ func Diff(before, after *Config) []Change {
 		}
 	}
 	return out
+}
+
+// SameObjects reports whether after holds exactly the objects of before
+// (the same pointers under the same keys) in every map: applying the
+// command that turned before into after changed nothing but the index.
+func SameObjects(before, after *Config) bool {
+	return sameMap(before.Listeners, after.Listeners) &&
+		sameMap(before.Routes, after.Routes) &&
+		sameMap(before.Pools, after.Pools) &&
+		sameMap(before.VIPs, after.VIPs) &&
+		sameMap(before.Assignments, after.Assignments) &&
+		sameMap(before.Nodes, after.Nodes) &&
+		sameMap(before.Zones, after.Zones) &&
+		sameMap(before.Leases, after.Leases) &&
+		sameMap(before.Rollouts, after.Rollouts) &&
+		sameMap(before.RolloutStatus, after.RolloutStatus)
+}
+
+func sameMap[K comparable, V comparable](a, b map[K]V) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
 }
