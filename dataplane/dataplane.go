@@ -148,7 +148,7 @@ func (d *Dataplane) Run(ctx context.Context) error {
 
 func (d *Dataplane) apply(cfg *fsm.Config) {
 	start := time.Now()
-	t := compile(cfg, d.reg, d.opts.Zone)
+	t := compileNext(d.table.Load(), cfg, d.reg, d.opts.Zone)
 	d.metrics.compile.Observe(time.Since(start).Seconds())
 	for _, err := range t.errors {
 		d.log.Warn("configuration object skipped", "index", t.index, "err", err, "action", "fix the object err names (rafter get KIND NAME -o yaml, then rafter apply)")
