@@ -160,7 +160,11 @@ func (d *Dataplane) apply(cfg *fsm.Config) {
 	d.metrics.tableIndex.Set(float64(t.index))
 	d.reconcileListeners(t, vips, false)
 	d.reg.sweep(t)
-	d.metrics.sweepRoutes(t)
+	if t.incremental {
+		d.metrics.retireRoutes(t)
+	} else {
+		d.metrics.sweepRoutes(t)
+	}
 }
 
 // reconcileListeners starts servers for new listeners (before the table

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/rafterlb/rafter/fsm"
 )
 
@@ -181,20 +183,43 @@ func compileIncremental(prev *Table, cfg *fsm.Config, reg *registry) *Table {
 			lt.exact[k.host] = nl
 		}
 	}
+	t.incremental = true
 	if reg.metrics != nil {
 		t.obs = make([]*requestObs, 0, len(prev.obs))
+		var was []*requestObs
 		for _, o := range prev.obs {
-			if !changed[o.route] {
+			if changed[o.route] {
+				was = append(was, o)
+			} else {
 				t.obs = append(t.obs, o)
 			}
 		}
+		n := len(t.obs)
 		for _, name := range slices.Sorted(maps.Keys(changed)) {
 			if cr := t.routes[name]; cr != nil {
 				t.obs = attachObs(reg, cr, t.obs)
 			}
 		}
+		for _, o := range was {
+			if !slices.Contains(t.obs[n:], o) {
+				t.goneObs = append(t.goneObs, o)
+			}
+		}
 	}
 	return t
+}
+
+// retireRoutes is sweepRoutes for a table built incrementally: only the
+// series of the routes that changed can have gone, and t lists them.
+func (m *metrics) retireRoutes(t *Table) {
+	for _, o := range t.goneObs {
+		m.obs.CompareAndDelete(obsKey{o.route, o.pool}, o)
+		o.retired.Store(true)
+		m.requests.DeletePartialMatch(prometheus.Labels{"route": o.route, "pool": o.pool})
+		if t.routes[o.route] == nil {
+			m.latency.DeleteLabelValues(o.route)
+		}
+	}
 }
 
 func errMissingListener(route, listener string) error {

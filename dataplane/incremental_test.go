@@ -153,6 +153,26 @@ func TestIncrementalCompileEqualsFull(t *testing.T) {
 					incremental++
 				}
 				next := compileNext(tab, c, reg, "")
+				if withMetrics {
+					// What Dataplane.apply does after the swap: the series
+					// left must be exactly those the table counts into.
+					if next.incremental {
+						reg.metrics.retireRoutes(next)
+					} else {
+						reg.metrics.sweepRoutes(next)
+					}
+					var kept []string
+					reg.metrics.obs.Range(func(k, v any) bool {
+						if o := v.(*requestObs); o.route != "" || o.pool != "" {
+							kept = append(kept, o.route+"|"+o.pool)
+						}
+						return true
+					})
+					slices.Sort(kept)
+					if want := obsKeys(next.obs); !reflect.DeepEqual(kept, want) {
+						t.Fatalf("step %d: series kept %v, want %v", step, kept, want)
+					}
+				}
 				full := compile(c, reg, "")
 				if got, want := tableShape(next), tableShape(full); !reflect.DeepEqual(got, want) {
 					t.Fatalf("step %d (%s): incremental table differs from a full compile\n got %v\nwant %v", step, cmd.Type, got, want)

@@ -32,6 +32,10 @@ type Table struct {
 	// by name: the next table reuses what did not change (incremental.go).
 	src    *fsm.Config
 	routes map[string]*route
+	// incremental: built from the previous table, whose series of the
+	// changed routes that this one no longer counts into are goneObs.
+	incremental bool
+	goneObs     []*requestObs
 }
 
 // Index is the configuration index the table was compiled from.
