@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -514,6 +515,11 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	log.Info("rafter agent started", "admin", scheme+"://"+adminAddr, "raft", cfg.RaftAddr(), "bind", cfg.Bind, "zone", cfg.Zone)
 	a.adminAddr, a.node = adminAddr, node
 	close(a.ready)
+	// Starting ran much code once that serving never runs again, and
+	// left garbage the first collection would wait for a 4 MiB heap to
+	// reclaim: return both to the system.
+	debug.FreeOSMemory()
+	trimExecutablePages()
 	if handoff != nil {
 		// The old process told systemd this one is the service now.
 		wg.Go(func() { a.takeOver(workCtx, handoff, vips) })

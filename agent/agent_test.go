@@ -23,7 +23,7 @@ import (
 // testCluster runs three agents in this process on 127.0.0.1 with admin
 // listeners opened here (so every address is known before the start) and
 // Raft on free ports.
-func testCluster(t *testing.T, token string) (*DevCluster, []string) {
+func testCluster(t testing.TB, token string) (*DevCluster, []string) {
 	t.Helper()
 	dir := t.TempDir()
 	var lns []net.Listener
@@ -85,7 +85,7 @@ func startAgent(t *testing.T, ctx context.Context, c Config) (*Agent, <-chan err
 
 // freePort is a port free on 127.0.0.1 a moment ago; the data plane binds
 // it on 127.0.0.1-3.
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -95,7 +95,7 @@ func freePort(t *testing.T) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
@@ -103,7 +103,7 @@ func (w testWriter) Write(p []byte) (int, error) {
 }
 
 // waitLeader polls until every node reports the same leader.
-func waitLeader(t *testing.T, clients []*client.Client) string {
+func waitLeader(t testing.TB, clients []*client.Client) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()

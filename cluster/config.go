@@ -112,12 +112,18 @@ const (
 	// relies on it for safety: probe answers and VIP moves are confirmed
 	// by a quorum round (VerifyLeader) each time.
 	defaultLeaderLeaseTimeout = 500 * time.Millisecond
-	defaultCommitTimeout      = 20 * time.Millisecond
-	defaultTransportTimeout   = time.Second
-	defaultSnapshotInterval   = 30 * time.Second
-	defaultSnapshotThreshold  = 8192
-	defaultTrailingLogs       = 10240
-	transportMaxPool          = 3
+	// Followers learn that an entry committed from the leader's next
+	// AppendEntries, which without new entries comes after CommitTimeout
+	// (randomised up to 2x): it bounds how soon a change reaches the
+	// followers' data planes. 20 ms made the median propagation to all
+	// three nodes 54 ms; 5 ms makes it 20 ms, for about 100 empty appends
+	// a second to each follower.
+	defaultCommitTimeout     = 5 * time.Millisecond
+	defaultTransportTimeout  = time.Second
+	defaultSnapshotInterval  = 30 * time.Second
+	defaultSnapshotThreshold = 8192
+	defaultTrailingLogs      = 10240
+	transportMaxPool         = 3
 	// DefaultStoreLockWait: a second agent started on the same data
 	// directory fails after this long instead of waiting for ever.
 	DefaultStoreLockWait = 5 * time.Second

@@ -346,7 +346,7 @@ func (n *Node) Apply(ctx context.Context, cmd *fsm.Command) (uint64, error) {
 		return 0, n.notLeader(nil)
 	}
 	cur := n.fsm.Config()
-	if _, err := fsm.Next(cur, cur.Index+1, cmd); err != nil {
+	if _, err := n.fsm.Next(cur, cur.Index+1, cmd); err != nil {
 		return 0, err
 	}
 	data, err := fsm.EncodeCommand(cmd)

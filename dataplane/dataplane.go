@@ -164,7 +164,7 @@ func (d *Dataplane) Run(ctx context.Context) error {
 
 func (d *Dataplane) apply(cfg *fsm.Config) {
 	start := time.Now()
-	t := compile(cfg, d.reg, d.opts.Zone)
+	t := compileNext(d.table.Load(), cfg, d.reg, d.opts.Zone)
 	d.metrics.compile.Observe(time.Since(start).Seconds())
 	d.checkPoolTLS(cfg)
 	for _, err := range t.errors {
@@ -180,7 +180,11 @@ func (d *Dataplane) apply(cfg *fsm.Config) {
 	d.metrics.tableIndex.Set(float64(t.index))
 	d.reconcileListeners(t, vips, false)
 	d.reg.sweep(t)
-	d.metrics.sweepRoutes(t)
+	if t.incremental {
+		d.metrics.retireRoutes(t)
+	} else {
+		d.metrics.sweepRoutes(t)
+	}
 }
 
 // reconcileListeners starts servers for new listeners (before the table

@@ -28,6 +28,14 @@ type Table struct {
 	// obs are the per-(route, pool) series this table counts into, looked
 	// up once here rather than per request (nil without metrics).
 	obs []*requestObs
+	// src is the configuration compiled, and routes its compiled routes
+	// by name: the next table reuses what did not change (incremental.go).
+	src    *fsm.Config
+	routes map[string]*route
+	// incremental: built from the previous table, whose series of the
+	// changed routes that this one no longer counts into are goneObs.
+	incremental bool
+	goneObs     []*requestObs
 }
 
 // Index is the configuration index the table was compiled from.
@@ -178,11 +186,11 @@ func lessRoute(a, b *route) int {
 // cannot be compiled is left out and reported in Table.errors, so one bad
 // object cannot take a node's traffic down.
 func compile(cfg *fsm.Config, reg *registry, zone string) *Table {
-	t := &Table{listeners: map[string]*listenerTable{}, pools: map[string]*pool{}}
+	t := &Table{listeners: map[string]*listenerTable{}, pools: map[string]*pool{}, routes: map[string]*route{}}
 	if cfg == nil {
 		return t
 	}
-	t.index = cfg.Index
+	t.index, t.src = cfg.Index, cfg
 	for name, p := range cfg.Pools {
 		if p == nil {
 			continue
@@ -212,7 +220,7 @@ func compile(cfg *fsm.Config, reg *registry, zone string) *Table {
 		}
 		lt := t.listeners[r.Spec.Listener]
 		if lt == nil {
-			t.errors = append(t.errors, fmt.Errorf("routes[%s].listener: %q does not exist", name, r.Spec.Listener))
+			t.errors = append(t.errors, errMissingListener(name, r.Spec.Listener))
 			continue
 		}
 		cr, err := compileRoute(name, &r.Spec, t.pools, res)
@@ -220,14 +228,8 @@ func compile(cfg *fsm.Config, reg *registry, zone string) *Table {
 			t.errors = append(t.errors, err)
 			continue
 		}
-		if m := reg.metrics; m != nil {
-			cr.obs = m.requestObs(name, "")
-			t.obs = append(t.obs, cr.obs)
-			for i := range cr.split {
-				cr.split[i].obs = m.requestObs(name, cr.split[i].pool.name)
-				t.obs = append(t.obs, cr.split[i].obs)
-			}
-		}
+		t.obs = attachObs(reg, cr, t.obs)
+		t.routes[name] = cr
 		hr := byHost[lt]
 		if hr == nil {
 			hr = &hostRoutes{exact: map[string][]*route{}, wild: map[string][]*route{}}

@@ -39,6 +39,13 @@ func Empty() *Config {
 // The result shares every map that the command does not touch with c, and
 // every object it does not change keeps its modify_index.
 func Next(c *Config, index uint64, cmd *Command) (*Config, error) {
+	return NextMemo(c, index, cmd, nil)
+}
+
+// NextMemo is Next with the costly pure steps (normalizing specs, encoding
+// published objects) remembered in m, which may be nil. Its result and
+// its errors are those of Next.
+func NextMemo(c *Config, index uint64, cmd *Command, m *Memo) (*Config, error) {
 	if c == nil {
 		c = Empty()
 	}
@@ -53,11 +60,11 @@ func Next(c *Config, index uint64, cmd *Command) (*Config, error) {
 	}
 	switch p := cmd.Payload.(type) {
 	case *Put:
-		return nextPut(c, index, p)
+		return nextPut(c, index, p, m)
 	case *Delete:
 		return nextDelete(c, index, p)
 	case *ApplyManifest:
-		return nextApply(c, index, p)
+		return nextApply(c, index, p, m)
 	case *Restore:
 		return nextRestore(c, index, p)
 	case *Assign:
@@ -107,7 +114,7 @@ func checkCAS(cas *uint64, kind Kind, name string, cur uint64, exists bool) erro
 	return nil
 }
 
-func nextPut(c *Config, index uint64, cmd *Put) (*Config, error) {
+func nextPut(c *Config, index uint64, cmd *Put, m *Memo) (*Config, error) {
 	if len(cmd.Objects) != 1 {
 		return nil, invalidf("objects", "put takes exactly one object, got %d", len(cmd.Objects))
 	}
@@ -118,7 +125,7 @@ func nextPut(c *Config, index uint64, cmd *Put) (*Config, error) {
 	if err := validateName("name", o.Name); err != nil {
 		return nil, err
 	}
-	spec, canon, err := normalize("spec", o.Kind, o.Spec)
+	spec, canon, err := m.normalize("spec", o.Kind, o.Spec)
 	if err != nil {
 		return nil, err
 	}
@@ -133,6 +140,7 @@ func nextPut(c *Config, index uint64, cmd *Put) (*Config, error) {
 		return nil, err
 	}
 	b := newBuilder(c, index)
+	b.memo = m
 	b.put(o.Kind, o.Name, spec, canon)
 	if err := checkRefs(b.c, o.Kind, o.Name, "spec", true); err != nil {
 		return nil, err
@@ -194,13 +202,14 @@ func referencedBy(c *Config, kind Kind, name string) string {
 	return ""
 }
 
-func nextApply(c *Config, index uint64, cmd *ApplyManifest) (*Config, error) {
+func nextApply(c *Config, index uint64, cmd *ApplyManifest, m *Memo) (*Config, error) {
 	type key struct {
 		kind Kind
 		name string
 	}
 	seen := make(map[key]int, len(cmd.Objects))
 	b := newBuilder(c, index)
+	b.memo = m
 	for i, o := range cmd.Objects {
 		p := fmt.Sprintf("documents[%d]", i)
 		if !validKind(o.Kind) {
@@ -214,7 +223,13 @@ func nextApply(c *Config, index uint64, cmd *ApplyManifest) (*Config, error) {
 			return nil, invalidf(p+".name", "%s %q is already defined by documents[%d]", o.Kind, o.Name, j)
 		}
 		seen[k] = i
-		spec, canon, err := normalize(p+".spec", o.Kind, o.Spec)
+		if m.unchanged(c, o.Kind, o.Name, o.Spec) {
+			// What put does with a spec equal to the published one, known
+			// here without decoding it.
+			b.keep(o.Kind, o.Name)
+			continue
+		}
+		spec, canon, err := m.normalize(p+".spec", o.Kind, o.Spec)
 		if err != nil {
 			return nil, err
 		}
@@ -493,6 +508,7 @@ type builder struct {
 	c     *Config
 	index uint64
 	owned map[string]bool
+	memo  *Memo // may be nil
 }
 
 func newBuilder(c *Config, index uint64) *builder {
@@ -573,24 +589,8 @@ func (b *builder) certificateStatus() map[string]*CertificateStatus {
 // base document is kept as it was (same pointer, same modify_index), which
 // makes re-applying a manifest a no-op.
 func (b *builder) put(kind Kind, name string, spec any, canon json.RawMessage) {
-	if old, _, ok := b.base.lookup(kind, name); ok && bytes.Equal(canonicalJSON(old), canon) {
-		if b.keeps(kind, name) {
-			return
-		}
-		switch kind {
-		case KindListener:
-			b.listeners()[name] = b.base.Listeners[name]
-		case KindRoute:
-			b.routes()[name] = b.base.Routes[name]
-		case KindPool:
-			b.pools()[name] = b.base.Pools[name]
-		case KindVIP:
-			b.vips()[name] = b.base.VIPs[name]
-		case KindRollout:
-			b.rollouts()[name] = b.base.Rollouts[name]
-		case KindCertificate:
-			b.certificates()[name] = b.base.Certificates[name]
-		}
+	if old, _, ok := b.base.lookup(kind, name); ok && bytes.Equal(b.memo.canonicalOf(old), canon) {
+		b.keep(kind, name)
 		return
 	}
 	switch kind {
@@ -612,6 +612,28 @@ func (b *builder) put(kind Kind, name string, spec any, canon json.RawMessage) {
 				delete(b.certificateStatus(), name)
 			}
 		}
+	}
+}
+
+// keep makes the document being built hold the base document's object
+// for (kind, name), which must exist: same pointer, same modify_index.
+func (b *builder) keep(kind Kind, name string) {
+	if b.keeps(kind, name) {
+		return
+	}
+	switch kind {
+	case KindListener:
+		b.listeners()[name] = b.base.Listeners[name]
+	case KindRoute:
+		b.routes()[name] = b.base.Routes[name]
+	case KindPool:
+		b.pools()[name] = b.base.Pools[name]
+	case KindVIP:
+		b.vips()[name] = b.base.VIPs[name]
+	case KindRollout:
+		b.rollouts()[name] = b.base.Rollouts[name]
+	case KindCertificate:
+		b.certificates()[name] = b.base.Certificates[name]
 	}
 }
 

@@ -3,6 +3,7 @@ package fsm
 import (
 	"bytes"
 	"encoding/json"
+	"reflect"
 	"sort"
 )
 
@@ -47,6 +48,8 @@ func Diff(before, after *Config) []Change {
 				out = append(out, Change{Op: "delete", Kind: kind, Name: n, Before: publicJSON(b)})
 			case !inBefore && inAfter:
 				out = append(out, Change{Op: "create", Kind: kind, Name: n, After: publicJSON(a)})
+			case b == a:
+				// The same object: published objects never change.
 			default:
 				bj, aj := canonicalJSON(b), canonicalJSON(a)
 				if !bytes.Equal(bj, aj) {
@@ -56,4 +59,44 @@ func Diff(before, after *Config) []Change {
 		}
 	}
 	return out
+}
+
+// SameObjects reports whether after holds exactly the objects of before
+// (the same pointers under the same keys) in every map and pointer field
+// of Config: applying the command that turned before into after changed
+// nothing but the index. It walks Config's fields by reflection, so that
+// a kind added later can never be left out of the comparison (an apply
+// answered as unchanged writes nothing).
+func SameObjects(before, after *Config) bool {
+	bv, av := reflect.ValueOf(before).Elem(), reflect.ValueOf(after).Elem()
+	for i := range bv.NumField() {
+		if bv.Type().Field(i).Name == "Index" {
+			continue
+		}
+		if !sameField(bv.Field(i), av.Field(i)) {
+			return false
+		}
+	}
+	return true
+}
+
+func sameField(a, b reflect.Value) bool {
+	switch a.Kind() {
+	case reflect.Map:
+		if a.Len() != b.Len() {
+			return false
+		}
+		it := a.MapRange()
+		for it.Next() {
+			w := b.MapIndex(it.Key())
+			if !w.IsValid() || !sameField(it.Value(), w) {
+				return false
+			}
+		}
+		return true
+	case reflect.Pointer:
+		return a.Pointer() == b.Pointer()
+	default:
+		return reflect.DeepEqual(a.Interface(), b.Interface())
+	}
 }

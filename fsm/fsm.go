@@ -13,11 +13,13 @@ type FSM struct {
 
 	mu      sync.Mutex // guards changed
 	changed chan struct{}
+
+	memo *Memo
 }
 
 // New returns an FSM holding Empty().
 func New() *FSM {
-	f := &FSM{changed: make(chan struct{})}
+	f := &FSM{changed: make(chan struct{}), memo: NewMemo()}
 	f.cur.Store(Empty())
 	return f
 }
@@ -30,7 +32,7 @@ func (f *FSM) Apply(index uint64, data []byte) error {
 	cmd, err := DecodeCommand(data)
 	if err == nil {
 		var next *Config
-		if next, err = Next(cur, index, cmd); err == nil {
+		if next, err = NextMemo(cur, index, cmd, f.memo); err == nil {
 			f.publish(next)
 			return nil
 		}
@@ -39,6 +41,12 @@ func (f *FSM) Apply(index uint64, data []byte) error {
 	same.Index = index
 	f.publish(&same)
 	return err
+}
+
+// Next is Next(c, index, cmd) sharing this FSM's memo, so that checking a
+// command before proposing it makes its apply cheaper too.
+func (f *FSM) Next(c *Config, index uint64, cmd *Command) (*Config, error) {
+	return NextMemo(c, index, cmd, f.memo)
 }
 
 // Config returns the current document. It is immutable: never modify it.

@@ -189,6 +189,10 @@ type server struct {
 	// streams end instead of holding Shutdown until its deadline.
 	stopping chan struct{}
 	stopOnce sync.Once
+
+	// memo keeps the parsed documents and normalized specs of the
+	// manifests applied through this node, so applying one again is cheap.
+	memo *fsm.Memo
 }
 
 // closeStreams ends every event stream; NewServer registers it with the
@@ -236,6 +240,7 @@ func newServer(cfg Config) (*server, error) {
 		client:   client,
 		mux:      http.NewServeMux(),
 		stopping: make(chan struct{}),
+		memo:     fsm.NewMemo(),
 	}
 	s.routes = s.apiRoutes()
 	for _, rt := range s.routes {

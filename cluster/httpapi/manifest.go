@@ -26,7 +26,7 @@ func (s *server) handleApply(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	objs, err := fsm.ParseManifest(body)
+	objs, err := s.memo.ParseManifest(body)
 	if err != nil {
 		return fmt.Errorf("manifest: %w", err)
 	}
@@ -43,12 +43,17 @@ func (s *server) applyWithChanges(w http.ResponseWriter, r *http.Request, body [
 	if cur == nil {
 		cur = fsm.Empty()
 	}
-	next, nextErr := fsm.Next(cur, cur.Index+1, cmd)
+	next, nextErr := fsm.NextMemo(cur, cur.Index+1, cmd, s.memo)
 	if dry {
 		if nextErr != nil {
 			return nextErr
 		}
 		return s.answer(w, http.StatusOK, cur.Index, api.ApplyResult{Changes: nonNil(fsm.Diff(cur, next))})
+	}
+	if nextErr == nil && fsm.SameObjects(cur, next) {
+		if idx, ok := s.unchangedAt(r, cmd, cur); ok {
+			return s.answer(w, http.StatusOK, idx, api.ApplyResult{Index: idx, Changes: []fsm.Change{}})
+		}
 	}
 	// The leader decides validity: a follower's state may be behind, so a
 	// local verdict is not final and the request goes to Apply either way.
@@ -64,6 +69,29 @@ func (s *server) applyWithChanges(w http.ResponseWriter, r *http.Request, body [
 		changes = fsm.Diff(cur, next)
 	}
 	return s.answer(w, http.StatusOK, idx, api.ApplyResult{Index: idx, Changes: nonNil(changes)})
+}
+
+// unchangedAt decides, on the leader, that cmd would change nothing,
+// without writing it: a linearizable read gives the latest state, and
+// when cmd keeps every object of that state the answer is that state's
+// index. Committing an entry that changes nothing would tell the client
+// no more, and cost every node a decode and an apply of the whole
+// manifest. checked is a state the caller found cmd to keep unchanged.
+// ok is false when this node cannot decide so (a follower, no
+// quorum, or cmd changes the latest state); the caller then proposes cmd.
+func (s *server) unchangedAt(r *http.Request, cmd *fsm.Command, checked *fsm.Config) (uint64, bool) {
+	latest, err := s.store.ConsistentConfig(r.Context())
+	if err != nil || latest == nil {
+		return 0, false
+	}
+	if latest == checked {
+		return latest.Index, true
+	}
+	next, err := fsm.NextMemo(latest, latest.Index+1, cmd, s.memo)
+	if err != nil || !fsm.SameObjects(latest, next) {
+		return 0, false
+	}
+	return latest.Index, true
 }
 
 func nonNil(c []fsm.Change) []fsm.Change {

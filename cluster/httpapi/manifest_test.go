@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -159,5 +160,62 @@ func TestExportRoundTrip(t *testing.T) {
 	a := newTestAPI(t, "n1", nil)
 	if r := do(t, a.srv.URL, "GET", "/v1/config?format=toml", "", ""); r.status != 400 || r.errorBody(t).Field != "format" {
 		t.Fatalf("bad format: %d %s", r.status, r.body)
+	}
+}
+
+// TestApplyUnchangedWritesNothing: re-applying a manifest answers at the
+// current index with no changes and proposes nothing, on the leader and
+// through a follower; modify_index stays, so compare-and-set keeps
+// working; a real change is still written.
+func TestApplyUnchangedWritesNothing(t *testing.T) {
+	leader := newTestAPI(t, "n1", nil)
+	r := do(t, leader.srv.URL, "POST", "/v1/apply", "", sampleManifest)
+	if r.status != 200 {
+		t.Fatalf("apply: %d %s", r.status, r.body)
+	}
+	written := leader.store.Config()
+	follower := newTestAPI(t, "n2", nil)
+	follower.store.setFollower("n1", leader.srv.Listener.Addr().String())
+	for _, via := range []*testAPI{leader, follower, leader} {
+		r = do(t, via.srv.URL, "POST", "/v1/apply", "", sampleManifest)
+		var resp api.ApplyResult
+		r.decode(t, &resp)
+		if r.status != 200 || len(resp.Changes) != 0 || resp.Index != written.Index {
+			t.Fatalf("re-apply via %s: %d %s, want no changes at index %d", via.store.id, r.status, r.body, written.Index)
+		}
+		if got := r.header.Get(HeaderIndex); got != fmt.Sprint(written.Index) {
+			t.Fatalf("re-apply via %s: %s %q, want %d", via.store.id, HeaderIndex, got, written.Index)
+		}
+		if leader.store.Config() != written {
+			t.Fatalf("re-apply via %s wrote index %d", via.store.id, leader.store.Config().Index)
+		}
+	}
+	route := written.Routes["app"]
+	r = do(t, leader.srv.URL, "PUT", fmt.Sprintf("/v1/routes/app?cas=%d", route.ModifyIndex), "",
+		`{"listener": "web", "match": {"path": {"prefix": "/"}}, "action": {"split": [{"pool": "app", "weight": 100}]}, "priority": 2}`)
+	if r.status != 200 {
+		t.Fatalf("cas put after unchanged applies: %d %s", r.status, r.body)
+	}
+	r = do(t, leader.srv.URL, "POST", "/v1/apply", "", sampleManifest)
+	var resp api.ApplyResult
+	r.decode(t, &resp)
+	if r.status != 200 || len(resp.Changes) != 1 || resp.Changes[0].Op != "update" || resp.Index != leader.store.Config().Index {
+		t.Fatalf("apply undoing the put: %d %s", r.status, r.body)
+	}
+	if leader.store.Config().Routes["app"].Spec.Priority != 0 {
+		t.Fatal("the changed apply was not written")
+	}
+}
+
+// TestApplyUnchangedNoQuorum: without a leader nothing can be confirmed
+// current, so an unchanged apply gets the same 503 as any write.
+func TestApplyUnchangedNoQuorum(t *testing.T) {
+	a := newTestAPI(t, "n1", nil)
+	if r := do(t, a.srv.URL, "POST", "/v1/apply", "", sampleManifest); r.status != 200 {
+		t.Fatalf("apply: %d %s", r.status, r.body)
+	}
+	a.store.setNoLeader()
+	if r := do(t, a.srv.URL, "POST", "/v1/apply", "", sampleManifest); r.status != http.StatusServiceUnavailable {
+		t.Fatalf("unchanged apply without a leader: %d %s, want 503", r.status, r.body)
 	}
 }
