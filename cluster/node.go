@@ -186,7 +186,8 @@ func (n *Node) openStores(hlog hclog.Logger) (raft.StableStore, raft.SnapshotSto
 		if snaps == nil {
 			snaps = raft.NewInmemSnapshotStore()
 		}
-		return stable, snaps, nil
+		n.logs = guardLog(n.logs)
+		return guardStable(stable), snaps, nil
 	}
 
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
@@ -209,7 +210,7 @@ func (n *Node) openStores(hlog hclog.Logger) (raft.StableStore, raft.SnapshotSto
 	}
 	bolt := &closingStore{bolt: db}
 	n.closers = append(n.closers, bolt)
-	logs, err := raft.NewLogCache(512, bolt)
+	logs, err := raft.NewLogCache(512, guardLog(bolt))
 	if err != nil {
 		return nil, nil, fmt.Errorf("cluster: log cache: %w", err)
 	}
@@ -229,7 +230,7 @@ func (n *Node) openStores(hlog hclog.Logger) (raft.StableStore, raft.SnapshotSto
 		Timeout: cfg.TransportTimeout,
 		Logger:  hlog,
 	})
-	return bolt, snaps, nil
+	return guardStable(bolt), snaps, nil
 }
 
 // checkNewestSnapshot refuses to start from a damaged newest snapshot.
