@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 )
 
 // These tests drive one real hashicorp/raft node (the follower under test,
@@ -273,5 +275,162 @@ func TestTruncationFailingHalfwayKeepsTheLog(t *testing.T) {
 	}
 	if last, err := h.logs.LastIndex(); err != nil || last != 7 {
 		t.Fatalf("f's log ends at %d (%v), want 7: its conflicting entry 8 of term 2 must be gone", last, err)
+	}
+}
+
+// failDeletes is a log store whose deletes fail while full is set.
+type failDeletes struct {
+	raft.LogStore
+	full atomic.Bool
+}
+
+func (s *failDeletes) DeleteRange(min, max uint64) error {
+	if s.full.Load() {
+		return errDiskFull
+	}
+	return s.LogStore.DeleteRange(min, max)
+}
+
+// TestTruncatingLog: at every point a step can fail, the store holds a
+// log Raft knows: the one before the step or the one after it.
+func TestTruncatingLog(t *testing.T) {
+	// A log of 1-8 in term 2.
+	newStore := func(t *testing.T) (*diskLog, *failDeletes, raft.LogStore) {
+		t.Helper()
+		disk := &diskLog{LogStore: raft.NewInmemStore()}
+		dels := &failDeletes{LogStore: disk}
+		g := guardLog(dels)
+		if err := g.StoreLogs(entries(1, 8, 2)); err != nil {
+			t.Fatal(err)
+		}
+		return disk, dels, g
+	}
+	// want checks the store holds exactly first..last, each entry from
+	// term terms(i).
+	want := func(t *testing.T, g raft.LogStore, first, last uint64, terms func(uint64) uint64) {
+		t.Helper()
+		f, _ := g.FirstIndex()
+		l, _ := g.LastIndex()
+		if f != first || l != last {
+			t.Fatalf("log spans %d-%d, want %d-%d", f, l, first, last)
+		}
+		for i := first; i <= last; i++ {
+			var e raft.Log
+			if err := g.GetLog(i, &e); err != nil || e.Term != terms(i) {
+				t.Fatalf("entry %d: term %d (%v), want term %d", i, e.Term, err, terms(i))
+			}
+		}
+	}
+	term2 := func(uint64) uint64 { return 2 }
+	newFrom6 := func(i uint64) uint64 {
+		if i >= 6 {
+			return 3
+		}
+		return 2
+	}
+
+	t.Run("conflict resolved", func(t *testing.T) {
+		_, _, g := newStore(t)
+		if err := g.DeleteRange(6, 8); err != nil {
+			t.Fatal(err)
+		}
+		if err := g.StoreLogs(entries(6, 7, 3)); err != nil {
+			t.Fatal(err)
+		}
+		want(t, g, 1, 7, newFrom6)
+	})
+	t.Run("append fails: the old suffix stays", func(t *testing.T) {
+		disk, _, g := newStore(t)
+		if err := g.DeleteRange(6, 8); err != nil {
+			t.Fatal(err)
+		}
+		disk.full.Store(true)
+		if err := g.StoreLogs(entries(6, 7, 3)); err == nil {
+			t.Fatal("append on a full disk succeeded")
+		}
+		disk.full.Store(false)
+		want(t, g, 1, 8, term2)
+	})
+	t.Run("delete beyond the new entries fails: the append reports it", func(t *testing.T) {
+		_, dels, g := newStore(t)
+		if err := g.DeleteRange(6, 8); err != nil {
+			t.Fatal(err)
+		}
+		dels.full.Store(true)
+		if err := g.StoreLogs(entries(6, 7, 3)); err == nil {
+			t.Fatal("the append succeeded although the old entry 8 could not be deleted")
+		}
+		dels.full.Store(false)
+		// Raft still counts 8 (term 2) as its last entry: so does the store.
+		want(t, g, 1, 8, func(i uint64) uint64 {
+			if i == 6 || i == 7 {
+				return 3
+			}
+			return 2
+		})
+	})
+	t.Run("compaction deletes at once", func(t *testing.T) {
+		_, _, g := newStore(t)
+		if err := g.DeleteRange(1, 5); err != nil {
+			t.Fatal(err)
+		}
+		want(t, g, 6, 8, term2)
+	})
+	t.Run("a deferred delete is done before any other use", func(t *testing.T) {
+		_, _, g := newStore(t)
+		if err := g.DeleteRange(6, 8); err != nil {
+			t.Fatal(err)
+		}
+		want(t, g, 1, 5, term2)
+	})
+	t.Run("an append elsewhere deletes first", func(t *testing.T) {
+		_, _, g := newStore(t)
+		if err := g.DeleteRange(6, 8); err != nil {
+			t.Fatal(err)
+		}
+		if err := g.StoreLogs(entries(7, 7, 3)); err != nil {
+			t.Fatal(err)
+		}
+		var e raft.Log
+		if err := g.GetLog(6, &e); !errors.Is(err, raft.ErrLogNotFound) {
+			t.Fatalf("entry 6 after its deletion: %v, want not found", err)
+		}
+	})
+}
+
+// TestVoteStoreReadsAClearedCandidateAsNone: Raft tells "no vote" from
+// "a vote" by the candidate key's absence; a cleared candidate must read
+// so on bolt and in memory alike.
+func TestVoteStoreReadsAClearedCandidateAsNone(t *testing.T) {
+	bolt, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(t.TempDir(), "raft.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = bolt.Close() })
+	for _, tc := range []struct {
+		name  string
+		store raft.StableStore
+	}{{"bolt", bolt}, {"memory", raft.NewInmemStore()}} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := guardStable(tc.store)
+			if err := s.Set(keyLastVoteCand, []byte("a")); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.SetUint64(keyLastVoteTerm, 5); err != nil {
+				t.Fatal(err)
+			}
+			if v, err := s.Get(keyLastVoteCand); err == nil || err.Error() != "not found" || v != nil {
+				t.Fatalf("candidate after a new vote term: %q, %v; want nothing, \"not found\"", v, err)
+			}
+			if term, err := s.GetUint64(keyLastVoteTerm); err != nil || term != 5 {
+				t.Fatalf("vote term %d (%v), want 5", term, err)
+			}
+			if err := s.Set(keyLastVoteCand, []byte("b")); err != nil {
+				t.Fatal(err)
+			}
+			if v, err := s.Get(keyLastVoteCand); err != nil || string(v) != "b" {
+				t.Fatalf("candidate after the vote: %q, %v; want b", v, err)
+			}
+		})
 	}
 }
