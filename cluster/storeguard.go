@@ -78,6 +78,13 @@ func (s voteStore) Get(k []byte) ([]byte, error) {
 // leaves the old entries beyond the new ones, which Raft also still counts
 // as its log (the append reports the failure), and the next append
 // truncates them again.
+//
+// One thing Raft forgets at the delete, not at the append: a membership
+// change among the dropped entries. When the append fails and those
+// entries later win after all (their leader is elected again), Raft runs
+// with the older membership until it restarts. Membership changes are
+// rare and operator-driven; a follower stuck on entries it no longer has
+// was not.
 type truncatingLog struct {
 	raft.LogStore
 
