@@ -40,8 +40,9 @@ var errVoteNotFound = errors.New("not found")
 // log is up to date: a node missing committed entries can then be elected
 // and overwrite them on the others, which have already applied them (a
 // silent divergence). voteStore clears the candidate before the term
-// changes, so a failure in between leaves "no vote in this term", on which
-// Raft decides afresh, checking the log.
+// changes, so a failure at any point leaves no recorded candidate: in the
+// new term Raft decides afresh, checking the log, and the older term is
+// over (Raft saves the current term before it records any vote).
 type voteStore struct{ raft.StableStore }
 
 func (s voteStore) SetUint64(k []byte, v uint64) error {
