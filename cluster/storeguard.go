@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/raft"
 )
@@ -13,13 +15,15 @@ import (
 // its own memory only after a write succeeds, but some of its steps take
 // two writes; when the first succeeds and the second fails (a full disk),
 // what is on disk is a state Raft never meant, and Raft goes on from what
-// it believes instead. Each guard orders or defers the writes of one such
-// step so that a failure at any point leaves the stores in a state Raft
-// either had before the step or reaches after it.
+// it believes instead. Each guard orders the writes of one such step, or
+// sees it through, so that the stores never hold a state Raft does not
+// know of that it could act on.
 
 // guardLog and guardStable wrap the stores Raft is given (under its log
 // cache, whose contents follow the store's answers).
-func guardLog(s raft.LogStore) raft.LogStore          { return &truncatingLog{LogStore: s} }
+func guardLog(s raft.LogStore, stop <-chan struct{}, log *slog.Logger) raft.LogStore {
+	return &truncatingLog{LogStore: s, stop: stop, log: log}
+}
 func guardStable(s raft.StableStore) raft.StableStore { return voteStore{s} }
 
 // Raft's keys in the stable store (hashicorp/raft raft.go).
@@ -64,118 +68,93 @@ func (s voteStore) Get(k []byte) ([]byte, error) {
 	return v, err
 }
 
-// truncatingLog makes a follower's "drop my conflicting suffix, append the
-// leader's entries" one step. Raft deletes the suffix, then appends, and
-// records the new last entry only if the append succeeds; when it fails
-// (a full disk), Raft still counts the deleted entries as its log. It then
-// refuses every later append of the same entries ("failed to get log
-// entry"), so the follower stays behind until it restarts, and it answers
-// votes and previous-entry checks with entries it no longer has.
+// truncatingLog keeps a follower's "drop my conflicting suffix, append the
+// leader's entries" from ending halfway. Raft deletes the suffix, then
+// appends, and records the new last entry only when the append succeeds;
+// when the append fails (a full disk), Raft goes on counting the deleted
+// entries as its log. It then refuses every later append of the same
+// entries ("failed to get log entry"), so the follower stays behind until
+// it restarts.
 //
-// truncatingLog defers deleting a suffix until the append that follows it:
-// it writes the new entries over the old ones first and deletes only what
-// lies beyond them afterwards. A failed append leaves the old suffix in
-// place, the log Raft still believes it has; a failed delete afterwards
-// leaves the old entries beyond the new ones, which Raft also still counts
-// as its log (the append reports the failure), and the next append
-// truncates them again.
+// Doing the two writes in the other order (new entries first, then the
+// rest of the old suffix) would be worse: a failed delete or a crash in
+// between leaves newer entries followed by older ones of a lower term, and
+// a leader holding those older ones would then find its previous entry
+// matched on this node while the entries before it differ — a silent
+// divergence. Raft's own order leaves, at any instant, a prefix of the log
+// Raft believes it has, which is always safe to crash on.
 //
-// One thing Raft forgets at the delete, not at the append: a membership
-// change among the dropped entries. When the append fails and those
-// entries later win after all (their leader is elected again), Raft runs
-// with the older membership until it restarts. Membership changes are
-// rare and operator-driven; a follower stuck on entries it no longer has
-// was not.
+// So the order stays, and the append that follows a truncation does not
+// give up: truncatingLog retries it, backing off up to a second, until
+// the disk has room (the follower stops taking the log meanwhile, as a
+// node with a full disk must) or the node closes. Raft's view and the
+// disk then agree again the moment the append lands.
 type truncatingLog struct {
 	raft.LogStore
+	stop <-chan struct{} // closed when the node closes: give up retrying
+	log  *slog.Logger
 
-	mu      sync.Mutex
-	pending *logSpan // a suffix to delete, not yet deleted
+	mu        sync.Mutex
+	truncated bool // a suffix was deleted and no append has landed since
 }
 
-type logSpan struct{ min, max uint64 }
-
-// flush deletes a deferred suffix; the caller holds s.mu.
-func (s *truncatingLog) flush() error {
-	p := s.pending
-	if p == nil {
-		return nil
-	}
-	s.pending = nil
-	return s.LogStore.DeleteRange(p.min, p.max)
-}
+// Backing off between the tries of an append that follows a truncation.
+const (
+	truncRetryFirst = 10 * time.Millisecond
+	truncRetryMax   = time.Second
+)
 
 func (s *truncatingLog) DeleteRange(min, max uint64) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.flush(); err != nil {
-		return err
-	}
 	first, err := s.LogStore.FirstIndex()
 	if err != nil {
 		return err
 	}
-	last, err := s.LogStore.LastIndex()
-	if err != nil {
-		return err
+	if err := s.LogStore.DeleteRange(min, max); err != nil {
+		return err // one bolt transaction: nothing was deleted
 	}
-	// A suffix (what a follower drops on a conflict) is deferred; a prefix
-	// (compaction after a snapshot) or the whole log is deleted now.
-	if min > first && min <= last && max >= last {
-		s.pending = &logSpan{min: min, max: max}
-		return nil
+	// A suffix (what a follower drops on a conflict) rather than a prefix
+	// (compaction after a snapshot) or the whole log.
+	if min > first {
+		s.mu.Lock()
+		s.truncated = true
+		s.mu.Unlock()
 	}
-	return s.LogStore.DeleteRange(min, max)
+	return nil
 }
 
 func (s *truncatingLog) StoreLog(l *raft.Log) error { return s.StoreLogs([]*raft.Log{l}) }
 
 func (s *truncatingLog) StoreLogs(logs []*raft.Log) error {
+	err := s.LogStore.StoreLogs(logs)
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	p := s.pending
-	if p == nil || len(logs) == 0 || logs[0].Index != p.min {
-		if err := s.flush(); err != nil {
-			return err
-		}
-		return s.LogStore.StoreLogs(logs)
+	truncated := s.truncated
+	if err == nil {
+		s.truncated = false
 	}
-	s.pending = nil
-	if err := s.LogStore.StoreLogs(logs); err != nil {
-		return err // the old suffix is still there, as Raft believes
-	}
-	if last := logs[len(logs)-1].Index; last < p.max {
-		if err := s.LogStore.DeleteRange(last+1, p.max); err != nil {
-			return fmt.Errorf("cluster: dropping the conflicting log entries %d-%d after the new ones: %w", last+1, p.max, err)
-		}
-	}
-	return nil
-}
-
-// settle deletes a deferred suffix before any other use of the store.
-func (s *truncatingLog) settle() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.flush()
-}
-
-func (s *truncatingLog) GetLog(index uint64, l *raft.Log) error {
-	if err := s.settle(); err != nil {
+	s.mu.Unlock()
+	if err == nil || !truncated {
 		return err
 	}
-	return s.LogStore.GetLog(index, l)
-}
-
-func (s *truncatingLog) FirstIndex() (uint64, error) {
-	if err := s.settle(); err != nil {
-		return 0, err
+	s.log.Warn("cannot write the log entries that replace a dropped conflicting suffix; this node takes no more of the log until it can",
+		"first", logs[0].Index, "last", logs[len(logs)-1].Index, "err", err,
+		"action", "free space on the filesystem holding --data-dir")
+	wait := truncRetryFirst
+	for {
+		t := time.NewTimer(wait)
+		select {
+		case <-s.stop:
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+		if err = s.LogStore.StoreLogs(logs); err == nil {
+			s.mu.Lock()
+			s.truncated = false
+			s.mu.Unlock()
+			s.log.Info("wrote the log entries that replace a dropped conflicting suffix",
+				"first", logs[0].Index, "last", logs[len(logs)-1].Index)
+			return nil
+		}
+		wait = min(2*wait, truncRetryMax)
 	}
-	return s.LogStore.FirstIndex()
-}
-
-func (s *truncatingLog) LastIndex() (uint64, error) {
-	if err := s.settle(); err != nil {
-		return 0, err
-	}
-	return s.LogStore.LastIndex()
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -54,20 +55,25 @@ func (s *diskStable) SetUint64(k []byte, v uint64) error {
 	return nil
 }
 
-// diskLog is a log store whose appends fail while full is set.
+// diskLog is a log store whose appends fail while full is set; refused
+// counts the appends it refused.
 type diskLog struct {
 	raft.LogStore
-	full atomic.Bool
+	full    atomic.Bool
+	refused atomic.Int64
 }
 
 func (s *diskLog) StoreLog(l *raft.Log) error { return s.StoreLogs([]*raft.Log{l}) }
 
 func (s *diskLog) StoreLogs(logs []*raft.Log) error {
 	if s.full.Load() {
+		s.refused.Add(1)
 		return errDiskFull
 	}
 	return s.LogStore.StoreLogs(logs)
 }
+
+var discardLog = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 // recordFSM remembers the data of every command it applied, by index.
 type recordFSM struct {
@@ -109,7 +115,8 @@ const handNode = "f"
 // that f never starts an election during a test.
 func startHandFollower(t *testing.T, disk raft.LogStore, stable raft.StableStore) *handFollower {
 	t.Helper()
-	logs, err := raft.NewLogCache(512, guardLog(disk))
+	stop := make(chan struct{})
+	logs, err := raft.NewLogCache(512, guardLog(disk, stop, discardLog))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,6 +145,7 @@ func startHandFollower(t *testing.T, disk raft.LogStore, stable raft.StableStore
 		t.Fatalf("raft: %v", err)
 	}
 	t.Cleanup(func() { _ = h.r.Shutdown().Error() })
+	t.Cleanup(func() { close(stop) }) // first: a retrying append gives up
 	return h
 }
 
@@ -238,11 +246,13 @@ func TestVoteFailingHalfwayGrantsNoStaleCandidate(t *testing.T) {
 }
 
 // TestTruncationFailingHalfwayKeepsTheLog: a follower that drops its
-// conflicting entries for a new leader's and fails to write the new ones
-// (a full disk) must still take them once the disk has room. Raft
-// deletes the old entries first and, when the append fails, keeps counting
-// them as its log: every later try failed on "failed to get log entry",
-// and the follower stayed behind until it restarted.
+// conflicting entries for a new leader's and cannot write the new ones (a
+// full disk) must take them once the disk has room. Raft deletes the old
+// entries first and, when the append fails, keeps counting them as its
+// log: every later try failed on "failed to get log entry", and the
+// follower stayed behind until it restarted. Now the append waits for the
+// disk, and meanwhile the disk holds a prefix of the old log, never newer
+// entries followed by older ones.
 func TestTruncationFailingHalfwayKeepsTheLog(t *testing.T) {
 	disk := &diskLog{LogStore: raft.NewInmemStore()}
 	h := startHandFollower(t, disk, raft.NewInmemStore())
@@ -256,18 +266,48 @@ func TestTruncationFailingHalfwayKeepsTheLog(t *testing.T) {
 	// Term 3: b leads with entries 6-7 of its own after the common 5; f's
 	// 6-8 of term 2 conflict. The disk is full when f appends.
 	disk.full.Store(true)
-	if resp := h.appendFrom("b", 3, 5, 2, entries(6, 7, 3), 4); resp.Success {
-		t.Fatal("term 3: f reported success for an append its disk refused")
+	done := make(chan *raft.AppendEntriesResponse, 1)
+	go func() {
+		var resp raft.AppendEntriesResponse
+		req := &raft.AppendEntriesRequest{
+			RPCHeader: handHeader("b"), Term: 3, PrevLogEntry: 5, PrevLogTerm: 2,
+			Entries: entries(6, 7, 3), LeaderCommitIndex: 4,
+		}
+		if err := h.peers["b"].AppendEntries(handNode, handNode, req, &resp); err != nil {
+			t.Errorf("append entries from b: %v", err)
+		}
+		done <- &resp
+	}()
+	waitFor(t, "f trying twice to write b's entries on the full disk", func() bool { return disk.refused.Load() >= 2 })
+	select {
+	case resp := <-done:
+		t.Fatalf("f answered b (success %v) while its disk refused the entries that replace its dropped ones", resp.Success)
+	default:
 	}
-	disk.full.Store(false)
-
-	// The disk has room again; b sends the same entries, now committed.
-	resp := h.appendFrom("b", 3, 5, 2, entries(6, 7, 3), 7)
-	if !resp.Success {
+	// What a crash now would leave: a prefix of the old log.
+	if last, err := disk.LastIndex(); err != nil || last != 5 {
+		t.Fatalf("while the disk is full, the log on it ends at %d (%v), want 5: the dropped suffix and nothing else", last, err)
+	}
+	for i := uint64(1); i <= 5; i++ {
 		var l raft.Log
-		err := h.logs.GetLog(6, &l)
-		t.Fatalf("term 3: f still refuses b's entries 6-7 after its disk has room (f's last log %d; entry 6 in its store: %v): "+
-			"it counts entries it deleted for them as its own", resp.LastLog, err)
+		if err := disk.GetLog(i, &l); err != nil {
+			t.Fatalf("entry %d of the common prefix: %v", i, err)
+		}
+	}
+
+	disk.full.Store(false)
+	var resp *raft.AppendEntriesResponse
+	select {
+	case resp = <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("f never answered b after its disk had room")
+	}
+	if !resp.Success {
+		t.Fatalf("f refused b's entries 6-7 after its disk had room (f's last log %d)", resp.LastLog)
+	}
+	// b commits 6-7; f takes them.
+	if resp := h.appendFrom("b", 3, 7, 3, nil, 7); !resp.Success {
+		t.Fatalf("term 3: f refused b's heartbeat after 7 (f's last log %d)", resp.LastLog)
 	}
 	h.waitApplied(7, "7/3")
 	if got, _ := h.fsm.get(6); got != "6/3" {
@@ -292,18 +332,20 @@ func (s *failDeletes) DeleteRange(min, max uint64) error {
 }
 
 // TestTruncatingLog: at every point a step can fail, the store holds a
-// log Raft knows: the one before the step or the one after it.
+// prefix of a log Raft knows, and an append that replaces a dropped suffix
+// lands once the disk has room.
 func TestTruncatingLog(t *testing.T) {
 	// A log of 1-8 in term 2.
-	newStore := func(t *testing.T) (*diskLog, *failDeletes, raft.LogStore) {
+	newStore := func(t *testing.T) (*diskLog, *failDeletes, raft.LogStore, chan struct{}) {
 		t.Helper()
 		disk := &diskLog{LogStore: raft.NewInmemStore()}
 		dels := &failDeletes{LogStore: disk}
-		g := guardLog(dels)
+		stop := make(chan struct{})
+		g := guardLog(dels, stop, discardLog)
 		if err := g.StoreLogs(entries(1, 8, 2)); err != nil {
 			t.Fatal(err)
 		}
-		return disk, dels, g
+		return disk, dels, g, stop
 	}
 	// want checks the store holds exactly first..last, each entry from
 	// term terms(i).
@@ -328,9 +370,26 @@ func TestTruncatingLog(t *testing.T) {
 		}
 		return 2
 	}
+	// storeAsync appends in the background; the result arrives on the
+	// channel.
+	storeAsync := func(g raft.LogStore, logs []*raft.Log) chan error {
+		ch := make(chan error, 1)
+		go func() { ch <- g.StoreLogs(logs) }()
+		return ch
+	}
+	waitErr := func(t *testing.T, ch chan error) error {
+		t.Helper()
+		select {
+		case err := <-ch:
+			return err
+		case <-time.After(30 * time.Second):
+			t.Fatal("the append never returned")
+			return nil
+		}
+	}
 
 	t.Run("conflict resolved", func(t *testing.T) {
-		_, _, g := newStore(t)
+		_, _, g, _ := newStore(t)
 		if err := g.DeleteRange(6, 8); err != nil {
 			t.Fatal(err)
 		}
@@ -339,61 +398,71 @@ func TestTruncatingLog(t *testing.T) {
 		}
 		want(t, g, 1, 7, newFrom6)
 	})
-	t.Run("append fails: the old suffix stays", func(t *testing.T) {
-		disk, _, g := newStore(t)
+	t.Run("append after a truncation waits for room", func(t *testing.T) {
+		disk, _, g, _ := newStore(t)
 		if err := g.DeleteRange(6, 8); err != nil {
 			t.Fatal(err)
 		}
 		disk.full.Store(true)
-		if err := g.StoreLogs(entries(6, 7, 3)); err == nil {
-			t.Fatal("append on a full disk succeeded")
+		ch := storeAsync(g, entries(6, 7, 3))
+		waitFor(t, "a second try of the append", func() bool { return disk.refused.Load() >= 2 })
+		select {
+		case err := <-ch:
+			t.Fatalf("the append returned (%v) while the disk was full", err)
+		default:
 		}
+		want(t, g, 1, 5, term2) // what a crash now leaves: a prefix
 		disk.full.Store(false)
-		want(t, g, 1, 8, term2)
+		if err := waitErr(t, ch); err != nil {
+			t.Fatal(err)
+		}
+		want(t, g, 1, 7, newFrom6)
 	})
-	t.Run("delete beyond the new entries fails: the append reports it", func(t *testing.T) {
-		_, dels, g := newStore(t)
+	t.Run("append after a truncation gives up when the node closes", func(t *testing.T) {
+		disk, _, g, stop := newStore(t)
 		if err := g.DeleteRange(6, 8); err != nil {
 			t.Fatal(err)
 		}
+		disk.full.Store(true)
+		ch := storeAsync(g, entries(6, 7, 3))
+		waitFor(t, "a first try of the append", func() bool { return disk.refused.Load() >= 1 })
+		close(stop)
+		if err := waitErr(t, ch); !errors.Is(err, syscall.ENOSPC) {
+			t.Fatalf("append after close: %v, want the disk's error", err)
+		}
+		want(t, g, 1, 5, term2)
+	})
+	t.Run("a failed truncation deletes nothing", func(t *testing.T) {
+		disk, dels, g, _ := newStore(t)
 		dels.full.Store(true)
-		if err := g.StoreLogs(entries(6, 7, 3)); err == nil {
-			t.Fatal("the append succeeded although the old entry 8 could not be deleted")
+		if err := g.DeleteRange(6, 8); err == nil {
+			t.Fatal("a delete on a full disk succeeded")
 		}
 		dels.full.Store(false)
-		// Raft still counts 8 (term 2) as its last entry: so does the store.
-		want(t, g, 1, 8, func(i uint64) uint64 {
-			if i == 6 || i == 7 {
-				return 3
-			}
-			return 2
-		})
+		want(t, g, 1, 8, term2)
+		// Nothing was dropped, so a failing append is Raft's to handle.
+		disk.full.Store(true)
+		if err := g.StoreLogs(entries(9, 9, 2)); err == nil {
+			t.Fatal("append on a full disk succeeded")
+		}
 	})
-	t.Run("compaction deletes at once", func(t *testing.T) {
-		_, _, g := newStore(t)
+	t.Run("an append on a full disk without a truncation fails at once", func(t *testing.T) {
+		disk, _, g, _ := newStore(t)
+		disk.full.Store(true)
+		if err := g.StoreLogs(entries(9, 9, 2)); !errors.Is(err, syscall.ENOSPC) {
+			t.Fatalf("append on a full disk: %v, want the disk's error at once (a leader steps down on it)", err)
+		}
+		want(t, g, 1, 8, term2)
+	})
+	t.Run("compaction is no truncation", func(t *testing.T) {
+		disk, _, g, _ := newStore(t)
 		if err := g.DeleteRange(1, 5); err != nil {
 			t.Fatal(err)
 		}
 		want(t, g, 6, 8, term2)
-	})
-	t.Run("a deferred delete is done before any other use", func(t *testing.T) {
-		_, _, g := newStore(t)
-		if err := g.DeleteRange(6, 8); err != nil {
-			t.Fatal(err)
-		}
-		want(t, g, 1, 5, term2)
-	})
-	t.Run("an append elsewhere deletes first", func(t *testing.T) {
-		_, _, g := newStore(t)
-		if err := g.DeleteRange(6, 8); err != nil {
-			t.Fatal(err)
-		}
-		if err := g.StoreLogs(entries(7, 7, 3)); err != nil {
-			t.Fatal(err)
-		}
-		var e raft.Log
-		if err := g.GetLog(6, &e); !errors.Is(err, raft.ErrLogNotFound) {
-			t.Fatalf("entry 6 after its deletion: %v, want not found", err)
+		disk.full.Store(true)
+		if err := g.StoreLogs(entries(9, 9, 2)); err == nil {
+			t.Fatal("append on a full disk succeeded")
 		}
 	})
 }
