@@ -34,7 +34,10 @@ type Node struct {
 	stream  *streamLayer // nil with a test transport
 	logs    raft.LogStore
 	closers []io.Closer // stores this node opened itself
-	http    *http.Client
+	// storesStop, closed by Close before Raft shuts down, ends the log
+	// guard's retries of an append it must not give up (see truncatingLog).
+	storesStop chan struct{}
+	http       *http.Client
 
 	ctx    context.Context // cancelled by Close; every background goroutine watches it
 	cancel context.CancelFunc
@@ -172,6 +175,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 // openStores opens (or adopts, in tests) the log, stable and snapshot
 // stores and the transport.
 func (n *Node) openStores(hlog hclog.Logger) (raft.StableStore, raft.SnapshotStore, error) {
+	n.storesStop = make(chan struct{})
 	cfg := n.cfg
 	if cfg.Transport != nil {
 		n.trans = cfg.Transport
@@ -186,7 +190,8 @@ func (n *Node) openStores(hlog hclog.Logger) (raft.StableStore, raft.SnapshotSto
 		if snaps == nil {
 			snaps = raft.NewInmemSnapshotStore()
 		}
-		return stable, snaps, nil
+		n.logs = guardLog(n.logs, n.storesStop, n.log)
+		return guardStable(stable), snaps, nil
 	}
 
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
@@ -209,7 +214,7 @@ func (n *Node) openStores(hlog hclog.Logger) (raft.StableStore, raft.SnapshotSto
 	}
 	bolt := &closingStore{bolt: db}
 	n.closers = append(n.closers, bolt)
-	logs, err := raft.NewLogCache(512, bolt)
+	logs, err := raft.NewLogCache(512, guardLog(bolt, n.storesStop, n.log))
 	if err != nil {
 		return nil, nil, fmt.Errorf("cluster: log cache: %w", err)
 	}
@@ -229,7 +234,7 @@ func (n *Node) openStores(hlog hclog.Logger) (raft.StableStore, raft.SnapshotSto
 		Timeout: cfg.TransportTimeout,
 		Logger:  hlog,
 	})
-	return bolt, snaps, nil
+	return guardStable(bolt), snaps, nil
 }
 
 // checkNewestSnapshot refuses to start from a damaged newest snapshot.
@@ -306,6 +311,7 @@ func (n *Node) Close() error {
 		n.closing = true
 		n.mu.Unlock()
 		n.cancel()
+		close(n.storesStop)
 		var errs []error
 		if err := n.raft.Shutdown().Error(); err != nil {
 			errs = append(errs, fmt.Errorf("cluster: raft shutdown: %w", err))
