@@ -81,6 +81,14 @@ func Next(c *Config, index uint64, cmd *Command) (*Config, error) {
 		return nextRolloutDecide(c, index, p)
 	case *RolloutControl:
 		return nextRolloutControl(c, index, p)
+	case *ACMEOrder:
+		return nextACMEOrder(c, index, p)
+	case *ACMEChallenges:
+		return nextACMEChallenges(c, index, p)
+	case *ACMEResult:
+		return nextACMEResult(c, index, p)
+	case *ACMEAccountSet:
+		return nextACMEAccount(c, index, p)
 	}
 	return nil, invalidf("type", "unknown command type %q", cmd.Type)
 }
@@ -106,7 +114,7 @@ func nextPut(c *Config, index uint64, cmd *Put) (*Config, error) {
 	}
 	o := cmd.Objects[0]
 	if !validKind(o.Kind) {
-		return nil, invalidf("kind", "unknown kind %q (want one of listener, pool, route, vip, rollout)", o.Kind)
+		return nil, invalidf("kind", "unknown kind %q (want one of listener, pool, route, vip, rollout, acme_issuer)", o.Kind)
 	}
 	if err := validateName("name", o.Name); err != nil {
 		return nil, err
@@ -134,7 +142,7 @@ func nextPut(c *Config, index uint64, cmd *Put) (*Config, error) {
 
 func nextDelete(c *Config, index uint64, cmd *Delete) (*Config, error) {
 	if !validKind(cmd.Kind) {
-		return nil, invalidf("kind", "unknown kind %q (want one of listener, pool, route, vip, rollout)", cmd.Kind)
+		return nil, invalidf("kind", "unknown kind %q (want one of listener, pool, route, vip, rollout, acme_issuer)", cmd.Kind)
 	}
 	_, cur, exists := c.lookup(cmd.Kind, cmd.Name)
 	if !exists {
@@ -148,6 +156,11 @@ func nextDelete(c *Config, index uint64, cmd *Delete) (*Config, error) {
 	}
 	if user := rolloutUser(c, cmd.Kind, cmd.Name); user != "" {
 		return nil, conflictf("name", "%s %q is still used by rollout %q", cmd.Kind, cmd.Name, user)
+	}
+	if cmd.Kind == KindACMEIssuer {
+		if user := issuerUser(c, cmd.Name); user != "" {
+			return nil, conflictf("name", "acme_issuer %q is ordering certificate %q", cmd.Name, user)
+		}
 	}
 	b := newBuilder(c, index)
 	b.delete(cmd.Kind, cmd.Name)
@@ -191,7 +204,7 @@ func nextApply(c *Config, index uint64, cmd *ApplyManifest) (*Config, error) {
 	for i, o := range cmd.Objects {
 		p := fmt.Sprintf("documents[%d]", i)
 		if !validKind(o.Kind) {
-			return nil, invalidf(p+".kind", "unknown kind %q (want one of listener, pool, route, vip, rollout)", o.Kind)
+			return nil, invalidf(p+".kind", "unknown kind %q (want one of listener, pool, route, vip, rollout, acme_issuer)", o.Kind)
 		}
 		if err := validateName(p+".name", o.Name); err != nil {
 			return nil, err
@@ -299,6 +312,7 @@ func nextRestore(c *Config, index uint64, cmd *Restore) (*Config, error) {
 	if err := restoreRollouts(b, in); err != nil {
 		return nil, err
 	}
+	restoreACME(b, c)
 	return b.c, nil
 }
 
@@ -326,6 +340,10 @@ func checkObjectName(p string, kind Kind, key string, c *Config) error {
 		}
 	case KindRollout:
 		if o := c.Rollouts[key]; o != nil {
+			name, present = o.Name, true
+		}
+	case KindACMEIssuer:
+		if o := c.ACMEIssuers[key]; o != nil {
 			name, present = o.Name, true
 		}
 	}
@@ -550,6 +568,8 @@ func (b *builder) put(kind Kind, name string, spec any, canon json.RawMessage) {
 			b.vips()[name] = b.base.VIPs[name]
 		case KindRollout:
 			b.rollouts()[name] = b.base.Rollouts[name]
+		case KindACMEIssuer:
+			b.acmeIssuers()[name] = b.base.ACMEIssuers[name]
 		}
 		return
 	}
@@ -564,6 +584,8 @@ func (b *builder) put(kind Kind, name string, spec any, canon json.RawMessage) {
 		b.vips()[name] = &VIP{Name: name, ModifyIndex: b.index, Spec: *spec.(*VIPSpec)}
 	case KindRollout:
 		b.rollouts()[name] = &Rollout{Name: name, ModifyIndex: b.index, Spec: *spec.(*RolloutSpec)}
+	case KindACMEIssuer:
+		b.acmeIssuers()[name] = &ACMEIssuer{Name: name, ModifyIndex: b.index, Spec: *spec.(*ACMEIssuerSpec)}
 	}
 }
 
@@ -582,6 +604,9 @@ func (b *builder) delete(kind Kind, name string) {
 		if _, ok := b.c.RolloutStatus[name]; ok {
 			delete(b.rolloutStatus(), name)
 		}
+	case KindACMEIssuer:
+		delete(b.acmeIssuers(), name)
+		b.afterIssuerDelete(name)
 	}
 }
 
@@ -604,6 +629,9 @@ func (b *builder) keeps(kind Kind, name string) bool {
 	case KindRollout:
 		o, ok := b.c.Rollouts[name]
 		return ok && o == b.base.Rollouts[name]
+	case KindACMEIssuer:
+		o, ok := b.c.ACMEIssuers[name]
+		return ok && o == b.base.ACMEIssuers[name]
 	}
 	return false
 }

@@ -16,7 +16,7 @@ func ParseKind(s string) (Kind, error) {
 			return kind, nil
 		}
 	}
-	return "", invalidf("kind", "unknown kind %q (want one of listener, pool, route, vip, rollout)", s)
+	return "", invalidf("kind", "unknown kind %q (want one of listener, pool, route, vip, rollout, acme_issuer)", s)
 }
 
 func validKind(k Kind) bool {
@@ -73,6 +73,8 @@ func (c *Config) names(kind Kind) []string {
 		names = sortedKeys(c.VIPs)
 	case KindRollout:
 		names = sortedKeys(c.Rollouts)
+	case KindACMEIssuer:
+		names = sortedKeys(c.ACMEIssuers)
 	}
 	sort.Strings(names)
 	return names
@@ -103,6 +105,10 @@ func (c *Config) lookup(kind Kind, name string) (spec any, modifyIndex uint64, o
 		}
 	case KindRollout:
 		if o, ok := c.Rollouts[name]; ok && o != nil {
+			return &o.Spec, o.ModifyIndex, true
+		}
+	case KindACMEIssuer:
+		if o, ok := c.ACMEIssuers[name]; ok && o != nil {
 			return &o.Spec, o.ModifyIndex, true
 		}
 	}
@@ -139,6 +145,8 @@ func decodeSpec(prefix string, kind Kind, raw json.RawMessage) (any, error) {
 		return decodeStrict[VIPSpec](prefix, raw, v)
 	case KindRollout:
 		return decodeStrict[RolloutSpec](prefix, raw, v)
+	case KindACMEIssuer:
+		return decodeStrict[ACMEIssuerSpec](prefix, raw, v)
 	}
 	return nil, invalidf("kind", "unknown kind %q", kind)
 }
@@ -197,6 +205,8 @@ func newSpec(kind Kind) any {
 		return new(VIPSpec)
 	case KindRollout:
 		return new(RolloutSpec)
+	case KindACMEIssuer:
+		return new(ACMEIssuerSpec)
 	}
 	panic("fsm: no spec type for kind " + string(kind))
 }

@@ -21,7 +21,7 @@ const (
 
 // Kinds lists the manifest kinds in the order a manifest is applied and
 // exported: referenced resources before the ones that reference them.
-var Kinds = []Kind{KindListener, KindPool, KindRoute, KindVIP, KindRollout}
+var Kinds = []Kind{KindListener, KindPool, KindRoute, KindVIP, KindRollout, KindACMEIssuer}
 
 // Duration is a time.Duration that reads and writes as a Go duration string
 // ("2s", "150ms") in JSON and YAML manifests. A bare number is taken as
@@ -400,6 +400,15 @@ type Config struct {
 	// each one's progress, written only by rollout commands.
 	Rollouts      map[string]*Rollout       `json:"rollouts"`
 	RolloutStatus map[string]*RolloutStatus `json:"rollout_status"`
+	// ACMEIssuers are the ACME CAs; the other ACME maps are written only
+	// by the leader's fenced ACME commands (see acme.go): accounts by
+	// issuer, order status and issued certificates by certificate name,
+	// pending challenges by token.
+	ACMEIssuers    map[string]*ACMEIssuer    `json:"acme_issuers,omitempty"`
+	ACMEAccounts   map[string]*ACMEAccount   `json:"acme_accounts,omitempty"`
+	ACMEStatus     map[string]*ACMEStatus    `json:"acme_status,omitempty"`
+	ACMEIssued     map[string]*ACMEIssued    `json:"acme_issued,omitempty"`
+	ACMEChallenges map[string]*ACMEChallenge `json:"acme_challenges,omitempty"`
 }
 
 // Lease is a TTL lease that self-registered backends are attached to. Its

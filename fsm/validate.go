@@ -29,6 +29,8 @@ func validateSpec(prefix string, kind Kind, spec any) error {
 		return validateVIP(prefix, s)
 	case *RolloutSpec:
 		return validateRollout(prefix, s)
+	case *ACMEIssuerSpec:
+		return validateACMEIssuer(prefix, s)
 	}
 	return invalidf("kind", "unknown kind %q", kind)
 }
