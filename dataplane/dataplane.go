@@ -33,6 +33,7 @@ type Dataplane struct {
 	listenVIP func(name, addr string) (net.Listener, error)
 
 	table     atomic.Pointer[Table]
+	acme      acmeAnswers // ACME challenges every node answers (acme.go)
 	exchanges sync.Pool
 	tunnels   tunnels
 	ready     chan struct{}
@@ -152,6 +153,9 @@ func (d *Dataplane) apply(cfg *fsm.Config) {
 	d.metrics.compile.Observe(time.Since(start).Seconds())
 	for _, err := range t.errors {
 		d.log.Warn("configuration object skipped", "index", t.index, "err", err, "action", "fix the object err names (rafter get KIND NAME -o yaml, then rafter apply)")
+	}
+	if err := d.acme.update(cfg); err != nil {
+		d.log.Error("ACME challenge certificate not made", "err", err)
 	}
 	vips := d.vipIPs(cfg)
 	d.reconcileListeners(t, vips, true)
@@ -273,7 +277,7 @@ func (d *Dataplane) startListener(name, vipIP string, lt *listenerTable) (*liste
 	}
 	ln = yieldListener{ln}
 	if lt.spec.Protocol == "https" {
-		tlsLn, err := tlsListener(ln, lt.spec.TLS)
+		tlsLn, err := tlsListener(ln, lt.spec.TLS, &d.acme)
 		if err != nil {
 			ln.Close()
 			return nil, err
@@ -283,7 +287,12 @@ func (d *Dataplane) startListener(name, vipIP string, lt *listenerTable) (*liste
 	lim := lt.limits
 	conns := d.metrics.connections.WithLabelValues(name)
 	srv := &fasthttp.Server{
-		Handler:                       func(ctx *fasthttp.RequestCtx) { d.handle(ctx, name) },
+		Handler: func(ctx *fasthttp.RequestCtx) {
+			if d.acme.serveHTTP(ctx) {
+				return
+			}
+			d.handle(ctx, name)
+		},
 		ErrorHandler:                  d.parseError,
 		Name:                          "rafter",
 		NoDefaultServerHeader:         true,
@@ -324,7 +333,7 @@ func (d *Dataplane) startListener(name, vipIP string, lt *listenerTable) (*liste
 // files every node reads from its own disk. The files are read when the
 // listener starts; a rotated certificate is picked up when the listener's
 // spec changes (e.g. new file names), which restarts only that listener.
-func tlsListener(ln net.Listener, spec *fsm.ListenerTLS) (net.Listener, error) {
+func tlsListener(ln net.Listener, spec *fsm.ListenerTLS, acme *acmeAnswers) (net.Listener, error) {
 	if spec == nil {
 		return nil, errors.New("https listener without tls.cert_file and tls.key_file")
 	}
@@ -332,12 +341,12 @@ func tlsListener(ln net.Listener, spec *fsm.ListenerTLS) (net.Listener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("loading certificate %s / key %s: %w", spec.CertFile, spec.KeyFile, err)
 	}
-	return tls.NewListener(ln, &tls.Config{
+	return tls.NewListener(ln, acme.withACME(&tls.Config{
 		Certificates: []tls.Certificate{cert},
 		MinVersion:   tls.VersionTLS12,
 		// HTTP/1.1 only: the proxy speaks HTTP/1.x to clients.
 		NextProtos: []string{"http/1.1"},
-	}), nil
+	})), nil
 }
 
 func (ls *listenerServer) shutdown(timeout time.Duration) {
