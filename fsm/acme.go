@@ -39,10 +39,7 @@ const (
 	maxACMEEABHMAC    = 512
 	maxACMEToken      = 256
 	maxACMEKeyAuth    = 512
-	maxACMEDomains    = 100
 	maxACMEChallenges = 1000
-	maxACMECertPEM    = 64 << 10
-	maxACMESealedKey  = 16 << 10
 	maxACMEError      = 2048
 )
 
@@ -169,11 +166,14 @@ type ACMEAccount struct {
 }
 
 // ACMEStatus is the order state of a certificate with spec.acme, keyed by
-// the certificate's name. Only the leader's fenced ACME commands change it.
+// the certificate's name. Only the leader's fenced ACME commands change
+// it; the issued material itself is the certificate's CertificateStatus.
 type ACMEStatus struct {
 	State   string   `json:"state"`
 	Issuer  string   `json:"issuer"`
 	Domains []string `json:"domains"`
+	// SpecIndex is the certificate's modify_index the order is for.
+	SpecIndex uint64 `json:"spec_index"`
 	// Token is the index of the entry that began the current order; Term
 	// the highest leader term that began one. A command of an older order
 	// or term is refused, so a deposed leader cannot commit.
@@ -192,15 +192,6 @@ type ACMEStatus struct {
 	IssuedIndex uint64 `json:"issued_index,omitempty"`
 }
 
-// ACMEIssued is the certificate an ACME order produced: the PEM chain and
-// its private key sealed with the secrets key. The API never returns it.
-type ACMEIssued struct {
-	Certificate string `json:"certificate"`
-	CertPEM     string `json:"cert_pem"`
-	SealedKey   string `json:"sealed_key"`
-	Index       uint64 `json:"index"`
-}
-
 // ACMEChallenge is one pending challenge every node answers: for http-01
 // `/.well-known/acme-challenge/TOKEN` with KeyAuth on its http listeners;
 // for tls-alpn-01 a certificate for Domain built from KeyAuth on its
@@ -213,13 +204,14 @@ type ACMEChallenge struct {
 	KeyAuth     string `json:"key_auth"`
 }
 
-// ACMEOrder begins an order for Certificate: the leader of Term, having
-// seen status token Token (0: no status yet), claims it. The new status
-// token is this entry's index; every later command of the order carries it.
+// ACMEOrder begins an order for Certificate, whose spec (domains, issuer)
+// must still be the one at modify_index SpecIndex: the leader of Term,
+// having seen status token Token (0: no status yet), claims it. The new
+// status token is this entry's index; every later command of the order
+// carries it.
 type ACMEOrder struct {
 	Certificate string    `json:"certificate"`
-	Issuer      string    `json:"issuer"`
-	Domains     []string  `json:"domains"`
+	SpecIndex   uint64    `json:"spec_index"`
 	Token       uint64    `json:"token"`
 	Term        uint64    `json:"term"`
 	Time        time.Time `json:"time,omitzero"`
@@ -235,16 +227,16 @@ type ACMEChallenges struct {
 }
 
 // ACMEResult ends the order with Token: issued (CertPEM and SealedKey
-// set) or failed (Error set, NextAttempt the leader's back-off). Either
-// way the order's challenges are removed.
+// set; they become the certificate's CertificateStatus, the key sealed as
+// CertificateStatus.EncryptedKey is) or failed (Error set, NextAttempt
+// the leader's back-off; material issued before stays). Either way the
+// order's challenges are removed.
 type ACMEResult struct {
 	Certificate string    `json:"certificate"`
 	Token       uint64    `json:"token"`
 	Term        uint64    `json:"term"`
 	CertPEM     string    `json:"cert_pem,omitempty"`
 	SealedKey   string    `json:"sealed_key,omitempty"`
-	NotBefore   time.Time `json:"not_before,omitzero"`
-	NotAfter    time.Time `json:"not_after,omitzero"`
 	RenewAt     time.Time `json:"renew_at,omitzero"`
 	Error       string    `json:"error,omitempty"`
 	NextAttempt time.Time `json:"next_attempt,omitzero"`
@@ -280,7 +272,6 @@ func (b *builder) acmeAccounts() map[string]*ACMEAccount {
 	return own(b, "aa", &b.c.ACMEAccounts)
 }
 func (b *builder) acmeStatus() map[string]*ACMEStatus { return own(b, "as", &b.c.ACMEStatus) }
-func (b *builder) acmeIssued() map[string]*ACMEIssued { return own(b, "ac", &b.c.ACMEIssued) }
 func (b *builder) acmeChallenges() map[string]*ACMEChallenge {
 	return own(b, "ach", &b.c.ACMEChallenges)
 }
@@ -326,17 +317,13 @@ func validateACMEDomains(p string, domains []string) error {
 }
 
 func nextACMEOrder(c *Config, index uint64, cmd *ACMEOrder) (*Config, error) {
-	if err := validateName("certificate", cmd.Certificate); err != nil {
+	cert, err := acmeCertificate(c, cmd.Certificate, cmd.SpecIndex)
+	if err != nil {
 		return nil, err
 	}
-	if err := validateName("issuer", cmd.Issuer); err != nil {
-		return nil, err
-	}
-	if err := validateACMEDomains("domains", cmd.Domains); err != nil {
-		return nil, err
-	}
-	if _, ok := c.ACMEIssuers[cmd.Issuer]; !ok {
-		return nil, notFoundf("issuer", "acme_issuer %q not found", cmd.Issuer)
+	issuer := cert.Spec.ACME.Issuer
+	if _, ok := c.ACMEIssuers[issuer]; !ok {
+		return nil, notFoundf("certificate", "certificate %q names acme_issuer %q, which does not exist", cmd.Certificate, issuer)
 	}
 	var prev ACMEStatus
 	if st := c.ACMEStatus[cmd.Certificate]; st != nil {
@@ -349,13 +336,28 @@ func nextACMEOrder(c *Config, index uint64, cmd *ACMEOrder) (*Config, error) {
 		return nil, conflictf("term", "certificate %q was ordered in term %d, after %d", cmd.Certificate, prev.Term, cmd.Term)
 	}
 	ns := prev
-	ns.State, ns.Issuer, ns.Domains = ACMEOrdering, cmd.Issuer, slices.Clone(cmd.Domains)
+	ns.State, ns.Issuer, ns.Domains, ns.SpecIndex = ACMEOrdering, issuer, slices.Clone(cert.Spec.ACME.Domains), cmd.SpecIndex
 	ns.Token, ns.Term, ns.Orders, ns.Since = index, cmd.Term, prev.Orders+1, cmd.Time.UTC()
 	ns.NextAttempt = time.Time{}
 	b := newBuilder(c, index)
 	b.dropChallenges(cmd.Certificate)
 	b.acmeStatus()[cmd.Certificate] = &ns
 	return b.c, nil
+}
+
+// acmeCertificate returns certificate name when it asks for ACME and its
+// spec is still the one at modify_index specIndex.
+func acmeCertificate(c *Config, name string, specIndex uint64) (*Certificate, error) {
+	cert, ok := c.Certificates[name]
+	switch {
+	case !ok:
+		return nil, notFoundf("certificate", "certificate %q not found", name)
+	case cert.Spec.ACME == nil:
+		return nil, invalidf("certificate", "certificate %q is not an acme certificate", name)
+	case cert.ModifyIndex != specIndex:
+		return nil, conflictf("spec_index", "certificate %q has modify_index %d, not %d", name, cert.ModifyIndex, specIndex)
+	}
+	return cert, nil
 }
 
 func nextACMEChallenges(c *Config, index uint64, cmd *ACMEChallenges) (*Config, error) {
@@ -437,13 +439,20 @@ func nextACMEResult(c *Config, index uint64, cmd *ACMEResult) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
+	if _, err := acmeCertificate(c, cmd.Certificate, st.SpecIndex); err != nil {
+		return nil, err
+	}
 	ns := *st
 	ns.Domains = slices.Clone(st.Domains)
 	ns.Term = max(st.Term, cmd.Term)
 	ns.Since = cmd.Time.UTC()
-	b := newBuilder(c, index)
+	var cs CertificateStatus
+	if cur := c.CertificateStatus[cmd.Certificate]; cur != nil {
+		cs = *cur
+	}
+	cs.SpecIndex, cs.ModifyIndex = st.SpecIndex, index
 	switch {
-	case cmd.Error != "" && cmd.CertPEM != "":
+	case cmd.Error != "" && (cmd.CertPEM != "" || cmd.SealedKey != ""):
 		return nil, invalidf("error", "a result is either an error or a certificate")
 	case cmd.Error != "":
 		if err := maxLen("error", cmd.Error, maxACMEError); err != nil {
@@ -451,30 +460,30 @@ func nextACMEResult(c *Config, index uint64, cmd *ACMEResult) (*Config, error) {
 		}
 		ns.State, ns.LastError, ns.NextAttempt = ACMEFailed, cmd.Error, cmd.NextAttempt.UTC()
 		ns.Failures = min(st.Failures+1, 1<<20)
+		cs.Error, cs.ErrorAt = cmd.Error, cmd.Time.UTC()
 	default:
-		switch {
-		case cmd.CertPEM == "":
-			return nil, invalidf("cert_pem", "required")
-		case cmd.SealedKey == "":
-			return nil, invalidf("sealed_key", "required")
-		}
-		if err := firstErr(
-			maxLen("cert_pem", cmd.CertPEM, maxACMECertPEM),
-			maxLen("sealed_key", cmd.SealedKey, maxACMESealedKey),
-		); err != nil {
+		chain, err := parseCertChain("cert_pem", cmd.CertPEM)
+		if err != nil {
 			return nil, err
 		}
-		if _, err := ParseCertificatesPEM(cmd.CertPEM); err != nil {
-			return nil, invalidf("cert_pem", "%v", err)
+		if cmd.SealedKey == "" {
+			return nil, invalidf("sealed_key", "required with cert_pem")
+		}
+		if err := sealedProblem("sealed_key", cmd.SealedKey); err != nil {
+			return nil, err
 		}
 		ns.State, ns.LastError, ns.Failures, ns.NextAttempt = ACMEValid, "", 0, time.Time{}
-		ns.NotBefore, ns.NotAfter, ns.RenewAt = cmd.NotBefore.UTC(), cmd.NotAfter.UTC(), cmd.RenewAt.UTC()
+		ns.NotBefore, ns.NotAfter = chain[0].NotBefore.UTC(), chain[0].NotAfter.UTC()
+		ns.RenewAt = cmd.RenewAt.UTC()
 		ns.IssuedIndex = index
-		b.acmeIssued()[cmd.Certificate] = &ACMEIssued{Certificate: cmd.Certificate, CertPEM: cmd.CertPEM,
-			SealedKey: cmd.SealedKey, Index: index}
+		cs.Cert, cs.EncryptedKey = cmd.CertPEM, cmd.SealedKey
+		cs.NotBefore, cs.NotAfter, cs.IssuedAt = ns.NotBefore, ns.NotAfter, cmd.Time.UTC()
+		cs.Error, cs.ErrorAt = "", time.Time{}
 	}
+	b := newBuilder(c, index)
 	b.dropChallenges(cmd.Certificate)
 	b.acmeStatus()[cmd.Certificate] = &ns
+	b.certificateStatus()[cmd.Certificate] = &cs
 	return b.c, nil
 }
 
@@ -489,7 +498,7 @@ func nextACMEAccount(c *Config, index uint64, cmd *ACMEAccountSet) (*Config, err
 	case cmd.Directory != iss.Spec.Directory:
 		return nil, conflictf("directory", "acme_issuer %q has directory %q", cmd.Issuer, iss.Spec.Directory)
 	}
-	if err := maxLen("sealed_key", cmd.SealedKey, maxACMESealedKey); err != nil {
+	if err := sealedProblem("sealed_key", cmd.SealedKey); err != nil {
 		return nil, err
 	}
 	var cur uint64
@@ -503,6 +512,14 @@ func nextACMEAccount(c *Config, index uint64, cmd *ACMEAccountSet) (*Config, err
 	b.acmeAccounts()[cmd.Issuer] = &ACMEAccount{Issuer: cmd.Issuer, Directory: cmd.Directory,
 		SealedKey: cmd.SealedKey, Index: index, Time: cmd.Time.UTC()}
 	return b.c, nil
+}
+
+// forgetACME drops the order state and challenges of a deleted certificate.
+func (b *builder) forgetACME(name string) {
+	if _, ok := b.c.ACMEStatus[name]; ok {
+		delete(b.acmeStatus(), name)
+	}
+	b.dropChallenges(name)
 }
 
 // afterIssuerDelete forgets the account of a deleted issuer.
@@ -523,26 +540,27 @@ func issuerUser(c *Config, name string) string {
 	return ""
 }
 
-// restoreACME keeps the current document's ACME accounts, orders and
-// issued certificates across a restore (they are the CA's view of the
-// world, not configuration) but ends every running order: the new status
-// tokens fence the leader that drove it.
+// restoreACME keeps the current document's ACME accounts and order state
+// across a restore (they are the CA's view of the world, not
+// configuration) for the issuers and ACME certificates the restore kept,
+// but ends every running order: the new status tokens fence the leader
+// that drove it.
 func restoreACME(b *builder, cur *Config) {
-	for name, a := range cur.ACMEAccounts {
+	for _, name := range sortedKeys(cur.ACMEAccounts) {
 		if _, ok := b.c.ACMEIssuers[name]; ok {
-			b.acmeAccounts()[name] = a
+			b.acmeAccounts()[name] = cur.ACMEAccounts[name]
 		}
 	}
-	for name, st := range cur.ACMEStatus {
-		ns := *st
+	for _, name := range sortedKeys(cur.ACMEStatus) {
+		if cert, ok := b.c.Certificates[name]; !ok || cert.Spec.ACME == nil {
+			continue
+		}
+		ns := *cur.ACMEStatus[name]
 		if ns.State == ACMEOrdering {
 			ns.State, ns.LastError = ACMEFailed, "order interrupted by a restore"
 		}
 		ns.Token = b.index
 		b.acmeStatus()[name] = &ns
-	}
-	for name, is := range cur.ACMEIssued {
-		b.acmeIssued()[name] = is
 	}
 }
 
@@ -562,11 +580,6 @@ func checkACMESnapshot(c *Config) error {
 	for k, v := range c.ACMEStatus {
 		if v == nil {
 			return corrupt("acme status %q: null", k)
-		}
-	}
-	for k, v := range c.ACMEIssued {
-		if v == nil || v.Certificate != k {
-			return corrupt("acme certificate %q: name does not match key", k)
 		}
 	}
 	for k, v := range c.ACMEChallenges {

@@ -1,39 +1,22 @@
 package fsm
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
-	"math/big"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/rafterlb/rafter/internal/testutil"
 )
 
-// testCertPEM is a self-signed certificate, the stand-in for a private
-// CA's root and for an issued certificate.
-var testCertPEM = func() string {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		panic(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test"},
-		DNSNames: []string{"a.example.com"}, NotBefore: time.Unix(0, 0), NotAfter: time.Unix(1<<31, 0)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		panic(err)
-	}
-	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
-}()
-
 func init() {
+	root, _, err := testutil.MakeCert(testutil.CertOptions{Names: []string{"ca.example.com"}})
+	if err != nil {
+		panic(err)
+	}
 	spec, _ := json.Marshal(map[string]any{
 		"directory": "https://ca.example.com/dir", "email": "ops@example.com",
-		"eab": map[string]string{"kid": "k1", "hmac_key": "aGVsbG8"}, "ca_roots": testCertPEM,
+		"eab": map[string]string{"kid": "k1", "hmac_key": "aGVsbG8"}, "ca_roots": root,
 		"challenge": "tls-alpn-01",
 	})
 	boundSamples["acme_issuer"] = struct {
@@ -42,10 +25,11 @@ func init() {
 	}{KindACMEIssuer, string(spec)}
 }
 
-func acmeBase(t *testing.T) *Config {
+func acmeIssuerBase(t *testing.T) *Config {
 	t.Helper()
 	return mustNext(t, Empty(), ApplyCommand([]Object{
 		obj(KindACMEIssuer, "pebble", `{"directory":"https://127.0.0.1:14000/dir"}`),
+		obj(KindCertificate, "web", `{"acme":{"domains":["a.example.com"],"issuer":"pebble"}}`),
 	}))
 }
 
@@ -64,7 +48,7 @@ func TestACMEIssuerValidation(t *testing.T) {
 		_, err := Next(Empty(), 1, PutCommand(obj(KindACMEIssuer, "x", tt.spec), nil))
 		wantFieldError(t, err, tt.field, ErrInvalid)
 	}
-	c := acmeBase(t)
+	c := acmeIssuerBase(t)
 	if o, ok := c.Get(KindACMEIssuer, "pebble"); !ok || !strings.Contains(string(o.Spec), "14000") {
 		t.Fatalf("issuer not stored: %+v", o)
 	}
@@ -78,7 +62,7 @@ func order(c *Config, term uint64) *Command {
 	if st := c.ACMEStatus["web"]; st != nil {
 		tok = st.Token
 	}
-	return NewCommand(&ACMEOrder{Certificate: "web", Issuer: "pebble", Domains: []string{"a.example.com"},
+	return NewCommand(&ACMEOrder{Certificate: "web", SpecIndex: c.Certificates["web"].ModifyIndex,
 		Token: tok, Term: term, Time: time.Unix(100, 0)})
 }
 
@@ -90,7 +74,7 @@ func challenge(tok string) ACMEChallenge {
 // command of the earlier order is refused, so a deposed leader can
 // neither serve challenges for nor store the certificate of its order.
 func TestACMEFencing(t *testing.T) {
-	c := acmeBase(t)
+	c := acmeIssuerBase(t)
 	c1 := mustNext(t, c, order(c, 2))
 	st1 := c1.ACMEStatus["web"]
 	if st1.State != ACMEOrdering || st1.Token != c1.Index || st1.Orders != 1 {
@@ -116,25 +100,25 @@ func TestACMEFencing(t *testing.T) {
 		Add: []ACMEChallenge{challenge("tok2")}}))
 	wantFieldError(t, err, "token", ErrConflict)
 	_, err = Next(c3, c3.Index+1, NewCommand(&ACMEResult{Certificate: "web", Token: st1.Token, Term: 2,
-		CertPEM: testCertPEM, SealedKey: "sealed"}))
+		CertPEM: testCertPEM, SealedKey: fakeSealed}))
 	wantFieldError(t, err, "token", ErrConflict)
 	// The same token with an older term: refused as well.
 	_, err = Next(c3, c3.Index+1, NewCommand(&ACMEResult{Certificate: "web", Token: c3.ACMEStatus["web"].Token, Term: 2,
-		CertPEM: testCertPEM, SealedKey: "sealed"}))
+		CertPEM: testCertPEM, SealedKey: fakeSealed}))
 	wantFieldError(t, err, "term", ErrConflict)
 
 	tok := c3.ACMEStatus["web"].Token
 	c4 := mustNext(t, c3, NewCommand(&ACMEChallenges{Certificate: "web", Token: tok, Term: 3,
 		Add: []ACMEChallenge{challenge("tok3")}}))
-	nb, na := time.Unix(1000, 0), time.Unix(4000, 0)
 	c5 := mustNext(t, c4, NewCommand(&ACMEResult{Certificate: "web", Token: tok, Term: 3,
-		CertPEM: testCertPEM, SealedKey: "sealed", NotBefore: nb, NotAfter: na, RenewAt: time.Unix(3000, 0)}))
+		CertPEM: testCertPEM, SealedKey: fakeSealed, RenewAt: time.Unix(3000, 0), Time: time.Unix(200, 0)}))
 	st := c5.ACMEStatus["web"]
-	if st.State != ACMEValid || !st.NotAfter.Equal(na) || st.IssuedIndex != c5.Index || len(c5.ACMEChallenges) != 0 {
+	if st.State != ACMEValid || st.NotAfter.IsZero() || st.IssuedIndex != c5.Index || len(c5.ACMEChallenges) != 0 {
 		t.Fatalf("after result: %+v challenges %v", st, c5.ACMEChallenges)
 	}
-	if is := c5.ACMEIssued["web"]; is == nil || is.SealedKey != "sealed" {
-		t.Fatalf("issued: %+v", is)
+	if cs := c5.CertificateStatus["web"]; cs == nil || cs.EncryptedKey != fakeSealed || cs.Cert != testCertPEM ||
+		!cs.NotAfter.Equal(st.NotAfter) || cs.SpecIndex != c5.Certificates["web"].ModifyIndex {
+		t.Fatalf("certificate status: %+v", cs)
 	}
 	// A result after the order ended: refused.
 	_, err = Next(c5, c5.Index+1, NewCommand(&ACMEResult{Certificate: "web", Token: tok, Term: 3, Error: "late"}))
@@ -149,13 +133,32 @@ func TestACMEFencing(t *testing.T) {
 	if st.State != ACMEFailed || st.LastError != "rate limited" || !st.NextAttempt.Equal(next) || st.Failures != 1 {
 		t.Fatalf("after failure: %+v", st)
 	}
-	if c7.ACMEIssued["web"] == nil {
-		t.Fatal("a failed renewal dropped the issued certificate")
+	if cs := c7.CertificateStatus["web"]; cs.Cert != testCertPEM || cs.Error != "rate limited" {
+		t.Fatalf("a failed renewal changed the issued certificate or hid the error: %+v", cs)
+	}
+
+	// A spec changed mid-order: the result is refused, the next order
+	// names the new spec.
+	c8 := mustNext(t, c7, order(c7, 3))
+	c9 := mustNext(t, c8, PutCommand(obj(KindCertificate, "web", `{"acme":{"domains":["b.example.com"],"issuer":"pebble"}}`), nil))
+	_, err = Next(c9, c9.Index+1, NewCommand(&ACMEResult{Certificate: "web", Token: c8.ACMEStatus["web"].Token, Term: 3,
+		CertPEM: testCertPEM, SealedKey: fakeSealed}))
+	wantFieldError(t, err, "spec_index", ErrConflict)
+	c10 := mustNext(t, c9, order(c9, 3))
+	if d := c10.ACMEStatus["web"].Domains; len(d) != 1 || d[0] != "b.example.com" {
+		t.Fatalf("order for the new spec has domains %v", d)
+	}
+	// Deleting the certificate forgets its order and challenges.
+	c11 := mustNext(t, c10, NewCommand(&ACMEChallenges{Certificate: "web", Token: c10.ACMEStatus["web"].Token, Term: 3,
+		Add: []ACMEChallenge{{Certificate: "web", Type: ChallengeHTTP01, Domain: "b.example.com", Token: "tok9", KeyAuth: "tok9.x"}}}))
+	c12 := mustNext(t, c11, DeleteCommand(KindCertificate, "web", nil))
+	if len(c12.ACMEStatus) != 0 || len(c12.ACMEChallenges) != 0 {
+		t.Fatalf("deleted certificate kept ACME state: %+v %+v", c12.ACMEStatus, c12.ACMEChallenges)
 	}
 }
 
 func TestACMEChallengeValidation(t *testing.T) {
-	c := acmeBase(t)
+	c := acmeIssuerBase(t)
 	c = mustNext(t, c, order(c, 1))
 	tok := c.ACMEStatus["web"].Token
 	long := strings.Repeat("a", maxACMEToken+1)
@@ -176,10 +179,10 @@ func TestACMEChallengeValidation(t *testing.T) {
 	many := make([]ACMEChallenge, maxACMEDomains+1)
 	_, err := Next(c, c.Index+1, NewCommand(&ACMEChallenges{Certificate: "web", Token: tok, Term: 1, Add: many}))
 	wantFieldError(t, err, "add", ErrInvalid)
-	_, err = Next(c, c.Index+1, NewCommand(&ACMEOrder{Certificate: "web", Issuer: "nope", Domains: []string{"a.example.com"}, Token: tok, Term: 1}))
-	wantFieldError(t, err, "issuer", ErrNotFound)
-	_, err = Next(c, c.Index+1, NewCommand(&ACMEOrder{Certificate: "web", Issuer: "pebble", Domains: []string{"*.example.com"}, Token: tok, Term: 1}))
-	wantFieldError(t, err, "domains[0]", ErrInvalid)
+	_, err = Next(c, c.Index+1, NewCommand(&ACMEOrder{Certificate: "nope", SpecIndex: 1, Token: 0, Term: 1}))
+	wantFieldError(t, err, "certificate", ErrNotFound)
+	_, err = Next(c, c.Index+1, NewCommand(&ACMEOrder{Certificate: "web", SpecIndex: 999, Token: tok, Term: 1}))
+	wantFieldError(t, err, "spec_index", ErrConflict)
 	_, err = Next(c, c.Index+1, NewCommand(&ACMEResult{Certificate: "web", Token: tok, Term: 1, CertPEM: "junk", SealedKey: "k"}))
 	wantFieldError(t, err, "cert_pem", ErrInvalid)
 	// The issuer of a running order cannot be deleted.
@@ -188,7 +191,7 @@ func TestACMEChallengeValidation(t *testing.T) {
 }
 
 func TestACMEAccountCAS(t *testing.T) {
-	c := acmeBase(t)
+	c := acmeIssuerBase(t)
 	set := func(cas uint64, dir string) *Command {
 		return NewCommand(&ACMEAccountSet{Issuer: "pebble", Directory: dir, SealedKey: "k", CAS: cas, Term: 1})
 	}
@@ -209,7 +212,7 @@ func TestACMEAccountCAS(t *testing.T) {
 
 func TestACMECommandsRoundTrip(t *testing.T) {
 	for _, cmd := range []*Command{
-		NewCommand(&ACMEOrder{Certificate: "web", Issuer: "p", Domains: []string{"a.example.com"}, Token: 3, Term: 2}),
+		NewCommand(&ACMEOrder{Certificate: "web", SpecIndex: 4, Token: 3, Term: 2}),
 		NewCommand(&ACMEChallenges{Certificate: "web", Token: 3, Term: 2, Add: []ACMEChallenge{challenge("t")}, Remove: []string{"u"}}),
 		NewCommand(&ACMEResult{Certificate: "web", Token: 3, Term: 2, Error: "x", NextAttempt: time.Unix(9, 0).UTC()}),
 		NewCommand(&ACMEAccountSet{Issuer: "p", Directory: "https://d/", SealedKey: "k", CAS: 1, Term: 2}),
@@ -232,7 +235,7 @@ func TestACMECommandsRoundTrip(t *testing.T) {
 
 // TestACMERestoreFences: a restore ends running orders with a new token.
 func TestACMERestoreFences(t *testing.T) {
-	c := acmeBase(t)
+	c := acmeIssuerBase(t)
 	c = mustNext(t, c, order(c, 1))
 	old := c.ACMEStatus["web"].Token
 	r := mustNext(t, c, NewCommand(&Restore{Config: c}))

@@ -20,6 +20,7 @@ func boundsBase(t testing.TB) *Config {
 		objs = append(objs, obj(KindPool, fmt.Sprintf("p%d", i), `{}`))
 	}
 	objs = append(objs, obj(KindRoute, "rt", `{"listener":"web","action":{"split":[{"pool":"p0","weight":1}]}}`))
+	objs = append(objs, obj(KindCertificate, "c1", sealedCertSpec), obj(KindCertificate, "c2", sealedCertSpec))
 	return mustNext(t, Empty(), ApplyCommand(objs))
 }
 
@@ -526,6 +527,9 @@ func TestEveryStringIsBounded(t *testing.T) {
 		stringTypePaths(reflect.TypeOf(newSpec(k)), "spec", all)
 	}
 	for _, p := range sortedKeys(all) {
+		if _, elsewhere := stringsBoundedElsewhere[p]; elsewhere {
+			continue
+		}
 		if !reached[p] {
 			t.Errorf("string field %s is set in no sample of boundSamples: add it there (and bound it)", p)
 		}

@@ -203,6 +203,10 @@ func newPayload(t CommandType) Payload {
 		return new(ACMEResult)
 	case CmdACMEAccount:
 		return new(ACMEAccountSet)
+	case CmdCertificateIssue:
+		return new(CertificateIssue)
+	case CmdTicketKeysRotate:
+		return new(TicketKeysRotate)
 	}
 	return nil
 }

@@ -22,6 +22,9 @@ func Empty() *Config {
 		Rollouts:    map[string]*Rollout{},
 
 		RolloutStatus: map[string]*RolloutStatus{},
+
+		Certificates:      map[string]*Certificate{},
+		CertificateStatus: map[string]*CertificateStatus{},
 	}
 }
 
@@ -89,6 +92,10 @@ func Next(c *Config, index uint64, cmd *Command) (*Config, error) {
 		return nextACMEResult(c, index, p)
 	case *ACMEAccountSet:
 		return nextACMEAccount(c, index, p)
+	case *CertificateIssue:
+		return nextCertificateIssue(c, index, p)
+	case *TicketKeysRotate:
+		return nextTicketKeysRotate(c, index, p)
 	}
 	return nil, invalidf("type", "unknown command type %q", cmd.Type)
 }
@@ -114,7 +121,7 @@ func nextPut(c *Config, index uint64, cmd *Put) (*Config, error) {
 	}
 	o := cmd.Objects[0]
 	if !validKind(o.Kind) {
-		return nil, invalidf("kind", "unknown kind %q (want one of listener, pool, route, vip, rollout, acme_issuer)", o.Kind)
+		return nil, invalidf("kind", "unknown kind %q (want one of acme_issuer, certificate, listener, pool, route, vip, rollout)", o.Kind)
 	}
 	if err := validateName("name", o.Name); err != nil {
 		return nil, err
@@ -124,6 +131,9 @@ func nextPut(c *Config, index uint64, cmd *Put) (*Config, error) {
 		return nil, err
 	}
 	if spec, canon, err = keepLeased(c, "spec", o.Name, spec, canon); err != nil {
+		return nil, err
+	}
+	if spec, canon, err = sealCertificate(c, "spec", o.Name, spec, canon); err != nil {
 		return nil, err
 	}
 	_, cur, exists := c.lookup(o.Kind, o.Name)
@@ -142,7 +152,7 @@ func nextPut(c *Config, index uint64, cmd *Put) (*Config, error) {
 
 func nextDelete(c *Config, index uint64, cmd *Delete) (*Config, error) {
 	if !validKind(cmd.Kind) {
-		return nil, invalidf("kind", "unknown kind %q (want one of listener, pool, route, vip, rollout, acme_issuer)", cmd.Kind)
+		return nil, invalidf("kind", "unknown kind %q (want one of acme_issuer, certificate, listener, pool, route, vip, rollout)", cmd.Kind)
 	}
 	_, cur, exists := c.lookup(cmd.Kind, cmd.Name)
 	if !exists {
@@ -162,8 +172,14 @@ func nextDelete(c *Config, index uint64, cmd *Delete) (*Config, error) {
 			return nil, conflictf("name", "acme_issuer %q is ordering certificate %q", cmd.Name, user)
 		}
 	}
+	if user := certificateUser(c, cmd.Kind, cmd.Name); user != "" {
+		return nil, conflictf("name", "%s %q is still used by listener %q", cmd.Kind, cmd.Name, user)
+	}
 	b := newBuilder(c, index)
 	b.delete(cmd.Kind, cmd.Name)
+	if cmd.Kind == KindCertificate {
+		b.forgetACME(cmd.Name)
+	}
 	if cmd.Kind == KindVIP {
 		if _, ok := c.Assignments[cmd.Name]; ok {
 			delete(b.assignments(), cmd.Name)
@@ -204,7 +220,7 @@ func nextApply(c *Config, index uint64, cmd *ApplyManifest) (*Config, error) {
 	for i, o := range cmd.Objects {
 		p := fmt.Sprintf("documents[%d]", i)
 		if !validKind(o.Kind) {
-			return nil, invalidf(p+".kind", "unknown kind %q (want one of listener, pool, route, vip, rollout, acme_issuer)", o.Kind)
+			return nil, invalidf(p+".kind", "unknown kind %q (want one of acme_issuer, certificate, listener, pool, route, vip, rollout)", o.Kind)
 		}
 		if err := validateName(p+".name", o.Name); err != nil {
 			return nil, err
@@ -219,6 +235,9 @@ func nextApply(c *Config, index uint64, cmd *ApplyManifest) (*Config, error) {
 			return nil, err
 		}
 		if spec, canon, err = keepLeased(c, p+".spec", o.Name, spec, canon); err != nil {
+			return nil, err
+		}
+		if spec, canon, err = sealCertificate(c, p+".spec", o.Name, spec, canon); err != nil {
 			return nil, err
 		}
 		b.put(o.Kind, o.Name, spec, canon)
@@ -241,7 +260,9 @@ func nextRestore(c *Config, index uint64, cmd *Restore) (*Config, error) {
 	// Start from an empty document that keeps the cluster's members, then
 	// put every restored object; objects equal to the current ones keep
 	// their modify_index so compare-and-set by clients stays meaningful.
-	b := newBuilder(&Config{Nodes: c.Nodes}, index)
+	// Session-ticket keys are the cluster's own, like its members: a
+	// restore keeps them.
+	b := newBuilder(&Config{Nodes: c.Nodes, TicketKeys: c.TicketKeys}, index)
 	b.base = c
 	type item struct {
 		kind Kind
@@ -260,6 +281,9 @@ func nextRestore(c *Config, index uint64, cmd *Restore) (*Config, error) {
 			spec, _, _ := in.lookup(kind, name)
 			nspec, canon, err := normalize(p+".spec", kind, canonicalJSON(spec))
 			if err != nil {
+				return nil, err
+			}
+			if nspec, canon, err = sealCertificate(c, p+".spec", name, nspec, canon); err != nil {
 				return nil, err
 			}
 			b.put(kind, name, nspec, canon)
@@ -313,6 +337,9 @@ func nextRestore(c *Config, index uint64, cmd *Restore) (*Config, error) {
 		return nil, err
 	}
 	restoreACME(b, c)
+	if err := restoreCertificateStatus(b, in); err != nil {
+		return nil, err
+	}
 	return b.c, nil
 }
 
@@ -344,6 +371,10 @@ func checkObjectName(p string, kind Kind, key string, c *Config) error {
 		}
 	case KindACMEIssuer:
 		if o := c.ACMEIssuers[key]; o != nil {
+			name, present = o.Name, true
+		}
+	case KindCertificate:
+		if o := c.Certificates[key]; o != nil {
 			name, present = o.Name, true
 		}
 	}
@@ -524,6 +555,12 @@ func fillMaps(c *Config) {
 	if c.RolloutStatus == nil {
 		c.RolloutStatus = map[string]*RolloutStatus{}
 	}
+	if c.Certificates == nil {
+		c.Certificates = map[string]*Certificate{}
+	}
+	if c.CertificateStatus == nil {
+		c.CertificateStatus = map[string]*CertificateStatus{}
+	}
 }
 
 func own[V any](b *builder, key string, m *map[string]V) map[string]V {
@@ -548,6 +585,10 @@ func (b *builder) rollouts() map[string]*Rollout       { return own(b, "ro", &b.
 func (b *builder) rolloutStatus() map[string]*RolloutStatus {
 	return own(b, "rs", &b.c.RolloutStatus)
 }
+func (b *builder) certificates() map[string]*Certificate { return own(b, "c", &b.c.Certificates) }
+func (b *builder) certificateStatus() map[string]*CertificateStatus {
+	return own(b, "cs", &b.c.CertificateStatus)
+}
 
 // put stores a normalized spec. An object whose spec equals the one in the
 // base document is kept as it was (same pointer, same modify_index), which
@@ -570,6 +611,8 @@ func (b *builder) put(kind Kind, name string, spec any, canon json.RawMessage) {
 			b.rollouts()[name] = b.base.Rollouts[name]
 		case KindACMEIssuer:
 			b.acmeIssuers()[name] = b.base.ACMEIssuers[name]
+		case KindCertificate:
+			b.certificates()[name] = b.base.Certificates[name]
 		}
 		return
 	}
@@ -586,6 +629,14 @@ func (b *builder) put(kind Kind, name string, spec any, canon json.RawMessage) {
 		b.rollouts()[name] = &Rollout{Name: name, ModifyIndex: b.index, Spec: *spec.(*RolloutSpec)}
 	case KindACMEIssuer:
 		b.acmeIssuers()[name] = &ACMEIssuer{Name: name, ModifyIndex: b.index, Spec: *spec.(*ACMEIssuerSpec)}
+	case KindCertificate:
+		cs := *spec.(*CertificateSpec)
+		b.certificates()[name] = &Certificate{Name: name, ModifyIndex: b.index, Spec: cs}
+		if cs.ACME == nil {
+			if _, ok := b.c.CertificateStatus[name]; ok {
+				delete(b.certificateStatus(), name)
+			}
+		}
 	}
 }
 
@@ -607,6 +658,11 @@ func (b *builder) delete(kind Kind, name string) {
 	case KindACMEIssuer:
 		delete(b.acmeIssuers(), name)
 		b.afterIssuerDelete(name)
+	case KindCertificate:
+		delete(b.certificates(), name)
+		if _, ok := b.c.CertificateStatus[name]; ok {
+			delete(b.certificateStatus(), name)
+		}
 	}
 }
 
@@ -632,6 +688,9 @@ func (b *builder) keeps(kind Kind, name string) bool {
 	case KindACMEIssuer:
 		o, ok := b.c.ACMEIssuers[name]
 		return ok && o == b.base.ACMEIssuers[name]
+	case KindCertificate:
+		o, ok := b.c.Certificates[name]
+		return ok && o == b.base.Certificates[name]
 	}
 	return false
 }

@@ -16,7 +16,7 @@ func ParseKind(s string) (Kind, error) {
 			return kind, nil
 		}
 	}
-	return "", invalidf("kind", "unknown kind %q (want one of listener, pool, route, vip, rollout, acme_issuer)", s)
+	return "", invalidf("kind", "unknown kind %q (want one of acme_issuer, certificate, listener, pool, route, vip, rollout)", s)
 }
 
 func validKind(k Kind) bool {
@@ -33,6 +33,11 @@ func (c *Config) Get(kind Kind, name string) (Object, bool) {
 	spec, idx, ok := c.lookup(kind, name)
 	if !ok {
 		return Object{}, false
+	}
+	if cs, isCert := spec.(*CertificateSpec); isCert {
+		// A key, even sealed, never leaves the replicated state.
+		r := cs.Redacted()
+		spec = &r
 	}
 	return Object{Kind: kind, Name: name, Spec: canonicalJSON(spec), ModifyIndex: idx}, true
 }
@@ -75,6 +80,8 @@ func (c *Config) names(kind Kind) []string {
 		names = sortedKeys(c.Rollouts)
 	case KindACMEIssuer:
 		names = sortedKeys(c.ACMEIssuers)
+	case KindCertificate:
+		names = sortedKeys(c.Certificates)
 	}
 	sort.Strings(names)
 	return names
@@ -109,6 +116,10 @@ func (c *Config) lookup(kind Kind, name string) (spec any, modifyIndex uint64, o
 		}
 	case KindACMEIssuer:
 		if o, ok := c.ACMEIssuers[name]; ok && o != nil {
+			return &o.Spec, o.ModifyIndex, true
+		}
+	case KindCertificate:
+		if o, ok := c.Certificates[name]; ok && o != nil {
 			return &o.Spec, o.ModifyIndex, true
 		}
 	}
@@ -147,6 +158,8 @@ func decodeSpec(prefix string, kind Kind, raw json.RawMessage) (any, error) {
 		return decodeStrict[RolloutSpec](prefix, raw, v)
 	case KindACMEIssuer:
 		return decodeStrict[ACMEIssuerSpec](prefix, raw, v)
+	case KindCertificate:
+		return decodeStrict[CertificateSpec](prefix, raw, v)
 	}
 	return nil, invalidf("kind", "unknown kind %q", kind)
 }
@@ -207,6 +220,8 @@ func newSpec(kind Kind) any {
 		return new(RolloutSpec)
 	case KindACMEIssuer:
 		return new(ACMEIssuerSpec)
+	case KindCertificate:
+		return new(CertificateSpec)
 	}
 	panic("fsm: no spec type for kind " + string(kind))
 }

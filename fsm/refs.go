@@ -21,6 +21,9 @@ func checkRefs(c *Config, kind Kind, name, p string, checkNodes bool) error {
 				return conflictf(p+".port", "port %d is already used by listener %q", l.Spec.Port, other)
 			}
 		}
+		if err := checkListenerCertificates(c, l, p); err != nil {
+			return err
+		}
 		// Checked even for a restored document: every node binds every
 		// listener, and one bound on a node's own admin or Raft port would
 		// keep that node's API or Raft from starting again.

@@ -178,6 +178,16 @@ func checkDocument(c *Config) error {
 			return corrupt("rollout status %q: null", k)
 		}
 	}
+	for k, v := range c.Certificates {
+		if v == nil || v.Name != k {
+			return corrupt("certificate %q: name does not match key", k)
+		}
+	}
+	for k, v := range c.CertificateStatus {
+		if v == nil {
+			return corrupt("certificate status %q: null", k)
+		}
+	}
 	for k, v := range c.Leases {
 		if v == nil || v.ID != k {
 			return corrupt("lease %d: id does not match key", k)

@@ -21,7 +21,7 @@ const (
 
 // Kinds lists the manifest kinds in the order a manifest is applied and
 // exported: referenced resources before the ones that reference them.
-var Kinds = []Kind{KindListener, KindPool, KindRoute, KindVIP, KindRollout, KindACMEIssuer}
+var Kinds = []Kind{KindACMEIssuer, KindCertificate, KindListener, KindPool, KindRoute, KindVIP, KindRollout}
 
 // Duration is a time.Duration that reads and writes as a Go duration string
 // ("2s", "150ms") in JSON and YAML manifests. A bare number is taken as
@@ -75,12 +75,26 @@ type ListenerSpec struct {
 	// overwritten with the client address instead of appended to.
 	Edge   bool           `json:"edge,omitempty"`
 	Limits ListenerLimits `json:"limits,omitzero"`
+	// HTTPSRedirect (http listeners) answers every request with a
+	// redirect to the same URL over https.
+	HTTPSRedirect *HTTPSRedirect `json:"https_redirect,omitempty"`
 }
 
-// ListenerTLS names the certificate files every node reads for an https listener.
+// ListenerTLS says what an https listener serves: either the certificate
+// files every node reads (CertFile, KeyFile) or certificates of the
+// replicated state, picked by SNI (see listener_tls.go).
 type ListenerTLS struct {
-	CertFile string `json:"cert_file"`
-	KeyFile  string `json:"key_file"`
+	CertFile string `json:"cert_file,omitempty"`
+	KeyFile  string `json:"key_file,omitempty"`
+	// Certificates name certificate objects; the handshake picks the one
+	// whose names match the SNI exactly, else by the longest wildcard,
+	// else Default (Certificates[0] when unset).
+	Certificates []string `json:"certificates,omitempty"`
+	Default      string   `json:"default,omitempty"`
+	// Policy tightens the protocol versions and cipher suites.
+	Policy *TLSPolicy `json:"policy,omitempty"`
+	// HSTS adds Strict-Transport-Security to every response.
+	HSTS *HSTS `json:"hsts,omitempty"`
 }
 
 // ListenerLimits bound what one client may cost a node. Zero means the
@@ -402,13 +416,20 @@ type Config struct {
 	RolloutStatus map[string]*RolloutStatus `json:"rollout_status"`
 	// ACMEIssuers are the ACME CAs; the other ACME maps are written only
 	// by the leader's fenced ACME commands (see acme.go): accounts by
-	// issuer, order status and issued certificates by certificate name,
-	// pending challenges by token.
+	// issuer, order state by certificate name, pending challenges by
+	// token. Issued material goes to CertificateStatus.
 	ACMEIssuers    map[string]*ACMEIssuer    `json:"acme_issuers,omitempty"`
 	ACMEAccounts   map[string]*ACMEAccount   `json:"acme_accounts,omitempty"`
 	ACMEStatus     map[string]*ACMEStatus    `json:"acme_status,omitempty"`
-	ACMEIssued     map[string]*ACMEIssued    `json:"acme_issued,omitempty"`
 	ACMEChallenges map[string]*ACMEChallenge `json:"acme_challenges,omitempty"`
+	// Certificates are TLS certificates with sealed keys; CertificateStatus
+	// holds the issued material of ACME certificates, written only by
+	// CertificateIssue commands.
+	Certificates      map[string]*Certificate       `json:"certificates"`
+	CertificateStatus map[string]*CertificateStatus `json:"certificate_status"`
+	// TicketKeys are the cluster's sealed TLS session-ticket keys (nil
+	// until the leader first rotates them).
+	TicketKeys *TicketKeys `json:"ticket_keys,omitempty"`
 }
 
 // Lease is a TTL lease that self-registered backends are attached to. Its

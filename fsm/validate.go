@@ -31,6 +31,8 @@ func validateSpec(prefix string, kind Kind, spec any) error {
 		return validateRollout(prefix, s)
 	case *ACMEIssuerSpec:
 		return validateACMEIssuer(prefix, s)
+	case *CertificateSpec:
+		return validateCertificate(prefix, s)
 	}
 	return invalidf("kind", "unknown kind %q", kind)
 }
@@ -44,20 +46,17 @@ func validateListener(p string, s *ListenerSpec) error {
 		if s.TLS != nil {
 			return invalidf(p+".tls", "only valid with protocol https")
 		}
+		if err := validateHTTPSRedirect(p+".https_redirect", s.HTTPSRedirect); err != nil {
+			return err
+		}
 	case "https":
 		if s.TLS == nil {
 			return invalidf(p+".tls", "required with protocol https")
 		}
-		if s.TLS.CertFile == "" {
-			return invalidf(p+".tls.cert_file", "required")
+		if s.HTTPSRedirect != nil {
+			return invalidf(p+".https_redirect", "only valid with protocol http")
 		}
-		if s.TLS.KeyFile == "" {
-			return invalidf(p+".tls.key_file", "required")
-		}
-		if err := firstErr(
-			maxLen(p+".tls.cert_file", s.TLS.CertFile, maxFileLen),
-			maxLen(p+".tls.key_file", s.TLS.KeyFile, maxFileLen),
-		); err != nil {
+		if err := validateListenerTLS(p+".tls", s.TLS); err != nil {
 			return err
 		}
 	default:

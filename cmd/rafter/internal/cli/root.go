@@ -57,6 +57,7 @@ func NewRoot(s Streams, extra ...*cobra.Command) *cobra.Command {
 		newRolloutCmd(s),
 		newRegisterCmd(s),
 		newTLSCmd(s),
+		newKeygenCmd(s),
 		newVersionCmd(s),
 	)
 	root.AddCommand(extra...)
