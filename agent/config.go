@@ -90,6 +90,11 @@ type Config struct {
 	BackupEvery time.Duration
 	BackupKeep  int
 
+	// SecretsKeyFile is the cluster's secrets key file (`rafter keygen`),
+	// the same on every node: certificate and ACME account keys are sealed
+	// with it. Without it this node never drives ACME orders.
+	SecretsKeyFile string
+
 	// The fields below are set by programs that run agents in-process
 	// (`rafter dev`, tests), never by flags.
 
@@ -98,6 +103,8 @@ type Config struct {
 	Stdout, Stderr io.Writer
 	// Logger, when set, replaces the JSON logger on Stderr.
 	Logger *slog.Logger
+	// ACME shortens the ACME manager's timers (tests).
+	ACME ACMETuning
 	// AdminListener, when set, is served instead of listening on
 	// AdminAddr(); its address is the one peers are told.
 	AdminListener net.Listener
