@@ -112,7 +112,8 @@ func (w *watcher) step(c *fsm.Config) {
 // rest, so an untouched map is the same map in both.
 func dataplaneChanged(a, b *fsm.Config) bool {
 	return !sameMap(a.Listeners, b.Listeners) || !sameMap(a.Routes, b.Routes) ||
-		!sameMap(a.Pools, b.Pools) || !sameMap(a.VIPs, b.VIPs) || !sameMap(a.Zones, b.Zones)
+		!sameMap(a.Pools, b.Pools) || !sameMap(a.VIPs, b.VIPs) || !sameMap(a.Zones, b.Zones) ||
+		!sameMap(a.ACMEChallenges, b.ACMEChallenges)
 }
 
 func sameMap[K comparable, V any](a, b map[K]V) bool {
