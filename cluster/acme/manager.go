@@ -215,6 +215,9 @@ var errDeposed = errors.New("acme: order taken over by another leader")
 // apply commits one fenced command after confirming leadership.
 func (t *term) apply(ctx context.Context, p fsm.Payload) (uint64, error) {
 	if err := t.m.cfg.Store.VerifyLeader(ctx); err != nil {
+		if ctx.Err() != nil {
+			return 0, context.Cause(ctx)
+		}
 		return 0, fmt.Errorf("%w: %v", errDeposed, err)
 	}
 	idx, err := t.m.cfg.Store.Apply(ctx, fsm.NewCommand(p))
@@ -357,9 +360,12 @@ func (p *provider) Present(ctx context.Context, domain, token, keyAuth string) e
 		}
 		return err
 	}
+	start := time.Now()
 	if err := p.t.m.cfg.Propagation.WaitApplied(ctx, idx); err != nil {
 		return fmt.Errorf("challenge not applied on the nodes: %w", err)
 	}
+	p.t.log.Debug("acme challenge published", "certificate", p.cert, "domain", domain, "index", idx,
+		"wait", time.Since(start).Round(time.Millisecond))
 	return nil
 }
 
