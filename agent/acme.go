@@ -26,18 +26,6 @@ type ACMETuning struct {
 	RenewAt            func(notBefore, notAfter time.Time) time.Time
 }
 
-// loadSecrets reads --secrets-key-file; nil without one.
-func loadSecrets(path string) (*secrets.Keyring, error) {
-	if path == "" {
-		return nil, nil
-	}
-	k, err := secrets.LoadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("--secrets-key-file: %w", err)
-	}
-	return k, nil
-}
-
 type acmeDeps struct {
 	Node      *cluster.Node
 	Keyring   *secrets.Keyring

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -28,6 +29,7 @@ import (
 	"github.com/rafterlb/rafter/dataplane/health"
 	"github.com/rafterlb/rafter/fsm"
 	"github.com/rafterlb/rafter/internal/sdnotify"
+	"github.com/rafterlb/rafter/secrets"
 )
 
 // Shutdown budgets: how long each stage of a graceful stop may take.
@@ -49,6 +51,9 @@ type Agent struct {
 	node      *cluster.Node
 	// upgraded: a new process serves this node's sockets now.
 	upgraded bool
+
+	// secrets is the cluster's secrets key (nil without --secrets-key-file).
+	secrets *secrets.Keyring
 }
 
 // New checks cfg and loads its TLS files; Run starts the node.
@@ -70,13 +75,16 @@ func New(cfg Config) (*Agent, error) {
 		log = slog.New(slog.NewJSONHandler(cfg.Stderr, &slog.HandlerOptions{Level: cfg.SlogLevel()}))
 	}
 	tlsc, err := loadTLS(cfg)
-	if err != nil {
-		if cfg.AdminListener != nil {
-			cfg.AdminListener.Close()
+	if err == nil {
+		var kr *secrets.Keyring
+		if kr, err = loadSecrets(cfg); err == nil {
+			return &Agent{cfg: cfg, log: log.With("node", cfg.NodeID), tls: tlsc, secrets: kr, ready: make(chan struct{})}, nil
 		}
-		return nil, err
 	}
-	return &Agent{cfg: cfg, log: log.With("node", cfg.NodeID), tls: tlsc, ready: make(chan struct{})}, nil
+	if cfg.AdminListener != nil {
+		cfg.AdminListener.Close()
+	}
+	return nil, err
 }
 
 // Ready is closed once the admin API serves.
@@ -101,8 +109,19 @@ func (c Config) Check() error {
 	if err := c.Validate(); err != nil {
 		return err
 	}
-	_, err := loadTLS(c)
+	if _, err := loadTLS(c); err != nil {
+		return err
+	}
+	_, err := loadSecrets(c)
 	return err
+}
+
+// loadSecrets reads --secrets-key-file (nil without it).
+func loadSecrets(cfg Config) (*secrets.Keyring, error) {
+	if cfg.Secrets != nil || cfg.SecretsKeyFile == "" {
+		return cfg.Secrets, nil
+	}
+	return secrets.LoadFile(cfg.SecretsKeyFile)
 }
 
 // tlsSet holds the configs built from --tls-*; all nil without TLS.
@@ -319,6 +338,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 			Registerer: reg,
 			Health:     monitor,
 			Spans:      spans,
+			Secrets:    a.secrets,
 			Listen: func(name, addr string) (net.Listener, error) {
 				return socks.listen("listener "+name, addr, nil)
 			},
@@ -417,16 +437,25 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		return err
 	}
 
+	if a.secrets == nil {
+		log.Info("no --secrets-key-file: this node refuses certificates with private keys and serves none; https listeners with cert_file/key_file work")
+	} else {
+		log.Info("secrets key loaded", "key_id", a.secrets.ID())
+		rot := &ticketRotator{store: node, keys: a.secrets, every: cfg.TicketKeyRotation, now: time.Now,
+			log: log.With("component", "tls-tickets"), rand: rand.Reader}
+		leads, cancelLeads := node.WatchLeadership()
+		wg.Go(func() {
+			defer cancelLeads()
+			rot.Run(workCtx, leads)
+		})
+	}
+
 	rollouts, err := startRollouts(workCtx, &wg, rolloutDeps{Node: node, NodeID: cfg.NodeID, Counts: dp,
 		Transport: fwdTransport, Scheme: scheme, Token: ownToken, Logger: log, Registerer: reg})
 	if err != nil {
 		return fmt.Errorf("rollouts: %w", err)
 	}
-	keyring, err := loadSecrets(cfg.SecretsKeyFile)
-	if err != nil {
-		return err
-	}
-	if err := startACME(workCtx, &wg, acmeDeps{Node: node, Keyring: keyring, Transport: fwdTransport,
+	if err := startACME(workCtx, &wg, acmeDeps{Node: node, Keyring: a.secrets, Transport: fwdTransport,
 		Scheme: scheme, Token: ownToken, Tuning: cfg.ACME, Logger: log}); err != nil {
 		return fmt.Errorf("acme: %w", err)
 	}
@@ -464,6 +493,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		"/v1/stats":  statsHandler(reg, cfg.NodeID),
 	}
 	apiCfg.History = history
+	apiCfg.Secrets = a.secrets
 	apiCfg.UI = ui.Handler()
 	api, err := httpapi.New(apiCfg)
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/rafterlb/rafter/cluster"
 	"github.com/rafterlb/rafter/fsm"
+	"github.com/rafterlb/rafter/secrets"
 )
 
 // Config is everything an agent is started with. `rafter agent` fills it
@@ -83,17 +84,23 @@ type Config struct {
 	VIPLinux     bool
 	VIPInterface string
 
+	// SecretsKeyFile is the cluster's secrets key file (`rafter keygen`):
+	// every node needs the same one. It seals certificate private keys and
+	// TLS session-ticket keys in the Raft log and snapshots. Without it the
+	// node refuses certificate writes and cannot serve certificates, and
+	// never drives ACME orders (account and certificate keys are sealed
+	// with it too).
+	SecretsKeyFile string
+	// TicketKeyRotation is how often the leader replaces the TLS
+	// session-ticket key (DefaultTicketKeyRotation).
+	TicketKeyRotation time.Duration
+
 	// BackupDir, when set, receives this node's copy of the configuration
 	// every BackupEvery (in the format of `rafter snapshot save`); the
 	// newest BackupKeep files are kept.
 	BackupDir   string
 	BackupEvery time.Duration
 	BackupKeep  int
-
-	// SecretsKeyFile is the cluster's secrets key file (`rafter keygen`),
-	// the same on every node: certificate and ACME account keys are sealed
-	// with it. Without it this node never drives ACME orders.
-	SecretsKeyFile string
 
 	// The fields below are set by programs that run agents in-process
 	// (`rafter dev`, tests), never by flags.
@@ -103,6 +110,8 @@ type Config struct {
 	Stdout, Stderr io.Writer
 	// Logger, when set, replaces the JSON logger on Stderr.
 	Logger *slog.Logger
+	// Secrets, when set, is used instead of reading SecretsKeyFile.
+	Secrets *secrets.Keyring
 	// ACME shortens the ACME manager's timers (tests).
 	ACME ACMETuning
 	// AdminListener, when set, is served instead of listening on
@@ -130,6 +139,7 @@ func DefaultConfig() Config {
 		Role:      fsm.RoleVoter,
 
 		LeaseCheckInterval: time.Second,
+		TicketKeyRotation:  DefaultTicketKeyRotation,
 		LeaseDrainPeriod:   5 * time.Second,
 
 		VIPProviders:   []string{fsm.ProviderAWSEIP},
@@ -194,6 +204,9 @@ func (c *Config) Validate() error {
 	}
 	if c.DataDir == "" {
 		bad("data-dir", "required")
+	}
+	if c.TicketKeyRotation < minTicketKeyRotation || c.TicketKeyRotation > maxTicketKeyRotation {
+		bad("tls-ticket-rotation", "must be %v..%v, got %v", minTicketKeyRotation, maxTicketKeyRotation, c.TicketKeyRotation)
 	}
 	bind := net.ParseIP(c.Bind)
 	if bind == nil {

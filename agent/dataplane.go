@@ -9,6 +9,7 @@ import (
 
 	"github.com/rafterlb/rafter/dataplane"
 	"github.com/rafterlb/rafter/dataplane/health"
+	"github.com/rafterlb/rafter/secrets"
 )
 
 // dataPlaneDeps is what the agent hands the data plane.
@@ -24,6 +25,8 @@ type dataPlaneDeps struct {
 	// Listen and ListenVIP open listener sockets (see dataplane.Options).
 	Listen, ListenVIP func(name, addr string) (net.Listener, error)
 	Spans             dataplane.SpanSink // nil: no span export
+	// Secrets opens sealed certificate and ticket keys (nil: none).
+	Secrets *secrets.Keyring
 }
 
 // dataPlane is the part of the proxy the agent drives: Run serves until
@@ -55,6 +58,7 @@ func newDataPlane(d dataPlaneDeps) (dataPlane, error) {
 	opts.AccessLog = d.AccessLog
 	opts.Registerer = d.Registerer
 	opts.Listen, opts.ListenVIP = d.Listen, d.ListenVIP
+	opts.Secrets = d.Secrets
 	if d.Health != nil {
 		opts.Health = d.Health
 	}

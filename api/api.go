@@ -101,6 +101,8 @@ type Item struct {
 	Assignment  *VIPAssignment  `json:"assignment,omitempty"`
 	// Status is a rollout's progress (rollouts only).
 	Status *fsm.RolloutStatus `json:"status,omitempty"`
+	// Certificate describes a certificate (certificates only).
+	Certificate *CertificateView `json:"certificate,omitempty"`
 }
 
 // RolloutActionResult answers POST /v1/rollouts/{name}/{pause,resume,

@@ -23,9 +23,6 @@ import (
 // ACMEALPNProto is the ALPN protocol of the TLS-ALPN-01 challenge (RFC 8737).
 const ACMEALPNProto = "acme-tls/1"
 
-// acmeChallengePrefix is where HTTP-01 validation requests arrive (RFC 8555 §8.3).
-const acmeChallengePrefix = "/.well-known/acme-challenge/"
-
 // idPeACMEIdentifier is the extension a TLS-ALPN-01 certificate carries
 // the SHA-256 of the key authorization in (RFC 8737 §3).
 var idPeACMEIdentifier = asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 1, 31}
@@ -131,9 +128,10 @@ func (a *acmeAnswers) getCertificate(hello *tls.ClientHelloInfo) *tls.Certificat
 // offered, and a ClientHello that asks for it gets the challenge
 // certificate of its server name. A ClientHello that offers nothing but
 // acme-tls/1 with no challenge pending fails the handshake: RFC 8737 §3
-// forbids negotiating acme-tls/1 with any other certificate.
-func (a *acmeAnswers) withACME(cfg *tls.Config) *tls.Config {
-	cfg = cfg.Clone()
+// forbids negotiating acme-tls/1 with any other certificate. cfg is
+// changed in place, before it serves: the certificate manager keeps a
+// reference to it for session-ticket keys.
+func (a *acmeAnswers) withACME(cfg *tls.Config) {
 	if !slices.Contains(cfg.NextProtos, ACMEALPNProto) {
 		cfg.NextProtos = append(slices.Clone(cfg.NextProtos), ACMEALPNProto)
 	}
@@ -152,7 +150,17 @@ func (a *acmeAnswers) withACME(cfg *tls.Config) *tls.Config {
 		}
 		return nil, nil // the config's Certificates answer
 	}
-	return cfg
+}
+
+// handler answers pending HTTP-01 challenges before next (routing,
+// redirects) sees the request.
+func (a *acmeAnswers) handler(next fasthttp.RequestHandler) fasthttp.RequestHandler {
+	return func(ctx *fasthttp.RequestCtx) {
+		if a.serveHTTP(ctx) {
+			return
+		}
+		next(ctx)
+	}
 }
 
 type acmeError string

@@ -33,6 +33,7 @@ type Dataplane struct {
 	listenVIP func(name, addr string) (net.Listener, error)
 
 	table     atomic.Pointer[Table]
+	certs     *certManager
 	acme      acmeAnswers // ACME challenges every node answers (acme.go)
 	exchanges sync.Pool
 	tunnels   tunnels
@@ -67,6 +68,7 @@ func New(opts Options) (*Dataplane, error) {
 	if d.health == nil {
 		d.health = AllHealthy{}
 	}
+	d.certs = newCertManager(d.log, opts.Secrets)
 	if d.dial == nil {
 		d.dial = func(addr string, timeout time.Duration) (net.Conn, error) {
 			return (&net.Dialer{Timeout: timeout}).Dial("tcp", addr)
@@ -158,6 +160,9 @@ func (d *Dataplane) apply(cfg *fsm.Config) {
 		d.log.Error("ACME challenge certificate not made", "err", err)
 	}
 	vips := d.vipIPs(cfg)
+	// Certificates first: a listener bound below serves them at once, and
+	// running listeners pick them up with their next handshake.
+	d.certs.update(cfg)
 	d.reconcileListeners(t, vips, true)
 	d.table.Store(t)
 	d.metrics.swaps.Inc()
@@ -258,6 +263,9 @@ type listenerServer struct {
 	ln   net.Listener
 	addr string
 	done chan struct{}
+	// tlsConf (https) follows the cluster's ticket keys while it serves.
+	tlsConf *tls.Config
+	certs   *certManager
 }
 
 func (d *Dataplane) startListener(name, vipIP string, lt *listenerTable) (*listenerServer, error) {
@@ -276,23 +284,19 @@ func (d *Dataplane) startListener(name, vipIP string, lt *listenerTable) (*liste
 		return nil, fmt.Errorf("listen %s: %w", addr, err)
 	}
 	ln = yieldListener{ln}
+	var tlsConf *tls.Config
 	if lt.spec.Protocol == "https" {
-		tlsLn, err := tlsListener(ln, lt.spec.TLS, &d.acme)
-		if err != nil {
+		if tlsConf, err = d.certs.tlsConfig(name, lt.spec.TLS); err != nil {
 			ln.Close()
 			return nil, err
 		}
-		ln = tlsLn
+		d.acme.withACME(tlsConf)
+		ln = tls.NewListener(ln, tlsConf)
 	}
 	lim := lt.limits
 	conns := d.metrics.connections.WithLabelValues(name)
 	srv := &fasthttp.Server{
-		Handler: func(ctx *fasthttp.RequestCtx) {
-			if d.acme.serveHTTP(ctx) {
-				return
-			}
-			d.handle(ctx, name)
-		},
+		Handler:                       d.acme.handler(d.listenerHandler(name, &lt.spec)),
 		ErrorHandler:                  d.parseError,
 		Name:                          "rafter",
 		NoDefaultServerHeader:         true,
@@ -319,7 +323,8 @@ func (d *Dataplane) startListener(name, vipIP string, lt *listenerTable) (*liste
 			}
 		},
 	}
-	ls := &listenerServer{name: name, ip: vipIP, spec: lt.spec, srv: srv, ln: ln, addr: ln.Addr().String(), done: make(chan struct{})}
+	ls := &listenerServer{name: name, ip: vipIP, spec: lt.spec, srv: srv, ln: ln, addr: ln.Addr().String(), done: make(chan struct{}),
+		tlsConf: tlsConf, certs: d.certs}
 	go func() {
 		defer close(ls.done)
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, net.ErrClosed) {
@@ -329,32 +334,15 @@ func (d *Dataplane) startListener(name, vipIP string, lt *listenerTable) (*liste
 	return ls, nil
 }
 
-// tlsListener terminates TLS for an https listener with the certificate
-// files every node reads from its own disk. The files are read when the
-// listener starts; a rotated certificate is picked up when the listener's
-// spec changes (e.g. new file names), which restarts only that listener.
-func tlsListener(ln net.Listener, spec *fsm.ListenerTLS, acme *acmeAnswers) (net.Listener, error) {
-	if spec == nil {
-		return nil, errors.New("https listener without tls.cert_file and tls.key_file")
-	}
-	cert, err := tls.LoadX509KeyPair(spec.CertFile, spec.KeyFile)
-	if err != nil {
-		return nil, fmt.Errorf("loading certificate %s / key %s: %w", spec.CertFile, spec.KeyFile, err)
-	}
-	return tls.NewListener(ln, acme.withACME(&tls.Config{
-		Certificates: []tls.Certificate{cert},
-		MinVersion:   tls.VersionTLS12,
-		// HTTP/1.1 only: the proxy speaks HTTP/1.x to clients.
-		NextProtos: []string{"http/1.1"},
-	})), nil
-}
-
 func (ls *listenerServer) shutdown(timeout time.Duration) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	_ = ls.srv.ShutdownWithContext(ctx)
 	_ = ls.ln.Close()
 	<-ls.done
+	if ls.certs != nil {
+		ls.certs.unregister(ls.tlsConf)
+	}
 }
 
 func (d *Dataplane) stop() error {

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/rafterlb/rafter/secrets"
 )
 
 // Defaults applied where the configuration leaves a limit at zero.
@@ -79,6 +81,9 @@ type Options struct {
 	// Dial opens upstream connections (HTTP and Upgrade tunnels); nil
 	// means a net.Dialer with the route's connect timeout.
 	Dial func(addr string, timeout time.Duration) (net.Conn, error)
+	// Secrets opens the sealed keys of certificates and the cluster's TLS
+	// session-ticket keys; nil: listeners serve only certificate files.
+	Secrets *secrets.Keyring
 
 	// routeHook, when set, is called with the route's name once a request
 	// is routed. Tests use it to make a route's handling fail.

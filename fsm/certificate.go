@@ -409,6 +409,43 @@ func (s CertificateStatus) Redacted() CertificateStatus {
 	return s
 }
 
+// publicJSON is the canonical JSON of a spec as reads show it: a
+// certificate's key, even sealed, never leaves the replicated state.
+func publicJSON(spec any) []byte {
+	if cs, ok := spec.(*CertificateSpec); ok {
+		r := cs.Redacted()
+		return canonicalJSON(&r)
+	}
+	return canonicalJSON(spec)
+}
+
+// Redacted returns a copy of c without any sealed value (certificate keys,
+// issued keys, session-ticket keys): the document as the admin API may
+// show or export it. It shares everything else with c.
+func (c *Config) Redacted() *Config {
+	if c == nil {
+		return nil
+	}
+	r := *c
+	if len(c.Certificates) > 0 {
+		r.Certificates = make(map[string]*Certificate, len(c.Certificates))
+		for k, v := range c.Certificates {
+			nv := *v
+			nv.Spec = v.Spec.Redacted()
+			r.Certificates[k] = &nv
+		}
+	}
+	if len(c.CertificateStatus) > 0 {
+		r.CertificateStatus = make(map[string]*CertificateStatus, len(c.CertificateStatus))
+		for k, v := range c.CertificateStatus {
+			nv := v.Redacted()
+			r.CertificateStatus[k] = &nv
+		}
+	}
+	r.TicketKeys = nil
+	return &r
+}
+
 func nextCertificateIssue(c *Config, index uint64, cmd *CertificateIssue) (*Config, error) {
 	cert, ok := c.Certificates[cmd.Name]
 	if !ok {
@@ -502,6 +539,18 @@ func restoreCertificateStatus(b *builder, in *Config) error {
 		cert, ok := b.c.Certificates[name]
 		if !ok || cert.Spec.ACME == nil {
 			continue
+		}
+		if st.Cert != "" && st.EncryptedKey == "" {
+			// A redacted backup (GET /v1/snapshot) carries no keys: keep
+			// the material this cluster has for the same chain, else
+			// leave the certificate to be issued again.
+			cur := b.base.CertificateStatus[name]
+			if cur == nil || cur.Cert != st.Cert {
+				continue
+			}
+			st = &CertificateStatus{}
+			*st = *in.CertificateStatus[name]
+			st.EncryptedKey = cur.EncryptedKey
 		}
 		if st.Cert != "" {
 			if _, err := parseCertChain(p+".cert", st.Cert); err != nil {

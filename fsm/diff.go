@@ -44,13 +44,13 @@ func Diff(before, after *Config) []Change {
 			a, _, inAfter := after.lookup(kind, n)
 			switch {
 			case inBefore && !inAfter:
-				out = append(out, Change{Op: "delete", Kind: kind, Name: n, Before: canonicalJSON(b)})
+				out = append(out, Change{Op: "delete", Kind: kind, Name: n, Before: publicJSON(b)})
 			case !inBefore && inAfter:
-				out = append(out, Change{Op: "create", Kind: kind, Name: n, After: canonicalJSON(a)})
+				out = append(out, Change{Op: "create", Kind: kind, Name: n, After: publicJSON(a)})
 			default:
 				bj, aj := canonicalJSON(b), canonicalJSON(a)
 				if !bytes.Equal(bj, aj) {
-					out = append(out, Change{Op: "update", Kind: kind, Name: n, Before: bj, After: aj})
+					out = append(out, Change{Op: "update", Kind: kind, Name: n, Before: publicJSON(b), After: publicJSON(a)})
 				}
 			}
 		}

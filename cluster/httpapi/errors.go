@@ -53,6 +53,10 @@ func errorStatus(err error) (status int, detail api.ErrorDetail, retry bool) {
 	}
 	var tooLarge *http.MaxBytesError
 	switch {
+	case errors.Is(err, errNoSecretsKey):
+		status, d := noSecretsKeyStatus(err)
+		d.Field = detail.Field
+		return status, d, false
 	case errors.As(err, &tooLarge):
 		return http.StatusRequestEntityTooLarge, api.ErrorDetail{Code: CodeTooLarge, Message: err.Error()}, false
 	case errors.Is(err, errUnauthorized):

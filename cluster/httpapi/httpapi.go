@@ -14,6 +14,7 @@ import (
 	"github.com/rafterlb/rafter/cluster"
 	"github.com/rafterlb/rafter/fsm"
 	"github.com/rafterlb/rafter/internal/conf"
+	"github.com/rafterlb/rafter/secrets"
 )
 
 // Response headers carried by every answer of the API, errors included.
@@ -88,6 +89,13 @@ type Config struct {
 	// UI, when set, serves the dashboard at /ui/ without a token: it is
 	// static files, and the page asks for a token before it reads the API.
 	UI http.Handler
+	// Secrets seals the private keys of certificate writes before they
+	// are proposed; without it such writes answer 412 naming
+	// --secrets-key-file.
+	Secrets *secrets.Keyring
+	// Now is the clock certificate validity is checked against; default
+	// time.Now.
+	Now func() time.Time
 }
 
 // DefaultConfig returns a Config with every optional field at its default;

@@ -30,6 +30,9 @@ func (s *server) handleApply(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return fmt.Errorf("manifest: %w", err)
 	}
+	if err := s.sealKeys(objs, func(i int) string { return fmt.Sprintf("documents[%d].spec", i) }); err != nil {
+		return fmt.Errorf("manifest: %w", err)
+	}
 	return s.applyWithChanges(w, r, body, fsm.ApplyCommand(objs), dry)
 }
 

@@ -20,6 +20,9 @@ func item(cfg *fsm.Config, o fsm.Object) api.Item {
 	if o.Kind == fsm.KindRollout {
 		it.Status = cfg.RolloutStatus[o.Name]
 	}
+	if o.Kind == fsm.KindCertificate {
+		it.Certificate = certificateView(cfg, o.Name)
+	}
 	return it
 }
 
@@ -79,7 +82,11 @@ func (s *server) handlePut(kind fsm.Kind) handlerFunc {
 			return jsonProblem("spec", body, err)
 		}
 		obj := fsm.Object{Kind: kind, Name: r.PathValue("name"), Spec: compact.Bytes()}
-		idx, err := s.store.Apply(r.Context(), fsm.PutCommand(obj, cas))
+		objs := []fsm.Object{obj}
+		if err := s.sealKeys(objs, func(int) string { return "spec" }); err != nil {
+			return err
+		}
+		idx, err := s.store.Apply(r.Context(), fsm.PutCommand(objs[0], cas))
 		if err != nil {
 			return s.forwardOrFail(w, r, body, err)
 		}

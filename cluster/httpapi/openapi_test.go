@@ -141,6 +141,7 @@ func TestErrorStatus(t *testing.T) {
 		{"forbidden", errForbidden, 403, CodeForbidden, "", false},
 		{"no route", errNoRoute, 404, CodeNotFound, "", false},
 		{"method", errMethodNotAllowed, 405, CodeMethodNotAllowed, "", false},
+		{"no secrets key", &fsm.FieldError{Field: "spec.key", Message: errNoSecretsKey.Error(), Err: errNoSecretsKey}, 412, CodeNoSecretsKey, "spec.key", false},
 		{"other", errors.New("disk on fire"), 500, CodeInternal, "", false},
 	}
 	for _, tc := range tests {

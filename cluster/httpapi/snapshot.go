@@ -28,7 +28,9 @@ func (s *server) handleSnapshot(w http.ResponseWriter, r *http.Request) error {
 	// Encoded in full before the status is sent, so a failure still gets
 	// a JSON error instead of a cut stream.
 	var buf bytes.Buffer
-	if err := fsm.WriteSnapshot(&buf, cfg); err != nil {
+	// No sealed value leaves the cluster through the API: a restore of
+	// this backup keeps the keys the cluster has for unchanged chains.
+	if err := fsm.WriteSnapshot(&buf, cfg.Redacted()); err != nil {
 		return fmt.Errorf("encoding the snapshot: %w", err)
 	}
 	extendDeadlines(w, 0, s.cfg.Timeouts.Transfer)

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/rafterlb/rafter/agent"
 	"github.com/rafterlb/rafter/client"
 	"github.com/rafterlb/rafter/cmd/rafter/internal/cli"
+	"github.com/rafterlb/rafter/secrets"
 )
 
 // devOptions are `rafter dev`'s flags.
@@ -29,6 +31,9 @@ type devOptions struct {
 	HTTPPort  int // the demo listener's port
 	AccessLog string
 	LogLevel  string
+	// SecretsKeyFile is every node's --secrets-key-file; "" writes a new
+	// one into the state directory.
+	SecretsKeyFile string
 }
 
 func defaultDevOptions() devOptions {
@@ -58,6 +63,7 @@ func newDevCmd(s cli.Streams) *cobra.Command {
 	f.IntVar(&o.HTTPPort, "http-port", o.HTTPPort, "port of the demo listener")
 	f.StringVar(&o.AccessLog, "access-log", o.AccessLog, "access log of every node: off, stdout or a file path")
 	f.StringVar(&o.LogLevel, "log-level", o.LogLevel, "debug, info, warn or error (logs go to stderr)")
+	f.StringVar(&o.SecretsKeyFile, "secrets-key-file", o.SecretsKeyFile, "the nodes' secrets key (default: a new one in the state directory)")
 	return cmd
 }
 
@@ -86,8 +92,18 @@ func runDev(ctx context.Context, o devOptions, s cli.Streams) (err error) {
 	for i := range agent.DevZones {
 		join = append(join, net.JoinHostPort(agent.DevIP(i), strconv.Itoa(o.AdminPort)))
 	}
+	keyFile := o.SecretsKeyFile
+	if keyFile == "" {
+		keyFile = filepath.Join(dir, "secrets.key")
+		if _, err := os.Stat(keyFile); errors.Is(err, os.ErrNotExist) {
+			if _, err := secrets.WriteKeyFile(keyFile); err != nil {
+				return err
+			}
+		}
+	}
 	cfgs := agent.DevConfigs(dir, o.AdminPort, o.RaftPort, join)
 	for i := range cfgs {
+		cfgs[i].SecretsKeyFile = keyFile
 		cfgs[i].AccessLog, cfgs[i].LogLevel = o.AccessLog, o.LogLevel
 		cfgs[i].Stdout, cfgs[i].Stderr = s.Out, s.Err
 	}

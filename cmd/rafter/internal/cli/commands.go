@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -129,6 +130,9 @@ func newGetCmd(s Streams) *cobra.Command {
 		}
 		if output != "table" && output != "json" && output != "yaml" {
 			return fmt.Errorf("-o/--output: want table, json or yaml, got %q", output)
+		}
+		if kind == fsm.KindCertificate && output == "table" {
+			return getCertificates(ctx, c, s.Out, args[1:], time.Now())
 		}
 		var objs []fsm.Object
 		if len(args) == 2 {

@@ -58,6 +58,7 @@ func NewRoot(s Streams, extra ...*cobra.Command) *cobra.Command {
 		newRegisterCmd(s),
 		newTLSCmd(s),
 		newKeygenCmd(s),
+		newCertificateCmd(s),
 		newVersionCmd(s),
 	)
 	root.AddCommand(extra...)
