@@ -3,6 +3,8 @@ package agent
 import (
 	"context"
 	"crypto"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +12,7 @@ import (
 	"net"
 
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -172,14 +175,15 @@ func issuerManifest(env *pebbleEnv, challenge string) string {
 // certificate verifies against pebble's root, its key is sealed; at two
 // thirds of its (short) lifetime it is renewed.
 func TestACMEIssueAndRenewHTTP01(t *testing.T) {
-	httpPort := freePort(t)
+	httpPort, httpsPort := freePort(t), freePort(t)
 	env := startPebble(t, httpPort, freePort(t), 15*time.Second)
 	env.dns.point("a.acme.test", DevIP(1))
 	env.dns.point("b.acme.test", DevIP(2))
 	c := startACMECluster(t)
 	c.apply(t, "n1", fmt.Sprintf(`{"kind":"listener","name":"web","spec":{"port":%d}}`, httpPort)+"\n---\n"+
 		issuerManifest(env, "http-01")+"\n---\n"+
-		`{"kind":"certificate","name":"site","spec":{"acme":{"domains":["a.acme.test","b.acme.test"],"issuer":"pebble"}}}`)
+		`{"kind":"certificate","name":"site","spec":{"acme":{"domains":["a.acme.test","b.acme.test"],"issuer":"pebble"}}}`+"\n---\n"+
+		fmt.Sprintf(`{"kind":"listener","name":"secure","spec":{"port":%d,"protocol":"https","tls":{"certificates":["site"]}}}`, httpsPort))
 
 	st, cs := c.waitIssued(t, "n3", "site", 0, 90*time.Second)
 	leaf := env.verifyChain(t, cs.Cert, "a.acme.test")
@@ -194,6 +198,7 @@ func TestACMEIssueAndRenewHTTP01(t *testing.T) {
 	if o := env.orders.Load(); o != 1 || st.Orders != 1 {
 		t.Fatalf("orders: pebble saw %d, status counts %d; want 1", o, st.Orders)
 	}
+	env.servedByEveryNode(t, httpsPort, "b.acme.test", leaf)
 
 	// Renewal: a new certificate, once the first is two thirds through.
 	st2, cs2 := c.waitIssued(t, "n2", "site", st.IssuedIndex, 60*time.Second)
@@ -205,6 +210,7 @@ func TestACMEIssueAndRenewHTTP01(t *testing.T) {
 		t.Fatalf("renewed at %v, before renew_at %v", now, st.RenewAt)
 	}
 	c.checkKey(t, "site", cs2.EncryptedKey, leaf2.PublicKey)
+	env.servedByEveryNode(t, httpsPort, "a.acme.test", leaf2)
 	if o := env.orders.Load(); o < 2 || o > int64(st2.Orders)+1 {
 		t.Fatalf("orders: pebble saw %d, status counts %d", o, st2.Orders)
 	}
@@ -278,4 +284,28 @@ func TestACMETLSALPN01(t *testing.T) {
 	_, cs := c.waitIssued(t, "n1", "alpn", 0, 90*time.Second)
 	leaf := env.verifyChain(t, cs.Cert, "d.acme.test")
 	c.checkKey(t, "alpn", cs.EncryptedKey, leaf.PublicKey)
+}
+
+// servedByEveryNode checks that each node's https listener on port
+// answers a handshake with SNI name with leaf, verified against pebble's
+// root.
+func (e *pebbleEnv) servedByEveryNode(t *testing.T, port int, name string, leaf *x509.Certificate) {
+	t.Helper()
+	roots := e.roots(t)
+	for i := range 3 {
+		addr := net.JoinHostPort(DevIP(i), strconv.Itoa(port))
+		testutil.Eventually(t, 30*time.Second, "node "+addr+" serves the issued certificate", func() error {
+			conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 2 * time.Second}, "tcp", addr,
+				&tls.Config{ServerName: name, RootCAs: roots})
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			got := conn.ConnectionState().PeerCertificates[0]
+			if got.SerialNumber.Cmp(leaf.SerialNumber) != 0 {
+				return fmt.Errorf("serves serial %x, want %x", got.SerialNumber, leaf.SerialNumber)
+			}
+			return nil
+		})
+	}
 }
