@@ -5,6 +5,7 @@ import (
 	"crypto"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -199,6 +201,22 @@ func TestACMEIssueAndRenewHTTP01(t *testing.T) {
 		t.Fatalf("orders: pebble saw %d, status counts %d; want 1", o, st.Orders)
 	}
 	env.servedByEveryNode(t, httpsPort, "b.acme.test", leaf)
+
+	// The API shows the order state on any node, and never the key.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	it, _, err := c.clients["n3"].Certificate(ctx, "site")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := it.Certificate; v == nil || v.ACME == nil || v.ACME.State != fsm.ACMEValid || v.ACME.Orders != 1 ||
+		!v.ACME.RenewAt.Equal(st.RenewAt) || !v.NotAfter.Equal(leaf.NotAfter) || !v.Issued {
+		t.Fatalf("GET /v1/certificates/site shows %+v", it.Certificate)
+	}
+	raw, _ := json.Marshal(it)
+	if strings.Contains(string(raw), "rs1:") || strings.Contains(string(raw), "PRIVATE KEY") {
+		t.Fatalf("GET /v1/certificates/site shows key material: %s", raw)
+	}
 
 	// Renewal: a new certificate, once the first is two thirds through.
 	st2, cs2 := c.waitIssued(t, "n2", "site", st.IssuedIndex, 60*time.Second)
