@@ -125,9 +125,11 @@ spec:
   listener: tls
   action: {respond: {status: 200, body: "hello over tls\n"}}
 `, port)
-	if _, err := c.Apply(ctx, []byte(manifest), false); err != nil {
-		t.Fatalf("apply: %v", err)
-	}
+	// Writes are retried: under load a leader election may come between.
+	eventually(t, "listener applied", func() error {
+		_, err := c.Apply(ctx, []byte(manifest), false)
+		return err
+	})
 	return port, keyPEM
 }
 
@@ -195,6 +197,44 @@ func TestTLSSessionResumesOnAnotherNode(t *testing.T) {
 	}
 }
 
+// TestCertificateRotationReachesEveryNode: storing a certificate again
+// makes every node serve the new chain on the same listener.
+func TestCertificateRotationReachesEveryNode(t *testing.T) {
+	var logs lockedBuffer
+	_, admins, _ := secretsCluster(t, &logs)
+	c := client.New("http://"+admins[2], "", nil)
+	waitLeader(t, []*client.Client{c})
+	port, _ := applyHTTPS(t, c)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for round := range 3 {
+		certPEM, keyPEM := testutil.Cert(t, testutil.CertOptions{Names: []string{"app.example.com"}})
+		pair, err := tls.X509KeyPair([]byte(certPEM), []byte(keyPEM))
+		if err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "certificate replaced", func() error {
+			_, err := c.PutCertificate(ctx, "web", certPEM, keyPEM, nil)
+			return err
+		})
+		for i := range 3 {
+			addr := net.JoinHostPort(DevIP(i), strconv.Itoa(port))
+			eventually(t, fmt.Sprintf("round %d: n%d serves the new certificate", round, i+1), func() error {
+				conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr,
+					&tls.Config{ServerName: "app.example.com", InsecureSkipVerify: true})
+				if err != nil {
+					return err
+				}
+				defer conn.Close()
+				if got := conn.ConnectionState().PeerCertificates[0].SerialNumber; got.Cmp(pair.Leaf.SerialNumber) != 0 {
+					return fmt.Errorf("serial %s, want %s", got, pair.Leaf.SerialNumber)
+				}
+				return nil
+			})
+		}
+	}
+}
+
 // TestCertificateKeyNeverInClear writes certificates through the API (PUT
 // and a manifest), makes every node take a Raft snapshot, stops the
 // cluster, then looks for the private keys in every file of the data
@@ -211,14 +251,20 @@ func TestCertificateKeyNeverInClear(t *testing.T) {
 	_, key1 := applyHTTPS(t, c)
 	cert2, key2 := testutil.Cert(t, testutil.CertOptions{Names: []string{"other.example.com"}, RSA: true})
 	manifest, _ := json.Marshal([]map[string]any{{"kind": "certificate", "name": "other", "spec": map[string]string{"cert": cert2, "key": key2}}})
-	if _, err := c.Apply(ctx, manifest, false); err != nil {
-		t.Fatalf("apply: %v", err)
-	}
+	eventually(t, "certificate applied", func() error {
+		_, err := c.Apply(ctx, manifest, false)
+		return err
+	})
 	// A refused write must not echo the key either.
 	_, mismatched := testutil.Cert(t, testutil.CertOptions{Names: []string{"x.example.com"}})
-	if _, err := c.PutCertificate(ctx, "bad", cert2, mismatched, nil); err == nil {
-		t.Fatal("a mismatched pair was stored")
-	}
+	var refused *client.APIError
+	eventually(t, "mismatched pair refused", func() error {
+		_, err := c.PutCertificate(ctx, "bad", cert2, mismatched, nil)
+		if !errors.As(err, &refused) || refused.Status != http.StatusBadRequest {
+			return fmt.Errorf("want a 400, got %v", err)
+		}
+		return nil
+	})
 
 	var answers [][]byte
 	for _, p := range []string{"/v1/config", "/v1/config?format=yaml", "/v1/certificates", "/v1/certificates/web",
@@ -253,12 +299,15 @@ func TestCertificateKeyNeverInClear(t *testing.T) {
 		}
 	}
 	// The dry run of a manifest with a key answers its diff.
-	dry, err := c.Apply(ctx, manifest, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := json.Marshal(dry)
-	answers = append(answers, b)
+	eventually(t, "dry run", func() error {
+		dry, err := c.Apply(ctx, manifest, true)
+		if err != nil {
+			return err
+		}
+		b, _ := json.Marshal(dry)
+		answers = append(answers, b)
+		return nil
+	})
 
 	// Every node snapshots, so the state is in snapshot files as well as
 	// in the log.
@@ -311,7 +360,7 @@ func TestCertificateKeyNeverInClear(t *testing.T) {
 		}{what, b})
 	}
 	files := 0
-	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() || filepath.Base(p) == "secrets.key" {
 			return err
 		}

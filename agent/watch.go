@@ -113,8 +113,14 @@ func (w *watcher) step(c *fsm.Config) {
 func dataplaneChanged(a, b *fsm.Config) bool {
 	return !sameMap(a.Listeners, b.Listeners) || !sameMap(a.Routes, b.Routes) ||
 		!sameMap(a.Pools, b.Pools) || !sameMap(a.VIPs, b.VIPs) || !sameMap(a.Zones, b.Zones) ||
-		!sameMap(a.ACMEChallenges, b.ACMEChallenges) || !sameMap(a.Certificates, b.Certificates) ||
-		!sameMap(a.CertificateStatus, b.CertificateStatus) || a.TicketKeys != b.TicketKeys
+		!sameMap(a.ACMEChallenges, b.ACMEChallenges) || tlsChanged(a, b)
+}
+
+// tlsChanged: the certificates, their issued material or the session
+// ticket keys, which the data plane's TLS reads, differ.
+func tlsChanged(a, b *fsm.Config) bool {
+	return !sameMap(a.Certificates, b.Certificates) || !sameMap(a.CertificateStatus, b.CertificateStatus) ||
+		a.TicketKeys != b.TicketKeys
 }
 
 func sameMap[K comparable, V any](a, b map[K]V) bool {

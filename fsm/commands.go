@@ -121,7 +121,7 @@ func nextPut(c *Config, index uint64, cmd *Put) (*Config, error) {
 	}
 	o := cmd.Objects[0]
 	if !validKind(o.Kind) {
-		return nil, invalidf("kind", "unknown kind %q (want one of acme_issuer, certificate, listener, pool, route, vip, rollout)", o.Kind)
+		return nil, invalidf("kind", "unknown kind %q (want one of listener, pool, route, vip, rollout, certificate, acme_issuer)", o.Kind)
 	}
 	if err := validateName("name", o.Name); err != nil {
 		return nil, err
@@ -152,7 +152,7 @@ func nextPut(c *Config, index uint64, cmd *Put) (*Config, error) {
 
 func nextDelete(c *Config, index uint64, cmd *Delete) (*Config, error) {
 	if !validKind(cmd.Kind) {
-		return nil, invalidf("kind", "unknown kind %q (want one of acme_issuer, certificate, listener, pool, route, vip, rollout)", cmd.Kind)
+		return nil, invalidf("kind", "unknown kind %q (want one of listener, pool, route, vip, rollout, certificate, acme_issuer)", cmd.Kind)
 	}
 	_, cur, exists := c.lookup(cmd.Kind, cmd.Name)
 	if !exists {
@@ -220,7 +220,7 @@ func nextApply(c *Config, index uint64, cmd *ApplyManifest) (*Config, error) {
 	for i, o := range cmd.Objects {
 		p := fmt.Sprintf("documents[%d]", i)
 		if !validKind(o.Kind) {
-			return nil, invalidf(p+".kind", "unknown kind %q (want one of acme_issuer, certificate, listener, pool, route, vip, rollout)", o.Kind)
+			return nil, invalidf(p+".kind", "unknown kind %q (want one of listener, pool, route, vip, rollout, certificate, acme_issuer)", o.Kind)
 		}
 		if err := validateName(p+".name", o.Name); err != nil {
 			return nil, err

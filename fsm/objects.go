@@ -16,7 +16,7 @@ func ParseKind(s string) (Kind, error) {
 			return kind, nil
 		}
 	}
-	return "", invalidf("kind", "unknown kind %q (want one of acme_issuer, certificate, listener, pool, route, vip, rollout)", s)
+	return "", invalidf("kind", "unknown kind %q (want one of listener, pool, route, vip, rollout, certificate, acme_issuer)", s)
 }
 
 func validKind(k Kind) bool {

@@ -20,8 +20,12 @@ const (
 )
 
 // Kinds lists the manifest kinds in the order a manifest is applied and
-// exported: referenced resources before the ones that reference them.
-var Kinds = []Kind{KindACMEIssuer, KindCertificate, KindListener, KindPool, KindRoute, KindVIP, KindRollout}
+// exported: referenced resources before the ones that reference them,
+// except certificates, which came last (a manifest's references are
+// checked once all of it is in place, so the order is for reading only;
+// kind indexes in fuzz corpora stay what they were), and ACME issuers
+// after them for the same reason.
+var Kinds = []Kind{KindListener, KindPool, KindRoute, KindVIP, KindRollout, KindCertificate, KindACMEIssuer}
 
 // Duration is a time.Duration that reads and writes as a Go duration string
 // ("2s", "150ms") in JSON and YAML manifests. A bare number is taken as
