@@ -182,6 +182,11 @@ func (t *term) step(ctx context.Context) {
 		if !Due(st, r, now) {
 			continue
 		}
+		if _, ok := cfg.ACMEIssuers[r.Issuer]; !ok {
+			// Nothing to order from (the order command would be refused);
+			// the certificate waits until its issuer is applied.
+			continue
+		}
 		t.order(ctx, r, st)
 		cfg = t.m.cfg.Store.Config()
 		now = t.m.cfg.Now()
