@@ -107,8 +107,6 @@ func validateACMEIssuer(p string, s *ACMEIssuerSpec) error {
 		switch {
 		case s.EAB.KeyID == "":
 			return invalidf(p+".eab.kid", "required")
-		case s.EAB.HMACKey == "":
-			return invalidf(p+".eab.hmac_key", "required")
 		}
 		if err := firstErr(
 			maxLen(p+".eab.kid", s.EAB.KeyID, maxACMEEABKeyID),
@@ -588,4 +586,48 @@ func checkACMESnapshot(c *Config) error {
 		}
 	}
 	return nil
+}
+
+// Redacted is the spec as reads show it: without the EAB HMAC key.
+func (s ACMEIssuerSpec) Redacted() ACMEIssuerSpec {
+	if s.EAB != nil {
+		e := *s.EAB
+		e.HMACKey = ""
+		s.EAB = &e
+	}
+	return s
+}
+
+// keepEABKey finishes an issuer spec a command puts: reads never show the
+// EAB HMAC key, so a spec without one (re-applying an export) keeps the
+// stored key when the key id is unchanged; otherwise the key is required.
+func keepEABKey(c *Config, p, name string, spec any, canon []byte) (any, []byte, error) {
+	is, ok := spec.(*ACMEIssuerSpec)
+	if !ok || is.EAB == nil || is.EAB.HMACKey != "" {
+		return spec, canon, nil
+	}
+	cur, ok := c.ACMEIssuers[name]
+	if !ok || cur.Spec.EAB == nil || cur.Spec.EAB.KeyID != is.EAB.KeyID || cur.Spec.EAB.HMACKey == "" {
+		return nil, nil, invalidf(p+".eab.hmac_key", "required: acme_issuer %q has no stored key for kid %q", name, is.EAB.KeyID)
+	}
+	ns := *is
+	e := *is.EAB
+	e.HMACKey = cur.Spec.EAB.HMACKey
+	ns.EAB = &e
+	return &ns, canonicalJSON(&ns), nil
+}
+
+// redactACME drops what a read must not show: EAB HMAC keys and the
+// sealed account keys (a restore keeps the cluster's accounts anyway).
+func redactACME(r *Config) {
+	if len(r.ACMEIssuers) > 0 {
+		iss := make(map[string]*ACMEIssuer, len(r.ACMEIssuers))
+		for k, v := range r.ACMEIssuers {
+			nv := *v
+			nv.Spec = v.Spec.Redacted()
+			iss[k] = &nv
+		}
+		r.ACMEIssuers = iss
+	}
+	r.ACMEAccounts = nil
 }

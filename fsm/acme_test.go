@@ -244,3 +244,27 @@ func TestACMERestoreFences(t *testing.T) {
 		t.Fatalf("restore kept the running order: %+v", st)
 	}
 }
+
+// TestACMEIssuerEABKeyNeverRead: reads and exports leave out the EAB HMAC
+// key and the sealed account keys; re-applying what a read returned keeps
+// the stored HMAC key.
+func TestACMEIssuerEABKeyNeverRead(t *testing.T) {
+	c := mustNext(t, Empty(), PutCommand(obj(KindACMEIssuer, "ca",
+		`{"directory":"https://ca.example.com/dir","eab":{"kid":"k1","hmac_key":"c2VjcmV0LWhtYWM"}}`), nil))
+	c = mustNext(t, c, NewCommand(&ACMEAccountSet{Issuer: "ca", Directory: "https://ca.example.com/dir", SealedKey: fakeSealed, Term: 1}))
+	o, _ := c.Get(KindACMEIssuer, "ca")
+	if strings.Contains(string(o.Spec), "c2VjcmV0LWhtYWM") {
+		t.Fatalf("GET shows the HMAC key: %s", o.Spec)
+	}
+	raw, _ := json.Marshal(c.Redacted())
+	if strings.Contains(string(raw), "c2VjcmV0LWhtYWM") || strings.Contains(string(raw), fakeSealed) {
+		t.Fatalf("the redacted document shows a key: %s", raw)
+	}
+	again := mustNext(t, c, PutCommand(o, nil))
+	if got := again.ACMEIssuers["ca"]; got.Spec.EAB.HMACKey != "c2VjcmV0LWhtYWM" || got.ModifyIndex != c.ACMEIssuers["ca"].ModifyIndex {
+		t.Fatalf("re-applying the read spec changed the issuer: %+v", got)
+	}
+	// Another key id without its key: refused.
+	_, err := Next(c, c.Index+1, PutCommand(obj(KindACMEIssuer, "ca", `{"directory":"https://ca.example.com/dir","eab":{"kid":"k2"}}`), nil))
+	wantFieldError(t, err, "spec.eab.hmac_key", ErrInvalid)
+}

@@ -136,6 +136,9 @@ func nextPut(c *Config, index uint64, cmd *Put) (*Config, error) {
 	if spec, canon, err = sealCertificate(c, "spec", o.Name, spec, canon); err != nil {
 		return nil, err
 	}
+	if spec, canon, err = keepEABKey(c, "spec", o.Name, spec, canon); err != nil {
+		return nil, err
+	}
 	_, cur, exists := c.lookup(o.Kind, o.Name)
 	if err := checkCAS(cmd.CAS, o.Kind, o.Name, cur, exists); err != nil {
 		return nil, err
@@ -240,6 +243,9 @@ func nextApply(c *Config, index uint64, cmd *ApplyManifest) (*Config, error) {
 		if spec, canon, err = sealCertificate(c, p+".spec", o.Name, spec, canon); err != nil {
 			return nil, err
 		}
+		if spec, canon, err = keepEABKey(c, p+".spec", o.Name, spec, canon); err != nil {
+			return nil, err
+		}
 		b.put(o.Kind, o.Name, spec, canon)
 	}
 	for i, o := range cmd.Objects {
@@ -284,6 +290,9 @@ func nextRestore(c *Config, index uint64, cmd *Restore) (*Config, error) {
 				return nil, err
 			}
 			if nspec, canon, err = sealCertificate(c, p+".spec", name, nspec, canon); err != nil {
+				return nil, err
+			}
+			if nspec, canon, err = keepEABKey(c, p+".spec", name, nspec, canon); err != nil {
 				return nil, err
 			}
 			b.put(kind, name, nspec, canon)

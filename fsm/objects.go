@@ -39,6 +39,11 @@ func (c *Config) Get(kind Kind, name string) (Object, bool) {
 		r := cs.Redacted()
 		spec = &r
 	}
+	if is, isIssuer := spec.(*ACMEIssuerSpec); isIssuer {
+		// Nor does an external account binding's HMAC key.
+		r := is.Redacted()
+		spec = &r
+	}
 	return Object{Kind: kind, Name: name, Spec: canonicalJSON(spec), ModifyIndex: idx}, true
 }
 
