@@ -89,6 +89,18 @@ func startACMECluster(t *testing.T) *acmeCluster {
 	return c
 }
 
+// term is the Raft term node id reports.
+func (c *acmeCluster) term(t *testing.T, id string) uint64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, _, err := c.clients[id].Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Term
+}
+
 // state is node id's replicated document.
 func (c *acmeCluster) state(id string) *fsm.Config {
 	c.dc.mu.Lock()
@@ -182,6 +194,7 @@ func TestACMEIssueAndRenewHTTP01(t *testing.T) {
 	env.dns.point("a.acme.test", DevIP(1))
 	env.dns.point("b.acme.test", DevIP(2))
 	c := startACMECluster(t)
+	term0 := c.term(t, "n1")
 	c.apply(t, "n1", fmt.Sprintf(`{"kind":"listener","name":"web","spec":{"port":%d}}`, httpPort)+"\n---\n"+
 		issuerManifest(env, "http-01")+"\n---\n"+
 		`{"kind":"certificate","name":"site","spec":{"acme":{"domains":["a.acme.test","b.acme.test"],"issuer":"pebble"}}}`+"\n---\n"+
@@ -197,8 +210,10 @@ func TestACMEIssueAndRenewHTTP01(t *testing.T) {
 	if n := len(c.state("n3").ACMEChallenges); n != 0 {
 		t.Fatalf("%d challenges left after the order", n)
 	}
-	if o := env.orders.Load(); o != 1 || st.Orders != 1 {
-		t.Fatalf("orders: pebble saw %d, status counts %d; want 1", o, st.Orders)
+	// One order, unless the machine was so busy that leadership moved
+	// meanwhile: each new leader may begin one more, never more.
+	if o := env.orders.Load(); o < 1 || o > int64(st.Orders) || st.Orders > 1+st.Term-term0 {
+		t.Fatalf("orders: pebble saw %d, status counts %d in term %d (term %d at the start)", o, st.Orders, st.Term, term0)
 	}
 	env.servedByEveryNode(t, httpsPort, "b.acme.test", leaf)
 
@@ -209,9 +224,11 @@ func TestACMEIssueAndRenewHTTP01(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v := it.Certificate; v == nil || v.ACME == nil || v.ACME.State != fsm.ACMEValid || v.ACME.Orders != 1 ||
-		!v.ACME.RenewAt.Equal(st.RenewAt) || !v.NotAfter.Equal(leaf.NotAfter) || !v.Issued {
-		t.Fatalf("GET /v1/certificates/site shows %+v", it.Certificate)
+	// (A renewal may have begun since: the view must be consistent, with
+	// the served chain's renewal time.)
+	if v := it.Certificate; v == nil || v.ACME == nil || v.ACME.State == fsm.ACMEFailed || v.ACME.Orders < st.Orders ||
+		!v.ACME.RenewAt.Equal(acme.TwoThirds(v.NotBefore, v.NotAfter)) || v.NotAfter.Before(leaf.NotAfter) || !v.Issued {
+		t.Fatalf("GET /v1/certificates/site shows %+v (acme %+v)", it.Certificate, it.Certificate.ACME)
 	}
 	raw, _ := json.Marshal(it)
 	if strings.Contains(string(raw), "rs1:") || strings.Contains(string(raw), "PRIVATE KEY") {
@@ -273,12 +290,16 @@ func TestACMELeaderStopsMidOrder(t *testing.T) {
 	if st.Term <= before.Term {
 		t.Fatalf("issued in term %d, the stopped leader's order was term %d", st.Term, before.Term)
 	}
-	if st.Orders != 2 {
-		t.Fatalf("status counts %d orders, want 2 (the stopped leader's and the new one)", st.Orders)
+	// The stopped leader's order and the new leader's: one extra order
+	// per leader change (a busy machine may add elections of its own).
+	extraTerms := st.Term - before.Term
+	if st.Orders < 2 || st.Orders > 1+extraTerms {
+		t.Fatalf("status counts %d orders over %d leader changes", st.Orders, extraTerms)
 	}
-	if o := env.orders.Load(); o > 2 {
-		t.Fatalf("pebble saw %d orders, want at most 2", o)
+	if o := env.orders.Load(); o > int64(st.Orders) {
+		t.Fatalf("pebble saw %d orders, the cluster began %d", o, st.Orders)
 	}
+	t.Logf("orders at pebble: %d, begun: %d, leader changes: %d", env.orders.Load(), st.Orders, extraTerms)
 	leaf := env.verifyChain(t, cs.Cert, "c.acme.test")
 	c.checkKey(t, "mid", cs.EncryptedKey, leaf.PublicKey)
 }
