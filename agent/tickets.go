@@ -22,6 +22,8 @@ const (
 	maxTicketKeyRotation     = 7 * 24 * time.Hour
 	// ticketRetry is the pause after a failed rotation.
 	ticketRetry = 5 * time.Second
+	// ticketConflictRetry is the pause after a rotation another one beat.
+	ticketConflictRetry = 100 * time.Millisecond
 )
 
 // ticketStore is what the rotator needs of the Raft node.
@@ -98,7 +100,9 @@ func (r *ticketRotator) rotateIfDue(ctx context.Context) time.Duration {
 		r.log.Info("TLS session-ticket key rotated", "previous_index", prev)
 		return r.every
 	case errors.Is(err, fsm.ErrConflict):
-		return 0 // rotated meanwhile: look again
+		// Rotated meanwhile (a previous leader's entry applied after this
+		// node read its state): look again once it has.
+		return ticketConflictRetry
 	case ctx.Err() != nil:
 		return r.every
 	}

@@ -77,6 +77,17 @@ func TestTicketRotator(t *testing.T) {
 	if wait := r.rotateIfDue(ctx); wait != 12*time.Hour {
 		t.Fatalf("behind: wait %v", wait)
 	}
+	// A rotation decided on a state another rotation changed meanwhile
+	// is refused and looked at again shortly.
+	stale := &staleStore{memStore: st, cfg: st.Config()}
+	r.store = stale
+	now = now.Add(100 * time.Hour)
+	st.Apply(ctx, fsm.NewCommand(&fsm.TicketKeysRotate{Key: tk.Keys[0], Prev: st.Config().TicketKeys.ModifyIndex, Time: now}))
+	if wait := r.rotateIfDue(ctx); wait != ticketConflictRetry {
+		t.Fatalf("after a conflict: wait %v", wait)
+	}
+	r.store = st
+	tk2 = st.Config().TicketKeys
 	// Without a secrets key nothing is committed.
 	r.keys = nil
 	now = now.Add(100 * time.Hour)
@@ -84,3 +95,12 @@ func TestTicketRotator(t *testing.T) {
 		t.Fatal("a rotation without a secrets key")
 	}
 }
+
+// staleStore answers an old state but applies to the current one, like a
+// leader that has not applied its predecessor's last entry yet.
+type staleStore struct {
+	*memStore
+	cfg *fsm.Config
+}
+
+func (s *staleStore) Config() *fsm.Config { return s.cfg }

@@ -403,6 +403,12 @@ func TestCertificateKeyNeverInClear(t *testing.T) {
 			}
 		}
 	}
+	// No answer holds a sealed key either.
+	for i, a := range answers {
+		if bytes.Contains(a, []byte("rs1:")) || bytes.Contains(a, []byte("encrypted_key")) {
+			t.Errorf("answer %d holds a sealed key", i)
+		}
+	}
 	// The sealed keys are there: the check above looked where they are.
 	var sealed int
 	for _, h := range haystacks {

@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/rafterlb/rafter/fsm"
 	"github.com/rafterlb/rafter/secrets"
@@ -71,6 +73,13 @@ func hasUpper(s string) bool {
 	return false
 }
 
+// certLoadStatus is one certificate's load outcome on this node.
+type certLoadStatus struct {
+	name     string
+	loaded   bool
+	notAfter time.Time
+}
+
 // loadedCert is a certificate as last loaded, kept while its material is
 // unchanged so that a configuration change opens and parses only what
 // changed (and logs a failure once).
@@ -87,6 +96,8 @@ type certManager struct {
 	keys *secrets.Keyring
 
 	state atomic.Pointer[tlsState]
+	// status is each certificate's load outcome, for metrics.
+	status atomic.Pointer[[]certLoadStatus]
 	// cache is touched only by update, which Run calls from one goroutine.
 	cache map[string]*loadedCert
 
@@ -100,6 +111,7 @@ type certManager struct {
 func newCertManager(log *slog.Logger, keys *secrets.Keyring) *certManager {
 	m := &certManager{log: log, keys: keys, cache: map[string]*loadedCert{}, configs: map[*tls.Config]struct{}{}}
 	m.state.Store(&tlsState{listeners: map[string]*sniTable{}})
+	m.status.Store(&[]certLoadStatus{})
 	return m
 }
 
@@ -128,6 +140,11 @@ func (m *certManager) load(name, cert, sealed string) *loadedCert {
 	}
 	tc, err := tls.X509KeyPair([]byte(cert), key)
 	clear(key)
+	if err == nil && tc.Leaf == nil {
+		// SNI and metrics read the leaf (set unless GODEBUG
+		// x509keypairleaf=0).
+		tc.Leaf, err = x509.ParseCertificate(tc.Certificate[0])
+	}
 	if err != nil {
 		lc.err = fmt.Errorf("parse certificate and key: %w", err)
 		return lc
@@ -143,6 +160,7 @@ func (m *certManager) update(cfg *fsm.Config) {
 		cfg = fsm.Empty()
 	}
 	loaded := make(map[string]*tls.Certificate, len(cfg.Certificates))
+	status := make([]certLoadStatus, 0, len(cfg.Certificates))
 	for name := range cfg.Certificates {
 		cert, sealed := material(cfg, name)
 		if cert == "" || sealed == "" {
@@ -158,10 +176,14 @@ func (m *certManager) update(cfg *fsm.Config) {
 					"action", certAction(lc.err))
 			}
 		}
+		st := certLoadStatus{name: name}
 		if lc.tc != nil {
 			loaded[name] = lc.tc
+			st.loaded, st.notAfter = true, lc.tc.Leaf.NotAfter
 		}
+		status = append(status, st)
 	}
+	m.status.Store(&status)
 	for name := range m.cache {
 		if _, ok := cfg.Certificates[name]; !ok {
 			delete(m.cache, name)

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/rafterlb/rafter/fsm"
 	"github.com/rafterlb/rafter/internal/testutil"
 	"github.com/rafterlb/rafter/secrets"
@@ -255,9 +257,11 @@ func TestUndecryptableCertificate(t *testing.T) {
 	bad, _ := sealedCert(t, other, "bad", "bad.example.com")
 	spec := &fsm.ListenerTLS{Certificates: []string{"bad", "good"}, Default: "bad"}
 	var logs syncBuffer
+	reg := prometheus.NewRegistry()
 	d := startDataplane(t, newFakeSource(tlsConfigWith(be.addr, spec, good, bad)), func(o *Options) {
 		o.Secrets = kr
 		o.Logger = slog.New(slog.NewJSONHandler(&logs, nil))
+		o.Registerer = reg
 	})
 	addr := d.ListenerAddr("web")
 	for _, sni := range []string{"good.example.com", "bad.example.com", ""} {
@@ -266,10 +270,40 @@ func TestUndecryptableCertificate(t *testing.T) {
 			t.Errorf("SNI %q: %s %v, want the loadable certificate", sni, got, err)
 		}
 	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		if !strings.HasPrefix(mf.GetName(), "rafter_certificate_") {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			got[mf.GetName()+"/"+m.GetLabel()[0].GetValue()] = m.GetGauge().GetValue()
+		}
+	}
+	want := map[string]float64{
+		"rafter_certificate_loaded/good":            1,
+		"rafter_certificate_loaded/bad":             0,
+		"rafter_certificate_not_after_seconds/good": float64(goodLeaf(t, good).NotAfter.Unix()),
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("certificate metrics %v, want %v", got, want)
+	}
 	out := logs.String()
 	if !strings.Contains(out, `"certificate":"bad"`) || !strings.Contains(out, "--secrets-key-file") || !strings.Contains(out, other.ID()) {
 		t.Fatalf("log does not name the certificate, the key and the action:\n%s", out)
 	}
+}
+
+func goodLeaf(t *testing.T, c *fsm.Certificate) *x509.Certificate {
+	t.Helper()
+	info, err := fsm.ParseCertInfo(c.Spec.Cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &x509.Certificate{NotAfter: info.NotAfter}
 }
 
 // TestTLSPolicy: TLS 1.2 at least and no CBC by default; min_version 1.3
@@ -282,24 +316,24 @@ func TestTLSPolicy(t *testing.T) {
 	for _, tt := range []struct {
 		name   string
 		policy *fsm.TLSPolicy
-		client tls.Config
+		client *tls.Config
 		ok     bool
 	}{
-		{"default 1.2", nil, tls.Config{MaxVersion: tls.VersionTLS12}, true},
-		{"default 1.3", nil, tls.Config{}, true},
-		{"default refuses 1.1", nil, tls.Config{MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS11}, false},
-		{"default refuses CBC", nil, tls.Config{MaxVersion: tls.VersionTLS12, CipherSuites: cbc}, false},
-		{"1.3 refuses 1.2", &fsm.TLSPolicy{MinVersion: "1.3"}, tls.Config{MaxVersion: tls.VersionTLS12}, false},
-		{"1.3 accepts 1.3", &fsm.TLSPolicy{MinVersion: "1.3"}, tls.Config{}, true},
+		{"default 1.2", nil, &tls.Config{MaxVersion: tls.VersionTLS12}, true},
+		{"default 1.3", nil, &tls.Config{}, true},
+		{"default refuses 1.1", nil, &tls.Config{MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS11}, false},
+		{"default refuses CBC", nil, &tls.Config{MaxVersion: tls.VersionTLS12, CipherSuites: cbc}, false},
+		{"1.3 refuses 1.2", &fsm.TLSPolicy{MinVersion: "1.3"}, &tls.Config{MaxVersion: tls.VersionTLS12}, false},
+		{"1.3 accepts 1.3", &fsm.TLSPolicy{MinVersion: "1.3"}, &tls.Config{}, true},
 		{"suites narrow", &fsm.TLSPolicy{CipherSuites: []string{"TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256"}},
-			tls.Config{MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256}}, false},
+			&tls.Config{MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256}}, false},
 		{"suites allow", &fsm.TLSPolicy{CipherSuites: []string{"TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256"}},
-			tls.Config{MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256}}, true},
+			&tls.Config{MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256}}, true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			spec := &fsm.ListenerTLS{Certificates: []string{"web"}, Policy: tt.policy}
 			d := startDataplane(t, newFakeSource(tlsConfigWith(be.addr, spec, cert)), func(o *Options) { o.Secrets = kr })
-			_, st, err := handshake(d.ListenerAddr("web"), "app.example.com", &tt.client)
+			_, st, err := handshake(d.ListenerAddr("web"), "app.example.com", tt.client)
 			if (err == nil) != tt.ok {
 				t.Fatalf("handshake: %v, want ok=%v", err, tt.ok)
 			}

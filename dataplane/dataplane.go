@@ -98,6 +98,9 @@ func New(opts Options) (*Dataplane, error) {
 		if err := opts.Registerer.Register(backendCollector{d}); err != nil {
 			return nil, fmt.Errorf("register metrics: %w", err)
 		}
+		if err := opts.Registerer.Register(certCollector{d.certs}); err != nil {
+			return nil, fmt.Errorf("register metrics: %w", err)
+		}
 	}
 	d.exchanges.New = func() any { return newExchange() }
 	d.table.Store(compile(nil, d.reg, opts.Zone))

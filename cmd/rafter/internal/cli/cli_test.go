@@ -126,7 +126,7 @@ func TestCommands(t *testing.T) {
 		{
 			name:    "get unknown kind",
 			args:    []string{"get", "widgets"},
-			wantErr: `KIND "widgets": want listener, route, pool or vip`,
+			wantErr: `KIND "widgets": want listener, route, pool, vip, rollout or certificate`,
 		},
 		{
 			name:    "get missing object: one error line",

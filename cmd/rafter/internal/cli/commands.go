@@ -115,9 +115,11 @@ func writeChanges(w io.Writer, res client.ApplyResult) error {
 func newGetCmd(s Streams) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "get KIND [NAME]",
-		Short: "Show listeners, routes, pools or vips",
-		Long: "Show one object or every object of a kind. KIND is listener, route, pool or vip\n" +
-			"(singular or plural). -o yaml prints a manifest that `rafter apply -f` takes back.",
+		Short: "Show listeners, routes, pools, vips, rollouts or certificates",
+		Long: "Show one object or every object of a kind. KIND is listener, route, pool, vip,\n" +
+			"rollout or certificate (singular or plural). -o yaml prints a manifest that\n" +
+			"`rafter apply -f` takes back (a certificate's key is never shown; applying it back\n" +
+			"keeps the stored key).",
 		Args: cobra.RangeArgs(1, 2),
 	}
 	o := addAPIFlags(cmd, s)
@@ -126,7 +128,7 @@ func newGetCmd(s Streams) *cobra.Command {
 	cmd.RunE = withClient(s, o, func(ctx context.Context, c *client.Client, args []string) error {
 		kind, err := fsm.ParseKind(args[0])
 		if err != nil {
-			return fmt.Errorf("KIND %q: want listener, route, pool or vip", args[0])
+			return fmt.Errorf("KIND %q: want listener, route, pool, vip, rollout or certificate", args[0])
 		}
 		if output != "table" && output != "json" && output != "yaml" {
 			return fmt.Errorf("-o/--output: want table, json or yaml, got %q", output)
@@ -182,7 +184,7 @@ func newDeleteCmd(s Streams) *cobra.Command {
 	cmd.RunE = withClient(s, o, func(ctx context.Context, c *client.Client, args []string) error {
 		kind, err := fsm.ParseKind(args[0])
 		if err != nil {
-			return fmt.Errorf("KIND %q: want listener, route, pool or vip", args[0])
+			return fmt.Errorf("KIND %q: want listener, route, pool, vip, rollout or certificate", args[0])
 		}
 		var casp *uint64
 		if cas >= 0 {
