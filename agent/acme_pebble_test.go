@@ -58,6 +58,13 @@ type pebbleEnv struct {
 // TLS-ALPN-01 against tlsPort and certificates valid for validity.
 func startPebble(t *testing.T, httpPort, tlsPort int, validity time.Duration) *pebbleEnv {
 	t.Helper()
+	return startPebbleEAB(t, httpPort, tlsPort, validity, nil)
+}
+
+// startPebbleEAB is startPebble with external account binding required
+// when eab (key id -> base64url HMAC key) is not empty.
+func startPebbleEAB(t *testing.T, httpPort, tlsPort int, validity time.Duration, eab map[string]string) *pebbleEnv {
+	t.Helper()
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "pebble")
 	build := exec.Command("go", "build", "-o", bin, "github.com/letsencrypt/pebble/v2/cmd/pebble")
@@ -80,7 +87,8 @@ func startPebble(t *testing.T, httpPort, tlsPort int, validity time.Duration) *p
 		"listenAddress": listen, "managementListenAddress": mgmt,
 		"certificate": certFile, "privateKey": keyFile,
 		"httpPort": httpPort, "tlsPort": tlsPort,
-		"externalAccountBindingRequired": false,
+		"externalAccountBindingRequired": len(eab) > 0,
+		"externalAccountMACKeys":         eab,
 		"retryAfter":                     map[string]int{"authz": 1, "order": 1},
 		"keyAlgorithm":                   "ecdsa",
 		"profiles": map[string]any{"default": map[string]any{

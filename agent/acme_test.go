@@ -348,3 +348,35 @@ func (e *pebbleEnv) servedByEveryNode(t *testing.T, port int, name string, leaf 
 		})
 	}
 }
+
+// TestACMEExternalAccountBinding: against a CA that requires EAB, an
+// issuer with a wrong HMAC key fails and says so in the status, with a
+// retry time; once the operator fixes the key the next attempt issues.
+func TestACMEExternalAccountBinding(t *testing.T) {
+	httpPort := freePort(t)
+	const kid, hmacKey = "kid-1", "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W"
+	env := startPebbleEAB(t, httpPort, freePort(t), 3600*time.Second, map[string]string{kid: hmacKey})
+	env.dns.point("e.acme.test", DevIP(0))
+	c := startACMECluster(t)
+	issuer := func(key string) string {
+		return fmt.Sprintf(`{"kind":"acme_issuer","name":"pebble","spec":{"directory":%q,"ca_roots":%q,"eab":{"kid":%q,"hmac_key":%q}}}`,
+			env.Directory, env.RootsPEM, kid, key)
+	}
+	c.apply(t, "n3", fmt.Sprintf(`{"kind":"listener","name":"web","spec":{"port":%d}}`, httpPort)+"\n---\n"+
+		issuer("d3Jvbmcta2V5LXdyb25nLWtleS13cm9uZy1rZXktd3Jvbmcta2V5")+"\n---\n"+
+		`{"kind":"certificate","name":"eab","spec":{"acme":{"domains":["e.acme.test"],"issuer":"pebble"}}}`)
+	testutil.Eventually(t, 90*time.Second, "the wrong binding fails the order", func() error {
+		st := c.state("n2").ACMEStatus["eab"]
+		if st == nil || st.State != fsm.ACMEFailed || st.LastError == "" || st.NextAttempt.IsZero() {
+			return fmt.Errorf("status %+v", st)
+		}
+		return nil
+	})
+	if cs := c.state("n2").CertificateStatus["eab"]; cs == nil || cs.Error == "" || cs.Cert != "" {
+		t.Fatalf("certificate status after the failure: %+v", cs)
+	}
+	c.apply(t, "n1", issuer(hmacKey))
+	_, cs := c.waitIssued(t, "n2", "eab", 0, 90*time.Second)
+	leaf := env.verifyChain(t, cs.Cert, "e.acme.test")
+	c.checkKey(t, "eab", cs.EncryptedKey, leaf.PublicKey)
+}
