@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -359,4 +360,24 @@ func (m *certManager) tlsConfig(name string, spec *fsm.ListenerTLS) (*tls.Config
 	}
 	m.register(c)
 	return c, nil
+}
+
+// sameBinding reports whether a listener serving spec a may keep serving
+// spec b: they differ at most in which certificates an https listener
+// names (tls.certificates, tls.default), which its SNI table follows
+// without a rebind. Any other change starts the listener anew.
+func sameBinding(a, b fsm.ListenerSpec) bool {
+	if a == b {
+		return true
+	}
+	at, bt := a.TLS, b.TLS
+	if at == nil || bt == nil {
+		return false
+	}
+	a.TLS, b.TLS = nil, nil
+	if a != b {
+		return false
+	}
+	return at.CertFile == bt.CertFile && at.KeyFile == bt.KeyFile &&
+		reflect.DeepEqual(at.Policy, bt.Policy) && reflect.DeepEqual(at.HSTS, bt.HSTS)
 }

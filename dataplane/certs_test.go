@@ -248,6 +248,69 @@ func TestCertificateRotationUnderLoad(t *testing.T) {
 	t.Logf("%d handshakes, 0 failed, across %d rotations (serials %v)", handshakes.Load(), rotations, served)
 }
 
+// TestListenerCertificatesChangeWithoutRebind: naming another
+// certificate on a listener (or another default) swaps its SNI table in
+// place; a policy change starts the listener anew.
+func TestListenerCertificatesChangeWithoutRebind(t *testing.T) {
+	be := newBackend(t, nil)
+	kr := testKeyring(t)
+	app, appSerial := sealedCert(t, kr, "app", "app.example.com")
+	api, apiSerial := sealedCert(t, kr, "api", "api.example.com")
+	src := newFakeSource(tlsConfigWith(be.addr, &fsm.ListenerTLS{Certificates: []string{"app"}}, app, api))
+	d := startDataplane(t, src, func(o *Options) { o.Secrets = kr })
+	addr := d.ListenerAddr("web")
+	held, err := tls.Dial("tcp", addr, &tls.Config{ServerName: "app.example.com", InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	if got, _, _ := handshake(addr, "api.example.com", &tls.Config{}); got != appSerial {
+		t.Fatalf("before: api.example.com got %s, want the only certificate", got)
+	}
+	cfg := tlsConfigWith(be.addr, &fsm.ListenerTLS{Certificates: []string{"app", "api"}, Default: "api"}, app, api)
+	cfg.Index = 1
+	src.Set(cfg)
+	waitFor(t, "api.example.com served its own certificate", func() bool {
+		got, _, err := handshake(addr, "api.example.com", &tls.Config{})
+		return err == nil && got == apiSerial
+	})
+	if got, _, _ := handshake(addr, "", &tls.Config{}); got != apiSerial {
+		t.Fatalf("no SNI got %s, want the new default", got)
+	}
+	held.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(held, "GET / HTTP/1.1\r\nHost: app.example.com\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(held), nil)
+	if err != nil {
+		t.Fatalf("the connection opened before the change broke: %v", err)
+	}
+	resp.Body.Close()
+	for _, tt := range []struct {
+		name string
+		a, b fsm.ListenerSpec
+		same bool
+	}{
+		{"certificates", fsm.ListenerSpec{Port: 1, Protocol: "https", TLS: &fsm.ListenerTLS{Certificates: []string{"a"}}},
+			fsm.ListenerSpec{Port: 1, Protocol: "https", TLS: &fsm.ListenerTLS{Certificates: []string{"a", "b"}, Default: "b"}}, true},
+		{"policy", fsm.ListenerSpec{Port: 1, Protocol: "https", TLS: &fsm.ListenerTLS{Certificates: []string{"a"}}},
+			fsm.ListenerSpec{Port: 1, Protocol: "https", TLS: &fsm.ListenerTLS{Certificates: []string{"a"}, Policy: &fsm.TLSPolicy{MinVersion: "1.3"}}}, false},
+		{"hsts", fsm.ListenerSpec{Port: 1, Protocol: "https", TLS: &fsm.ListenerTLS{Certificates: []string{"a"}, HSTS: &fsm.HSTS{MaxAge: 1}}},
+			fsm.ListenerSpec{Port: 1, Protocol: "https", TLS: &fsm.ListenerTLS{Certificates: []string{"a"}, HSTS: &fsm.HSTS{MaxAge: 2}}}, false},
+		{"files", fsm.ListenerSpec{Port: 1, Protocol: "https", TLS: &fsm.ListenerTLS{CertFile: "a", KeyFile: "b"}},
+			fsm.ListenerSpec{Port: 1, Protocol: "https", TLS: &fsm.ListenerTLS{CertFile: "a2", KeyFile: "b"}}, false},
+		{"port", fsm.ListenerSpec{Port: 1, Protocol: "https", TLS: &fsm.ListenerTLS{Certificates: []string{"a"}}},
+			fsm.ListenerSpec{Port: 2, Protocol: "https", TLS: &fsm.ListenerTLS{Certificates: []string{"a"}}}, false},
+		{"to http", fsm.ListenerSpec{Port: 1, Protocol: "https", TLS: &fsm.ListenerTLS{Certificates: []string{"a"}}},
+			fsm.ListenerSpec{Port: 1}, false},
+	} {
+		if got := sameBinding(tt.a, tt.b); got != tt.same {
+			t.Errorf("%s: sameBinding = %v, want %v", tt.name, got, tt.same)
+		}
+	}
+	if d.ListenerAddr("web") != addr {
+		t.Fatal("the listener was rebound")
+	}
+}
+
 // TestUndecryptableCertificate: a certificate sealed with a key this node
 // lacks is logged with an action, and the listener serves the others.
 func TestUndecryptableCertificate(t *testing.T) {

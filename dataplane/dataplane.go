@@ -218,7 +218,7 @@ func (d *Dataplane) reconcileListeners(t *Table, vips []string, starting bool) {
 // d.mu must be held.
 func (d *Dataplane) wanted(t *Table, name, ip string, spec fsm.ListenerSpec) bool {
 	lt := t.listeners[name]
-	if lt == nil || lt.spec != spec {
+	if lt == nil || !sameBinding(lt.spec, spec) {
 		return false
 	}
 	return ip == "" || slices.Contains(d.vips, ip)

@@ -43,7 +43,8 @@ type CertificateSpec struct {
 	// Key is the PEM private key; only ever in what an operator sends.
 	Key string `json:"key,omitempty"`
 	// EncryptedKey is Key sealed with the cluster's secrets key (see
-	// package secrets, CertificateKeyAAD). Never in an API answer.
+	// package secrets, CertificateKeyAAD). Never in an API answer, and
+	// the admin API takes it from no client: only a node seals.
 	EncryptedKey string           `json:"encrypted_key,omitempty"`
 	ACME         *CertificateACME `json:"acme,omitempty"`
 }

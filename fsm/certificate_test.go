@@ -304,6 +304,20 @@ func TestCertificateIssue(t *testing.T) {
 	if st := r.CertificateStatus["auto"]; st == nil || st.Cert != testCertPEM {
 		t.Fatalf("restore lost the issued material: %+v", st)
 	}
+	// So does restoring a redacted backup (GET /v1/snapshot): the keys
+	// of unchanged chains come from the current document.
+	red := c.Redacted()
+	if red.Certificates["c1"].Spec.EncryptedKey != "" || red.CertificateStatus["auto"].EncryptedKey != "" || red.TicketKeys != nil ||
+		c.Certificates["c1"].Spec.EncryptedKey == "" {
+		t.Fatal("Redacted keeps a sealed value or changes the original")
+	}
+	r = mustNext(t, c, NewCommand(&Restore{Config: red}))
+	if r.Certificates["c1"].Spec.EncryptedKey != fakeSealed || r.CertificateStatus["auto"].EncryptedKey != fakeSealed {
+		t.Fatalf("restoring a redacted backup lost keys: %+v %+v", r.Certificates["c1"].Spec, r.CertificateStatus["auto"])
+	}
+	// Into a document without the certificate, the key is missing.
+	_, err = Next(Empty(), 1, NewCommand(&Restore{Config: red}))
+	wantFieldError(t, err, "certificates/c1.spec.key", ErrInvalid)
 	// Turning it inline drops the status; so does deleting it.
 	inl := mustNext(t, c, PutCommand(obj(KindCertificate, "auto", sealedCertSpec), nil))
 	if _, ok := inl.CertificateStatus["auto"]; ok {

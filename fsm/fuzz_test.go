@@ -19,6 +19,10 @@ func FuzzParseManifest(f *testing.F) {
 		"kind: listener\nname: b\nspec: {port: \"80\"}\n",
 		"kind: pool\nname: a\nspec: &a {}\n---\nkind: pool\nname: b\nspec: *a\n",
 		"kind: route\nname: r\nspec: {listener: l, action: {respond: {status: 200, body: \"a\\u0000b\\u2028\", headers: {X: 'yes'}}}}\n",
+		"kind: certificate\nname: c\nspec: {acme: {domains: [a.example.com, '*.b.example.com'], issuer: le}}\n",
+		"kind: certificate\nname: c\nspec: {cert: \"-----BEGIN CERTIFICATE-----\\nAAAA\\n-----END CERTIFICATE-----\\n\", key: x}\n",
+		"kind: listener\nname: t\nspec: {port: 443, protocol: https, tls: {certificates: [c], default: c, policy: {min_version: '1.3'}, hsts: {max_age: 600}}}\n",
+		"kind: listener\nname: p\nspec: {port: 80, https_redirect: {port: 443, code: 308}}\n",
 	}
 	for _, s := range seeds {
 		f.Add([]byte(s))
@@ -67,6 +71,10 @@ func FuzzDecodeCommand(f *testing.F) {
 	f.Add([]byte(`{"type":"lease_expire","v":1,"ids":[3,4],"time":"2025-01-01T00:00:00Z"}`))
 	f.Add([]byte(`{"type":"backend_register","v":1,"pool":"app","backend":{"addr":"10.0.0.9:80","lease":3}}`))
 	f.Add([]byte(`{"type":"backend_deregister","v":1,"pool":"app","backend":{"addr":"10.0.0.9:80"}}`))
+	f.Add([]byte(`{"type":"certificate_issue","v":1,"name":"c","spec_index":3,"cert":"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n","encrypted_key":"rs1:0123456789abcdef:AA","time":"2025-01-01T00:00:00Z"}`))
+	f.Add([]byte(`{"type":"certificate_issue","v":1,"name":"c","spec_index":3,"error":"rate limited","time":"2025-01-01T00:00:00Z"}`))
+	f.Add([]byte(`{"type":"ticket_keys_rotate","v":1,"key":"rs1:0123456789abcdef:AA","prev":0,"time":"2025-01-01T00:00:00Z"}`))
+	f.Add([]byte(`{"type":"put","v":1,"objects":[{"kind":"certificate","name":"c","spec":{"acme":{"domains":["a.example.com"],"issuer":"le"}}}]}`))
 	f.Add([]byte(`{"type":"restore","v":1,"config":{"leases":{"7":{"id":7,"ttl":"1m","granted_at":"2025-01-01T00:00:00Z"}},"pools":{"p":{"name":"p","spec":{"backends":[{"addr":"10.0.0.1:80","lease":7}]}}}}}`))
 	base := Empty()
 	for i, cmd := range commandLog() {

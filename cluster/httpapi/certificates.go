@@ -38,6 +38,11 @@ func (s *server) sealKeys(objs []fsm.Object, prefix func(i int) string) error {
 			return reprefix(err, p)
 		}
 		cs := v.(*fsm.CertificateSpec)
+		if cs.EncryptedKey != "" {
+			// Only a node seals: a sealed value from a client could not
+			// be checked against the chain (restore a backup instead).
+			return &fsm.FieldError{Field: p + ".encrypted_key", Message: "set by the node that stores the key: send key (PEM) instead", Err: fsm.ErrInvalid}
+		}
 		if cs.Key == "" {
 			continue
 		}

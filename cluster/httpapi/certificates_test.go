@@ -111,6 +111,7 @@ func TestCertificateWrites(t *testing.T) {
 		{"malformed cert", certBody(t, "not a cert", key), "spec.cert", 400},
 		{"expired", certBody(t, expired, expiredKey), "spec.cert", 400},
 		{"key without cert", `{"key":"x"}`, "spec.cert", 400},
+		{"sealed by the client", `{"cert":` + jsonQuote(cert) + `,"encrypted_key":"rs1:0123456789abcdef:AAAA"}`, "spec.encrypted_key", 400},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			r := do(t, a.srv.URL, "PUT", "/v1/certificates/app", "", tt.body)
