@@ -456,6 +456,10 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("rollouts: %w", err)
 	}
+	if err := startACME(workCtx, &wg, acmeDeps{Node: node, Keyring: a.secrets, Transport: fwdTransport,
+		Scheme: scheme, Token: ownToken, Tuning: cfg.ACME, Logger: log}); err != nil {
+		return fmt.Errorf("acme: %w", err)
+	}
 
 	switch {
 	case len(rw)+len(ro) > 0:

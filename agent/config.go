@@ -87,7 +87,9 @@ type Config struct {
 	// SecretsKeyFile is the cluster's secrets key file (`rafter keygen`):
 	// every node needs the same one. It seals certificate private keys and
 	// TLS session-ticket keys in the Raft log and snapshots. Without it the
-	// node refuses certificate writes and cannot serve certificates.
+	// node refuses certificate writes and cannot serve certificates, and
+	// never drives ACME orders (account and certificate keys are sealed
+	// with it too).
 	SecretsKeyFile string
 	// TicketKeyRotation is how often the leader replaces the TLS
 	// session-ticket key (DefaultTicketKeyRotation).
@@ -110,6 +112,8 @@ type Config struct {
 	Logger *slog.Logger
 	// Secrets, when set, is used instead of reading SecretsKeyFile.
 	Secrets *secrets.Keyring
+	// ACME shortens the ACME manager's timers (tests).
+	ACME ACMETuning
 	// AdminListener, when set, is served instead of listening on
 	// AdminAddr(); its address is the one peers are told.
 	AdminListener net.Listener

@@ -113,7 +113,7 @@ func (w *watcher) step(c *fsm.Config) {
 func dataplaneChanged(a, b *fsm.Config) bool {
 	return !sameMap(a.Listeners, b.Listeners) || !sameMap(a.Routes, b.Routes) ||
 		!sameMap(a.Pools, b.Pools) || !sameMap(a.VIPs, b.VIPs) || !sameMap(a.Zones, b.Zones) ||
-		tlsChanged(a, b)
+		!sameMap(a.ACMEChallenges, b.ACMEChallenges) || tlsChanged(a, b)
 }
 
 // tlsChanged: the certificates, their issued material or the session

@@ -24,4 +24,6 @@ type CertificateView struct {
 	ErrorAt time.Time `json:"error_at,omitzero"`
 	// Listeners name the listeners that serve the certificate.
 	Listeners []string `json:"listeners,omitempty"`
+	// ACME is the order state of an ACME certificate (see api/acme.go).
+	ACME *ACMEOrderView `json:"acme,omitempty"`
 }

@@ -38,6 +38,7 @@ type Dataplane struct {
 
 	table     atomic.Pointer[Table]
 	certs     *certManager
+	acme      acmeAnswers // ACME challenges every node answers (acme.go)
 	exchanges sync.Pool
 	tunnels   tunnels
 	ready     chan struct{}
@@ -169,6 +170,9 @@ func (d *Dataplane) apply(cfg *fsm.Config) {
 	d.checkPoolTLS(cfg)
 	for _, err := range t.errors {
 		d.log.Warn("configuration object skipped", "index", t.index, "err", err, "action", "fix the object err names (rafter get KIND NAME -o yaml, then rafter apply)")
+	}
+	if err := d.acme.update(cfg); err != nil {
+		d.log.Error("ACME challenge certificate not made", "err", err)
 	}
 	vips := d.vipIPs(cfg)
 	// Certificates first: a listener bound below serves them at once, and
@@ -308,12 +312,13 @@ func (d *Dataplane) startListener(name, vipIP string, lt *listenerTable) (*liste
 			ln.Close()
 			return nil, err
 		}
+		d.acme.withACME(tlsConf)
 		ln = tls.NewListener(ln, tlsConf)
 	}
 	lim := lt.limits
 	conns := d.metrics.connections.WithLabelValues(name)
 	srv := &fasthttp.Server{
-		Handler:                       d.listenerHandler(name, &lt.spec),
+		Handler:                       d.acme.handler(d.listenerHandler(name, &lt.spec)),
 		ErrorHandler:                  d.parseError,
 		Name:                          "rafter",
 		NoDefaultServerHeader:         true,

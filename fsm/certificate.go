@@ -444,6 +444,7 @@ func (c *Config) Redacted() *Config {
 		}
 	}
 	r.TicketKeys = nil
+	redactACME(&r)
 	return &r
 }
 

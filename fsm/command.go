@@ -195,6 +195,14 @@ func newPayload(t CommandType) Payload {
 		return new(RolloutDecide)
 	case CmdRolloutControl:
 		return new(RolloutControl)
+	case CmdACMEOrder:
+		return new(ACMEOrder)
+	case CmdACMEChallenges:
+		return new(ACMEChallenges)
+	case CmdACMEResult:
+		return new(ACMEResult)
+	case CmdACMEAccount:
+		return new(ACMEAccountSet)
 	case CmdCertificateIssue:
 		return new(CertificateIssue)
 	case CmdTicketKeysRotate:

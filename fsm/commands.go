@@ -91,6 +91,14 @@ func NextMemo(c *Config, index uint64, cmd *Command, m *Memo) (*Config, error) {
 		return nextRolloutDecide(c, index, p)
 	case *RolloutControl:
 		return nextRolloutControl(c, index, p)
+	case *ACMEOrder:
+		return nextACMEOrder(c, index, p)
+	case *ACMEChallenges:
+		return nextACMEChallenges(c, index, p)
+	case *ACMEResult:
+		return nextACMEResult(c, index, p)
+	case *ACMEAccountSet:
+		return nextACMEAccount(c, index, p)
 	case *CertificateIssue:
 		return nextCertificateIssue(c, index, p)
 	case *TicketKeysRotate:
@@ -120,7 +128,7 @@ func nextPut(c *Config, index uint64, cmd *Put, m *Memo) (*Config, error) {
 	}
 	o := cmd.Objects[0]
 	if !validKind(o.Kind) {
-		return nil, invalidf("kind", "unknown kind %q (want one of certificate, listener, pool, route, vip, rollout)", o.Kind)
+		return nil, invalidf("kind", "unknown kind %q (want one of listener, pool, route, vip, rollout, certificate, acme_issuer)", o.Kind)
 	}
 	if err := validateName("name", o.Name); err != nil {
 		return nil, err
@@ -133,6 +141,9 @@ func nextPut(c *Config, index uint64, cmd *Put, m *Memo) (*Config, error) {
 		return nil, err
 	}
 	if spec, canon, err = sealCertificate(c, "spec", o.Name, spec, canon); err != nil {
+		return nil, err
+	}
+	if spec, canon, err = keepEABKey(c, "spec", o.Name, spec, canon); err != nil {
 		return nil, err
 	}
 	_, cur, exists := c.lookup(o.Kind, o.Name)
@@ -152,7 +163,7 @@ func nextPut(c *Config, index uint64, cmd *Put, m *Memo) (*Config, error) {
 
 func nextDelete(c *Config, index uint64, cmd *Delete) (*Config, error) {
 	if !validKind(cmd.Kind) {
-		return nil, invalidf("kind", "unknown kind %q (want one of certificate, listener, pool, route, vip, rollout)", cmd.Kind)
+		return nil, invalidf("kind", "unknown kind %q (want one of listener, pool, route, vip, rollout, certificate, acme_issuer)", cmd.Kind)
 	}
 	_, cur, exists := c.lookup(cmd.Kind, cmd.Name)
 	if !exists {
@@ -167,11 +178,19 @@ func nextDelete(c *Config, index uint64, cmd *Delete) (*Config, error) {
 	if user := rolloutUser(c, cmd.Kind, cmd.Name); user != "" {
 		return nil, conflictf("name", "%s %q is still used by rollout %q", cmd.Kind, cmd.Name, user)
 	}
+	if cmd.Kind == KindACMEIssuer {
+		if user := issuerUser(c, cmd.Name); user != "" {
+			return nil, conflictf("name", "acme_issuer %q is ordering certificate %q", cmd.Name, user)
+		}
+	}
 	if user := certificateUser(c, cmd.Kind, cmd.Name); user != "" {
 		return nil, conflictf("name", "%s %q is still used by listener %q", cmd.Kind, cmd.Name, user)
 	}
 	b := newBuilder(c, index)
 	b.delete(cmd.Kind, cmd.Name)
+	if cmd.Kind == KindCertificate {
+		b.forgetACME(cmd.Name)
+	}
 	if cmd.Kind == KindVIP {
 		if _, ok := c.Assignments[cmd.Name]; ok {
 			delete(b.assignments(), cmd.Name)
@@ -213,7 +232,7 @@ func nextApply(c *Config, index uint64, cmd *ApplyManifest, m *Memo) (*Config, e
 	for i, o := range cmd.Objects {
 		p := fmt.Sprintf("documents[%d]", i)
 		if !validKind(o.Kind) {
-			return nil, invalidf(p+".kind", "unknown kind %q (want one of certificate, listener, pool, route, vip, rollout)", o.Kind)
+			return nil, invalidf(p+".kind", "unknown kind %q (want one of listener, pool, route, vip, rollout, certificate, acme_issuer)", o.Kind)
 		}
 		if err := validateName(p+".name", o.Name); err != nil {
 			return nil, err
@@ -237,6 +256,9 @@ func nextApply(c *Config, index uint64, cmd *ApplyManifest, m *Memo) (*Config, e
 			return nil, err
 		}
 		if spec, canon, err = sealCertificate(c, p+".spec", o.Name, spec, canon); err != nil {
+			return nil, err
+		}
+		if spec, canon, err = keepEABKey(c, p+".spec", o.Name, spec, canon); err != nil {
 			return nil, err
 		}
 		b.put(o.Kind, o.Name, spec, canon)
@@ -283,6 +305,9 @@ func nextRestore(c *Config, index uint64, cmd *Restore) (*Config, error) {
 				return nil, err
 			}
 			if nspec, canon, err = sealCertificate(c, p+".spec", name, nspec, canon); err != nil {
+				return nil, err
+			}
+			if nspec, canon, err = keepEABKey(c, p+".spec", name, nspec, canon); err != nil {
 				return nil, err
 			}
 			b.put(kind, name, nspec, canon)
@@ -335,6 +360,7 @@ func nextRestore(c *Config, index uint64, cmd *Restore) (*Config, error) {
 	if err := restoreRollouts(b, in); err != nil {
 		return nil, err
 	}
+	restoreACME(b, c)
 	if err := restoreCertificateStatus(b, in); err != nil {
 		return nil, err
 	}
@@ -365,6 +391,10 @@ func checkObjectName(p string, kind Kind, key string, c *Config) error {
 		}
 	case KindRollout:
 		if o := c.Rollouts[key]; o != nil {
+			name, present = o.Name, true
+		}
+	case KindACMEIssuer:
+		if o := c.ACMEIssuers[key]; o != nil {
 			name, present = o.Name, true
 		}
 	case KindCertificate:
@@ -604,6 +634,8 @@ func (b *builder) put(kind Kind, name string, spec any, canon json.RawMessage) {
 		b.vips()[name] = &VIP{Name: name, ModifyIndex: b.index, Spec: *spec.(*VIPSpec)}
 	case KindRollout:
 		b.rollouts()[name] = &Rollout{Name: name, ModifyIndex: b.index, Spec: *spec.(*RolloutSpec)}
+	case KindACMEIssuer:
+		b.acmeIssuers()[name] = &ACMEIssuer{Name: name, ModifyIndex: b.index, Spec: *spec.(*ACMEIssuerSpec)}
 	case KindCertificate:
 		cs := *spec.(*CertificateSpec)
 		b.certificates()[name] = &Certificate{Name: name, ModifyIndex: b.index, Spec: cs}
@@ -632,6 +664,8 @@ func (b *builder) keep(kind Kind, name string) {
 		b.vips()[name] = b.base.VIPs[name]
 	case KindRollout:
 		b.rollouts()[name] = b.base.Rollouts[name]
+	case KindACMEIssuer:
+		b.acmeIssuers()[name] = b.base.ACMEIssuers[name]
 	case KindCertificate:
 		b.certificates()[name] = b.base.Certificates[name]
 	}
@@ -652,6 +686,9 @@ func (b *builder) delete(kind Kind, name string) {
 		if _, ok := b.c.RolloutStatus[name]; ok {
 			delete(b.rolloutStatus(), name)
 		}
+	case KindACMEIssuer:
+		delete(b.acmeIssuers(), name)
+		b.afterIssuerDelete(name)
 	case KindCertificate:
 		delete(b.certificates(), name)
 		if _, ok := b.c.CertificateStatus[name]; ok {
@@ -679,6 +716,9 @@ func (b *builder) keeps(kind Kind, name string) bool {
 	case KindRollout:
 		o, ok := b.c.Rollouts[name]
 		return ok && o == b.base.Rollouts[name]
+	case KindACMEIssuer:
+		o, ok := b.c.ACMEIssuers[name]
+		return ok && o == b.base.ACMEIssuers[name]
 	case KindCertificate:
 		o, ok := b.c.Certificates[name]
 		return ok && o == b.base.Certificates[name]

@@ -16,7 +16,7 @@ func ParseKind(s string) (Kind, error) {
 			return kind, nil
 		}
 	}
-	return "", invalidf("kind", "unknown kind %q (want one of certificate, listener, pool, route, vip, rollout)", s)
+	return "", invalidf("kind", "unknown kind %q (want one of listener, pool, route, vip, rollout, certificate, acme_issuer)", s)
 }
 
 func validKind(k Kind) bool {
@@ -37,6 +37,11 @@ func (c *Config) Get(kind Kind, name string) (Object, bool) {
 	if cs, isCert := spec.(*CertificateSpec); isCert {
 		// A key, even sealed, never leaves the replicated state.
 		r := cs.Redacted()
+		spec = &r
+	}
+	if is, isIssuer := spec.(*ACMEIssuerSpec); isIssuer {
+		// Nor does an external account binding's HMAC key.
+		r := is.Redacted()
 		spec = &r
 	}
 	return Object{Kind: kind, Name: name, Spec: canonicalJSON(spec), ModifyIndex: idx}, true
@@ -78,6 +83,8 @@ func (c *Config) names(kind Kind) []string {
 		names = sortedKeys(c.VIPs)
 	case KindRollout:
 		names = sortedKeys(c.Rollouts)
+	case KindACMEIssuer:
+		names = sortedKeys(c.ACMEIssuers)
 	case KindCertificate:
 		names = sortedKeys(c.Certificates)
 	}
@@ -110,6 +117,10 @@ func (c *Config) lookup(kind Kind, name string) (spec any, modifyIndex uint64, o
 		}
 	case KindRollout:
 		if o, ok := c.Rollouts[name]; ok && o != nil {
+			return &o.Spec, o.ModifyIndex, true
+		}
+	case KindACMEIssuer:
+		if o, ok := c.ACMEIssuers[name]; ok && o != nil {
 			return &o.Spec, o.ModifyIndex, true
 		}
 	case KindCertificate:
@@ -150,6 +161,8 @@ func decodeSpec(prefix string, kind Kind, raw json.RawMessage) (any, error) {
 		return decodeStrict[VIPSpec](prefix, raw, v)
 	case KindRollout:
 		return decodeStrict[RolloutSpec](prefix, raw, v)
+	case KindACMEIssuer:
+		return decodeStrict[ACMEIssuerSpec](prefix, raw, v)
 	case KindCertificate:
 		return decodeStrict[CertificateSpec](prefix, raw, v)
 	}
@@ -210,6 +223,8 @@ func newSpec(kind Kind) any {
 		return new(VIPSpec)
 	case KindRollout:
 		return new(RolloutSpec)
+	case KindACMEIssuer:
+		return new(ACMEIssuerSpec)
 	case KindCertificate:
 		return new(CertificateSpec)
 	}

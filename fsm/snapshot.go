@@ -193,7 +193,7 @@ func checkDocument(c *Config) error {
 			return corrupt("lease %d: id does not match key", k)
 		}
 	}
-	return nil
+	return checkACMESnapshot(c)
 }
 
 func corrupt(format string, args ...any) error {

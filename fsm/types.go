@@ -23,8 +23,9 @@ const (
 // exported: referenced resources before the ones that reference them,
 // except certificates, which came last (a manifest's references are
 // checked once all of it is in place, so the order is for reading only;
-// kind indexes in fuzz corpora stay what they were).
-var Kinds = []Kind{KindListener, KindPool, KindRoute, KindVIP, KindRollout, KindCertificate}
+// kind indexes in fuzz corpora stay what they were), and ACME issuers
+// after them for the same reason.
+var Kinds = []Kind{KindListener, KindPool, KindRoute, KindVIP, KindRollout, KindCertificate, KindACMEIssuer}
 
 // Duration is a time.Duration that reads and writes as a Go duration string
 // ("2s", "150ms") in JSON and YAML manifests. A bare number is taken as
@@ -426,6 +427,14 @@ type Config struct {
 	// each one's progress, written only by rollout commands.
 	Rollouts      map[string]*Rollout       `json:"rollouts"`
 	RolloutStatus map[string]*RolloutStatus `json:"rollout_status"`
+	// ACMEIssuers are the ACME CAs; the other ACME maps are written only
+	// by the leader's fenced ACME commands (see acme.go): accounts by
+	// issuer, order state by certificate name, pending challenges by
+	// token. Issued material goes to CertificateStatus.
+	ACMEIssuers    map[string]*ACMEIssuer    `json:"acme_issuers,omitempty"`
+	ACMEAccounts   map[string]*ACMEAccount   `json:"acme_accounts,omitempty"`
+	ACMEStatus     map[string]*ACMEStatus    `json:"acme_status,omitempty"`
+	ACMEChallenges map[string]*ACMEChallenge `json:"acme_challenges,omitempty"`
 	// Certificates are TLS certificates with sealed keys; CertificateStatus
 	// holds the issued material of ACME certificates, written only by
 	// CertificateIssue commands.

@@ -29,6 +29,8 @@ func validateSpec(prefix string, kind Kind, spec any) error {
 		return validateVIP(prefix, s)
 	case *RolloutSpec:
 		return validateRollout(prefix, s)
+	case *ACMEIssuerSpec:
+		return validateACMEIssuer(prefix, s)
 	case *CertificateSpec:
 		return validateCertificate(prefix, s)
 	}

@@ -124,6 +124,7 @@ func certificateView(cfg *fsm.Config, name string) *api.CertificateView {
 			v.Stale = v.Issued && st.SpecIndex < c.ModifyIndex
 			v.Error, v.ErrorAt = st.Error, st.ErrorAt
 		}
+		v.ACME = acmeOrderView(cfg.ACMEStatus[name])
 	}
 	if chain != "" {
 		if info, err := fsm.ParseCertInfo(chain); err == nil {

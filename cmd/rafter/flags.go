@@ -52,7 +52,7 @@ func BindAgentFlags(fs *pflag.FlagSet, c *agent.Config) {
 	fs.DurationVar(&c.BackupEvery, "backup-every", c.BackupEvery, "how often to save to --backup-dir (a file is written only when the state changed)")
 	fs.IntVar(&c.BackupKeep, "backup-keep", c.BackupKeep, "how many files in --backup-dir to keep")
 	fs.DurationVar(&c.VIPDetectAfter, "vip-detect-after", c.VIPDetectAfter, "how long a VIP holder must be unreachable before the VIP moves")
-	fs.StringVar(&c.SecretsKeyFile, "secrets-key-file", c.SecretsKeyFile, "the cluster's secrets key (`rafter keygen FILE`; the same file on every node, mode 0600): seals certificate keys and TLS session-ticket keys")
+	fs.StringVar(&c.SecretsKeyFile, "secrets-key-file", c.SecretsKeyFile, "the cluster's secrets key (`rafter keygen FILE`; the same file on every node, mode 0600): seals certificate keys, ACME account keys and TLS session-ticket keys")
 	fs.DurationVar(&c.TicketKeyRotation, "tls-ticket-rotation", c.TicketKeyRotation, "how often the leader replaces the TLS session-ticket key shared by all nodes (1m..168h)")
 }
 

@@ -38,7 +38,9 @@ func getCertificates(ctx context.Context, c *client.Client, w io.Writer, names [
 			v = &api.CertificateView{}
 		}
 		source := dash(v.Source)
-		if v.Source == "acme" {
+		if s := acmeState(v.ACME); s != "" {
+			source += " (" + s + ")"
+		} else if v.Source == "acme" {
 			switch {
 			case v.Error != "":
 				source += " (error: " + v.Error + ")"
