@@ -103,7 +103,7 @@ func DefaultConfig() Config {
 		LatencyRounds:      3,
 		LatencySlice:       fsm.Duration(2500 * time.Millisecond),
 		Warmup:             fsm.Duration(time.Second),
-		Connections:        64,
+		Connections:        50,
 		LatencyLoad:        0.25,
 		MaxPacedRPS:        20000,
 		PacedWorkers:       64,

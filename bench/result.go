@@ -161,6 +161,7 @@ func (r *Result) figure(p string, body int, paced float64) Figure {
 	f.P50Ms = med(MetricP50)
 	f.P99Ms = med(MetricP99)
 	f.P999Ms = med(MetricP999)
+	f.SatP99Ms = med(MetricSatP99)
 	for _, pi := range r.Proxies {
 		if pi.Name == p {
 			f.RSSIdleBytes = pi.RSSIdleBytes

@@ -84,7 +84,7 @@ func (m *realMeasurer) Saturation(ctx context.Context, proxy string, body int) (
 		return Measurement{}, err
 	}
 	x := Measurement{Requests: w.Requests, Errors: w.Errors, Seconds: w.Seconds, RPS: w.RPS,
-		CPUSeconds: cpu.Seconds(), RSSBytes: rss}
+		CPUSeconds: cpu.Seconds(), RSSBytes: rss, SatP99Ms: ms(w.P99)}
 	if w.Requests > 0 {
 		x.CPUPerReqUs = cpu.Seconds() * 1e6 / float64(w.Requests)
 	}

@@ -19,6 +19,8 @@ func metricLabel(m Metric) string {
 		return "p99 latency (↓)"
 	case MetricP999:
 		return "p99.9 latency (↓)"
+	case MetricSatP99:
+		return "p99 at saturation (↓)"
 	}
 	return string(m)
 }
@@ -92,16 +94,16 @@ func Summary(r *Result) string {
 	}
 
 	b.WriteString("\n## Absolute figures (medians of kept slices; on a shared machine only the ratios mean much)\n\n")
-	b.WriteString("| proxy | body | req/s | CPU µs/req | paced at req/s | p50 ms | p99 ms | p99.9 ms | RSS idle | RSS load | errors |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| proxy | body | req/s | CPU µs/req | p99 sat ms | paced at req/s | p50 ms | p99 ms | p99.9 ms | RSS idle | RSS load | errors |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	marked := false
 	for _, f := range r.Figures {
 		name := f.Proxy
 		if f.FromDiscarded {
 			name, marked = name+" *", true
 		}
-		fmt.Fprintf(&b, "| %s | %s | %.0f | %.2f | %.0f | %.3f | %.3f | %.3f | %s | %s | %d |\n",
-			name, BodyLabel(f.BodyBytes), f.RPS, f.CPUPerReqUs, f.PacedRPS, f.P50Ms, f.P99Ms, f.P999Ms,
+		fmt.Fprintf(&b, "| %s | %s | %.0f | %.2f | %.3f | %.0f | %.3f | %.3f | %.3f | %s | %s | %d |\n",
+			name, BodyLabel(f.BodyBytes), f.RPS, f.CPUPerReqUs, f.SatP99Ms, f.PacedRPS, f.P50Ms, f.P99Ms, f.P999Ms,
 			mib(f.RSSIdleBytes), mib(f.RSSLoadBytes), f.Errors)
 	}
 
