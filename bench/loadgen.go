@@ -162,8 +162,8 @@ func parseWrkDuration(v string) (time.Duration, error) {
 
 // Wrk runs the wrk binary.
 type Wrk struct {
-	Bin         string
-	Core        int // -1: not pinned
+	Bin  string
+	Core int // -1: not pinned
 	// CPUList, when set, pins to these cores instead ("0,1").
 	CPUList     string
 	Connections int
