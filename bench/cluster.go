@@ -175,6 +175,9 @@ func RunCluster(ctx context.Context, cfg ClusterConfig, bin, dir string, log *sl
 	}
 	ap := measureApply(ctx, cfg, leader)
 	out.Apply = &ap
+	if cfg.Routes > 0 && ctx.Err() == nil {
+		out.Routes = measureRoutes(ctx, cfg, bin, dir, leader, "prop", nodes, log)
+	}
 	return out
 }
 
@@ -213,7 +216,7 @@ func measurePropagation(ctx context.Context, cfg ClusterConfig, leader string, n
 	var s LatencySummary
 	api := &http.Client{Timeout: 5 * time.Second}
 	defer api.CloseIdleConnections()
-	data := &http.Client{Timeout: time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
+	data := newPollClient()
 	defer data.CloseIdleConnections()
 	var samples []time.Duration
 	for i := 1; i <= cfg.Writes && ctx.Err() == nil; i++ {
@@ -257,6 +260,11 @@ func measurePropagation(ctx context.Context, cfg ClusterConfig, leader string, n
 		s.P50Ms, s.P99Ms, s.MaxMs = ms(Percentile(samples, 50)), ms(Percentile(samples, 99)), ms(samples[len(samples)-1])
 	}
 	return s
+}
+
+// newPollClient is the client pollFor uses: a few kept connections per node.
+func newPollClient() *http.Client {
+	return &http.Client{Timeout: time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

@@ -97,9 +97,14 @@ func (m Metric) Value(x Measurement) float64 {
 // checkMetric is the reference figure the discard rule compares within a
 // round: throughput for saturation slices, the median latency for paced ones
 // (their throughput is fixed by the pacing and says nothing).
+// For handshakes it is the CPU per handshake: their rate is set as much by
+// the client's own crypto as by the proxy.
 func checkMetric(p Phase) Metric {
-	if p == Latency {
+	switch p {
+	case Latency:
 		return MetricP50
+	case Handshake:
+		return MetricCPU
 	}
 	return MetricRPS
 }

@@ -40,14 +40,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	fmt.Fprintln(stdout, outs.Summary)
-	fmt.Fprintf(stdout, "Results: %s\nChart:   %s\n", outs.JSON, outs.PNG)
+	fmt.Fprintf(stdout, "Results: %s\nSummary: %s\nChart:   %s\n", outs.JSON, outs.SummaryFile, outs.PNG)
 	return nil
 }
 
 func parse(args []string, stderr io.Writer) (bench.Config, bool, error) {
 	fs := flag.NewFlagSet("rafter-bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	quick := fs.Bool("quick", false, "short suite (one body size, short slices): under two minutes")
+	quick := fs.Bool("quick", false, "short suite (one body size, short slices): a few minutes")
 	out := fs.String("out", "", "results directory (default bench/results)")
 	work := fs.String("work-dir", "", "keep configs, data and logs here instead of a removed temporary directory")
 	rafterBin := fs.String("rafter", "", "rafter binary (default: go build ./cmd/rafter)")
