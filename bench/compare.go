@@ -67,18 +67,24 @@ func (c *Comparison) Ratio(candidate, base string) (Ratio, bool) {
 	return Ratio{}, false
 }
 
-// Median is the median of m over variant's kept, successful slices (NaN if none).
+// Median is the median of m over variant's kept, successful slices; when
+// every round was discarded, over the discarded ones (NaN if none at all).
 func (c *Comparison) Median(variant string, m Metric) float64 {
-	var vs []float64
-	for _, s := range c.Slices {
-		if s.Proxy == variant && s.ok() && !s.Discarded {
-			if v := m.Value(s.Measurement); !math.IsNaN(v) {
-				vs = append(vs, v)
+	for _, withDiscarded := range []bool{false, true} {
+		var vs []float64
+		for _, s := range c.Slices {
+			if s.Proxy == variant && s.ok() && (withDiscarded || !s.Discarded) {
+				if v := m.Value(s.Measurement); !math.IsNaN(v) {
+					vs = append(vs, v)
+				}
 			}
 		}
+		if len(vs) > 0 {
+			sort.Float64s(vs)
+			return median(vs)
+		}
 	}
-	sort.Float64s(vs)
-	return median(vs)
+	return math.NaN()
 }
 
 // comparison finds a comparison of r by name.

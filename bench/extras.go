@@ -134,7 +134,7 @@ func runExtras(ctx context.Context, cfg Config, m *realMeasurer, rafterBin, dir 
 	for i, c := range certs {
 		comp := RunComparison(ctx, tlsComps[i], cfg.ExtraRounds, func(ctx context.Context, spec SliceSpec) (Measurement, error) {
 			p := procs[spec.Proxy]
-			h := Handshaker{Addr: p.tls[c.Kind], ServerName: "bench.test", Roots: roots, Workers: cfg.HandshakeWorkers, Timeout: 5 * time.Second}
+			h := Handshaker{Addr: p.tls[c.Kind], ServerName: "bench.test", Roots: roots, Workers: cfg.HandshakeWorkers, Timeout: 5 * time.Second, SourceIPs: 250}
 			var r HandshakeResult
 			cpu, rss, err := m.around(ctx, p.lp, func() error {
 				var err error

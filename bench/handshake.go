@@ -16,12 +16,24 @@ import (
 // another: each a full handshake, then closed without a request. The client
 // keeps no session cache, so nothing is resumed, and it offers only X25519,
 // so every server does the same key exchange whatever its library prefers.
+//
+// The client closes first, so every connection leaves a TIME_WAIT socket
+// on its side for a minute; at thousands of handshakes a second one source
+// address would run out of ports. Dials rotate over SourceIPs loopback
+// source addresses (127.0.1.1, 127.0.1.2, …) instead.
 type Handshaker struct {
 	Addr       string // host:port
 	ServerName string
 	Roots      *x509.CertPool
 	Workers    int
 	Timeout    time.Duration // per handshake
+	SourceIPs  int           // 1..250; 0 means 1
+}
+
+// sourceIP is the n-th loopback source address of a handshaker with k of them.
+func sourceIP(n int64, k int) net.IP {
+	k = min(max(k, 1), 250)
+	return net.IPv4(127, 0, 1, byte(1+n%int64(k)))
 }
 
 // HandshakeResult counts what Run did.
@@ -44,22 +56,27 @@ func (h Handshaker) Run(ctx context.Context, d time.Duration, maxCount int64) (H
 		CurvePreferences:   []tls.CurveID{tls.X25519},
 		MinVersion:         tls.VersionTLS13,
 	}
-	ctx, cancel := context.WithTimeout(ctx, d)
+	// The loop watches the clock itself, not only ctx: on a loaded machine
+	// ctx's timer may fire late, and every dial in between would fail at
+	// once on the passed deadline and count as an error.
+	end := time.Now().Add(d)
+	ctx, cancel := context.WithDeadline(ctx, end)
 	defer cancel()
 	var budget, done, errs atomic.Int64
 	budget.Store(maxCount)
 	var first atomic.Pointer[string]
-	dialer := &net.Dialer{Timeout: h.Timeout}
+	var dials atomic.Int64
 	start := time.Now()
 	var wg sync.WaitGroup
 	for w := 0; w < h.Workers; w++ {
 		wg.Go(func() {
-			for ctx.Err() == nil && budget.Add(-1) >= 0 {
+			for ctx.Err() == nil && time.Now().Before(end) && budget.Add(-1) >= 0 {
+				dialer := &net.Dialer{Timeout: h.Timeout, LocalAddr: &net.TCPAddr{IP: sourceIP(dials.Add(1), h.SourceIPs)}}
 				err := handshakeOnce(ctx, dialer, h.Addr, conf, h.Timeout)
 				switch {
 				case err == nil:
 					done.Add(1)
-				case ctx.Err() != nil:
+				case ctx.Err() != nil || !time.Now().Before(end):
 					return // cut off by the deadline: neither success nor failure
 				default:
 					errs.Add(1)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 )
 
@@ -62,6 +63,36 @@ type Row struct {
 	Target   Target  `json:"target"`
 	Status   string  `json:"status"`
 	Reason   string  `json:"reason,omitempty"`
+	// Indicative: the ratio was refused, and the one shown is over every
+	// round, discarded ones included — an indication, not a result.
+	Indicative bool `json:"indicative,omitempty"`
+}
+
+// withIndicative puts x, a ratio over all rounds, on a refused row.
+func withIndicative(row Row, x Ratio, invert bool) Row {
+	if row.Status != StatusRefused || x.Refused || !(x.Value > 0) {
+		return row
+	}
+	row.Indicative = true
+	row.Ratio, row.RatioMin, row.RatioMax = x.Value, x.Min, x.Max
+	if invert {
+		row.Ratio, row.RatioMin, row.RatioMax = 1/x.Value, 1/x.Max, 1/x.Min
+	}
+	return row
+}
+
+// allRounds is the ratio of candidate over base for m over every round of
+// ss, the discard rule ignored.
+func allRounds(ss []Slice, m Metric, candidate, base string) Ratio {
+	ss = slices.Clone(ss)
+	for i := range ss {
+		ss[i].Discarded = false
+	}
+	g := Group{Rounds: len(roundsOf(ss))}
+	if len(ss) > 0 {
+		g.Phase, g.BodyBytes = ss[0].Phase, ss[0].BodyBytes
+	}
+	return ComputeRatio(ss, g, RefusalRule{MinKeptRounds: 1, MaxDiscardFraction: 0.99}, m, candidate, base)
 }
 
 // Targets are the goals the headline checks, by row key. They are the
@@ -141,6 +172,15 @@ func BuildHeadline(r *Result, t Targets) []Row {
 		}
 		return x
 	}
+	indicative := func(m Metric, body int) Ratio {
+		var ss []Slice
+		for _, s := range r.Slices {
+			if s.Phase == m.Phase() && s.BodyBytes == body {
+				ss = append(ss, s)
+			}
+		}
+		return allRounds(ss, m, Rafter, HAProxy)
+	}
 	pick := func(f Figure, ok bool, v func(Figure) float64) float64 {
 		if !ok {
 			return nan
@@ -153,13 +193,14 @@ func BuildHeadline(r *Result, t Targets) []Row {
 		b := BodyLabel(body)
 		cpu := func(f Figure) float64 { return f.CPUPerReqUs }
 		rows = append(rows,
-			newRow("CPU efficiency, "+b, "µs/req", pick(h, hok, cpu), pick(f, rok, cpu), ratio(MetricCPU, body), true, "haproxy/rafter µs", t["cpu"]),
-			newRow("requests/s at saturation, "+b, "req/s", pick(h, hok, func(f Figure) float64 { return f.RPS }), pick(f, rok, func(f Figure) float64 { return f.RPS }),
-				ratio(MetricRPS, body), false, "rafter/haproxy", t["rps"]),
-			newRow("p99 at saturation, "+b, "ms", pick(h, hok, func(f Figure) float64 { return f.SatP99Ms }), pick(f, rok, func(f Figure) float64 { return f.SatP99Ms }),
-				ratio(MetricSatP99, body), false, "rafter/haproxy", t["p99_sat"]),
-			newRow(fmt.Sprintf("p99 paced, %s", b), "ms", pick(h, hok, func(f Figure) float64 { return f.P99Ms }), pick(f, rok, func(f Figure) float64 { return f.P99Ms }),
-				ratio(MetricP99, body), false, "rafter/haproxy", t["p99_paced"]))
+			withIndicative(newRow("CPU efficiency, "+b, "µs/req", pick(h, hok, cpu), pick(f, rok, cpu), ratio(MetricCPU, body), true, "haproxy/rafter µs", t["cpu"]),
+				indicative(MetricCPU, body), true),
+			withIndicative(newRow("requests/s at saturation, "+b, "req/s", pick(h, hok, func(f Figure) float64 { return f.RPS }), pick(f, rok, func(f Figure) float64 { return f.RPS }),
+				ratio(MetricRPS, body), false, "rafter/haproxy", t["rps"]), indicative(MetricRPS, body), false),
+			withIndicative(newRow("p99 at saturation, "+b, "ms", pick(h, hok, func(f Figure) float64 { return f.SatP99Ms }), pick(f, rok, func(f Figure) float64 { return f.SatP99Ms }),
+				ratio(MetricSatP99, body), false, "rafter/haproxy", t["p99_sat"]), indicative(MetricSatP99, body), false),
+			withIndicative(newRow(fmt.Sprintf("p99 paced, %s", b), "ms", pick(h, hok, func(f Figure) float64 { return f.P99Ms }), pick(f, rok, func(f Figure) float64 { return f.P99Ms }),
+				ratio(MetricP99, body), false, "rafter/haproxy", t["p99_paced"]), indicative(MetricP99, body), false))
 	}
 
 	idle := func(proxy string) float64 {
@@ -195,7 +236,12 @@ func BuildHeadline(r *Result, t Targets) []Row {
 	if c, ok := r.comparison(CompareScaling); ok {
 		rs, _ := c.Ratio(Rafter2, Rafter1)
 		hs, _ := c.Ratio(HAProxy2, HAProxy1)
-		row := newRow("2-core scaling, req/s 2 cores ÷ 1 core (lower bound: wrk shares the 2 cores)", "×", ratioValue(hs), ratioValue(rs), rs, false, "rafter-2/rafter-1", t["scaling"])
+		if hs.Refused {
+			hs = allRounds(c.Slices, MetricRPS, HAProxy2, HAProxy1)
+		}
+		row := newRow("2-core scaling, req/s 2 cores ÷ 1 core (lower bound: wrk shares the 2 cores)", "×", ratioValue(hs), nan, rs, false, "rafter-2/rafter-1", t["scaling"])
+		row = withIndicative(row, allRounds(c.Slices, MetricRPS, Rafter2, Rafter1), false)
+		row.Rafter = row.Ratio
 		if c.Err != "" {
 			row.Status, row.Reason = StatusMissing, c.Err
 		}
@@ -203,7 +249,8 @@ func BuildHeadline(r *Result, t Targets) []Row {
 		hp, rp := projectedScaling(c, HAProxy1, HAProxy2), projectedScaling(c, Rafter1, Rafter2)
 		rows = append(rows, newRow("2-core scaling per proxy CPU (req/s per core used, 2 ÷ 1, × 2)", "×", hp, rp, valueRatio(rp, 1), false, "rafter", Target{}))
 		r2, _ := c.Ratio(Rafter2, HAProxy2)
-		rows = append(rows, newRow("req/s at 2 cores, fixed answer", "req/s", c.Median(HAProxy2, MetricRPS), c.Median(Rafter2, MetricRPS), r2, false, "rafter/haproxy", t["rps"]))
+		rows = append(rows, withIndicative(newRow("req/s at 2 cores, fixed answer", "req/s", c.Median(HAProxy2, MetricRPS), c.Median(Rafter2, MetricRPS), r2, false, "rafter/haproxy", t["rps"]),
+			allRounds(c.Slices, MetricRPS, Rafter2, HAProxy2), false))
 	} else {
 		rows = append(rows, newRow("2-core scaling", "×", nan, nan, noRatio, false, "", t["scaling"]))
 	}
@@ -217,7 +264,8 @@ func BuildHeadline(r *Result, t Targets) []Row {
 		}
 		perCPU := func(v string) float64 { return 1e6 / c.Median(v, MetricCPU) }
 		x, _ := c.Ratio(Rafter1, HAProxy1)
-		row := newRow(figure, "hs/CPU-s", perCPU(HAProxy1), perCPU(Rafter1), x, true, "rafter/haproxy hs per CPU", t["tls"])
+		row := withIndicative(newRow(figure, "hs/CPU-s", perCPU(HAProxy1), perCPU(Rafter1), x, true, "rafter/haproxy hs per CPU", t["tls"]),
+			allRounds(c.Slices, MetricCPU, Rafter1, HAProxy1), true)
 		if c.Err != "" {
 			row.Status, row.Reason = StatusMissing, c.Err
 		}
@@ -303,6 +351,9 @@ func RenderHeadline(rows []Row) string {
 		ratio := "–"
 		if !math.IsNaN(r.Ratio) {
 			ratio = fmt.Sprintf("**%.2f**", r.Ratio)
+			if r.Indicative {
+				ratio = fmt.Sprintf("≈%.2f", r.Ratio)
+			}
 			if r.RatioMax-r.RatioMin > 0.005 {
 				ratio += fmt.Sprintf(" (%.2f–%.2f)", r.RatioMin, r.RatioMax)
 			}
@@ -319,6 +370,9 @@ func RenderHeadline(rows []Row) string {
 	}
 	for i, n := range notes {
 		fmt.Fprintf(&b, "\n%d. %s", i+1, n)
+	}
+	if slices.ContainsFunc(rows, func(r Row) bool { return r.Indicative }) {
+		b.WriteString("\n\n≈: the ratio was refused; the one shown is over every round, discarded ones included — an indication, not a result.")
 	}
 	if len(notes) > 0 {
 		b.WriteString("\n")
@@ -358,6 +412,8 @@ type rowJSON struct {
 	Target   Target   `json:"target"`
 	Status   string   `json:"status"`
 	Reason   string   `json:"reason,omitempty"`
+	// Indicative is Row.Indicative.
+	Indicative bool `json:"indicative,omitempty"`
 }
 
 func toPtr(v float64) *float64 {
@@ -378,7 +434,7 @@ func fromPtr(p *float64) float64 {
 func (r Row) MarshalJSON() ([]byte, error) {
 	return json.Marshal(rowJSON{Figure: r.Figure, Unit: r.Unit, HAProxy: toPtr(r.HAProxy), Rafter: toPtr(r.Rafter),
 		Ratio: toPtr(r.Ratio), RatioMin: toPtr(r.RatioMin), RatioMax: toPtr(r.RatioMax), RatioOf: r.RatioOf,
-		Target: r.Target, Status: r.Status, Reason: r.Reason})
+		Target: r.Target, Status: r.Status, Reason: r.Reason, Indicative: r.Indicative})
 }
 
 // UnmarshalJSON reads null figures back as NaN.
@@ -391,6 +447,6 @@ func (r *Row) UnmarshalJSON(b []byte) error {
 	}
 	*r = Row{Figure: j.Figure, Unit: j.Unit, HAProxy: fromPtr(j.HAProxy), Rafter: fromPtr(j.Rafter),
 		Ratio: fromPtr(j.Ratio), RatioMin: fromPtr(j.RatioMin), RatioMax: fromPtr(j.RatioMax), RatioOf: j.RatioOf,
-		Target: j.Target, Status: j.Status, Reason: j.Reason}
+		Target: j.Target, Status: j.Status, Reason: j.Reason, Indicative: j.Indicative}
 	return nil
 }

@@ -37,8 +37,8 @@ type Result struct {
 	// Headline is the summary table, one row per figure.
 	Headline []Row    `json:"headline,omitempty"`
 	Notes    []string `json:"notes"`
-	Chart   string   `json:"chart,omitempty"`
-	Elapsed float64  `json:"elapsed_seconds"`
+	Chart    string   `json:"chart,omitempty"`
+	Elapsed  float64  `json:"elapsed_seconds"`
 }
 
 // Machine describes where the run happened.
@@ -70,7 +70,7 @@ type Cluster struct {
 	Apply       *ApplySummary   `json:"apply,omitempty"`
 	// Routes: the large manifest's apply and propagation.
 	Routes *RouteScale `json:"routes,omitempty"`
-	Err         string          `json:"error,omitempty"`
+	Err    string      `json:"error,omitempty"`
 }
 
 // LatencySummary is a set of timed events.

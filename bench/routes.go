@@ -52,7 +52,7 @@ func HAProxyRoutesConfig(listen string, n int) string {
 	b.Grow(n * 90)
 	fmt.Fprintf(&b, "global\n    nbthread 1\n\ndefaults\n    mode http\n    timeout connect 5s\n    timeout client 30s\n    timeout server 30s\n\nfrontend routes\n    bind %s\n", listen)
 	for i := 0; i < n; i++ {
-		fmt.Fprintf(&b, "    http-request return status 200 string r%d if { path /r/%d }\n", i, i)
+		fmt.Fprintf(&b, "    http-request return status 200 content-type text/plain string r%d if { path /r/%d }\n", i, i)
 	}
 	return b.String()
 }

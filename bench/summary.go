@@ -2,6 +2,7 @@ package bench
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 )
@@ -214,13 +215,19 @@ func comparisonsSection(r *Result) string {
 }
 
 // coresBusy is the median share of a core the variant's process used in its slices.
+// Discarded slices count when every round was discarded, as in Median.
 func coresBusy(c Comparison, v string) float64 {
-	var xs []float64
-	for _, s := range c.Slices {
-		if s.Proxy == v && s.ok() && !s.Discarded && s.Seconds > 0 {
-			xs = append(xs, s.CPUSeconds/s.Seconds)
+	for _, withDiscarded := range []bool{false, true} {
+		var xs []float64
+		for _, s := range c.Slices {
+			if s.Proxy == v && s.ok() && (withDiscarded || !s.Discarded) && s.Seconds > 0 {
+				xs = append(xs, s.CPUSeconds/s.Seconds)
+			}
+		}
+		if len(xs) > 0 {
+			slices.Sort(xs)
+			return median(xs)
 		}
 	}
-	slices.Sort(xs)
-	return median(xs)
+	return math.NaN()
 }
