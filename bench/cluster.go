@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -139,7 +140,7 @@ func RunCluster(ctx context.Context, cfg ClusterConfig, bin, dir string, log *sl
 	}()
 	for i, ip := range ips {
 		id := "n" + strconv.Itoa(i+1)
-		p, err := StartProc(ProcSpec{Name: id, Path: bin, Core: -1, Log: filepath.Join(dir, id+".log"),
+		p, err := StartProc(ProcSpec{Name: id, Path: bin, Core: -1, CPUList: allCPUs(), Log: filepath.Join(dir, id+".log"),
 			Args: []string{"agent", "--node-id", id, "--zone", string(rune('a' + i)),
 				"--data-dir", filepath.Join(dir, id), "--bind", ip, "--admin-port", strconv.Itoa(admin),
 				"--raft-port", strconv.Itoa(raftPort), "--bootstrap-expect", "3", "--join", strings.Join(join, ","),
@@ -179,6 +180,12 @@ func RunCluster(ctx context.Context, cfg ClusterConfig, bin, dir string, log *sl
 		out.Routes = measureRoutes(ctx, cfg, bin, dir, leader, "prop", nodes, log)
 	}
 	return out
+}
+
+// allCPUs lists every core for taskset: without it a child would inherit
+// the harness's own pinning to the load core.
+func allCPUs() string {
+	return "0-" + strconv.Itoa(runtime.NumCPU()-1)
 }
 
 // commonFreePorts finds n ports free on every one of ips.

@@ -118,7 +118,7 @@ func haproxyStart(ctx context.Context, haproxyBin, dir string, n int) (time.Dura
 		return 0, err
 	}
 	t0 := time.Now()
-	p, err := StartProc(ProcSpec{Name: "haproxy-routes", Path: haproxyBin, Args: []string{"-db", "-f", path}, Core: -1, Log: filepath.Join(dir, "haproxy-routes.log")})
+	p, err := StartProc(ProcSpec{Name: "haproxy-routes", Path: haproxyBin, Args: []string{"-db", "-f", path}, Core: -1, CPUList: allCPUs(), Log: filepath.Join(dir, "haproxy-routes.log")})
 	if err != nil {
 		return 0, err
 	}
