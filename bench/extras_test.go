@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/rafterlb/rafter/fsm"
+	"github.com/rafterlb/rafter/internal/testutil"
 )
 
 // decodeManifest parses a manifest and decodes every spec strictly, as the
@@ -167,9 +168,7 @@ func TestHandshakerFullHandshakes(t *testing.T) {
 				t.Fatalf("%+v, want 12 handshakes and no error", r)
 			}
 			// The server finishes its side a moment after the client.
-			for deadline := time.Now().Add(10 * time.Second); full.Load() < 12 && time.Now().Before(deadline); {
-				time.Sleep(10 * time.Millisecond)
-			}
+			testutil.WaitFor(t, 10*time.Second, "the server's side of 12 handshakes", func() bool { return full.Load() >= 12 })
 			if full.Load() != 12 || resumed.Load() != 0 {
 				t.Fatalf("server saw %d full and %d resumed handshakes, want 12 and 0", full.Load(), resumed.Load())
 			}
