@@ -3,6 +3,7 @@ package bench
 import (
 	"encoding/json"
 	"math"
+	"os"
 	"strings"
 	"testing"
 )
@@ -198,5 +199,33 @@ func TestRefusedRowsShowAnIndicativeRatio(t *testing.T) {
 	// A kept ratio is never marked.
 	if row := findRow(t, rows, "TLS full handshakes per CPU-second, ecdsa-p256"); row.Indicative {
 		t.Fatalf("%+v", row)
+	}
+}
+
+func TestResultWithExtrasRoundTrips(t *testing.T) {
+	r := withExtras(t)
+	path, err := r.WriteJSON(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := ReadResult(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// NaN (a figure not measured) is never equal to itself, so compare
+	// the documents rather than the structs.
+	again, err := json.MarshalIndent(got, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(append(again, '\n')) != string(b) {
+		t.Fatalf("round trip differs")
+	}
+	if len(got.Headline) != len(r.Headline) || len(got.Comparisons) != 2 || got.Cluster.Routes.Routes != 10000 {
+		t.Fatalf("lost parts: %d rows, %d comparisons", len(got.Headline), len(got.Comparisons))
 	}
 }
