@@ -28,11 +28,13 @@ const (
 // TLSComparisonName is the comparison of handshakes with certificate kind.
 func TLSComparisonName(kind string) string { return compareTLS + kind }
 
-// ScalingNotes says how the 2-core comparison is arranged, for the results.
-var scalingNotes = []string{
-	"1-core variants: the proxy alone on core 0 (GOMAXPROCS=1 / nbthread 1), wrk -t1 on core 1.",
-	"2-core variants: the proxy on cores 0-1 (GOMAXPROCS=2 / nbthread 2) and wrk -t2 on the same two cores: the machine has two, so wrk takes part of them and the ratio is a lower bound of the proxy's scaling.",
-	"Every answer is the proxy's own (rafter `respond` route, HAProxy `http-request return`): no backend shares the cores.",
+// scalingNotes say how the 2-core comparison is arranged, for the results.
+func scalingNotes() []string {
+	return []string{
+		"1-core variants: the proxy alone on core 0 (GOMAXPROCS=1 / nbthread 1), wrk -t1 on core 1.",
+		"2-core variants: the proxy on cores 0-1 (GOMAXPROCS=2 / nbthread 2) and wrk -t2 on the same two cores: the machine has two, so wrk takes part of them and the ratio is a lower bound of the proxy's scaling.",
+		"Every answer is the proxy's own (rafter `respond` route, HAProxy `http-request return`): no backend shares the cores.",
+	}
 }
 
 // runExtras starts the fixed-answer proxies (HAProxy and rafter, each at 1
@@ -63,7 +65,7 @@ func runExtras(ctx context.Context, cfg Config, m *realMeasurer, rafterBin, dir 
 	scaling := Comparison{Name: CompareScaling, Phase: Scaling, Reference: HAProxy1,
 		Variants: []string{HAProxy1, HAProxy2, Rafter1, Rafter2},
 		Pairs:    [][2]string{{Rafter2, Rafter1}, {HAProxy2, HAProxy1}, {Rafter1, HAProxy1}, {Rafter2, HAProxy2}},
-		Notes:    scalingNotes}
+		Notes:    scalingNotes()}
 	failAll := func(err string) []Comparison {
 		out := append(tlsComps, scaling)
 		for i := range out {
