@@ -46,6 +46,9 @@ const (
 	StatusRefused  = "refused"
 	StatusMissing  = "not measured"
 	StatusNoTarget = "context"
+	// StatusSuspect: a figure no real proxy can reach (more than 2x from
+	// two cores), so the 1-core slices it divides by were disturbed.
+	StatusSuspect = "suspect"
 )
 
 // Row is one line of the headline table. HAProxy and Rafter are absolute
@@ -242,6 +245,10 @@ func BuildHeadline(r *Result, t Targets) []Row {
 		row := newRow("2-core scaling, req/s 2 cores ÷ 1 core (lower bound: wrk shares the 2 cores)", "×", ratioValue(hs), nan, rs, false, "rafter-2/rafter-1", t["scaling"])
 		row = withIndicative(row, allRounds(c.Slices, MetricRPS, Rafter2, Rafter1), false)
 		row.Rafter = row.Ratio
+		if row.Ratio > 2.05 && !row.Indicative {
+			row.Status = StatusSuspect
+			row.Reason = fmt.Sprintf("%.2f× from two cores is more than a proxy can scale: the 1-core slices were starved (other load on core %d)", row.Ratio, r.Config.ProxyCore)
+		}
 		if c.Err != "" {
 			row.Status, row.Reason = StatusMissing, c.Err
 		}

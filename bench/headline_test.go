@@ -229,3 +229,18 @@ func TestResultWithExtrasRoundTrips(t *testing.T) {
 		t.Fatalf("lost parts: %d rows, %d comparisons", len(got.Headline), len(got.Comparisons))
 	}
 }
+
+func TestScalingAboveTwoIsSuspect(t *testing.T) {
+	r := withExtras(t)
+	c, _ := r.comparison(CompareScaling)
+	for i := range c.Slices {
+		if c.Slices[i].Proxy == Rafter1 {
+			c.Slices[i].RPS = 10000 // 30000 from two cores against 10000 from one
+		}
+	}
+	r.Analyze()
+	row := findRow(t, BuildHeadline(r, DefaultTargets()), "2-core scaling, req/s")
+	if row.Status != StatusSuspect || !near(row.Ratio, 3) || !strings.Contains(row.Reason, "starved") {
+		t.Fatalf("%+v", row)
+	}
+}
