@@ -245,9 +245,13 @@ func BuildHeadline(r *Result, t Targets) []Row {
 		row := newRow("2-core scaling, req/s 2 cores ÷ 1 core (lower bound: wrk shares the 2 cores)", "×", ratioValue(hs), nan, rs, false, "rafter-2/rafter-1", t["scaling"])
 		row = withIndicative(row, allRounds(c.Slices, MetricRPS, Rafter2, Rafter1), false)
 		row.Rafter = row.Ratio
-		if row.Ratio > 2.05 && !row.Indicative {
-			row.Status = StatusSuspect
-			row.Reason = fmt.Sprintf("%.2f× from two cores is more than a proxy can scale: the 1-core slices were starved (other load on core %d)", row.Ratio, r.Config.ProxyCore)
+		if row.Ratio > 2.05 {
+			starved := fmt.Sprintf("%.2f× from two cores is more than a proxy can scale: the 1-core slices were starved (other load on core %d)", row.Ratio, r.Config.ProxyCore)
+			if row.Indicative {
+				row.Reason += "; " + starved
+			} else {
+				row.Status, row.Reason = StatusSuspect, starved
+			}
 		}
 		if c.Err != "" {
 			row.Status, row.Reason = StatusMissing, c.Err
@@ -328,23 +332,7 @@ func ratioValue(x Ratio) float64 {
 // keeps at 2 cores, times 2: what the 2-core variant would serve had it
 // both cores to itself and scaled as it did on the share it got.
 func projectedScaling(c *Comparison, one, two string) float64 {
-	perCore := func(v string) float64 {
-		rps := c.Median(v, MetricRPS)
-		var cores []float64
-		for _, s := range c.Slices {
-			if s.Proxy == v && s.ok() && !s.Discarded && s.Seconds > 0 {
-				cores = append(cores, s.CPUSeconds/s.Seconds)
-			}
-		}
-		if len(cores) == 0 {
-			return math.NaN()
-		}
-		var sum float64
-		for _, x := range cores {
-			sum += x
-		}
-		return rps / (sum / float64(len(cores)))
-	}
+	perCore := func(v string) float64 { return c.Median(v, MetricRPS) / coresBusy(*c, v) }
 	return 2 * perCore(two) / perCore(one)
 }
 
