@@ -141,10 +141,10 @@ func newRow(figure, unit string, h, r float64, ratio Ratio, invert bool, ratioOf
 		v = r
 	}
 	switch {
+	case t.Op == "" && !(math.IsNaN(row.Ratio) && math.IsNaN(r)):
+		row.Status = StatusNoTarget
 	case math.IsNaN(v):
 		row.Status = StatusMissing
-	case t.Op == "":
-		row.Status = StatusNoTarget
 	case t.Met(v):
 		row.Status = StatusMet
 	default:

@@ -191,3 +191,16 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (*Result, Outputs, e
 	}
 	return res, outs, nil
 }
+
+// Resummarize reads a results file, analyzes its raw slices again with
+// this harness's rules and returns the result with its Markdown summary:
+// a run's summary table as the current code builds it, without running again.
+func Resummarize(b []byte) (*Result, string, error) {
+	r, err := ReadResult(b)
+	if err != nil {
+		return nil, "", err
+	}
+	r.Analyze()
+	r.Headline = BuildHeadline(r, DefaultTargets())
+	return r, Summary(r), nil
+}
