@@ -93,6 +93,9 @@ soak-vip-idle:
 	RAFTER_SOAK=1 $(GO) test -count=1 -timeout 20m -run '^TestVIPIdleNoNeedlessMove$$' ./internal/netns/
 
 # Needs root (taskset; apt-get install haproxy nginx wrk when missing) and 2 cores.
+# Ends with the summary table against HAProxy (also written to
+# bench/results/<date>-<sha>.md beside the JSON and the chart); bench-quick
+# takes a few minutes, bench about a quarter of an hour.
 bench: bin/rafter-bench
 	./bin/rafter-bench $(BENCH_FLAGS)
 

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -139,7 +140,7 @@ func RunCluster(ctx context.Context, cfg ClusterConfig, bin, dir string, log *sl
 	}()
 	for i, ip := range ips {
 		id := "n" + strconv.Itoa(i+1)
-		p, err := StartProc(ProcSpec{Name: id, Path: bin, Core: -1, Log: filepath.Join(dir, id+".log"),
+		p, err := StartProc(ProcSpec{Name: id, Path: bin, Core: -1, CPUList: allCPUs(), Log: filepath.Join(dir, id+".log"),
 			Args: []string{"agent", "--node-id", id, "--zone", string(rune('a' + i)),
 				"--data-dir", filepath.Join(dir, id), "--bind", ip, "--admin-port", strconv.Itoa(admin),
 				"--raft-port", strconv.Itoa(raftPort), "--bootstrap-expect", "3", "--join", strings.Join(join, ","),
@@ -175,7 +176,16 @@ func RunCluster(ctx context.Context, cfg ClusterConfig, bin, dir string, log *sl
 	}
 	ap := measureApply(ctx, cfg, leader)
 	out.Apply = &ap
+	if cfg.Routes > 0 && ctx.Err() == nil {
+		out.Routes = measureRoutes(ctx, cfg, bin, dir, leader, "prop", nodes, log)
+	}
 	return out
+}
+
+// allCPUs lists every core for taskset: without it a child would inherit
+// the harness's own pinning to the load core.
+func allCPUs() string {
+	return "0-" + strconv.Itoa(runtime.NumCPU()-1)
 }
 
 // commonFreePorts finds n ports free on every one of ips.
@@ -213,7 +223,7 @@ func measurePropagation(ctx context.Context, cfg ClusterConfig, leader string, n
 	var s LatencySummary
 	api := &http.Client{Timeout: 5 * time.Second}
 	defer api.CloseIdleConnections()
-	data := &http.Client{Timeout: time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
+	data := newPollClient()
 	defer data.CloseIdleConnections()
 	var samples []time.Duration
 	for i := 1; i <= cfg.Writes && ctx.Err() == nil; i++ {
@@ -257,6 +267,11 @@ func measurePropagation(ctx context.Context, cfg ClusterConfig, leader string, n
 		s.P50Ms, s.P99Ms, s.MaxMs = ms(Percentile(samples, 50)), ms(Percentile(samples, 99)), ms(samples[len(samples)-1])
 	}
 	return s
+}
+
+// newPollClient is the client pollFor uses: a few kept connections per node.
+func newPollClient() *http.Client {
+	return &http.Client{Timeout: time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

@@ -72,6 +72,17 @@ type Config struct {
 	// Install runs apt-get for haproxy, nginx and wrk when missing.
 	Install bool `json:"install"`
 
+	// ExtraRounds is the rounds of the TLS handshake and scaling comparisons.
+	ExtraRounds int `json:"extra_rounds"`
+	// HandshakeSlice, HandshakeWorkers and MaxHandshakes shape one TLS slice.
+	HandshakeSlice   fsm.Duration `json:"handshake_slice"`
+	HandshakeWorkers int          `json:"handshake_workers"`
+	MaxHandshakes    int64        `json:"max_handshakes"`
+	// ScalingSlice is one saturation slice of the 1- and 2-core comparison.
+	ScalingSlice fsm.Duration `json:"scaling_slice"`
+	// IdleConns is how many idle keep-alive connections measure memory per connection.
+	IdleConns int `json:"idle_conns"`
+
 	Cluster ClusterConfig `json:"cluster"`
 }
 
@@ -86,6 +97,12 @@ type ClusterConfig struct {
 	ApplyWorkers  int          `json:"apply_workers"`
 	// MaxApplyWrites bounds the throughput run by count as well as time.
 	MaxApplyWrites int `json:"max_apply_writes"`
+	// Routes is the size of the large manifest (0: not run); RouteWrites
+	// how many one-route changes are timed with it applied, ApplyRepeats
+	// how many times its unchanged apply is timed.
+	Routes       int `json:"routes"`
+	RouteWrites  int `json:"route_writes"`
+	ApplyRepeats int `json:"apply_repeats"`
 }
 
 // DefaultConfig is the full suite (`make bench`): about seven minutes on two cores.
@@ -103,7 +120,7 @@ func DefaultConfig() Config {
 		LatencyRounds:      3,
 		LatencySlice:       fsm.Duration(2500 * time.Millisecond),
 		Warmup:             fsm.Duration(time.Second),
-		Connections:        64,
+		Connections:        50,
 		LatencyLoad:        0.25,
 		MaxPacedRPS:        20000,
 		PacedWorkers:       64,
@@ -117,6 +134,12 @@ func DefaultConfig() Config {
 		NginxBin:           "nginx",
 		WrkBin:             "wrk",
 		Install:            true,
+		ExtraRounds:        3,
+		HandshakeSlice:     fsm.Duration(2 * time.Second),
+		HandshakeWorkers:   8,
+		MaxHandshakes:      200000,
+		ScalingSlice:       fsm.Duration(3 * time.Second),
+		IdleConns:          2000,
 		Cluster: ClusterConfig{
 			Enabled:        true,
 			Writes:         200,
@@ -124,6 +147,9 @@ func DefaultConfig() Config {
 			ApplyDuration:  fsm.Duration(5 * time.Second),
 			ApplyWorkers:   8,
 			MaxApplyWrites: 200000,
+			Routes:         10000,
+			RouteWrites:    50,
+			ApplyRepeats:   3,
 		},
 	}
 }
@@ -139,6 +165,10 @@ func QuickConfig() Config {
 	c.Warmup = fsm.Duration(500 * time.Millisecond)
 	c.Cluster.Writes = 50
 	c.Cluster.ApplyDuration = fsm.Duration(2 * time.Second)
+	c.HandshakeSlice = fsm.Duration(time.Second)
+	c.ScalingSlice = fsm.Duration(time.Second)
+	c.Cluster.RouteWrites = 20
+	c.Cluster.ApplyRepeats = 2
 	return c
 }
 
@@ -208,6 +238,18 @@ func (c Config) Validate() error {
 		return bad("min_kept_rounds", "%d exceeds latency_rounds %d: every ratio would be refused", c.MinKeptRounds, c.LatencyRounds)
 	case c.ConnectTimeout.D() <= 0 || c.RequestTimeout.D() <= 0 || c.IdleTimeout.D() <= 0:
 		return bad("connect_timeout", "all timeouts must be positive")
+	case c.ExtraRounds < c.MinKeptRounds:
+		return bad("extra_rounds", "%d is below min_kept_rounds %d: every ratio would be refused", c.ExtraRounds, c.MinKeptRounds)
+	case c.HandshakeSlice.D() < 500*time.Millisecond:
+		return bad("handshake_slice", "at least 500ms")
+	case c.HandshakeWorkers < 1 || c.HandshakeWorkers > 256:
+		return bad("handshake_workers", "1..256")
+	case c.MaxHandshakes < 1:
+		return bad("max_handshakes", "at least 1")
+	case c.ScalingSlice.D() < 500*time.Millisecond:
+		return bad("scaling_slice", "at least 500ms")
+	case c.IdleConns < 0 || c.IdleConns > 20000:
+		return bad("idle_conns", "0..20000")
 	}
 	if c.Cluster.Enabled {
 		switch {
@@ -221,6 +263,12 @@ func (c Config) Validate() error {
 			return bad("cluster.apply_workers", "1..256")
 		case c.Cluster.MaxApplyWrites < 1:
 			return bad("cluster.max_apply_writes", "at least 1")
+		case c.Cluster.Routes < 0 || c.Cluster.Routes > 100000:
+			return bad("cluster.routes", "0..100000")
+		case c.Cluster.Routes > 0 && (c.Cluster.RouteWrites < 1 || c.Cluster.RouteWrites > 10000):
+			return bad("cluster.route_writes", "1..10000")
+		case c.Cluster.Routes > 0 && (c.Cluster.ApplyRepeats < 1 || c.Cluster.ApplyRepeats > 20):
+			return bad("cluster.apply_repeats", "1..20")
 		}
 	}
 	return nil

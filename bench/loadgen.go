@@ -73,6 +73,9 @@ type WrkResult struct {
 	Seconds  float64
 	RPS      float64
 	Errors   int64 // socket errors plus non-2xx/3xx answers
+	// P99 is wrk's own 99th percentile (--latency): closed-loop, so it
+	// says how long a request waited at saturation, not at a given rate.
+	P99 time.Duration
 }
 
 // ErrWrkOutput marks wrk output that does not parse.
@@ -101,6 +104,13 @@ func ParseWrk(out string) (WrkResult, error) {
 				return r, fmt.Errorf("%w: duration in %q", ErrWrkOutput, line)
 			}
 			r.Requests, r.Seconds, haveReq = n, d.Seconds(), true
+		case strings.HasPrefix(line, "99%") && len(strings.Fields(line)) == 2:
+			// "99%    3.21ms" under "Latency Distribution"
+			d, err := parseWrkDuration(strings.Fields(line)[1])
+			if err != nil {
+				return r, fmt.Errorf("%w: %q", ErrWrkOutput, line)
+			}
+			r.P99 = d
 		case strings.HasPrefix(line, "Requests/sec:"):
 			v, err := strconv.ParseFloat(strings.TrimSpace(strings.TrimPrefix(line, "Requests/sec:")), 64)
 			if err != nil {
@@ -133,20 +143,46 @@ func ParseWrk(out string) (WrkResult, error) {
 	return r, nil
 }
 
+// parseWrkDuration reads wrk's latency units: us, ms, s, m.
+func parseWrkDuration(v string) (time.Duration, error) {
+	if n, ok := strings.CutSuffix(v, "m"); ok && !strings.HasSuffix(n, "u") {
+		v = n + "min"
+	}
+	unit := strings.TrimLeft(v, "0123456789.")
+	num, err := strconv.ParseFloat(strings.TrimSuffix(v, unit), 64)
+	if err != nil {
+		return 0, err
+	}
+	scale := map[string]time.Duration{"us": time.Microsecond, "ms": time.Millisecond, "s": time.Second, "min": time.Minute}[unit]
+	if scale == 0 {
+		return 0, fmt.Errorf("unit %q", unit)
+	}
+	return time.Duration(num * float64(scale)), nil
+}
+
 // Wrk runs the wrk binary.
 type Wrk struct {
-	Bin         string
-	Core        int // -1: not pinned
+	Bin  string
+	Core int // -1: not pinned
+	// CPUList, when set, pins to these cores instead ("0,1").
+	CPUList     string
 	Connections int
+	// Threads is wrk's -t (default 1).
+	Threads int
 }
 
 // Run drives url for d with one thread and parses the report.
 func (w Wrk) Run(ctx context.Context, url string, d time.Duration) (WrkResult, error) {
 	secsArg := max(1, int(d.Round(time.Second)/time.Second))
-	args := []string{"-t1", "-c" + strconv.Itoa(w.Connections), "-d" + strconv.Itoa(secsArg) + "s", "--timeout", "5s", url}
+	args := []string{"-t" + strconv.Itoa(max(1, w.Threads)), "-c" + strconv.Itoa(w.Connections), "-d" + strconv.Itoa(secsArg) + "s",
+		"--timeout", "5s", "--latency", url}
 	path := w.Bin
-	if w.Core >= 0 {
-		args = append([]string{"-c", strconv.Itoa(w.Core), w.Bin}, args...)
+	cpus := w.CPUList
+	if cpus == "" && w.Core >= 0 {
+		cpus = strconv.Itoa(w.Core)
+	}
+	if cpus != "" {
+		args = append([]string{"-c", cpus, w.Bin}, args...)
 		path = "taskset"
 	}
 	ctx, cancel := context.WithTimeout(ctx, d+30*time.Second)

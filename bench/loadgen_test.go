@@ -15,6 +15,11 @@ const wrkSample = `Running 2s test @ http://127.0.0.1:40123/1024
   Thread Stats   Avg      Stdev     Max   +/- Stdev
     Latency     2.10ms  300.00us   9.00ms   90.00%
     Req/Sec    30.12k     1.00k   32.00k    80.00%
+  Latency Distribution
+     50%    2.05ms
+     75%    2.20ms
+     90%    2.40ms
+     99%    3.21ms
   60240 requests in 2.00s, 70.12MB read
   Socket errors: connect 0, read 2, write 1, timeout 3
   Non-2xx or 3xx responses: 4
@@ -27,13 +32,30 @@ func TestParseWrk(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := WrkResult{Requests: 60240, Seconds: 2, RPS: 30119.5, Errors: 10}
+	want := WrkResult{Requests: 60240, Seconds: 2, RPS: 30119.5, Errors: 10, P99: 3210 * time.Microsecond}
 	if got != want {
 		t.Fatalf("= %+v, want %+v", got, want)
 	}
 	for _, bad := range []string{"", "unable to connect to 127.0.0.1:1 Connection refused", "x requests in 2.00s\nRequests/sec: 1"} {
 		if _, err := ParseWrk(bad); !errors.Is(err, ErrWrkOutput) {
 			t.Errorf("ParseWrk(%q) = %v, want ErrWrkOutput", bad, err)
+		}
+	}
+}
+
+func TestParseWrkDuration(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		want time.Duration
+	}{{"812.00us", 812 * time.Microsecond}, {"3.21ms", 3210 * time.Microsecond}, {"1.50s", 1500 * time.Millisecond}, {"2.00m", 2 * time.Minute}} {
+		got, err := parseWrkDuration(tt.in)
+		if err != nil || got != tt.want {
+			t.Errorf("parseWrkDuration(%q) = %v, %v, want %v", tt.in, got, err, tt.want)
+		}
+	}
+	for _, bad := range []string{"", "3.2", "3.2h", "ms"} {
+		if _, err := parseWrkDuration(bad); err == nil {
+			t.Errorf("parseWrkDuration(%q) = nil error", bad)
 		}
 	}
 }

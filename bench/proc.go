@@ -22,7 +22,9 @@ type ProcSpec struct {
 	Env  []string // added to the harness's environment
 	// Core pins the process (and its children) with taskset; -1 leaves it free.
 	Core int
-	Log  string // stdout and stderr go here
+	// CPUList, when set, pins to these cores instead ("0,1").
+	CPUList string
+	Log     string // stdout and stderr go here
 }
 
 // Proc is a started process in its own process group.
@@ -38,8 +40,12 @@ type Proc struct {
 // proxy's own and /proc figures are the proxy's.
 func StartProc(spec ProcSpec) (*Proc, error) {
 	path, args := spec.Path, spec.Args
-	if spec.Core >= 0 {
-		args = append([]string{"-c", strconv.Itoa(spec.Core), path}, args...)
+	cpus := spec.CPUList
+	if cpus == "" && spec.Core >= 0 {
+		cpus = strconv.Itoa(spec.Core)
+	}
+	if cpus != "" {
+		args = append([]string{"-c", cpus, path}, args...)
 		path = "taskset"
 	}
 	logf, err := os.OpenFile(spec.Log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)

@@ -12,7 +12,7 @@ import (
 )
 
 // SchemaVersion names the layout of the results JSON; bump on incompatible change.
-const SchemaVersion = "rafter-bench/v1"
+const SchemaVersion = "rafter-bench/v2"
 
 // Result is everything one run produced; it is the JSON file.
 type Result struct {
@@ -30,9 +30,15 @@ type Result struct {
 	Figures []Figure `json:"figures"`
 	Ratios  []Ratio  `json:"ratios"`
 	Cluster *Cluster `json:"cluster,omitempty"`
-	Notes   []string `json:"notes"`
-	Chart   string   `json:"chart,omitempty"`
-	Elapsed float64  `json:"elapsed_seconds"`
+	// Comparisons are TLS handshakes per certificate kind and 2-core scaling.
+	Comparisons []Comparison `json:"comparisons,omitempty"`
+	// IdleConns is memory per idle keep-alive client connection, per proxy.
+	IdleConns []IdleConns `json:"idle_conns,omitempty"`
+	// Headline is the summary table, one row per figure.
+	Headline []Row    `json:"headline,omitempty"`
+	Notes    []string `json:"notes"`
+	Chart    string   `json:"chart,omitempty"`
+	Elapsed  float64  `json:"elapsed_seconds"`
 }
 
 // Machine describes where the run happened.
@@ -62,7 +68,9 @@ type Cluster struct {
 	// Propagation: time from a write's acknowledgement until every node serves it.
 	Propagation *LatencySummary `json:"propagation,omitempty"`
 	Apply       *ApplySummary   `json:"apply,omitempty"`
-	Err         string          `json:"error,omitempty"`
+	// Routes: the large manifest's apply and propagation.
+	Routes *RouteScale `json:"routes,omitempty"`
+	Err    string      `json:"error,omitempty"`
 }
 
 // LatencySummary is a set of timed events.
@@ -100,6 +108,9 @@ func (r *Result) Analyze() {
 	}
 	active := r.activeProxies()
 	r.Groups, r.Figures, r.Ratios = nil, nil, nil
+	for i := range r.Comparisons {
+		r.Comparisons[i].Analyze(cfg.DiscardTolerance, rule)
+	}
 	for _, body := range cfg.BodySizes {
 		for _, ph := range []Phase{Saturation, Latency} {
 			idx := r.sliceIndexes(ph, body)
@@ -161,6 +172,7 @@ func (r *Result) figure(p string, body int, paced float64) Figure {
 	f.P50Ms = med(MetricP50)
 	f.P99Ms = med(MetricP99)
 	f.P999Ms = med(MetricP999)
+	f.SatP99Ms = med(MetricSatP99)
 	for _, pi := range r.Proxies {
 		if pi.Name == p {
 			f.RSSIdleBytes = pi.RSSIdleBytes

@@ -236,6 +236,11 @@ func TestConfigValidate(t *testing.T) {
 		{"latency_load", func(c *Config) { c.LatencyLoad = 1 }},
 		{"min_kept_rounds", func(c *Config) { c.MinKeptRounds = 9 }},
 		{"cluster.writes", func(c *Config) { c.Cluster.Writes = 0 }},
+		{"extra_rounds", func(c *Config) { c.ExtraRounds = 1 }},
+		{"handshake_workers", func(c *Config) { c.HandshakeWorkers = 0 }},
+		{"idle_conns", func(c *Config) { c.IdleConns = 1 << 20 }},
+		{"cluster.routes", func(c *Config) { c.Cluster.Routes = -1 }},
+		{"cluster.route_writes", func(c *Config) { c.Cluster.RouteWrites = 0 }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.field, func(t *testing.T) {

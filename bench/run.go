@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"time"
 )
@@ -15,6 +16,8 @@ type Outputs struct {
 	JSON    string
 	PNG     string
 	Summary string // Markdown
+	// SummaryFile is the Markdown summary written beside the JSON.
+	SummaryFile string
 }
 
 // FailoverNote is printed and recorded until VIP failover exists.
@@ -37,6 +40,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (*Result, Outputs, e
 		}
 		defer os.RemoveAll(d)
 		dir = d
+	}
+	// The idle-connection figure opens thousands of sockets to each proxy;
+	// the proxies inherit the limit.
+	if err := raiseNoFile(uint64(4*cfg.IdleConns + 4096)); err != nil {
+		return nil, outs, err
 	}
 	if err := ensureTools(ctx, cfg, log); err != nil {
 		return nil, outs, err
@@ -90,6 +98,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (*Result, Outputs, e
 		if rss, err := m.fs.RSS(lp.proc.PID()); err == nil {
 			info.RSSIdleBytes = rss
 		}
+		if cfg.IdleConns > 0 {
+			ic := measureIdle(ctx, m.fs, lp, "/"+strconv.Itoa(cfg.BodySizes[0]), cfg.IdleConns)
+			log.Info("idle connections", "proxy", name, "conns", ic.Conns, "bytes_per_conn", ic.BytesPerConn, "err", ic.Err)
+			res.IdleConns = append(res.IdleConns, ic)
+		}
 		res.Versions[name] = info.Version
 		res.Proxies = append(res.Proxies, info)
 		m.proxies[name] = lp
@@ -121,6 +134,19 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (*Result, Outputs, e
 		return nil, outs, fmt.Errorf("interrupted: %w", err)
 	}
 
+	if slices.Contains(active, HAProxy) && slices.Contains(active, Rafter) {
+		edir := filepath.Join(dir, "extras")
+		if err := os.MkdirAll(edir, 0o755); err != nil {
+			return nil, outs, err
+		}
+		res.Comparisons = runExtras(ctx, cfg, m, rafterBin, edir, func() time.Time { return time.Now().UTC() }, log)
+		if err := ctx.Err(); err != nil {
+			return nil, outs, fmt.Errorf("interrupted: %w", err)
+		}
+	} else {
+		res.Notes = append(res.Notes, "TLS handshakes and 2-core scaling: not run, they need both haproxy and rafter.")
+	}
+
 	if cfg.Cluster.Enabled {
 		if rafterErr != nil {
 			res.Cluster = &Cluster{Nodes: 3, Err: "no rafter binary: " + rafterErr.Error()}
@@ -130,10 +156,18 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (*Result, Outputs, e
 				return nil, outs, err
 			}
 			res.Cluster = RunCluster(ctx, cfg.Cluster, rafterBin, cdir, log)
+			if rs := res.Cluster.Routes; rs != nil && slices.Contains(active, HAProxy) {
+				if d, err := haproxyStart(ctx, cfg.HAProxyBin, cdir, rs.Routes); err != nil {
+					log.Warn("haproxy with many rules", "err", err)
+				} else {
+					rs.HAProxyStartSeconds = d.Seconds()
+				}
+			}
 		}
 	}
 
 	res.Analyze()
+	res.Headline = BuildHeadline(res, DefaultTargets())
 	res.FinishedAt = time.Now().UTC()
 	res.Elapsed = res.FinishedAt.Sub(res.StartedAt).Seconds()
 	png := filepath.Join(cfg.OutDir, res.BaseName()+".png")
@@ -151,5 +185,22 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (*Result, Outputs, e
 		return res, outs, err
 	}
 	outs.Summary = Summary(res)
+	outs.SummaryFile = filepath.Join(cfg.OutDir, res.BaseName()+".md")
+	if err := os.WriteFile(outs.SummaryFile, []byte(outs.Summary), 0o644); err != nil {
+		return res, outs, fmt.Errorf("writing summary: %w", err)
+	}
 	return res, outs, nil
+}
+
+// Resummarize reads a results file, analyzes its raw slices again with
+// this harness's rules and returns the result with its Markdown summary:
+// a run's summary table as the current code builds it, without running again.
+func Resummarize(b []byte) (*Result, string, error) {
+	r, err := ReadResult(b)
+	if err != nil {
+		return nil, "", err
+	}
+	r.Analyze()
+	r.Headline = BuildHeadline(r, DefaultTargets())
+	return r, Summary(r), nil
 }

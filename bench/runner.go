@@ -74,22 +74,27 @@ func (m *realMeasurer) Saturation(ctx context.Context, proxy string, body int) (
 	if err != nil {
 		return Measurement{}, err
 	}
-	var w WrkResult
+	return m.saturate(ctx, p, m.wrk, "http://"+p.listen+"/"+strconv.Itoa(body), m.cfg.SaturationSlice.D())
+}
+
+// saturate runs w against url for d and charges p's CPU to the requests served.
+func (m *realMeasurer) saturate(ctx context.Context, p *liveProxy, w Wrk, url string, d time.Duration) (Measurement, error) {
+	var res WrkResult
 	cpu, rss, err := m.around(ctx, p, func() error {
 		var err error
-		w, err = m.wrk.Run(ctx, "http://"+p.listen+"/"+strconv.Itoa(body), m.cfg.SaturationSlice.D())
+		res, err = w.Run(ctx, url, d)
 		return err
 	})
 	if err != nil {
 		return Measurement{}, err
 	}
-	x := Measurement{Requests: w.Requests, Errors: w.Errors, Seconds: w.Seconds, RPS: w.RPS,
-		CPUSeconds: cpu.Seconds(), RSSBytes: rss}
-	if w.Requests > 0 {
-		x.CPUPerReqUs = cpu.Seconds() * 1e6 / float64(w.Requests)
+	x := Measurement{Requests: res.Requests, Errors: res.Errors, Seconds: res.Seconds, RPS: res.RPS,
+		CPUSeconds: cpu.Seconds(), RSSBytes: rss, SatP99Ms: ms(res.P99)}
+	if res.Requests > 0 {
+		x.CPUPerReqUs = cpu.Seconds() * 1e6 / float64(res.Requests)
 	}
-	if w.Requests == 0 || w.Errors*100 > w.Requests {
-		return x, fmt.Errorf("%s: %d errors in %d requests", proxy, w.Errors, w.Requests)
+	if res.Requests == 0 || res.Errors*100 > res.Requests {
+		return x, fmt.Errorf("%s: %d errors in %d requests", p.name, res.Errors, res.Requests)
 	}
 	return x, nil
 }

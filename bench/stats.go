@@ -19,6 +19,8 @@ type Measurement struct {
 	P50Ms  float64 `json:"p50_ms,omitempty"`
 	P99Ms  float64 `json:"p99_ms,omitempty"`
 	P999Ms float64 `json:"p999_ms,omitempty"`
+	// SatP99Ms is wrk's p99 in a saturation slice (closed loop).
+	SatP99Ms float64 `json:"sat_p99_ms,omitempty"`
 	// CPU of the proxy's process tree over the slice (utime+stime).
 	CPUSeconds  float64 `json:"cpu_seconds"`
 	CPUPerReqUs float64 `json:"cpu_us_per_request"`
@@ -48,11 +50,13 @@ const (
 	MetricP99   Metric = "p99_ms"
 	MetricP999  Metric = "p999_ms"
 	MetricOffer Metric = "offered_rps"
+	// MetricSatP99 is the p99 wrk saw at saturation.
+	MetricSatP99 Metric = "sat_p99_ms"
 )
 
 // Metrics lists the compared figures in report order.
 func Metrics() []Metric {
-	return []Metric{MetricRPS, MetricCPU, MetricRSS, MetricP50, MetricP99, MetricP999}
+	return []Metric{MetricRPS, MetricCPU, MetricRSS, MetricSatP99, MetricP50, MetricP99, MetricP999}
 }
 
 // Phase is the slice kind that measures m.
@@ -84,6 +88,8 @@ func (m Metric) Value(x Measurement) float64 {
 		return x.P999Ms
 	case MetricOffer:
 		return x.OfferedRPS
+	case MetricSatP99:
+		return x.SatP99Ms
 	}
 	return math.NaN()
 }
@@ -91,9 +97,14 @@ func (m Metric) Value(x Measurement) float64 {
 // checkMetric is the reference figure the discard rule compares within a
 // round: throughput for saturation slices, the median latency for paced ones
 // (their throughput is fixed by the pacing and says nothing).
+// For handshakes it is the CPU per handshake: their rate is set as much by
+// the client's own crypto as by the proxy.
 func checkMetric(p Phase) Metric {
-	if p == Latency {
+	switch p {
+	case Latency:
 		return MetricP50
+	case Handshake:
+		return MetricCPU
 	}
 	return MetricRPS
 }
@@ -304,6 +315,7 @@ type Figure struct {
 	P50Ms        float64 `json:"p50_ms,omitempty"`
 	P99Ms        float64 `json:"p99_ms,omitempty"`
 	P999Ms       float64 `json:"p999_ms,omitempty"`
+	SatP99Ms     float64 `json:"sat_p99_ms,omitempty"`
 	Errors       int64   `json:"errors"`
 	// FromDiscarded is set when every round was discarded and the medians
 	// come from discarded slices: an indication, not a result.

@@ -24,27 +24,12 @@ func RunSuite(ctx context.Context, cfg Config, proxies []string, m Measurer, now
 	var all []Slice
 	var groups []Group
 	run := func(specs []SliceSpec, rate float64) []Slice {
-		var out []Slice
-		for _, spec := range specs {
-			if ctx.Err() != nil {
-				break
-			}
-			s := Slice{SliceSpec: spec, StartedAt: now()}
-			var err error
+		return runSpecs(ctx, specs, func(ctx context.Context, spec SliceSpec) (Measurement, error) {
 			if spec.Phase == Saturation {
-				s.Measurement, err = m.Saturation(ctx, spec.Proxy, spec.BodyBytes)
-			} else {
-				s.Measurement, err = m.Latency(ctx, spec.Proxy, spec.BodyBytes, rate)
+				return m.Saturation(ctx, spec.Proxy, spec.BodyBytes)
 			}
-			if err != nil {
-				s.Err = err.Error()
-				log.Warn("slice failed", "slice", spec.String(), "err", err)
-			} else {
-				log.Debug("slice", "slice", spec.String(), "rps", s.RPS, "p99_ms", s.P99Ms, "cpu_us", s.CPUPerReqUs)
-			}
-			out = append(out, s)
-		}
-		return out
+			return m.Latency(ctx, spec.Proxy, spec.BodyBytes, rate)
+		}, now, log)
 	}
 	for _, body := range cfg.BodySizes {
 		sat := run(Schedule(Saturation, body, proxies, cfg.Reference, cfg.SaturationRounds), 0)
@@ -56,4 +41,26 @@ func RunSuite(ctx context.Context, cfg Config, proxies []string, m Measurer, now
 		groups = append(groups, Group{Phase: Latency, BodyBytes: body, PacedRPS: rate})
 	}
 	return all, groups
+}
+
+// runSpecs measures specs in order with measure, keeping failures as
+// slices with their error, and stops early when ctx ends.
+func runSpecs(ctx context.Context, specs []SliceSpec, measure func(context.Context, SliceSpec) (Measurement, error), now Clock, log *slog.Logger) []Slice {
+	var out []Slice
+	for _, spec := range specs {
+		if ctx.Err() != nil {
+			break
+		}
+		s := Slice{SliceSpec: spec, StartedAt: now()}
+		var err error
+		s.Measurement, err = measure(ctx, spec)
+		if err != nil {
+			s.Err = err.Error()
+			log.Warn("slice failed", "slice", spec.String(), "err", err)
+		} else {
+			log.Debug("slice", "slice", spec.String(), "rps", s.RPS, "p99_ms", s.P99Ms, "cpu_us", s.CPUPerReqUs)
+		}
+		out = append(out, s)
+	}
+	return out
 }

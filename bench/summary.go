@@ -2,6 +2,8 @@ package bench
 
 import (
 	"fmt"
+	"math"
+	"slices"
 	"strings"
 )
 
@@ -19,6 +21,8 @@ func metricLabel(m Metric) string {
 		return "p99 latency (↓)"
 	case MetricP999:
 		return "p99.9 latency (↓)"
+	case MetricSatP99:
+		return "p99 at saturation (↓)"
 	}
 	return string(m)
 }
@@ -92,16 +96,16 @@ func Summary(r *Result) string {
 	}
 
 	b.WriteString("\n## Absolute figures (medians of kept slices; on a shared machine only the ratios mean much)\n\n")
-	b.WriteString("| proxy | body | req/s | CPU µs/req | paced at req/s | p50 ms | p99 ms | p99.9 ms | RSS idle | RSS load | errors |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| proxy | body | req/s | CPU µs/req | p99 sat ms | paced at req/s | p50 ms | p99 ms | p99.9 ms | RSS idle | RSS load | errors |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	marked := false
 	for _, f := range r.Figures {
 		name := f.Proxy
 		if f.FromDiscarded {
 			name, marked = name+" *", true
 		}
-		fmt.Fprintf(&b, "| %s | %s | %.0f | %.2f | %.0f | %.3f | %.3f | %.3f | %s | %s | %d |\n",
-			name, BodyLabel(f.BodyBytes), f.RPS, f.CPUPerReqUs, f.PacedRPS, f.P50Ms, f.P99Ms, f.P999Ms,
+		fmt.Fprintf(&b, "| %s | %s | %.0f | %.2f | %.3f | %.0f | %.3f | %.3f | %.3f | %s | %s | %d |\n",
+			name, BodyLabel(f.BodyBytes), f.RPS, f.CPUPerReqUs, f.SatP99Ms, f.PacedRPS, f.P50Ms, f.P99Ms, f.P999Ms,
 			mib(f.RSSIdleBytes), mib(f.RSSLoadBytes), f.Errors)
 	}
 
@@ -155,6 +159,9 @@ func Summary(r *Result) string {
 	if len(skipped) > 0 {
 		b.WriteString("\n## Left out\n\n" + strings.Join(skipped, "\n") + "\n")
 	}
+	b.WriteString(comparisonsSection(r))
+	fmt.Fprintf(&b, "\n## Summary against %s (same run)\n\n", ref)
+	b.WriteString(RenderHeadline(r.Headline))
 	fmt.Fprintf(&b, "\nRun took %.0f s. Raw slices: the JSON file; chart: %s.\n", r.Elapsed, r.Chart)
 	return b.String()
 }
@@ -165,4 +172,62 @@ func oneLine(s string, n int) string {
 		s = s[:n] + "…"
 	}
 	return s
+}
+
+// comparisonsSection lists the TLS and scaling comparisons: how they were
+// arranged, every variant's medians and the discard accounting.
+func comparisonsSection(r *Result) string {
+	var b strings.Builder
+	if len(r.IdleConns) > 0 {
+		b.WriteString("\n## Idle keep-alive connections\n\n| proxy | connections | RSS before | RSS with them open | per connection |\n|---|---|---|---|---|\n")
+		for _, c := range r.IdleConns {
+			if c.Err != "" {
+				fmt.Fprintf(&b, "| %s | %d | – | – | error: %s |\n", c.Proxy, c.Conns, oneLine(c.Err, 200))
+				continue
+			}
+			fmt.Fprintf(&b, "| %s | %d | %s | %s | %.1f KiB |\n", c.Proxy, c.Conns, mib(c.RSSBeforeBytes), mib(c.RSSAfterBytes), c.BytesPerConn/1024)
+		}
+	}
+	for _, c := range r.Comparisons {
+		fmt.Fprintf(&b, "\n## %s\n\n", c.Name)
+		for _, n := range c.Notes {
+			fmt.Fprintf(&b, "- %s\n", n)
+		}
+		if c.Err != "" {
+			fmt.Fprintf(&b, "- error: %s\n", oneLine(c.Err, 400))
+			continue
+		}
+		unit := "req/s"
+		if c.Phase == Handshake {
+			unit = "handshakes/s"
+		}
+		fmt.Fprintf(&b, "\n| variant | %s | proxy CPU µs each | proxy cores busy |\n|---|---|---|---|\n", unit)
+		for _, v := range c.Variants {
+			fmt.Fprintf(&b, "| %s | %.0f | %.2f | %.2f |\n", v, c.Median(v, MetricRPS), c.Median(v, MetricCPU), coresBusy(c, v))
+		}
+		fmt.Fprintf(&b, "\nRounds %d, discarded %d.", c.Group.Rounds, len(c.Group.DiscardedRounds))
+		for _, why := range c.Group.Reasons {
+			fmt.Fprintf(&b, " %s.", why)
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
+}
+
+// coresBusy is the median share of a core the variant's process used in its slices.
+// Discarded slices count when every round was discarded, as in Median.
+func coresBusy(c Comparison, v string) float64 {
+	for _, withDiscarded := range []bool{false, true} {
+		var xs []float64
+		for _, s := range c.Slices {
+			if s.Proxy == v && s.ok() && (withDiscarded || !s.Discarded) && s.Seconds > 0 {
+				xs = append(xs, s.CPUSeconds/s.Seconds)
+			}
+		}
+		if len(xs) > 0 {
+			slices.Sort(xs)
+			return median(xs)
+		}
+	}
+	return math.NaN()
 }

@@ -25,13 +25,32 @@ func main() {
 	}
 }
 
+// options are the flags that are not part of bench.Config.
+type options struct {
+	verbose bool
+	// summarize names a results JSON to summarize again instead of running.
+	summarize string
+}
+
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	cfg, verbose, err := parse(args, stderr)
+	cfg, opts, err := parse(args, stderr)
 	if err != nil {
 		return err
 	}
+	if opts.summarize != "" {
+		b, err := os.ReadFile(opts.summarize)
+		if err != nil {
+			return err
+		}
+		_, summary, err := bench.Resummarize(b)
+		if err != nil {
+			return fmt.Errorf("%s: %w", opts.summarize, err)
+		}
+		fmt.Fprintln(stdout, summary)
+		return nil
+	}
 	level := slog.LevelInfo
-	if verbose {
+	if opts.verbose {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
@@ -40,14 +59,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	fmt.Fprintln(stdout, outs.Summary)
-	fmt.Fprintf(stdout, "Results: %s\nChart:   %s\n", outs.JSON, outs.PNG)
+	fmt.Fprintf(stdout, "Results: %s\nSummary: %s\nChart:   %s\n", outs.JSON, outs.SummaryFile, outs.PNG)
 	return nil
 }
 
-func parse(args []string, stderr io.Writer) (bench.Config, bool, error) {
+func parse(args []string, stderr io.Writer) (bench.Config, options, error) {
 	fs := flag.NewFlagSet("rafter-bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	quick := fs.Bool("quick", false, "short suite (one body size, short slices): under two minutes")
+	quick := fs.Bool("quick", false, "short suite (one body size, short slices): a few minutes")
 	out := fs.String("out", "", "results directory (default bench/results)")
 	work := fs.String("work-dir", "", "keep configs, data and logs here instead of a removed temporary directory")
 	rafterBin := fs.String("rafter", "", "rafter binary (default: go build ./cmd/rafter)")
@@ -56,11 +75,12 @@ func parse(args []string, stderr io.Writer) (bench.Config, bool, error) {
 	noCluster := fs.Bool("no-cluster", false, "skip the three-node propagation and apply figures")
 	noPin := fs.Bool("no-pin", false, "do not pin processes to cores with taskset")
 	verbose := fs.Bool("v", false, "log every slice")
+	summarize := fs.String("summarize", "", "print the summary of this results JSON, analyzed again, and run nothing")
 	if err := fs.Parse(args); err != nil {
-		return bench.Config{}, false, err
+		return bench.Config{}, options{}, err
 	}
 	if fs.NArg() > 0 {
-		return bench.Config{}, false, errors.New("unexpected arguments: " + strings.Join(fs.Args(), " "))
+		return bench.Config{}, options{}, errors.New("unexpected arguments: " + strings.Join(fs.Args(), " "))
 	}
 	cfg := bench.DefaultConfig()
 	if *quick {
@@ -76,5 +96,5 @@ func parse(args []string, stderr io.Writer) (bench.Config, bool, error) {
 	cfg.Install = !*noInstall
 	cfg.Cluster.Enabled = !*noCluster
 	cfg.Pin = !*noPin
-	return cfg, *verbose, cfg.Validate()
+	return cfg, options{verbose: *verbose, summarize: *summarize}, cfg.Validate()
 }

@@ -1,8 +1,13 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"io"
+	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/rafterlb/rafter/bench"
@@ -21,6 +26,7 @@ func TestParse(t *testing.T) {
 			func(c bench.Config) bool { return len(c.Proxies) == 2 && !c.Cluster.Enabled && !c.Install }, false},
 		{"unknown proxy", []string{"--proxies", "haproxy,envoy"}, nil, true},
 		{"stray argument", []string{"now"}, nil, true},
+		{"summarize", []string{"--summarize", "r.json", "-v"}, func(bench.Config) bool { return true }, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -32,5 +38,22 @@ func TestParse(t *testing.T) {
 				t.Fatalf("config %+v", cfg)
 			}
 		})
+	}
+}
+
+func TestSummarizeNeedsAResultsFile(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.json")
+	if err := os.WriteFile(bad, []byte(`{"schema":"other"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	err := run(context.Background(), []string{"--summarize", bad}, &out, io.Discard)
+	if !errors.Is(err, bench.ErrSchema) || out.Len() != 0 {
+		t.Fatalf("run = %v, printed %q; want ErrSchema and nothing printed", err, out.String())
+	}
+	_, opts, err := parse([]string{"--summarize", bad, "-v"}, io.Discard)
+	if err != nil || opts.summarize != bad || !opts.verbose {
+		t.Fatalf("parse = %+v, %v", opts, err)
 	}
 }
