@@ -98,26 +98,29 @@ func allRounds(ss []Slice, m Metric, candidate, base string) Ratio {
 	return ComputeRatio(ss, g, RefusalRule{MinKeptRounds: 1, MaxDiscardFraction: 0.99}, m, candidate, base)
 }
 
-// Targets are the goals the headline checks, by row key. They are the
-// project's stated goals where it has them (2-core scaling ≥ 1.8, a change
-// on every node within ~100 ms) and otherwise the bar this harness holds
-// rafter to against HAProxy.
+// Targets are the goals the headline checks, by row key: the project's
+// stated goals for the data plane against HAProxy (efficiency and
+// requests/s at or near parity, the tail within 1.5x at saturation and
+// at parity paced, 16 MiB idle, 8 KiB per idle connection, 1.8x on two
+// cores; 10,000 routes applied unchanged within 300 ms and a change on
+// every node within 100 ms, 50 ms for a normal configuration). TLS
+// handshakes are held to parity.
 type Targets map[string]Target
 
 // DefaultTargets are the goals `make bench` reports against.
 func DefaultTargets() Targets {
 	return Targets{
-		"cpu":             {Op: ">=", Value: 0.5},
-		"rps":             {Op: ">=", Value: 0.8},
+		"cpu":             {Op: ">=", Value: 1.0},
+		"rps":             {Op: ">=", Value: 0.95},
 		"p99_sat":         {Op: "<=", Value: 1.5},
-		"p99_paced":       {Op: "<=", Value: 1.5},
-		"rss_idle":        {Op: "<=", Value: 64, OnValue: true},
-		"mem_per_conn":    {Op: "<=", Value: 16, OnValue: true},
+		"p99_paced":       {Op: "<=", Value: 1.0},
+		"rss_idle":        {Op: "<=", Value: 16, OnValue: true},
+		"mem_per_conn":    {Op: "<=", Value: 8, OnValue: true},
 		"scaling":         {Op: ">=", Value: 1.8},
-		"tls":             {Op: ">=", Value: 0.5},
-		"apply_unchanged": {Op: "<=", Value: 2, OnValue: true},
+		"tls":             {Op: ">=", Value: 1.0},
+		"apply_unchanged": {Op: "<=", Value: 0.3, OnValue: true},
 		"prop_large":      {Op: "<=", Value: 100, OnValue: true},
-		"prop_normal":     {Op: "<=", Value: 100, OnValue: true},
+		"prop_normal":     {Op: "<=", Value: 50, OnValue: true},
 	}
 }
 
