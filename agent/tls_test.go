@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
@@ -235,12 +236,13 @@ func TestCertificateRotationReachesEveryNode(t *testing.T) {
 	}
 }
 
-// TestCertificateKeyNeverInClear writes certificates through the API (PUT
-// and a manifest), makes every node take a Raft snapshot, stops the
-// cluster, then looks for the private keys in every file of the data
-// directories (the bolt log and stable store, the snapshots, decoded),
-// in every log line and in the answers of the read endpoints: neither the
-// PEM text, its base64 body, nor the raw DER is anywhere.
+// TestCertificateKeyNeverInClear writes certificates and an acme_issuer
+// with an EAB HMAC key through the API (PUT and a manifest), makes every
+// node take a Raft snapshot, stops the cluster, then looks for the private
+// keys and the HMAC key in every file of the data directories (the bolt
+// log and stable store, the snapshots, decoded), in every log line and in
+// the answers of the read endpoints: neither the PEM text, its base64
+// body, nor the raw DER is anywhere; nor the HMAC key, encoded or raw.
 func TestCertificateKeyNeverInClear(t *testing.T) {
 	var logs lockedBuffer
 	dc, admins, dir := secretsCluster(t, &logs)
@@ -250,7 +252,17 @@ func TestCertificateKeyNeverInClear(t *testing.T) {
 	defer cancel()
 	_, key1 := applyHTTPS(t, c)
 	cert2, key2 := testutil.Cert(t, testutil.CertOptions{Names: []string{"other.example.com"}, RSA: true})
-	manifest, _ := json.Marshal([]map[string]any{{"kind": "certificate", "name": "other", "spec": map[string]string{"cert": cert2, "key": key2}}})
+	hmacRaw := make([]byte, 32)
+	if _, err := rand.Read(hmacRaw); err != nil {
+		t.Fatal(err)
+	}
+	hmacKey := base64.RawURLEncoding.EncodeToString(hmacRaw)
+	manifest, _ := json.Marshal([]map[string]any{
+		{"kind": "certificate", "name": "other", "spec": map[string]string{"cert": cert2, "key": key2}},
+		// No certificate names the issuer, so the leader never calls it.
+		{"kind": "acme_issuer", "name": "ca", "spec": map[string]any{"directory": "https://127.0.0.1:1/dir",
+			"eab": map[string]string{"kid": "kid-1", "hmac_key": hmacKey}}},
+	})
 	eventually(t, "certificate applied", func() error {
 		_, err := c.Apply(ctx, manifest, false)
 		return err
@@ -268,7 +280,7 @@ func TestCertificateKeyNeverInClear(t *testing.T) {
 
 	var answers [][]byte
 	for _, p := range []string{"/v1/config", "/v1/config?format=yaml", "/v1/certificates", "/v1/certificates/web",
-		"/v1/certificates/other", "/v1/listeners", "/v1/history", "/v1/status", "/v1/snapshot", "/metrics"} {
+		"/v1/certificates/other", "/v1/acme_issuers", "/v1/acme_issuers/ca", "/v1/listeners", "/v1/history", "/v1/status", "/v1/snapshot", "/metrics"} {
 		for _, a := range admins {
 			eventually(t, "GET "+p, func() error {
 				resp, err := http.Get("http://" + a + p)
@@ -289,8 +301,8 @@ func TestCertificateKeyNeverInClear(t *testing.T) {
 					if b, err = json.Marshal(cfg); err != nil {
 						return err
 					}
-					if !bytes.Contains(b, []byte(`"certificates"`)) || len(cfg.Certificates) != 2 {
-						return errors.New("the snapshot holds no certificates")
+					if !bytes.Contains(b, []byte(`"certificates"`)) || len(cfg.Certificates) != 2 || cfg.ACMEIssuers["ca"] == nil {
+						return errors.New("the snapshot holds no certificates or no issuer")
 					}
 				}
 				answers = append(answers, b)
@@ -314,7 +326,7 @@ func TestCertificateKeyNeverInClear(t *testing.T) {
 	for _, id := range []string{"n1", "n2", "n3"} {
 		n := raftNode(dc, id)
 		eventually(t, id+" has applied the certificates", func() error {
-			if len(n.Config().Certificates) != 2 {
+			if cfg := n.Config(); len(cfg.Certificates) != 2 || cfg.ACMEIssuers["ca"] == nil {
 				return errors.New("not yet")
 			}
 			return nil
@@ -348,6 +360,10 @@ func TestCertificateKeyNeverInClear(t *testing.T) {
 		needles[fmt.Sprintf("key %d JSON", i)] = esc[1:60]
 	}
 	needles["PEM key marker"] = []byte("PRIVATE KEY")
+	needles["EAB HMAC key"] = []byte(hmacKey)
+	needles["EAB HMAC key prefix"] = []byte(hmacKey[:24])
+	needles["EAB HMAC key raw"] = hmacRaw[:24]
+	needles["EAB HMAC key std base64"] = []byte(base64.StdEncoding.EncodeToString(hmacRaw)[:24])
 
 	var haystacks []struct {
 		what string
@@ -373,8 +389,8 @@ func TestCertificateKeyNeverInClear(t *testing.T) {
 		if cfg, err := fsm.ReadSnapshot(bytes.NewReader(b)); err == nil {
 			// A Raft snapshot: search its decompressed document too.
 			js, _ := json.Marshal(cfg)
-			if len(cfg.Certificates) != 2 {
-				t.Errorf("%s: a snapshot without the certificates", p)
+			if len(cfg.Certificates) != 2 || cfg.ACMEIssuers["ca"] == nil {
+				t.Errorf("%s: a snapshot without the certificates or the issuer", p)
 			}
 			add(p+" (decoded)", js)
 		}
@@ -405,14 +421,15 @@ func TestCertificateKeyNeverInClear(t *testing.T) {
 	}
 	// No answer holds a sealed key either.
 	for i, a := range answers {
-		if bytes.Contains(a, []byte("rs1:")) || bytes.Contains(a, []byte("encrypted_key")) {
+		if bytes.Contains(a, []byte("rs1:")) || bytes.Contains(a, []byte("encrypted_key")) || bytes.Contains(a, []byte("encrypted_hmac_key")) {
 			t.Errorf("answer %d holds a sealed key", i)
 		}
 	}
 	// The sealed keys are there: the check above looked where they are.
 	var sealed int
 	for _, h := range haystacks {
-		if strings.HasSuffix(h.what, "(decoded)") && bytes.Contains(h.b, []byte(`"encrypted_key":"rs1:`)) {
+		if strings.HasSuffix(h.what, "(decoded)") && bytes.Contains(h.b, []byte(`"encrypted_key":"rs1:`)) &&
+			bytes.Contains(h.b, []byte(`"encrypted_hmac_key":"rs1:`)) {
 			sealed++
 		}
 	}

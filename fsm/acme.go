@@ -67,9 +67,28 @@ type ACMEIssuerSpec struct {
 
 // ACMEEAB is an external account binding: the key id and the base64url
 // HMAC key the CA handed out.
+//
+// The HMAC key is sealed at rest like a certificate's key: an operator
+// sends HMACKey, the admin API node seals it with the secrets key into
+// EncryptedHMACKey and proposes the spec without HMACKey; a command that
+// carries HMACKey is refused. A binding with neither keeps the stored
+// sealed key when the key id is unchanged (re-applying an export, which
+// never holds keys).
 type ACMEEAB struct {
-	KeyID   string `json:"kid"`
-	HMACKey string `json:"hmac_key"`
+	KeyID string `json:"kid"`
+	// HMACKey is the plaintext key; only ever in what an operator sends.
+	HMACKey string `json:"hmac_key,omitempty"`
+	// EncryptedHMACKey is HMACKey sealed with the cluster's secrets key
+	// (see package secrets, ACMEEABKeyAAD). Never in an API answer, and
+	// the admin API takes it from no client: only a node seals.
+	EncryptedHMACKey string `json:"encrypted_hmac_key,omitempty"`
+}
+
+// CheckEABHMACKey checks a plaintext EAB HMAC key against its bound. The
+// admin API node calls it before sealing: once sealed, Apply sees only the
+// sealed form's (larger) bound.
+func CheckEABHMACKey(field, key string) error {
+	return maxLen(field, key, maxACMEEABHMAC)
 }
 
 // ChallengeType is the issuer's challenge type, defaulted.
@@ -110,9 +129,17 @@ func validateACMEIssuer(p string, s *ACMEIssuerSpec) error {
 		}
 		if err := firstErr(
 			maxLen(p+".eab.kid", s.EAB.KeyID, maxACMEEABKeyID),
-			maxLen(p+".eab.hmac_key", s.EAB.HMACKey, maxACMEEABHMAC),
+			CheckEABHMACKey(p+".eab.hmac_key", s.EAB.HMACKey),
 		); err != nil {
 			return err
+		}
+		if s.EAB.HMACKey != "" && s.EAB.EncryptedHMACKey != "" {
+			return invalidf(p+".eab.hmac_key", "set hmac_key or encrypted_hmac_key, not both")
+		}
+		if s.EAB.EncryptedHMACKey != "" {
+			if err := sealedProblem(p+".eab.encrypted_hmac_key", s.EAB.EncryptedHMACKey); err != nil {
+				return err
+			}
 		}
 	}
 	if s.CARoots != "" {
@@ -588,31 +615,39 @@ func checkACMESnapshot(c *Config) error {
 	return nil
 }
 
-// Redacted is the spec as reads show it: without the EAB HMAC key.
+// Redacted is the spec as reads show it: without the EAB HMAC key, plain
+// or sealed.
 func (s ACMEIssuerSpec) Redacted() ACMEIssuerSpec {
 	if s.EAB != nil {
 		e := *s.EAB
-		e.HMACKey = ""
+		e.HMACKey, e.EncryptedHMACKey = "", ""
 		s.EAB = &e
 	}
 	return s
 }
 
-// keepEABKey finishes an issuer spec a command puts: reads never show the
-// EAB HMAC key, so a spec without one (re-applying an export) keeps the
-// stored key when the key id is unchanged; otherwise the key is required.
-func keepEABKey(c *Config, p, name string, spec any, canon []byte) (any, []byte, error) {
+// sealEABKey finishes an issuer spec a command puts: a plaintext HMAC key
+// is refused (it must never reach the log), and a binding without a key
+// (re-applying an export: reads never show it) keeps the stored sealed key
+// when the key id is unchanged; otherwise the key is required.
+func sealEABKey(c *Config, p, name string, spec any, canon []byte) (any, []byte, error) {
 	is, ok := spec.(*ACMEIssuerSpec)
-	if !ok || is.EAB == nil || is.EAB.HMACKey != "" {
+	if !ok || is.EAB == nil {
+		return spec, canon, nil
+	}
+	if is.EAB.HMACKey != "" {
+		return nil, nil, invalidf(p+".eab.hmac_key", "an HMAC key must be sealed with the secrets key (--secrets-key-file) before it is proposed; send it through the admin API")
+	}
+	if is.EAB.EncryptedHMACKey != "" {
 		return spec, canon, nil
 	}
 	cur, ok := c.ACMEIssuers[name]
-	if !ok || cur.Spec.EAB == nil || cur.Spec.EAB.KeyID != is.EAB.KeyID || cur.Spec.EAB.HMACKey == "" {
+	if !ok || cur.Spec.EAB == nil || cur.Spec.EAB.KeyID != is.EAB.KeyID || cur.Spec.EAB.EncryptedHMACKey == "" {
 		return nil, nil, invalidf(p+".eab.hmac_key", "required: acme_issuer %q has no stored key for kid %q", name, is.EAB.KeyID)
 	}
 	ns := *is
 	e := *is.EAB
-	e.HMACKey = cur.Spec.EAB.HMACKey
+	e.EncryptedHMACKey = cur.Spec.EAB.EncryptedHMACKey
 	ns.EAB = &e
 	return &ns, canonicalJSON(&ns), nil
 }

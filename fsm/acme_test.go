@@ -16,7 +16,7 @@ func init() {
 	}
 	spec, _ := json.Marshal(map[string]any{
 		"directory": "https://ca.example.com/dir", "email": "ops@example.com",
-		"eab": map[string]string{"kid": "k1", "hmac_key": "aGVsbG8"}, "ca_roots": root,
+		"eab": map[string]string{"kid": "k1", "encrypted_hmac_key": fakeSealed}, "ca_roots": root,
 		"challenge": "tls-alpn-01",
 	})
 	boundSamples["acme_issuer"] = struct {
@@ -245,26 +245,87 @@ func TestACMERestoreFences(t *testing.T) {
 	}
 }
 
-// TestACMEIssuerEABKeyNeverRead: reads and exports leave out the EAB HMAC
-// key and the sealed account keys; re-applying what a read returned keeps
-// the stored HMAC key.
+// TestACMEIssuerEABKeyNeverRead: reads, exports and diffs leave out the
+// EAB HMAC key (sealed) and the sealed account keys; re-applying what a
+// read returned, or a redacted export, keeps the stored sealed key.
 func TestACMEIssuerEABKeyNeverRead(t *testing.T) {
-	c := mustNext(t, Empty(), PutCommand(obj(KindACMEIssuer, "ca",
-		`{"directory":"https://ca.example.com/dir","eab":{"kid":"k1","hmac_key":"c2VjcmV0LWhtYWM"}}`), nil))
+	const sealedHMAC = "rs1:0123456789abcdef:c2VjcmV0LWhtYWM"
+	put := `{"directory":"https://ca.example.com/dir","eab":{"kid":"k1","encrypted_hmac_key":"` + sealedHMAC + `"}}`
+	base := mustNext(t, Empty(), PutCommand(obj(KindACMEIssuer, "ca", `{"directory":"https://ca.example.com/dir"}`), nil))
+	if ch := Diff(base, mustNext(t, base, PutCommand(obj(KindACMEIssuer, "ca", put), nil))); len(ch) != 1 ||
+		strings.Contains(string(ch[0].After), "c2VjcmV0LWhtYWM") || strings.Contains(string(ch[0].After), "hmac") {
+		t.Fatalf("the diff shows the HMAC key: %+v", ch)
+	}
+	c := mustNext(t, Empty(), PutCommand(obj(KindACMEIssuer, "ca", put), nil))
 	c = mustNext(t, c, NewCommand(&ACMEAccountSet{Issuer: "ca", Directory: "https://ca.example.com/dir", SealedKey: fakeSealed, Term: 1}))
 	o, _ := c.Get(KindACMEIssuer, "ca")
-	if strings.Contains(string(o.Spec), "c2VjcmV0LWhtYWM") {
+	if strings.Contains(string(o.Spec), "c2VjcmV0LWhtYWM") || strings.Contains(string(o.Spec), "hmac") {
 		t.Fatalf("GET shows the HMAC key: %s", o.Spec)
+	}
+	if l := c.List(KindACMEIssuer); len(l) != 1 || strings.Contains(string(l[0].Spec), "c2VjcmV0LWhtYWM") {
+		t.Fatalf("list shows the HMAC key: %+v", l)
 	}
 	raw, _ := json.Marshal(c.Redacted())
 	if strings.Contains(string(raw), "c2VjcmV0LWhtYWM") || strings.Contains(string(raw), fakeSealed) {
 		t.Fatalf("the redacted document shows a key: %s", raw)
 	}
 	again := mustNext(t, c, PutCommand(o, nil))
-	if got := again.ACMEIssuers["ca"]; got.Spec.EAB.HMACKey != "c2VjcmV0LWhtYWM" || got.ModifyIndex != c.ACMEIssuers["ca"].ModifyIndex {
+	if got := again.ACMEIssuers["ca"]; got.Spec.EAB.EncryptedHMACKey != sealedHMAC || got.ModifyIndex != c.ACMEIssuers["ca"].ModifyIndex {
 		t.Fatalf("re-applying the read spec changed the issuer: %+v", got)
+	}
+	// The redacted export, applied and restored, keeps the stored key.
+	var doc Config
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		t.Fatal(err)
+	}
+	applied := mustNext(t, c, ApplyCommand(doc.List(KindACMEIssuer)))
+	if got := applied.ACMEIssuers["ca"]; got.Spec.EAB.EncryptedHMACKey != sealedHMAC || got.ModifyIndex != c.ACMEIssuers["ca"].ModifyIndex {
+		t.Fatalf("applying the export changed the issuer: %+v", got)
+	}
+	restored := mustNext(t, c, NewCommand(&Restore{Config: &doc}))
+	if got := restored.ACMEIssuers["ca"]; got.Spec.EAB.EncryptedHMACKey != sealedHMAC {
+		t.Fatalf("restoring the export lost the key: %+v", got.Spec.EAB)
 	}
 	// Another key id without its key: refused.
 	_, err := Next(c, c.Index+1, PutCommand(obj(KindACMEIssuer, "ca", `{"directory":"https://ca.example.com/dir","eab":{"kid":"k2"}}`), nil))
 	wantFieldError(t, err, "spec.eab.hmac_key", ErrInvalid)
+}
+
+// TestACMEIssuerEABKeySealed: only a sealed EAB HMAC key reaches the
+// state; a plaintext one is refused by every command that puts a spec,
+// and both forms stay bounded.
+func TestACMEIssuerEABKeySealed(t *testing.T) {
+	spec := func(eab string) string { return `{"directory":"https://ca.example.com/dir","eab":` + eab + `}` }
+	plain := spec(`{"kid":"k1","hmac_key":"c2VjcmV0LWhtYWM"}`)
+	for _, tt := range []struct {
+		name, spec, field, msg string
+	}{
+		{"plaintext", plain, "spec.eab.hmac_key", "must be sealed"},
+		{"both", spec(`{"kid":"k1","hmac_key":"c2VjcmV0LWhtYWM","encrypted_hmac_key":"` + fakeSealed + `"}`), "spec.eab.hmac_key", "not both"},
+		{"plaintext too long", spec(`{"kid":"k1","hmac_key":"` + strings.Repeat("a", maxACMEEABHMAC+1) + `"}`), "spec.eab.hmac_key", "at most"},
+		{"sealed too long", spec(`{"kid":"k1","encrypted_hmac_key":"` + strings.Repeat("a", maxSealedKey+1) + `"}`), "spec.eab.encrypted_hmac_key", "at most"},
+		{"sealed not printable", spec(`{"kid":"k1","encrypted_hmac_key":"rs1: x"}`), "spec.eab.encrypted_hmac_key", "not a sealed value"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Next(Empty(), 1, PutCommand(obj(KindACMEIssuer, "ca", tt.spec), nil))
+			wantFieldError(t, err, tt.field, ErrInvalid)
+			if !strings.Contains(err.Error(), tt.msg) {
+				t.Fatalf("error %q does not say %q", err, tt.msg)
+			}
+		})
+	}
+	// Apply and restore refuse the plaintext too.
+	_, err := Next(Empty(), 1, ApplyCommand([]Object{obj(KindACMEIssuer, "ca", plain)}))
+	wantFieldError(t, err, "documents[0].spec.eab.hmac_key", ErrInvalid)
+	var is ACMEIssuerSpec
+	if err := json.Unmarshal([]byte(plain), &is); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Next(Empty(), 1, NewCommand(&Restore{Config: &Config{ACMEIssuers: map[string]*ACMEIssuer{"ca": {Name: "ca", Spec: is}}}}))
+	wantFieldError(t, err, "acme_issuers/ca.spec.eab.hmac_key", ErrInvalid)
+	// The sealed form is stored as sent.
+	c := mustNext(t, Empty(), PutCommand(obj(KindACMEIssuer, "ca", spec(`{"kid":"k1","encrypted_hmac_key":"`+fakeSealed+`"}`)), nil))
+	if e := c.ACMEIssuers["ca"].Spec.EAB; e.EncryptedHMACKey != fakeSealed || e.HMACKey != "" {
+		t.Fatalf("stored binding %+v", e)
+	}
 }

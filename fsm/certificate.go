@@ -411,10 +411,15 @@ func (s CertificateStatus) Redacted() CertificateStatus {
 }
 
 // publicJSON is the canonical JSON of a spec as reads show it: a
-// certificate's key, even sealed, never leaves the replicated state.
+// certificate's key or an EAB HMAC key, even sealed, never leaves the
+// replicated state.
 func publicJSON(spec any) []byte {
 	if cs, ok := spec.(*CertificateSpec); ok {
 		r := cs.Redacted()
+		return canonicalJSON(&r)
+	}
+	if is, ok := spec.(*ACMEIssuerSpec); ok {
+		r := is.Redacted()
 		return canonicalJSON(&r)
 	}
 	return canonicalJSON(spec)

@@ -27,6 +27,9 @@ var stringsBoundedElsewhere = map[string]string{
 	// A spec with a plaintext key never passes Put (it must be sealed
 	// first); TestCertificateValidation bounds it.
 	"spec.key": "TestCertificateValidation",
+	// Likewise an EAB HMAC key in the clear; TestACMEIssuerEABKeySealed
+	// bounds it.
+	"spec.eab.hmac_key": "TestACMEIssuerEABKeySealed",
 }
 
 func init() {

@@ -143,7 +143,7 @@ func nextPut(c *Config, index uint64, cmd *Put, m *Memo) (*Config, error) {
 	if spec, canon, err = sealCertificate(c, "spec", o.Name, spec, canon); err != nil {
 		return nil, err
 	}
-	if spec, canon, err = keepEABKey(c, "spec", o.Name, spec, canon); err != nil {
+	if spec, canon, err = sealEABKey(c, "spec", o.Name, spec, canon); err != nil {
 		return nil, err
 	}
 	_, cur, exists := c.lookup(o.Kind, o.Name)
@@ -258,7 +258,7 @@ func nextApply(c *Config, index uint64, cmd *ApplyManifest, m *Memo) (*Config, e
 		if spec, canon, err = sealCertificate(c, p+".spec", o.Name, spec, canon); err != nil {
 			return nil, err
 		}
-		if spec, canon, err = keepEABKey(c, p+".spec", o.Name, spec, canon); err != nil {
+		if spec, canon, err = sealEABKey(c, p+".spec", o.Name, spec, canon); err != nil {
 			return nil, err
 		}
 		b.put(o.Kind, o.Name, spec, canon)
@@ -307,7 +307,7 @@ func nextRestore(c *Config, index uint64, cmd *Restore) (*Config, error) {
 			if nspec, canon, err = sealCertificate(c, p+".spec", name, nspec, canon); err != nil {
 				return nil, err
 			}
-			if nspec, canon, err = keepEABKey(c, p+".spec", name, nspec, canon); err != nil {
+			if nspec, canon, err = sealEABKey(c, p+".spec", name, nspec, canon); err != nil {
 				return nil, err
 			}
 			b.put(kind, name, nspec, canon)

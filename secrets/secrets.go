@@ -191,6 +191,12 @@ func CertificateKeyAAD(name string) []byte {
 	return []byte("rafter/certificate-key/" + name)
 }
 
+// ACMEEABKeyAAD binds a sealed ACME external account binding HMAC key to
+// its issuer's name, for ACMEEAB.EncryptedHMACKey.
+func ACMEEABKeyAAD(issuer string) []byte {
+	return []byte("rafter/acme-eab-hmac-key/" + issuer)
+}
+
 // TicketKeyAAD binds a sealed TLS session-ticket key.
 func TicketKeyAAD() []byte { return []byte("rafter/tls-ticket-key") }
 

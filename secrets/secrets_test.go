@@ -66,6 +66,7 @@ func TestOpenRefuses(t *testing.T) {
 	}{
 		{"other name", kr, s, CertificateKeyAAD("b"), ErrMalformed},
 		{"ticket aad", kr, s, TicketKeyAAD(), ErrMalformed},
+		{"eab aad", kr, s, ACMEEABKeyAAD("a"), ErrMalformed},
 		{"tampered", kr, string(flip), CertificateKeyAAD("a"), ErrMalformed},
 		{"no prefix", kr, "abc", nil, ErrMalformed},
 		{"no id", kr, "rs1:abc", nil, ErrMalformed},

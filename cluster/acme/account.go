@@ -20,6 +20,7 @@ import (
 	"github.com/go-acme/lego/v5/registration"
 
 	"github.com/rafterlb/rafter/fsm"
+	"github.com/rafterlb/rafter/secrets"
 )
 
 // user is an ACME account as lego sees it.
@@ -126,8 +127,13 @@ func (t *term) account(ctx context.Context, issuer string) (*client, error) {
 	// §7.3.1), so a new leader simply registers again.
 	var reg *legoacme.ExtendedAccount
 	if eab := iss.Spec.EAB; eab != nil {
+		// Sealed at rest like every private key: opened only here, for lego.
+		hmacKey, oerr := t.m.cfg.Sealer.Open(eab.EncryptedHMACKey, secrets.ACMEEABKeyAAD(issuer))
+		if oerr != nil {
+			return nil, fmt.Errorf("EAB HMAC key of %q: %w", issuer, oerr)
+		}
 		reg, err = lc.Registration.RegisterWithExternalAccountBinding(ctx, registration.RegisterEABOptions{
-			TermsOfServiceAgreed: true, Kid: eab.KeyID, HmacEncoded: eab.HMACKey})
+			TermsOfServiceAgreed: true, Kid: eab.KeyID, HmacEncoded: string(hmacKey)})
 	} else {
 		reg, err = lc.Registration.Register(ctx, registration.RegisterOptions{TermsOfServiceAgreed: true})
 	}

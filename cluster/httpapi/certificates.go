@@ -22,13 +22,20 @@ var errNoSecretsKey = errors.New("this node has no secrets key, so it cannot sto
 const CodeNoSecretsKey = "no_secrets_key"
 
 // sealKeys replaces the plaintext key of every certificate among objs by
-// its sealed form, after checking the pair and its validity period. prefix
+// its sealed form, after checking the pair and its validity period, and
+// the EAB HMAC key of every acme_issuer likewise (see sealEABKey). prefix
 // gives the field path of objs[i]'s spec. A certificate whose chain and
 // key equal the stored ones keeps the stored sealed key, so re-applying a
 // manifest changes nothing.
 func (s *server) sealKeys(objs []fsm.Object, prefix func(i int) string) error {
 	cur := s.store.Config()
 	for i, o := range objs {
+		if o.Kind == fsm.KindACMEIssuer {
+			if err := s.sealEABKey(cur, &objs[i], prefix(i)); err != nil {
+				return err
+			}
+			continue
+		}
 		if o.Kind != fsm.KindCertificate {
 			continue
 		}
@@ -78,6 +85,59 @@ func (s *server) sealKeys(objs []fsm.Object, prefix func(i int) string) error {
 		}
 		objs[i].Spec = b
 	}
+	return nil
+}
+
+// sealEABKey replaces the plaintext EAB HMAC key of issuer o by its sealed
+// form, p being the field path of o's spec. An unchanged key id and key
+// keep the stored sealed key, so re-applying a manifest changes nothing.
+func (s *server) sealEABKey(cur *fsm.Config, o *fsm.Object, p string) error {
+	v, err := fsm.DecodeSpec(o.Kind, o.Spec)
+	if err != nil {
+		return reprefix(err, p)
+	}
+	is := v.(*fsm.ACMEIssuerSpec)
+	if is.EAB == nil {
+		return nil
+	}
+	if is.EAB.EncryptedHMACKey != "" {
+		// Only a node seals, as for certificate keys.
+		return &fsm.FieldError{Field: p + ".eab.encrypted_hmac_key", Message: "set by the node that stores the key: send hmac_key instead", Err: fsm.ErrInvalid}
+	}
+	if is.EAB.HMACKey == "" {
+		return nil
+	}
+	if err := fsm.CheckEABHMACKey(p+".eab.hmac_key", is.EAB.HMACKey); err != nil {
+		return err
+	}
+	if s.cfg.Secrets == nil {
+		return &fsm.FieldError{Field: p + ".eab.hmac_key", Message: errNoSecretsKey.Error(), Err: errNoSecretsKey}
+	}
+	aad := secrets.ACMEEABKeyAAD(o.Name)
+	sealed := ""
+	if cur != nil {
+		// Reused only when sealed with the current sealing key, so that
+		// re-applying after a secrets key rotation re-seals.
+		if old, ok := cur.ACMEIssuers[o.Name]; ok && old.Spec.EAB != nil && old.Spec.EAB.KeyID == is.EAB.KeyID &&
+			sealedWith(old.Spec.EAB.EncryptedHMACKey) == s.cfg.Secrets.ID() {
+			if pt, err := s.cfg.Secrets.Open(old.Spec.EAB.EncryptedHMACKey, aad); err == nil && bytes.Equal(pt, []byte(is.EAB.HMACKey)) {
+				sealed = old.Spec.EAB.EncryptedHMACKey
+			}
+		}
+	}
+	if sealed == "" {
+		if sealed, err = s.cfg.Secrets.Seal([]byte(is.EAB.HMACKey), aad); err != nil {
+			return fmt.Errorf("%s.eab.hmac_key: %w", p, err)
+		}
+	}
+	e := *is.EAB
+	e.HMACKey, e.EncryptedHMACKey = "", sealed
+	is.EAB = &e
+	b, err := json.Marshal(is)
+	if err != nil {
+		return fmt.Errorf("%s: %w", p, err)
+	}
+	o.Spec = b
 	return nil
 }
 

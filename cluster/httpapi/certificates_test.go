@@ -212,7 +212,7 @@ func TestOpenAPICertificates(t *testing.T) {
 	if err := json.Unmarshal(openAPIDoc, &doc); err != nil {
 		t.Fatal(err)
 	}
-	for _, op := range []struct{ path, method string }{{"/v1/certificates/{name}", "put"}, {"/v1/apply", "post"}} {
+	for _, op := range []struct{ path, method string }{{"/v1/certificates/{name}", "put"}, {"/v1/acme_issuers/{name}", "put"}, {"/v1/apply", "post"}} {
 		resp, _ := doc.Paths[op.path][op.method]["responses"].(map[string]any)
 		if _, ok := resp["412"]; !ok {
 			t.Errorf("%s %s does not document 412 (no secrets key)", op.method, op.path)
