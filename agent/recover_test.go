@@ -63,14 +63,17 @@ func TestRecoverAfterQuorumLoss(t *testing.T) {
 	for i := range 5 {
 		spec := map[string]any{"listener": "web", "match": map[string]any{"path": map[string]any{"exact": fmt.Sprintf("/r%d", i)}},
 			"action": map[string]any{"respond": map[string]any{"status": 200, "body": fmt.Sprintf("r%d\n", i)}}}
-		if _, err := n1.Put(wctx, fsm.KindRoute, fmt.Sprintf("r%d", i), spec, nil); err != nil {
-			t.Fatalf("put route r%d: %v", i, err)
-		}
+		// Puts are retried: under load a leader election may come between.
+		eventually(t, fmt.Sprintf("route r%d stored", i), func() error {
+			_, err := n1.Put(wctx, fsm.KindRoute, fmt.Sprintf("r%d", i), spec, nil)
+			return err
+		})
 	}
 	vip := map[string]any{"provider": "none", "home_node": "n1"}
-	if _, err := n1.Put(wctx, fsm.KindVIP, "edge", vip, nil); err != nil {
-		t.Fatalf("put vip: %v", err)
-	}
+	eventually(t, "vip stored", func() error {
+		_, err := n1.Put(wctx, fsm.KindVIP, "edge", vip, nil)
+		return err
+	})
 	before, beforeCount := exportConfig(t, wctx, n1)
 
 	// n2 and n3 are lost for good; n1 alone has no quorum.
