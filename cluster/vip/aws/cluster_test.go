@@ -549,6 +549,13 @@ func TestFencing(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := clustertest.NewCluster(t, 3)
+			// An assignment names a member the fsm knows: wait until every
+			// node has recorded itself.
+			for deadline := time.Now().Add(clustertest.WaitTimeout); len(c.Leader(t).Config().Nodes) < 3; time.Sleep(10 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("the fsm knows %d of 3 members after %s", len(c.Leader(t).Config().Nodes), clustertest.WaitTimeout)
+				}
+			}
 			client, fake, targets := newEC2(t, c.IDs(), nil)
 			fake.AddAddress("eipalloc-web", "203.0.113.10")
 			spec, _ := json.Marshal(fsm.VIPSpec{Provider: fsm.ProviderAWSEIP, AllocationID: "eipalloc-web", HomeNode: "node1"})
