@@ -154,18 +154,7 @@ type term struct {
 	log     *slog.Logger
 }
 
-func (t *term) run(ctx context.Context) {
-	tick := time.NewTicker(t.m.cfg.Tick)
-	defer tick.Stop()
-	for {
-		t.step(ctx)
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-	}
-}
+func (t *term) run(ctx context.Context) { leading.Every(ctx, t.m.cfg.Tick, t.step) }
 
 // step runs the order of every certificate that is due, in name order.
 func (t *term) step(ctx context.Context) {

@@ -4,7 +4,10 @@
 // use it.
 package leading
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // Leadership is one report of this node's leadership. Each time the node
 // gains leadership it is reported with the Raft term it leads in, larger
@@ -57,6 +60,22 @@ func Follow(ctx context.Context, leadership <-chan Leadership, start func(ctx co
 					changed(l)
 				}
 			}
+		}
+	}
+}
+
+// Every calls step at once and then every d until ctx ends: the loop of a
+// term's work that looks at the replicated state on a tick (rollouts,
+// ACME orders).
+func Every(ctx context.Context, d time.Duration, step func(context.Context)) {
+	tick := time.NewTicker(d)
+	defer tick.Stop()
+	for {
+		step(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 func TestFollow(t *testing.T) {
@@ -66,5 +67,30 @@ func TestFollow(t *testing.T) {
 				t.Errorf("transitions %v, want %v", transitions, tc.transitions)
 			}
 		})
+	}
+}
+
+// TestEvery: the step runs at once, again on each tick, and Every returns
+// once ctx ends (a tick ready at the same moment may run it once more).
+func TestEvery(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	calls := 0
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		Every(ctx, time.Millisecond, func(context.Context) {
+			calls++
+			if calls == 3 {
+				cancel()
+			}
+		})
+	}()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("Every did not return after its context ended")
+	}
+	if calls < 3 {
+		t.Fatalf("step ran %d times before Every returned, want at least 3", calls)
 	}
 }

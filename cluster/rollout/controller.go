@@ -85,18 +85,7 @@ type termState struct {
 	windows map[string]*window
 }
 
-func (t *termState) run(ctx context.Context) {
-	tick := time.NewTicker(t.c.cfg.Tick)
-	defer tick.Stop()
-	for {
-		t.step(ctx)
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-	}
-}
+func (t *termState) run(ctx context.Context) { leading.Every(ctx, t.c.cfg.Tick, t.step) }
 
 // step judges every progressing rollout once.
 func (t *termState) step(ctx context.Context) {
