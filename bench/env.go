@@ -106,10 +106,13 @@ func pinSelf(core int) error {
 	return nil
 }
 
-// buildRafter builds ./cmd/rafter of the module in the current directory.
+// buildRafter builds ./cmd/rafter of the module in the current directory
+// the way `make package` builds the binary operators run: static (no cgo),
+// without symbol tables. The harness measures what is shipped.
 func buildRafter(ctx context.Context, dir string) (string, error) {
 	out := filepath.Join(dir, "bin", "rafter")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "./cmd/rafter")
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w", "-o", out, "./cmd/rafter")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go build ./cmd/rafter: %w: %s", err, LogTailBytes(b, 800))
 	}
