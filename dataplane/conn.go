@@ -86,7 +86,17 @@ func (c *yieldConn) ReadFrom(r io.Reader) (int64, error) {
 
 // copyBufs hold the buffers of ReadFrom. A buffer keeps the bytes of the
 // last copy, but a copy writes only what it has just read into it.
-var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+//
+// The size is the most a single write to the client carries. On loopback
+// and fast links a write's fixed cost (the syscall, the receiver's TCP
+// path run inline, the wake-up of the reader) dominates, so fewer, larger
+// writes cost less CPU per byte: 64 KiB measured about 5-9 % less CPU per
+// request than 32 KiB on 64 KiB responses (16 KiB, HAProxy's buffer size,
+// about 25 % more). A buffer is held only while a body is being copied.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, copyBufSize); return &b }}
+
+// copyBufSize is the size of a copyBufs buffer.
+const copyBufSize = 64 << 10
 
 // spliceable reports whether a TCP connection's ReadFrom can move r's
 // bytes in the kernel (splice, sendfile) rather than through a buffer.
