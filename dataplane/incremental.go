@@ -112,15 +112,23 @@ func compileIncremental(prev *Table, cfg *fsm.Config, reg *registry) *Table {
 		nlt.exact, nlt.wild = maps.Clone(lt.exact), maps.Clone(lt.wild)
 		t.listeners[name] = &nlt
 	}
-	// The lists a changed route left or joins are built again from the
-	// previous list without the changed routes, plus their new versions.
-	dirty := map[hostKey][]*route{}
+	// The lists a changed route left or joins are built from the previous
+	// list without its old version and with its new one.
+	type listChange struct{ removed, added []*route }
+	dirty := map[hostKey]*listChange{}
+	change := func(k hostKey) *listChange {
+		lc := dirty[k]
+		if lc == nil {
+			lc = &listChange{}
+			dirty[k] = lc
+		}
+		return lc
+	}
 	for name := range changed {
-		if o := old.Routes[name]; o != nil && prev.routes[name] != nil {
+		if o, cr := old.Routes[name], prev.routes[name]; o != nil && cr != nil {
 			for _, k := range routeKeys(&o.Spec) {
-				if _, ok := dirty[k]; !ok {
-					dirty[k] = nil
-				}
+				lc := change(k)
+				lc.removed = append(lc.removed, cr)
 			}
 		}
 		delete(t.routes, name)
@@ -142,10 +150,11 @@ func compileIncremental(prev *Table, cfg *fsm.Config, reg *registry) *Table {
 		}
 		t.routes[name] = cr
 		for _, k := range routeKeys(&r.Spec) {
-			dirty[k] = append(dirty[k], cr)
+			lc := change(k)
+			lc.added = append(lc.added, cr)
 		}
 	}
-	for k, added := range dirty {
+	for k, lc := range dirty {
 		lt := t.listeners[k.listener]
 		var cur *routeList
 		switch {
@@ -156,20 +165,7 @@ func compileIncremental(prev *Table, cfg *fsm.Config, reg *registry) *Table {
 		default:
 			cur = lt.exact[k.host]
 		}
-		var l []*route
-		if cur != nil {
-			for _, r := range cur.routes {
-				if !changed[r.name] {
-					l = append(l, r)
-				}
-			}
-		}
-		l = append(l, added...)
-		var nl *routeList
-		if len(l) > 0 {
-			slices.SortFunc(l, lessRoute)
-			nl = newRouteList(l)
-		}
+		nl := cur.with(lc.removed, lc.added)
 		switch {
 		case k.any:
 			lt.anyHost = nl
