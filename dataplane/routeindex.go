@@ -247,11 +247,10 @@ func mergeRanked(kept []*route, keptRanks []int64, added []*route) (routes []*ro
 	i := 0
 	for j := 0; j < len(added); {
 		// The run of added routes that goes before kept[i].
-		for i < len(kept) && lessRoute(kept[i], added[j]) < 0 {
-			routes = append(routes, kept[i])
-			ranks = append(ranks, keptRanks[i])
-			i++
-		}
+		at, _ := slices.BinarySearchFunc(kept[i:], added[j], lessRoute)
+		routes = append(routes, kept[i:i+at]...)
+		ranks = append(ranks, keptRanks[i:i+at]...)
+		i += at
 		k := j + 1
 		for k < len(added) && (i == len(kept) || lessRoute(added[k], kept[i]) < 0) {
 			k++
