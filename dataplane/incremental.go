@@ -85,22 +85,9 @@ func compileIncremental(prev *Table, cfg *fsm.Config, reg *registry) *Table {
 		return nil
 	}
 	limit := max(len(cfg.Routes)/maxIncrementalShare, 8)
-	changed := map[string]bool{}
-	for name, r := range cfg.Routes {
-		if o, ok := old.Routes[name]; !ok || o != r {
-			changed[name] = true
-		}
-		if len(changed) > limit {
-			return nil
-		}
-	}
-	for name := range old.Routes {
-		if _, ok := cfg.Routes[name]; !ok {
-			changed[name] = true
-		}
-		if len(changed) > limit {
-			return nil
-		}
+	changed, ok := changedRoutes(old, cfg, limit)
+	if !ok {
+		return nil
 	}
 	t := &Table{
 		index: cfg.Index, src: cfg, pools: prev.pools,
@@ -203,6 +190,38 @@ func compileIncremental(prev *Table, cfg *fsm.Config, reg *registry) *Table {
 		}
 	}
 	return t
+}
+
+// changedRoutes is the set of route names whose route differs between a
+// and b, or false when it has more than limit names. When b records how
+// its routes were made from a's, only the names written are compared.
+func changedRoutes(a, b *fsm.Config, limit int) (map[string]bool, bool) {
+	changed := map[string]bool{}
+	if names, ok := fsm.ChangedRoutes(a, b); ok {
+		for _, name := range names {
+			if a.Routes[name] != b.Routes[name] {
+				changed[name] = true
+			}
+		}
+		return changed, len(changed) <= limit
+	}
+	for name, r := range b.Routes {
+		if o, ok := a.Routes[name]; !ok || o != r {
+			changed[name] = true
+		}
+		if len(changed) > limit {
+			return nil, false
+		}
+	}
+	for name := range a.Routes {
+		if _, ok := b.Routes[name]; !ok {
+			changed[name] = true
+		}
+		if len(changed) > limit {
+			return nil, false
+		}
+	}
+	return changed, true
 }
 
 // retireRoutes is sweepRoutes for a table built incrementally: only the

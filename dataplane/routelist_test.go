@@ -69,8 +69,8 @@ func listIndex(t *testing.T, l *routeList) map[string][]string {
 
 // TestRouteListChangesIndexLikeFull changes routes of one large host list
 // (its exact paths sharded) many times, with runs of routes added at the
-// same place until their ranks run out, and wants every list built from
-// the previous one to hold, index and route exactly as a list built
+// same place until their ranks run out, one command or two at a time,
+// and wants every list built from the previous one to hold, index and route exactly as a list built
 // afresh from the same configuration.
 func TestRouteListChangesIndexLikeFull(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 8))
@@ -138,6 +138,11 @@ func TestRouteListChangesIndexLikeFull(t *testing.T) {
 			cmd = fsm.PutCommand(specObj(fsm.KindRoute, fmt.Sprintf("r%04d", rng.IntN(900)), spec(step)), nil)
 		}
 		c = mustApply(t, c, cmd)
+		if step%7 == 3 {
+			// The next table is built across two commands: the routes
+			// that changed are then found by comparing the maps.
+			continue
+		}
 		prev := tab.listeners["web"].anyHost
 		prevIndex := listIndex(t, prev)
 		next := compileIncremental(tab, c, reg)
