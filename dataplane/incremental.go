@@ -77,7 +77,7 @@ func routeKeys(s *fsm.RouteSpec) []hostKey {
 // when only a full compile will do: no previous table, listeners, pools
 // or zones changed (pools are shared as compiled), or too many routes.
 func compileIncremental(prev *Table, cfg *fsm.Config, reg *registry) *Table {
-	if prev == nil || prev.src == nil || cfg == nil || prev.routes == nil {
+	if prev == nil || prev.src == nil || cfg == nil || prev.routes.shards == nil {
 		return nil
 	}
 	old := prev.src
@@ -89,11 +89,16 @@ func compileIncremental(prev *Table, cfg *fsm.Config, reg *registry) *Table {
 	if !ok {
 		return nil
 	}
+	// A map whose name count has moved far from what its shards were
+	// made for is built afresh with the whole table.
+	if !shardsFit(len(prev.routes.shards), len(cfg.Routes)) {
+		return nil
+	}
 	t := &Table{
 		index: cfg.Index, src: cfg, pools: prev.pools,
 		listeners: make(map[string]*listenerTable, len(prev.listeners)),
-		routes:    maps.Clone(prev.routes),
 	}
+	routes := prev.routes.writer()
 	for name, lt := range prev.listeners {
 		nlt := *lt
 		nlt.exact, nlt.wild = maps.Clone(lt.exact), maps.Clone(lt.wild)
@@ -112,13 +117,13 @@ func compileIncremental(prev *Table, cfg *fsm.Config, reg *registry) *Table {
 		return lc
 	}
 	for name := range changed {
-		if o, cr := old.Routes[name], prev.routes[name]; o != nil && cr != nil {
+		if o, cr := old.Routes[name], prev.routes.get(name); o != nil && cr != nil {
 			for _, k := range routeKeys(&o.Spec) {
 				lc := change(k)
 				lc.removed = append(lc.removed, cr)
 			}
 		}
-		delete(t.routes, name)
+		routes.delete(name)
 	}
 	res := regexCache{}
 	for _, name := range slices.Sorted(maps.Keys(changed)) {
@@ -135,12 +140,13 @@ func compileIncremental(prev *Table, cfg *fsm.Config, reg *registry) *Table {
 			t.errors = append(t.errors, err)
 			continue
 		}
-		t.routes[name] = cr
+		routes.set(name, cr)
 		for _, k := range routeKeys(&r.Spec) {
 			lc := change(k)
 			lc.added = append(lc.added, cr)
 		}
 	}
+	t.routes = routes.m
 	for k, lc := range dirty {
 		lt := t.listeners[k.listener]
 		var cur *routeList
@@ -179,7 +185,7 @@ func compileIncremental(prev *Table, cfg *fsm.Config, reg *registry) *Table {
 		}
 		n := len(t.obs)
 		for _, name := range slices.Sorted(maps.Keys(changed)) {
-			if cr := t.routes[name]; cr != nil {
+			if cr := t.routes.get(name); cr != nil {
 				t.obs = attachObs(reg, cr, t.obs)
 			}
 		}
@@ -231,7 +237,7 @@ func (m *metrics) retireRoutes(t *Table) {
 		m.obs.CompareAndDelete(obsKey{o.route, o.pool}, o)
 		o.retired.Store(true)
 		m.requests.DeletePartialMatch(prometheus.Labels{"route": o.route, "pool": o.pool})
-		if t.routes[o.route] == nil {
+		if t.routes.get(o.route) == nil {
 			m.latency.DeleteLabelValues(o.route)
 		}
 	}

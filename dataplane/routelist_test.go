@@ -150,6 +150,9 @@ func TestRouteListChangesIndexLikeFull(t *testing.T) {
 			t.Fatalf("step %d: a change of a few routes was compiled in full", step)
 		}
 		full := compile(c, reg, "")
+		if g, w := tableShape(next), tableShape(full); !reflect.DeepEqual(g, w) {
+			t.Fatalf("step %d (%s): the table built from the previous one differs from a full compile", step, cmd.Type)
+		}
 		got, want := next.listeners["web"].anyHost, full.listeners["web"].anyHost
 		if gi, wi := listIndex(t, got), listIndex(t, want); !reflect.DeepEqual(gi, wi) {
 			t.Fatalf("step %d (%s): the list built from the previous one indexes\n%v\nbuilt afresh\n%v", step, cmd.Type, gi, wi)
