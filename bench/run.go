@@ -204,3 +204,34 @@ func Resummarize(b []byte) (*Result, string, error) {
 	r.Headline = BuildHeadline(r, DefaultTargets())
 	return r, Summary(r), nil
 }
+
+// RunClusterOnly is the three-node figures of the suite alone (propagation,
+// apply throughput, the large manifest), without the proxies around them:
+// what to run when only those figures are in question.
+func RunClusterOnly(ctx context.Context, cfg Config, log *slog.Logger) (*Cluster, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	dir := cfg.WorkDir
+	if dir == "" {
+		d, err := os.MkdirTemp("", "rafter-bench-")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(d)
+		dir = d
+	}
+	bin := cfg.RafterBin
+	if bin == "" {
+		b, err := buildRafter(ctx, dir)
+		if err != nil {
+			return nil, err
+		}
+		bin = b
+	}
+	cdir := filepath.Join(dir, "cluster")
+	if err := os.MkdirAll(cdir, 0o755); err != nil {
+		return nil, err
+	}
+	return RunCluster(ctx, cfg.Cluster, bin, cdir, log), nil
+}

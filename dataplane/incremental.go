@@ -77,7 +77,7 @@ func routeKeys(s *fsm.RouteSpec) []hostKey {
 // when only a full compile will do: no previous table, listeners, pools
 // or zones changed (pools are shared as compiled), or too many routes.
 func compileIncremental(prev *Table, cfg *fsm.Config, reg *registry) *Table {
-	if prev == nil || prev.src == nil || cfg == nil || prev.routes == nil {
+	if prev == nil || prev.src == nil || cfg == nil || prev.routes.shards == nil {
 		return nil
 	}
 	old := prev.src
@@ -85,45 +85,45 @@ func compileIncremental(prev *Table, cfg *fsm.Config, reg *registry) *Table {
 		return nil
 	}
 	limit := max(len(cfg.Routes)/maxIncrementalShare, 8)
-	changed := map[string]bool{}
-	for name, r := range cfg.Routes {
-		if o, ok := old.Routes[name]; !ok || o != r {
-			changed[name] = true
-		}
-		if len(changed) > limit {
-			return nil
-		}
+	changed, ok := changedRoutes(old, cfg, limit)
+	if !ok {
+		return nil
 	}
-	for name := range old.Routes {
-		if _, ok := cfg.Routes[name]; !ok {
-			changed[name] = true
-		}
-		if len(changed) > limit {
-			return nil
-		}
+	// A map whose name count has moved far from what its shards were
+	// made for is built afresh with the whole table.
+	if !shardsFit(len(prev.routes.shards), len(cfg.Routes)) {
+		return nil
 	}
 	t := &Table{
 		index: cfg.Index, src: cfg, pools: prev.pools,
 		listeners: make(map[string]*listenerTable, len(prev.listeners)),
-		routes:    maps.Clone(prev.routes),
 	}
+	routes := prev.routes.writer()
 	for name, lt := range prev.listeners {
 		nlt := *lt
 		nlt.exact, nlt.wild = maps.Clone(lt.exact), maps.Clone(lt.wild)
 		t.listeners[name] = &nlt
 	}
-	// The lists a changed route left or joins are built again from the
-	// previous list without the changed routes, plus their new versions.
-	dirty := map[hostKey][]*route{}
+	// The lists a changed route left or joins are built from the previous
+	// list without its old version and with its new one.
+	type listChange struct{ removed, added []*route }
+	dirty := map[hostKey]*listChange{}
+	change := func(k hostKey) *listChange {
+		lc := dirty[k]
+		if lc == nil {
+			lc = &listChange{}
+			dirty[k] = lc
+		}
+		return lc
+	}
 	for name := range changed {
-		if o := old.Routes[name]; o != nil && prev.routes[name] != nil {
+		if o, cr := old.Routes[name], prev.routes.get(name); o != nil && cr != nil {
 			for _, k := range routeKeys(&o.Spec) {
-				if _, ok := dirty[k]; !ok {
-					dirty[k] = nil
-				}
+				lc := change(k)
+				lc.removed = append(lc.removed, cr)
 			}
 		}
-		delete(t.routes, name)
+		routes.delete(name)
 	}
 	res := regexCache{}
 	for _, name := range slices.Sorted(maps.Keys(changed)) {
@@ -140,12 +140,14 @@ func compileIncremental(prev *Table, cfg *fsm.Config, reg *registry) *Table {
 			t.errors = append(t.errors, err)
 			continue
 		}
-		t.routes[name] = cr
+		routes.set(name, cr)
 		for _, k := range routeKeys(&r.Spec) {
-			dirty[k] = append(dirty[k], cr)
+			lc := change(k)
+			lc.added = append(lc.added, cr)
 		}
 	}
-	for k, added := range dirty {
+	t.routes = routes.m
+	for k, lc := range dirty {
 		lt := t.listeners[k.listener]
 		var cur *routeList
 		switch {
@@ -156,20 +158,7 @@ func compileIncremental(prev *Table, cfg *fsm.Config, reg *registry) *Table {
 		default:
 			cur = lt.exact[k.host]
 		}
-		var l []*route
-		if cur != nil {
-			for _, r := range cur.routes {
-				if !changed[r.name] {
-					l = append(l, r)
-				}
-			}
-		}
-		l = append(l, added...)
-		var nl *routeList
-		if len(l) > 0 {
-			slices.SortFunc(l, lessRoute)
-			nl = newRouteList(l)
-		}
+		nl := cur.with(lc.removed, lc.added)
 		switch {
 		case k.any:
 			lt.anyHost = nl
@@ -196,7 +185,7 @@ func compileIncremental(prev *Table, cfg *fsm.Config, reg *registry) *Table {
 		}
 		n := len(t.obs)
 		for _, name := range slices.Sorted(maps.Keys(changed)) {
-			if cr := t.routes[name]; cr != nil {
+			if cr := t.routes.get(name); cr != nil {
 				t.obs = attachObs(reg, cr, t.obs)
 			}
 		}
@@ -209,6 +198,38 @@ func compileIncremental(prev *Table, cfg *fsm.Config, reg *registry) *Table {
 	return t
 }
 
+// changedRoutes is the set of route names whose route differs between a
+// and b, or false when it has more than limit names. When b records how
+// its routes were made from a's, only the names written are compared.
+func changedRoutes(a, b *fsm.Config, limit int) (map[string]bool, bool) {
+	changed := map[string]bool{}
+	if names, ok := fsm.ChangedRoutes(a, b); ok {
+		for _, name := range names {
+			if a.Routes[name] != b.Routes[name] {
+				changed[name] = true
+			}
+		}
+		return changed, len(changed) <= limit
+	}
+	for name, r := range b.Routes {
+		if o, ok := a.Routes[name]; !ok || o != r {
+			changed[name] = true
+		}
+		if len(changed) > limit {
+			return nil, false
+		}
+	}
+	for name := range a.Routes {
+		if _, ok := b.Routes[name]; !ok {
+			changed[name] = true
+		}
+		if len(changed) > limit {
+			return nil, false
+		}
+	}
+	return changed, true
+}
+
 // retireRoutes is sweepRoutes for a table built incrementally: only the
 // series of the routes that changed can have gone, and t lists them.
 func (m *metrics) retireRoutes(t *Table) {
@@ -216,7 +237,7 @@ func (m *metrics) retireRoutes(t *Table) {
 		m.obs.CompareAndDelete(obsKey{o.route, o.pool}, o)
 		o.retired.Store(true)
 		m.requests.DeletePartialMatch(prometheus.Labels{"route": o.route, "pool": o.pool})
-		if t.routes[o.route] == nil {
+		if t.routes.get(o.route) == nil {
 			m.latency.DeleteLabelValues(o.route)
 		}
 	}

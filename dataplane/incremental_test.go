@@ -38,14 +38,14 @@ func tableShape(t *Table) map[string][]string {
 			out[ln+" any"] = names(lt.anyHost)
 		}
 	}
-	for name, r := range t.routes {
+	t.routes.all(func(name string, r *route) {
 		var legs []string
 		for _, leg := range r.split {
 			legs = append(legs, fmt.Sprintf("%s/%d", leg.pool.name, leg.cum))
 		}
 		out["route "+name] = []string{fmt.Sprintf("prio=%d kind=%d path=%q action=%d legs=%v body=%q methods=%v",
 			r.priority, r.kind, r.path, r.action, legs, r.respond.body, r.methods)}
-	}
+	})
 	return out
 }
 

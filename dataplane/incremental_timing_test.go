@@ -73,3 +73,57 @@ func BenchmarkTableRebuildOneRouteChange10k(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkTableRebuildOneRouteChangeOneList is the same for the shape of
+// the bench harness's large manifest, where every route is in one host
+// list: n respond routes on one listener, each on its own exact path, and
+// one of them changed per configuration.
+func BenchmarkTableRebuildOneRouteChangeOneList(b *testing.B) {
+	for _, n := range []int{1000, 10000} {
+		objs := []fsm.Object{specObj(fsm.KindListener, "web", fsm.ListenerSpec{Port: 8080})}
+		route := func(i int, body string) fsm.Object {
+			return specObj(fsm.KindRoute, fmt.Sprintf("r%d", i), fsm.RouteSpec{Listener: "web",
+				Match:  fsm.RouteMatch{Path: fsm.PathMatch{Exact: fmt.Sprintf("/r/%d", i)}},
+				Action: fsm.RouteAction{Respond: &fsm.Respond{Status: 200, Body: body}}})
+		}
+		for i := range n {
+			objs = append(objs, route(i, fmt.Sprintf("r%d", i)))
+		}
+		cfg, err := fsm.Next(fsm.Empty(), 1, fsm.ApplyCommand(objs))
+		if err != nil {
+			b.Fatal(err)
+		}
+		const changes = 64
+		cfgs := []*fsm.Config{cfg}
+		for i := range changes {
+			next, err := fsm.Next(cfgs[len(cfgs)-1], uint64(i+2), fsm.PutCommand(route(i*7, fmt.Sprintf("w%d", i)), nil))
+			if err != nil {
+				b.Fatal(err)
+			}
+			cfgs = append(cfgs, next)
+		}
+		b.Run(fmt.Sprintf("routes=%d", n), func(b *testing.B) {
+			reg := newRegistry(nil)
+			m, err := newMetrics(prometheus.NewRegistry())
+			if err != nil {
+				b.Fatal(err)
+			}
+			reg.metrics = m
+			tab := compile(cfgs[0], reg, "")
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				i++
+				if i > changes {
+					b.StopTimer()
+					i = 1
+					tab = compile(cfgs[0], reg, "")
+					b.StartTimer()
+				}
+				if tab = compileNext(tab, cfgs[i], reg, ""); !tab.incremental {
+					b.Fatal("compiled in full")
+				}
+			}
+		})
+	}
+}

@@ -106,7 +106,7 @@ func (lt *listenerTable) lookup(v *requestView) *route {
 	var exact [maxHostLists][]entry
 	var deep [maxHostLists]*trieNode
 	for i := 0; i < n; i++ {
-		exact[i] = lists[i].exact[string(v.path)]
+		exact[i] = lists[i].exact.get(v.path)
 		deep[i] = lists[i].trie.deepest(v.path)
 	}
 	var c cursor

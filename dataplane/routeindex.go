@@ -1,6 +1,10 @@
 package dataplane
 
 import (
+	"cmp"
+	"hash/maphash"
+	"maps"
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -11,20 +15,141 @@ import (
 // prefixes and the literal prefixes of regexes by a radix trie. The cost
 // of a lookup is then the path length plus the candidates it rejects, not
 // the number of routes.
+//
+// A list is never modified once built. A change of a few routes builds
+// the next list from it (with) in time proportional to the change, not to
+// the list: routes keep their ranks, the path map is split into shards of
+// which only those holding a changed path are copied, and the trie is
+// shared unless a prefix or regex route changed.
 type routeList struct {
-	// routes in precedence order (lessRoute); an entry's rank is its
-	// position here.
+	// routes in precedence order (lessRoute); ranks[i] is the rank of
+	// routes[i]. Ranks rise strictly along the list, with gaps: a route
+	// added later takes a rank between its neighbours' and the others
+	// keep theirs.
 	routes []*route
-	exact  map[string][]entry
-	trie   trieNode
+	ranks  []int64
+	exact  exactIndex
+	trie   *trieNode // never nil
 }
+
+// rankGap is the distance between neighbouring ranks in a list ranked
+// afresh. It leaves room for about twenty routes added one after another
+// at the same place before the list has to be ranked again.
+const rankGap = 1 << 20
 
 // entry is a route as one list ranks it. prio is copied from the route so
 // ordering candidates does not chase the pointer.
 type entry struct {
 	r    *route
 	prio int
-	rank int32
+	rank int64
+}
+
+// exactIndex is the exact-path routes of a list by path, each bucket in
+// rank order. A large list splits it into shards by a hash of the path so
+// that a change copies only the shards of the paths it touches.
+type exactIndex struct {
+	seed   maphash.Seed         // set when len(shards) > 1
+	shards []map[string][]entry // nil when the list has no exact paths; else a power of two
+}
+
+// Shard sizing: a list keeps one map up to minShardedPaths exact paths,
+// then about pathsPerShard paths a shard, and builds the index again only
+// when its path count has moved a factor of shardSlack from what its
+// shard count was made for.
+const (
+	minShardedPaths = 256
+	pathsPerShard   = 64
+	maxShards       = 1 << 12
+	shardSlack      = 4
+)
+
+func shardsFor(paths int) int {
+	if paths <= minShardedPaths {
+		return 1
+	}
+	n := 1
+	for n*pathsPerShard < paths && n < maxShards {
+		n <<= 1
+	}
+	return n
+}
+
+// fits reports whether an index with cur shards can keep serving paths
+// exact paths.
+func shardsFit(cur, paths int) bool {
+	want := shardsFor(paths)
+	return cur >= want/shardSlack && cur <= want*shardSlack
+}
+
+// get is the bucket of path. It does not allocate.
+func (x *exactIndex) get(path []byte) []entry {
+	switch len(x.shards) {
+	case 0:
+		return nil
+	case 1:
+		return x.shards[0][string(path)]
+	}
+	return x.shards[maphash.Bytes(x.seed, path)&uint64(len(x.shards)-1)][string(path)]
+}
+
+func (x *exactIndex) shard(path string) int {
+	if len(x.shards) <= 1 {
+		return 0
+	}
+	return int(maphash.String(x.seed, path) & uint64(len(x.shards)-1))
+}
+
+func (x *exactIndex) paths() int {
+	n := 0
+	for _, m := range x.shards {
+		n += len(m)
+	}
+	return n
+}
+
+// buildExact indexes the exact-path routes of routes (in rank order).
+func buildExact(routes []*route, ranks []int64) exactIndex {
+	paths := map[string]struct{}{}
+	for _, r := range routes {
+		if r.kind == pathExact {
+			paths[r.path] = struct{}{}
+		}
+	}
+	if len(paths) == 0 {
+		return exactIndex{}
+	}
+	x := exactIndex{shards: make([]map[string][]entry, shardsFor(len(paths)))}
+	if len(x.shards) > 1 {
+		x.seed = maphash.MakeSeed()
+	}
+	per := len(paths)/len(x.shards) + 1
+	for i := range x.shards {
+		x.shards[i] = make(map[string][]entry, per)
+	}
+	for i, r := range routes {
+		if r.kind == pathExact {
+			m := x.shards[x.shard(r.path)]
+			m[r.path] = append(m[r.path], entry{r: r, prio: r.priority, rank: ranks[i]})
+		}
+	}
+	return x
+}
+
+// buildTrie indexes the prefix and regex routes of routes (in rank order).
+func buildTrie(routes []*route, ranks []int64) *trieNode {
+	root := &trieNode{}
+	for i, r := range routes {
+		e := entry{r: r, prio: r.priority, rank: ranks[i]}
+		switch r.kind {
+		case pathPrefix:
+			root.insert(r.path, e)
+		case pathRegex:
+			root.insert(regexKey(r), e)
+		}
+	}
+	root.link(nil)
+	return root
 }
 
 // trieNode is a radix trie node over raw path bytes. Every key ends at a
@@ -40,25 +165,181 @@ type trieNode struct {
 	children []*trieNode
 }
 
-// newRouteList indexes routes, which must already be in precedence order.
+// newRouteList indexes routes, which must already be in precedence order,
+// ranking them afresh.
 func newRouteList(routes []*route) *routeList {
-	l := &routeList{routes: routes}
-	for i, r := range routes {
-		e := entry{r: r, prio: r.priority, rank: int32(i)}
-		switch r.kind {
-		case pathExact:
-			if l.exact == nil {
-				l.exact = map[string][]entry{}
-			}
-			l.exact[r.path] = append(l.exact[r.path], e)
-		case pathPrefix:
-			l.trie.insert(r.path, e)
-		case pathRegex:
-			l.trie.insert(regexKey(r), e)
+	ranks := make([]int64, len(routes))
+	for i := range ranks {
+		ranks[i] = int64(i+1) * rankGap
+	}
+	return &routeList{routes: routes, ranks: ranks, exact: buildExact(routes, ranks), trie: buildTrie(routes, ranks)}
+}
+
+// with returns the list of l without removed (routes of l) and with
+// added (in any order; nil l is the empty list), or nil when that is
+// empty. l is left as it is: requests may still be reading it.
+func (l *routeList) with(removed, added []*route) *routeList {
+	var kept []*route
+	var keptRanks []int64
+	if l != nil {
+		kept, keptRanks = l.without(removed)
+	}
+	if len(kept)+len(added) == 0 {
+		return nil
+	}
+	added = slices.Clone(added)
+	slices.SortFunc(added, lessRoute)
+	routes, ranks, ok := mergeRanked(kept, keptRanks, added)
+	if !ok || l == nil {
+		return newRouteList(routes)
+	}
+	nl := &routeList{routes: routes, ranks: ranks, trie: l.trie}
+	reindexTrie := false
+	for _, r := range slices.Concat(removed, added) {
+		if r.kind != pathExact {
+			reindexTrie = true
 		}
 	}
-	l.trie.link(nil)
-	return l
+	if reindexTrie {
+		nl.trie = buildTrie(routes, ranks)
+	}
+	nl.exact = l.exact.with(removed, added, routes, ranks)
+	return nl
+}
+
+// without copies l's routes and ranks but those of removed, each found
+// by its precedence rather than by a walk of the list.
+func (l *routeList) without(removed []*route) ([]*route, []int64) {
+	drop := make([]int, 0, len(removed))
+	for _, r := range removed {
+		i, found := slices.BinarySearchFunc(l.routes, r, lessRoute)
+		if !found || l.routes[i] != r {
+			i = slices.Index(l.routes, r)
+		}
+		// A route listed twice (a host named twice) sits twice in a row.
+		for ; i >= 0 && i < len(l.routes) && l.routes[i] == r; i++ {
+			drop = append(drop, i)
+		}
+	}
+	slices.Sort(drop)
+	drop = slices.Compact(drop)
+	routes := make([]*route, 0, len(l.routes)-len(drop)+8)
+	ranks := make([]int64, 0, cap(routes))
+	from := 0
+	for _, i := range drop {
+		routes = append(routes, l.routes[from:i]...)
+		ranks = append(ranks, l.ranks[from:i]...)
+		from = i + 1
+	}
+	routes = append(routes, l.routes[from:]...)
+	ranks = append(ranks, l.ranks[from:]...)
+	return routes, ranks
+}
+
+// mergeRanked merges added (in precedence order) into kept, giving each
+// added route a rank between those of its neighbours. ok is false when
+// two neighbours have too little room between them; the routes are then
+// merged but not ranked.
+func mergeRanked(kept []*route, keptRanks []int64, added []*route) (routes []*route, ranks []int64, ok bool) {
+	routes = make([]*route, 0, len(kept)+len(added))
+	ranks = make([]int64, 0, len(kept)+len(added))
+	ok = true
+	i := 0
+	for j := 0; j < len(added); {
+		// The run of added routes that goes before kept[i].
+		at, _ := slices.BinarySearchFunc(kept[i:], added[j], lessRoute)
+		routes = append(routes, kept[i:i+at]...)
+		ranks = append(ranks, keptRanks[i:i+at]...)
+		i += at
+		k := j + 1
+		for k < len(added) && (i == len(kept) || lessRoute(added[k], kept[i]) < 0) {
+			k++
+		}
+		run := int64(k - j)
+		var lo, hi int64
+		switch {
+		case i > 0 && i < len(kept):
+			lo, hi = keptRanks[i-1], keptRanks[i]
+		case i > 0:
+			lo = keptRanks[i-1]
+			hi = lo + (run+1)*rankGap
+		case i < len(kept):
+			hi = keptRanks[i]
+			lo = hi - (run+1)*rankGap
+		default:
+			lo, hi = 0, (run+1)*rankGap
+		}
+		if hi-lo <= run {
+			ok = false
+		}
+		for n := int64(1); j < k; j, n = j+1, n+1 {
+			routes = append(routes, added[j])
+			ranks = append(ranks, lo+(hi-lo)/(run+1)*n)
+		}
+	}
+	routes = append(routes, kept[i:]...)
+	ranks = append(ranks, keptRanks[i:]...)
+	return routes, ranks, ok
+}
+
+// with is the index of routes (ranked by ranks), which differ from the
+// routes x indexes by removed and added. Only the shards of the paths
+// those have are copied, unless the path count has outgrown the shards.
+func (x *exactIndex) with(removed, added []*route, routes []*route, ranks []int64) exactIndex {
+	touched := map[string]bool{}
+	for _, r := range slices.Concat(removed, added) {
+		if r.kind == pathExact {
+			touched[r.path] = true
+		}
+	}
+	if len(touched) == 0 {
+		return *x
+	}
+	paths := x.paths() + len(touched) // at most; the bound is all the sizing needs
+	if len(x.shards) == 0 || !shardsFit(len(x.shards), paths) {
+		return buildExact(routes, ranks)
+	}
+	gone := map[*route]bool{}
+	for _, r := range removed {
+		gone[r] = true
+	}
+	rank := map[*route]int64{}
+	for _, r := range added {
+		rank[r] = 0
+	}
+	for i, r := range routes {
+		if _, ok := rank[r]; ok {
+			rank[r] = ranks[i]
+		}
+	}
+	nx := exactIndex{seed: x.seed, shards: slices.Clone(x.shards)}
+	copied := map[int]bool{}
+	for path := range touched {
+		si := nx.shard(path)
+		if !copied[si] {
+			nx.shards[si] = maps.Clone(nx.shards[si])
+			copied[si] = true
+		}
+		m := nx.shards[si]
+		var bucket []entry
+		for _, e := range m[path] {
+			if !gone[e.r] {
+				bucket = append(bucket, e)
+			}
+		}
+		for _, r := range added {
+			if r.kind == pathExact && r.path == path {
+				bucket = append(bucket, entry{r: r, prio: r.priority, rank: rank[r]})
+			}
+		}
+		if len(bucket) == 0 {
+			delete(m, path)
+			continue
+		}
+		slices.SortFunc(bucket, func(a, b entry) int { return cmp.Compare(a.rank, b.rank) })
+		m[path] = bucket
+	}
+	return nx
 }
 
 // regexKey is the literal text every path a regex route matches starts
@@ -169,7 +450,7 @@ type cursor struct {
 	started bool
 	prio    int
 	list    int
-	rank    int32
+	rank    int64
 }
 
 // after reports whether e from host list i comes after c.

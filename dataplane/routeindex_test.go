@@ -204,23 +204,23 @@ func TestRouteTrie(t *testing.T) {
 	var root trieNode
 	keys := []string{"/api/v1", "/api", "/", "/api/v2/x", "/apx", "/b", "/api/v1"}
 	for i, k := range keys {
-		root.insert(k, entry{rank: int32(i)})
+		root.insert(k, entry{rank: int64(i)})
 	}
 	root.link(nil)
 	cases := []struct {
 		path string
-		want []int32 // ranks, deepest key first
+		want []int64 // ranks, deepest key first
 	}{
-		{"/api/v1/users", []int32{0, 6, 1, 2}},
-		{"/api/v2", []int32{1, 2}},
-		{"/api/v2/xy", []int32{3, 1, 2}},
-		{"/apx", []int32{4, 2}},
-		{"/ap", []int32{2}},
+		{"/api/v1/users", []int64{0, 6, 1, 2}},
+		{"/api/v2", []int64{1, 2}},
+		{"/api/v2/xy", []int64{3, 1, 2}},
+		{"/apx", []int64{4, 2}},
+		{"/ap", []int64{2}},
 		{"x", nil},
 		{"", nil},
 	}
 	for _, tc := range cases {
-		var got []int32
+		var got []int64
 		for n := root.deepest([]byte(tc.path)); n != nil; n = n.up {
 			for _, e := range n.items {
 				got = append(got, e.rank)

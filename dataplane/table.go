@@ -31,7 +31,7 @@ type Table struct {
 	// src is the configuration compiled, and routes its compiled routes
 	// by name: the next table reuses what did not change (incremental.go).
 	src    *fsm.Config
-	routes map[string]*route
+	routes nameMap
 	// incremental: built from the previous table, whose series of the
 	// changed routes that this one no longer counts into are goneObs.
 	incremental bool
@@ -186,11 +186,12 @@ func lessRoute(a, b *route) int {
 // cannot be compiled is left out and reported in Table.errors, so one bad
 // object cannot take a node's traffic down.
 func compile(cfg *fsm.Config, reg *registry, zone string) *Table {
-	t := &Table{listeners: map[string]*listenerTable{}, pools: map[string]*pool{}, routes: map[string]*route{}}
+	t := &Table{listeners: map[string]*listenerTable{}, pools: map[string]*pool{}}
 	if cfg == nil {
 		return t
 	}
 	t.index, t.src = cfg.Index, cfg
+	t.routes = newNameMap(len(cfg.Routes))
 	for name, p := range cfg.Pools {
 		if p == nil {
 			continue
@@ -229,7 +230,7 @@ func compile(cfg *fsm.Config, reg *registry, zone string) *Table {
 			continue
 		}
 		t.obs = attachObs(reg, cr, t.obs)
-		t.routes[name] = cr
+		t.routes.put(name, cr)
 		hr := byHost[lt]
 		if hr == nil {
 			hr = &hostRoutes{exact: map[string][]*route{}, wild: map[string][]*route{}}

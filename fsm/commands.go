@@ -544,6 +544,8 @@ type builder struct {
 func newBuilder(c *Config, index uint64) *builder {
 	nc := *c
 	nc.Index = index
+	// Until this command writes a route, the routes are c's, made as c's
+	// record says; the first write records afresh.
 	fillMaps(&nc)
 	return &builder{base: c, c: &nc, index: index, owned: map[string]bool{}}
 }
@@ -599,8 +601,28 @@ func own[V any](b *builder, key string, m *map[string]V) map[string]V {
 	return *m
 }
 
-func (b *builder) listeners() map[string]*Listener     { return own(b, "l", &b.c.Listeners) }
-func (b *builder) routes() map[string]*Route           { return own(b, "r", &b.c.Routes) }
+func (b *builder) listeners() map[string]*Listener { return own(b, "l", &b.c.Listeners) }
+
+// routes is the document's routes, to be written only through setRoute
+// and deleteRoute, which record the names they write (ChangedRoutes).
+func (b *builder) routes() map[string]*Route {
+	if !b.owned["r"] {
+		b.c.routesFrom = &routesDelta{base: b.c.Routes}
+	}
+	return own(b, "r", &b.c.Routes)
+}
+
+func (b *builder) setRoute(name string, r *Route) {
+	m := b.routes()
+	b.c.routesFrom.names = append(b.c.routesFrom.names, name)
+	m[name] = r
+}
+
+func (b *builder) deleteRoute(name string) {
+	m := b.routes()
+	b.c.routesFrom.names = append(b.c.routesFrom.names, name)
+	delete(m, name)
+}
 func (b *builder) pools() map[string]*Pool             { return own(b, "p", &b.c.Pools) }
 func (b *builder) vips() map[string]*VIP               { return own(b, "v", &b.c.VIPs) }
 func (b *builder) assignments() map[string]*Assignment { return own(b, "a", &b.c.Assignments) }
@@ -627,7 +649,7 @@ func (b *builder) put(kind Kind, name string, spec any, canon json.RawMessage) {
 	case KindListener:
 		b.listeners()[name] = &Listener{Name: name, ModifyIndex: b.index, Spec: *spec.(*ListenerSpec)}
 	case KindRoute:
-		b.routes()[name] = &Route{Name: name, ModifyIndex: b.index, Spec: *spec.(*RouteSpec)}
+		b.setRoute(name, &Route{Name: name, ModifyIndex: b.index, Spec: *spec.(*RouteSpec)})
 	case KindPool:
 		b.pools()[name] = &Pool{Name: name, ModifyIndex: b.index, Spec: *spec.(*PoolSpec)}
 	case KindVIP:
@@ -657,7 +679,7 @@ func (b *builder) keep(kind Kind, name string) {
 	case KindListener:
 		b.listeners()[name] = b.base.Listeners[name]
 	case KindRoute:
-		b.routes()[name] = b.base.Routes[name]
+		b.setRoute(name, b.base.Routes[name])
 	case KindPool:
 		b.pools()[name] = b.base.Pools[name]
 	case KindVIP:
@@ -676,7 +698,7 @@ func (b *builder) delete(kind Kind, name string) {
 	case KindListener:
 		delete(b.listeners(), name)
 	case KindRoute:
-		delete(b.routes(), name)
+		b.deleteRoute(name)
 	case KindPool:
 		delete(b.pools(), name)
 	case KindVIP:

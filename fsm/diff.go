@@ -70,8 +70,8 @@ func Diff(before, after *Config) []Change {
 func SameObjects(before, after *Config) bool {
 	bv, av := reflect.ValueOf(before).Elem(), reflect.ValueOf(after).Elem()
 	for i := range bv.NumField() {
-		if bv.Type().Field(i).Name == "Index" {
-			continue
+		if f := bv.Type().Field(i); f.Name == "Index" || !f.IsExported() {
+			continue // the index, and what is not part of the document
 		}
 		if !sameField(bv.Field(i), av.Field(i)) {
 			return false
@@ -99,4 +99,27 @@ func sameField(a, b reflect.Value) bool {
 	default:
 		return reflect.DeepEqual(a.Interface(), b.Interface())
 	}
+}
+
+// ChangedRoutes names the routes that can differ between a and b (added,
+// removed or replaced) when b's routes were made from a's by the command
+// that made b, or are a's, and reports whether it could tell. When it
+// cannot (b is further from a than one command, or restored), the caller
+// compares the maps itself. A name listed may still hold the same route
+// in both.
+func ChangedRoutes(a, b *Config) ([]string, bool) {
+	if a == nil || b == nil {
+		return nil, false
+	}
+	if sameMap(a.Routes, b.Routes) {
+		return nil, true
+	}
+	if d := b.routesFrom; d != nil && sameMap(d.base, a.Routes) {
+		return d.names, true
+	}
+	return nil, false
+}
+
+func sameMap[K comparable, V any](a, b map[K]V) bool {
+	return reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
 }

@@ -97,3 +97,11 @@ func wantFieldError(t testing.TB, err error, field string, sentinel error) {
 }
 
 var fixedTime = time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+
+// document is c as the replicated document: without what c records of
+// how it was made, which no encoding or comparison of documents holds.
+func document(c *Config) Config {
+	d := *c
+	d.routesFrom = nil
+	return d
+}

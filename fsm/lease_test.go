@@ -228,7 +228,7 @@ func TestLeaseSnapshotAndRestore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !reflect.DeepEqual(back, c) {
+	if !reflect.DeepEqual(document(back), document(c)) {
 		t.Fatal("snapshot round trip differs")
 	}
 	if len(back.Leases) != 2 || !back.Leases[l1].Draining {

@@ -314,7 +314,7 @@ func (b *builder) setSplit(s *RolloutSpec, weight int) {
 	nr := *r
 	nr.Spec.Action = want
 	nr.ModifyIndex = b.index
-	b.routes()[s.Route] = &nr
+	b.setRoute(s.Route, &nr)
 }
 
 func stickyEqual(a, b *Sticky) bool {

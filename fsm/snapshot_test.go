@@ -19,7 +19,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !reflect.DeepEqual(back, c) {
+	if !reflect.DeepEqual(document(back), document(c)) {
 		t.Fatal("snapshot round trip differs")
 	}
 	if !bytes.Equal(snapshotBytes(t, back), data) {

@@ -443,6 +443,18 @@ type Config struct {
 	// TicketKeys are the cluster's sealed TLS session-ticket keys (nil
 	// until the leader first rotates them).
 	TicketKeys *TicketKeys `json:"ticket_keys,omitempty"`
+
+	// routesFrom is how the command that made this document changed
+	// Routes (nil when not recorded). It is not part of the document:
+	// never encoded, never compared (see ChangedRoutes).
+	routesFrom *routesDelta
+}
+
+// routesDelta records that a Routes map was made from the map base by
+// writing (setting or deleting) only the keys in names.
+type routesDelta struct {
+	base  map[string]*Route
+	names []string
 }
 
 // Lease is a TTL lease that self-registered backends are attached to. Its

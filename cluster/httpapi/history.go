@@ -169,9 +169,15 @@ func diffConfig(a, b *fsm.Config, at time.Time, emit func(api.HistoryEntry)) {
 		}
 		ent(idx, op, "listener", name, detail)
 	}, del)
-	diffMap(a.Routes, b.Routes, func(v *fsm.Route) uint64 { return v.ModifyIndex }, func(name string, _, v *fsm.Route, op string, idx uint64) {
-		ent(idx, op, "route", name, "")
-	}, del)
+	routeEntry := func(name string, _, v *fsm.Route, op string, idx uint64) { ent(idx, op, "route", name, "") }
+	routeIndex := func(v *fsm.Route) uint64 { return v.ModifyIndex }
+	if names, ok := fsm.ChangedRoutes(a, b); ok {
+		// b records which routes the command that made it from a wrote:
+		// only those can differ, however many routes there are.
+		diffNames(a.Routes, b.Routes, names, routeIndex, routeEntry, del)
+	} else {
+		diffMap(a.Routes, b.Routes, routeIndex, routeEntry, del)
+	}
 	diffMap(a.Pools, b.Pools, func(v *fsm.Pool) uint64 { return v.ModifyIndex }, func(name string, old, v *fsm.Pool, op string, idx uint64) {
 		ent(idx, op, "pool", name, poolDetail(old, v))
 	}, del)
@@ -274,6 +280,29 @@ func diffMap[V any](a, b map[string]V, mod func(V) uint64, fn func(name string, 
 	}
 	for name, old := range a {
 		if _, ok := b[name]; !ok {
+			fn(name, old, zero, "delete", del)
+		}
+	}
+}
+
+// diffNames is diffMap for maps that can differ only under names (which
+// may repeat).
+func diffNames[V any](a, b map[string]V, names []string, mod func(V) uint64, fn func(name string, old, cur V, op string, idx uint64), del uint64) {
+	var zero V
+	seen := make(map[string]bool, len(names))
+	for _, name := range names {
+		if seen[name] {
+			continue
+		}
+		seen[name] = true
+		old, inA := a[name]
+		v, inB := b[name]
+		switch {
+		case inB && !inA:
+			fn(name, zero, v, "create", mod(v))
+		case inB && mod(old) != mod(v):
+			fn(name, old, v, "update", mod(v))
+		case inA && !inB:
 			fn(name, old, zero, "delete", del)
 		}
 	}

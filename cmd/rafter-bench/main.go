@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -30,6 +31,8 @@ type options struct {
 	verbose bool
 	// summarize names a results JSON to summarize again instead of running.
 	summarize string
+	// clusterOnly runs the three-node figures alone and prints them as JSON.
+	clusterOnly bool
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -54,6 +57,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	if opts.clusterOnly {
+		c, err := bench.RunClusterOnly(ctx, cfg, log)
+		if err != nil {
+			return err
+		}
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(c)
+	}
 	_, outs, err := bench.Run(ctx, cfg, log)
 	if err != nil {
 		return err
@@ -76,6 +88,10 @@ func parse(args []string, stderr io.Writer) (bench.Config, options, error) {
 	noPin := fs.Bool("no-pin", false, "do not pin processes to cores with taskset")
 	verbose := fs.Bool("v", false, "log every slice")
 	summarize := fs.String("summarize", "", "print the summary of this results JSON, analyzed again, and run nothing")
+	clusterOnly := fs.Bool("cluster-only", false, "run only the three-node cluster figures and print them as JSON")
+	routes := fs.Int("routes", -1, "routes in the cluster's large manifest (0: leave it out; default the suite's)")
+	routeWrites := fs.Int("route-writes", 0, "one-route changes timed with the large manifest applied (default the suite's)")
+	writes := fs.Int("writes", 0, "route changes timed for propagation on a small config (default the suite's)")
 	if err := fs.Parse(args); err != nil {
 		return bench.Config{}, options{}, err
 	}
@@ -96,5 +112,17 @@ func parse(args []string, stderr io.Writer) (bench.Config, options, error) {
 	cfg.Install = !*noInstall
 	cfg.Cluster.Enabled = !*noCluster
 	cfg.Pin = !*noPin
-	return cfg, options{verbose: *verbose, summarize: *summarize}, cfg.Validate()
+	if *routes >= 0 {
+		cfg.Cluster.Routes = *routes
+	}
+	if *routeWrites > 0 {
+		cfg.Cluster.RouteWrites = *routeWrites
+	}
+	if *writes > 0 {
+		cfg.Cluster.Writes = *writes
+	}
+	if *clusterOnly && !cfg.Cluster.Enabled {
+		return bench.Config{}, options{}, errors.New("--cluster-only and --no-cluster exclude each other")
+	}
+	return cfg, options{verbose: *verbose, summarize: *summarize, clusterOnly: *clusterOnly}, cfg.Validate()
 }

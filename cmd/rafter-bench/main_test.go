@@ -27,6 +27,13 @@ func TestParse(t *testing.T) {
 		{"unknown proxy", []string{"--proxies", "haproxy,envoy"}, nil, true},
 		{"stray argument", []string{"now"}, nil, true},
 		{"summarize", []string{"--summarize", "r.json", "-v"}, func(bench.Config) bool { return true }, false},
+		{"cluster sizes", []string{"--cluster-only", "--routes", "1000", "--route-writes", "30", "--writes", "40"},
+			func(c bench.Config) bool {
+				return c.Cluster.Enabled && c.Cluster.Routes == 1000 && c.Cluster.RouteWrites == 30 && c.Cluster.Writes == 40
+			}, false},
+		{"no large manifest", []string{"--routes", "0"}, func(c bench.Config) bool { return c.Cluster.Routes == 0 }, false},
+		{"cluster-only without cluster", []string{"--cluster-only", "--no-cluster"}, nil, true},
+		{"too many routes", []string{"--routes", "100001"}, nil, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
