@@ -262,6 +262,11 @@ func BuildHeadline(r *Result, t Targets) []Row {
 		rows = append(rows, row)
 		hp, rp := projectedScaling(c, HAProxy1, HAProxy2), projectedScaling(c, Rafter1, Rafter2)
 		rows = append(rows, newRow("2-core scaling per proxy CPU (req/s per core used, 2 ÷ 1, × 2)", "×", hp, rp, valueRatio(rp, 1), false, "rafter", Target{}))
+		// Not bounded by wrk's share of the cores: a figure near 1 means the
+		// proxy pays no more per request for running on two cores, so its
+		// requests/s would grow with the cores it gets.
+		hc, rc := cpuGrowth(c, HAProxy1, HAProxy2), cpuGrowth(c, Rafter1, Rafter2)
+		rows = append(rows, newRow("proxy CPU µs per request, 2 cores ÷ 1 core (1.00: no cost of parallelism)", "×", hc, rc, valueRatio(rc, 1), false, "rafter", Target{}))
 		r2, _ := c.Ratio(Rafter2, HAProxy2)
 		rows = append(rows, withIndicative(newRow("req/s at 2 cores, fixed answer", "req/s", c.Median(HAProxy2, MetricRPS), c.Median(Rafter2, MetricRPS), r2, false, "rafter/haproxy", t["rps"]),
 			allRounds(c.Slices, MetricRPS, Rafter2, HAProxy2), false))
@@ -337,6 +342,13 @@ func ratioValue(x Ratio) float64 {
 func projectedScaling(c *Comparison, one, two string) float64 {
 	perCore := func(v string) float64 { return c.Median(v, MetricRPS) / coresBusy(*c, v) }
 	return 2 * perCore(two) / perCore(one)
+}
+
+// cpuGrowth is the proxy's CPU per request at 2 cores over that at 1: how
+// much each request costs more (locks, shared cache lines, scheduling) once
+// the proxy runs in parallel.
+func cpuGrowth(c *Comparison, one, two string) float64 {
+	return c.Median(two, MetricCPU) / c.Median(one, MetricCPU)
 }
 
 // RenderHeadline renders rows as a Markdown table with the reasons of
