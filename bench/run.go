@@ -184,6 +184,19 @@ func runScalingOnly(ctx context.Context, cfg Config, res *Result, rafterBin, dir
 	m := &realMeasurer{cfg: cfg, fs: ProcFS{Root: "/proc"}, proxies: map[string]*liveProxy{},
 		wrk: Wrk{Bin: cfg.WrkBin, Core: -1, Connections: cfg.Connections}}
 	res.Versions["wrk"] = firstLine(cfg.WrkBin, "-v")
+	for _, name := range cfg.Proxies {
+		info := ProxyInfo{Name: name}
+		switch name {
+		case HAProxy:
+			info.Version = firstLine(cfg.HAProxyBin, "-v")
+		case Rafter:
+			info.Version = "rafter " + gitSHA()
+		default:
+			info.Skipped, info.Reason = true, "not run: --scaling-only compares HAProxy and rafter"
+		}
+		res.Versions[name] = info.Version
+		res.Proxies = append(res.Proxies, info)
+	}
 	edir := filepath.Join(dir, "extras")
 	if err := os.MkdirAll(edir, 0o755); err != nil {
 		return err
@@ -202,6 +215,9 @@ func finish(res *Result, cfg Config, log *slog.Logger) (*Result, Outputs, error)
 	var err error
 	res.Analyze()
 	res.Headline = BuildHeadline(res, DefaultTargets())
+	if cfg.ScalingOnly {
+		res.Headline = ScalingRows(res, DefaultTargets())
+	}
 	res.FinishedAt = time.Now().UTC()
 	res.Elapsed = res.FinishedAt.Sub(res.StartedAt).Seconds()
 	png := filepath.Join(cfg.OutDir, res.BaseName()+".png")
@@ -236,5 +252,8 @@ func Resummarize(b []byte) (*Result, string, error) {
 	}
 	r.Analyze()
 	r.Headline = BuildHeadline(r, DefaultTargets())
+	if r.Config.ScalingOnly {
+		r.Headline = ScalingRows(r, DefaultTargets())
+	}
 	return r, Summary(r), nil
 }
