@@ -394,7 +394,13 @@ func (d *Dataplane) listenShards(name, addr string, listen func(string, int, str
 	}
 	lns := make([]net.Listener, 1, d.shards)
 	lns[0] = first
-	addr = first.Addr().String()
+	// The same host as asked (so the same socket family and, in the
+	// agent, the same hand-over key in every process) with the port the
+	// first socket got.
+	if ta, ok := first.Addr().(*net.TCPAddr); ok {
+		host, _, _ := net.SplitHostPort(addr)
+		addr = net.JoinHostPort(host, strconv.Itoa(ta.Port))
+	}
 	for i := 1; i < d.shards; i++ {
 		ln, err := listen(name, i, addr)
 		if err != nil {
