@@ -232,6 +232,14 @@ func (d *Dataplane) reconcileListeners(t *Table, vips []string, starting bool) {
 			d.bindLocked(name, ip, lt)
 		}
 	}
+	if !starting {
+		// Only now that t is served: a connection accepted before (one
+		// waiting in a socket handed over by an upgrade, say) would be
+		// answered from the previous table, which lacks the listener.
+		for _, ls := range d.listeners {
+			ls.serve(d.log)
+		}
+	}
 }
 
 // wanted reports whether table t serves listener name with spec on ip.
@@ -289,6 +297,9 @@ type listenerServer struct {
 	// tlsConf (https) follows the cluster's ticket keys while it serves.
 	tlsConf *tls.Config
 	certs   *certManager
+	// started: the accept loops run (serve). Set under Dataplane.mu,
+	// before the server can be handed to shutdown.
+	started bool
 }
 
 func (d *Dataplane) startListener(name, vipIP string, lt *listenerTable) (*listenerServer, error) {
@@ -366,13 +377,22 @@ func (d *Dataplane) startListener(name, vipIP string, lt *listenerTable) (*liste
 			}
 		},
 	}
-	ls := &listenerServer{name: name, ip: vipIP, spec: lt.spec, srv: srv, lns: lns, addr: lns[0].Addr().String(), done: make(chan struct{}),
-		tlsConf: tlsConf, certs: d.certs}
+	return &listenerServer{name: name, ip: vipIP, spec: lt.spec, srv: srv, lns: lns, addr: lns[0].Addr().String(), done: make(chan struct{}),
+		tlsConf: tlsConf, certs: d.certs}, nil
+}
+
+// serve starts the accept loops, once the table that routes the listener
+// is served. Dataplane.mu must be held.
+func (ls *listenerServer) serve(log *slog.Logger) {
+	if ls.started {
+		return
+	}
+	ls.started = true
 	var serving sync.WaitGroup
-	for _, ln := range lns {
+	for _, ln := range ls.lns {
 		serving.Go(func() {
-			if err := srv.Serve(ln); err != nil && !errors.Is(err, net.ErrClosed) {
-				d.log.Error("listener stopped", "listener", name, "err", err, "action", "the listener rebinds on the next configuration change; restart rafter if it stays down")
+			if err := ls.srv.Serve(ln); err != nil && !errors.Is(err, net.ErrClosed) {
+				log.Error("listener stopped", "listener", ls.name, "err", err, "action", "the listener rebinds on the next configuration change; restart rafter if it stays down")
 			}
 		})
 	}
@@ -380,7 +400,6 @@ func (d *Dataplane) startListener(name, vipIP string, lt *listenerTable) (*liste
 		serving.Wait()
 		close(ls.done)
 	}()
-	return ls, nil
 }
 
 // listenShards opens the sockets of one listener address: shard 0 must
@@ -424,7 +443,9 @@ func (ls *listenerServer) shutdown(timeout time.Duration) {
 	defer cancel()
 	_ = ls.srv.ShutdownWithContext(ctx)
 	closeAll(ls.lns)
-	<-ls.done
+	if ls.started {
+		<-ls.done
+	}
 	if ls.certs != nil {
 		ls.certs.unregister(ls.tlsConf)
 	}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -219,5 +220,68 @@ func TestStopClosesEveryShard(t *testing.T) {
 	if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
 		c.Close()
 		t.Errorf("%s still accepts connections after the stop", addr)
+	}
+}
+
+// tableCheckListener notes, at each Accept, whether the table being served
+// routes the listener: a connection accepted before would be answered
+// from a table that lacks it (503 listener_removed).
+type tableCheckListener struct {
+	net.Listener
+	d       *atomic.Pointer[Dataplane]
+	unknown *atomic.Int64
+}
+
+func (l tableCheckListener) Accept() (net.Conn, error) {
+	if d := l.d.Load(); d == nil || d.Table().listeners["web"] == nil {
+		l.unknown.Add(1)
+	}
+	return l.Listener.Accept()
+}
+
+// A listener's sockets accept only once the table that routes it is
+// served, so a connection already waiting on them (as in sockets handed
+// over by an upgrade) is answered by its route, never with a 503.
+func TestListenerAcceptsOnlyOnceRouted(t *testing.T) {
+	var unknown atomic.Int64
+	for run := range 20 {
+		var dp atomic.Pointer[Dataplane]
+		opts := DefaultOptions()
+		opts.Source = newFakeSource(respondConfig("ok").build())
+		opts.BindIP = "127.0.0.1"
+		opts.DrainTimeout = 5 * time.Second
+		opts.ListenShards = 2
+		opts.Listen = func(name string, shard int, addr string) (net.Listener, error) {
+			ln, err := ListenShared(name, shard, addr)
+			if err != nil {
+				return nil, err
+			}
+			return tableCheckListener{Listener: ln, d: &dp, unknown: &unknown}, nil
+		}
+		d, err := New(opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dp.Store(d)
+		ctx, cancel := context.WithCancel(context.Background())
+		errc := make(chan error, 1)
+		go func() { errc <- d.Run(ctx) }()
+		select {
+		case <-d.Ready():
+		case <-time.After(10 * time.Second):
+			t.Fatal("dataplane not ready")
+		}
+		c, status := oneRequest(t, d.ListenerAddr("web"))
+		c.Close()
+		cancel()
+		if err := <-errc; err != nil {
+			t.Fatalf("run %d: Run: %v", run, err)
+		}
+		if status != http.StatusOK {
+			t.Fatalf("run %d: status %d", run, status)
+		}
+	}
+	if n := unknown.Load(); n > 0 {
+		t.Fatalf("%d accepts while the table served did not route the listener yet", n)
 	}
 }
