@@ -21,7 +21,7 @@ TEST_PKGS := ./agent/... ./fsm/... ./cluster/... ./dataplane/... ./client/... ./
 # dashboard's browser tests, wrk for the upgrade-under-load test.
 DEPS_APT  := iproute2 nftables iptables stress-ng chromium wrk
 
-.PHONY: all build run deps test vet depcheck unit fuzz bench bench-quick lint clean FORCE
+.PHONY: all build run deps test vet depcheck unit fuzz bench bench-quick bench-scaling lint clean FORCE
 .PHONY: package deps-ops test-ops
 .PHONY: soak soak-vip-idle
 
@@ -116,6 +116,10 @@ bench: bin/rafter-bench
 
 bench-quick: bin/rafter-bench
 	./bin/rafter-bench --quick $(BENCH_FLAGS)
+
+# The 2-core scaling comparison alone (a few minutes).
+bench-scaling: bin/rafter-bench
+	./bin/rafter-bench --scaling-only $(BENCH_FLAGS)
 
 # Built in its own module, run from the top: the harness builds
 # ./cmd/rafter of the module it is started in.

@@ -340,12 +340,15 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 			Health:     monitor,
 			Spans:      spans,
 			Secrets:    a.secrets,
-			Listen: func(name, addr string) (net.Listener, error) {
-				return socks.listen("listener "+name, addr, nil)
+			Shards:     cfg.ListenSockets,
+			Listen: func(name string, shard int, addr string) (net.Listener, error) {
+				return socks.listen(shardKey("listener "+name, shard), addr, func(addr string) (net.Listener, error) {
+					return dataplane.ListenShared(name, shard, addr)
+				})
 			},
-			ListenVIP: func(name, addr string) (net.Listener, error) {
-				return socks.listen("vip-listener "+name, addr, func(addr string) (net.Listener, error) {
-					return dataplane.ListenFreebind(name, addr)
+			ListenVIP: func(name string, shard int, addr string) (net.Listener, error) {
+				return socks.listen(shardKey("vip-listener "+name, shard), addr, func(addr string) (net.Listener, error) {
+					return dataplane.ListenFreebind(name, shard, addr)
 				})
 			},
 		})

@@ -15,6 +15,7 @@ import (
 	"unicode"
 
 	"github.com/rafterlb/rafter/cluster"
+	"github.com/rafterlb/rafter/dataplane"
 	"github.com/rafterlb/rafter/fsm"
 	"github.com/rafterlb/rafter/secrets"
 )
@@ -46,6 +47,10 @@ type Config struct {
 	// non-loopback address.
 	InsecureTransport bool
 	AccessLog         string // "off", "stdout" or a file path
+	// ListenSockets is how many sockets serve each data-plane listener
+	// address, each with its own accept loop (SO_REUSEPORT); 0: one per
+	// GOMAXPROCS on Linux.
+	ListenSockets int
 	// OTLPEndpoint, when set, receives a span for every sampled proxied
 	// request over OTLP/HTTP (a collector's URL, e.g.
 	// http://127.0.0.1:4318; /v1/traces is added when it names no path).
@@ -291,6 +296,9 @@ func (c *Config) Validate() error {
 	}
 	if c.LeaseDrainPeriod < 0 {
 		bad("lease-drain-period", "must not be negative, got %v", c.LeaseDrainPeriod)
+	}
+	if c.ListenSockets < 0 || c.ListenSockets > dataplane.MaxListenShards {
+		bad("listen-sockets", "must be within 0-%d, got %d", dataplane.MaxListenShards, c.ListenSockets)
 	}
 	c.validateAWS(bad, check)
 	if c.BackupDir != "" {

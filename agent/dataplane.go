@@ -23,8 +23,10 @@ type dataPlaneDeps struct {
 	Registerer prometheus.Registerer
 	Health     *health.Monitor
 	// Listen and ListenVIP open listener sockets (see dataplane.Options).
-	Listen, ListenVIP func(name, addr string) (net.Listener, error)
-	Spans             dataplane.SpanSink // nil: no span export
+	Listen, ListenVIP func(name string, shard int, addr string) (net.Listener, error)
+	// Shards is the number of sockets per listener address (0: default).
+	Shards int
+	Spans  dataplane.SpanSink // nil: no span export
 	// Secrets opens sealed certificate and ticket keys (nil: none).
 	Secrets *secrets.Keyring
 }
@@ -57,7 +59,7 @@ func newDataPlane(d dataPlaneDeps) (dataPlane, error) {
 	opts.Logger = d.Logger
 	opts.AccessLog = d.AccessLog
 	opts.Registerer = d.Registerer
-	opts.Listen, opts.ListenVIP = d.Listen, d.ListenVIP
+	opts.Listen, opts.ListenVIP, opts.ListenShards = d.Listen, d.ListenVIP, d.Shards
 	opts.Secrets = d.Secrets
 	if d.Health != nil {
 		opts.Health = d.Health

@@ -3,6 +3,7 @@ package agent
 import (
 	"errors"
 	"net"
+	"strconv"
 	"sync/atomic"
 	"syscall"
 )
@@ -44,6 +45,16 @@ func (s *sockets) listen(key, addr string, open func(addr string) (net.Listener,
 		return nil, err
 	}
 	return &retiringListener{Listener: ln, s: s}, nil
+}
+
+// shardKey is the key of socket number shard of the listener whose first
+// socket is key. The first keeps the bare key, so that a process with one
+// socket per listener and one with several hand the first over to each other.
+func shardKey(key string, shard int) string {
+	if shard == 0 {
+		return key
+	}
+	return key + " #" + strconv.Itoa(shard)
 }
 
 // share makes closing a listener leave its socket to the other process.

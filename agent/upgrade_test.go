@@ -9,12 +9,14 @@ import (
 	"os/signal"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/rafterlb/rafter/dataplane"
 	"github.com/rafterlb/rafter/fsm"
 	"github.com/rafterlb/rafter/internal/testutil"
 )
@@ -332,6 +334,8 @@ func TestRequestUpgradeSignalsAndWaits(t *testing.T) {
 // hands out copies of the old process's sockets, and fails Ready.
 type fakeChildUpgrader struct {
 	parent map[string]net.Listener
+	mu     sync.Mutex
+	taken  []string // keys of the parent's sockets handed out
 }
 
 func (f *fakeChildUpgrader) HasParent() bool { return true }
@@ -341,6 +345,9 @@ func (f *fakeChildUpgrader) ListenWithCallback(network, addr string, open func(s
 	if !ok {
 		return open(network, addr)
 	}
+	f.mu.Lock()
+	f.taken = append(f.taken, addr)
+	f.mu.Unlock()
 	file, err := ln.(*net.TCPListener).File()
 	if err != nil {
 		return nil, err
@@ -410,5 +417,74 @@ spec: {listener: web, action: {respond: {status: 200, body: ok}}}
 			t.Fatalf("%s: the old process cannot accept any more: %v", key, err)
 		}
 		got.Close()
+	}
+}
+
+// A new process takes over every socket of a listener served by several
+// (SO_REUSEPORT), each under its own key, rather than opening any anew.
+func TestUpgradeTakesOverEveryListenerSocket(t *testing.T) {
+	c := singleNode(t, t.TempDir())
+	c.ListenSockets = 3
+	parent := map[string]net.Listener{}
+	keep := func(key string, ln net.Listener) {
+		t.Cleanup(func() { ln.Close() })
+		parent[key] = ln
+	}
+	for _, key := range []string{"admin " + c.AdminAddr(), "raft " + c.RaftAddr()} {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		keep(key, ln)
+	}
+	first, err := dataplane.ListenShared("web", 0, "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := first.Addr().(*net.TCPAddr).Port
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	keep("listener web "+addr, first)
+	want := []string{"listener web " + addr}
+	for shard := 1; shard < c.ListenSockets; shard++ {
+		ln, err := dataplane.ListenShared("web", shard, addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		key := shardKey("listener web", shard) + " " + addr
+		keep(key, ln)
+		want = append(want, key)
+	}
+
+	src := newFakeSource()
+	src.apply(t, manifest(t, fmt.Sprintf(`
+kind: listener
+name: web
+spec: {port: %d}
+---
+kind: route
+name: ok
+spec: {listener: web, action: {respond: {status: 200, body: ok}}}
+`, port)))
+	if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeUpgradeState(c.DataDir, src.Config()); err != nil {
+		t.Fatal(err)
+	}
+	up := &fakeChildUpgrader{parent: parent}
+	c.Upgrader = up
+	a, err := New(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Run(context.Background()); err == nil {
+		t.Fatal("Run succeeded although Ready failed")
+	}
+	up.mu.Lock()
+	defer up.mu.Unlock()
+	for _, key := range want {
+		if !slices.Contains(up.taken, key) {
+			t.Errorf("socket %q not taken over; taken: %q", key, up.taken)
+		}
 	}
 }

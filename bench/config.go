@@ -82,6 +82,9 @@ type Config struct {
 	ScalingSlice fsm.Duration `json:"scaling_slice"`
 	// IdleConns is how many idle keep-alive connections measure memory per connection.
 	IdleConns int `json:"idle_conns"`
+	// ScalingOnly runs the 2-core scaling comparison alone: no main
+	// rounds, idle connections, TLS handshakes or cluster figures.
+	ScalingOnly bool `json:"scaling_only,omitempty"`
 
 	Cluster ClusterConfig `json:"cluster"`
 }

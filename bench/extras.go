@@ -45,7 +45,11 @@ func runExtras(ctx context.Context, cfg Config, m *realMeasurer, rafterBin, dir 
 	var certs []CertFiles
 	roots := x509.NewCertPool()
 	var errs []string
-	for _, kind := range []string{CertECDSA, CertRSA} {
+	kinds := []string{CertECDSA, CertRSA}
+	if cfg.ScalingOnly {
+		kinds = nil
+	}
+	for _, kind := range kinds {
 		c, err := WriteCert(dir, kind)
 		if err != nil {
 			errs = append(errs, err.Error())

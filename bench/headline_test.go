@@ -23,7 +23,8 @@ func withExtras(t *testing.T) *Result {
 	rps := map[string]float64{HAProxy1: 40000, HAProxy2: 70000, Rafter1: 20000, Rafter2: 30000}
 	cores := map[string]float64{HAProxy1: 1, HAProxy2: 1.5, Rafter1: 1, Rafter2: 1.6}
 	for _, s := range Schedule(Scaling, 0, sc.Variants, HAProxy1, 3) {
-		sc.Slices = append(sc.Slices, Slice{SliceSpec: s, Measurement: Measurement{RPS: rps[s.Proxy], Seconds: 2, CPUSeconds: 2 * cores[s.Proxy]}})
+		sc.Slices = append(sc.Slices, Slice{SliceSpec: s, Measurement: Measurement{RPS: rps[s.Proxy], Seconds: 2, CPUSeconds: 2 * cores[s.Proxy],
+			CPUPerReqUs: cores[s.Proxy] / rps[s.Proxy] * 1e6}})
 	}
 	hs := Comparison{Name: TLSComparisonName(CertECDSA), Phase: Handshake, Reference: HAProxy1, Variants: []string{HAProxy1, Rafter1},
 		Pairs: [][2]string{{Rafter1, HAProxy1}}}
@@ -69,6 +70,8 @@ func TestHeadlineRatios(t *testing.T) {
 		{"2-core scaling, req/s", 1.75, 1.5, 1.5, StatusNotMet},
 		// Per core used: rafter (30000/1.6)/(20000/1) × 2 = 1.875.
 		{"2-core scaling per proxy CPU", 70000.0 / 1.5 / 40000 * 2, 1.875, 1.875, StatusNoTarget},
+		// CPU per request: rafter 1.6/30000 at 2 cores over 1/20000 at 1.
+		{"proxy CPU µs per request, 2 cores ÷ 1 core", (1.5 / 70000) / (1.0 / 40000), (1.6 / 30000) / (1.0 / 20000), (1.6 / 30000) / (1.0 / 20000), StatusNoTarget},
 		{"TLS full handshakes per CPU-second, ecdsa-p256", 10000, 8000, 0.8, StatusNotMet},
 		{"propagation p99, normal", math.NaN(), 8, math.NaN(), StatusMet},
 		{"unchanged `rafter apply -f`", math.NaN(), 0.5, math.NaN(), StatusNotMet},

@@ -59,6 +59,15 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (*Result, Outputs, e
 	if rafterBin == "" {
 		rafterBin, rafterErr = buildRafter(ctx, dir)
 	}
+	if cfg.ScalingOnly {
+		if rafterErr != nil {
+			return nil, outs, fmt.Errorf("rafter: %w", rafterErr)
+		}
+		if err := runScalingOnly(ctx, cfg, res, rafterBin, dir, log); err != nil {
+			return nil, outs, err
+		}
+		return finish(res, cfg, log)
+	}
 
 	backend, err := StartBackend(cfg.BodySizes)
 	if err != nil {
@@ -166,8 +175,49 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (*Result, Outputs, e
 		}
 	}
 
+	return finish(res, cfg, log)
+}
+
+// runScalingOnly runs the fixed-answer proxies for the 2-core scaling
+// comparison alone (-scaling-only), without the backend and main rounds.
+func runScalingOnly(ctx context.Context, cfg Config, res *Result, rafterBin, dir string, log *slog.Logger) error {
+	m := &realMeasurer{cfg: cfg, fs: ProcFS{Root: "/proc"}, proxies: map[string]*liveProxy{},
+		wrk: Wrk{Bin: cfg.WrkBin, Core: -1, Connections: cfg.Connections}}
+	res.Versions["wrk"] = firstLine(cfg.WrkBin, "-v")
+	for _, name := range cfg.Proxies {
+		info := ProxyInfo{Name: name}
+		switch name {
+		case HAProxy:
+			info.Version = firstLine(cfg.HAProxyBin, "-v")
+		case Rafter:
+			info.Version = "rafter " + gitSHA()
+		default:
+			info.Skipped, info.Reason = true, "not run: --scaling-only compares HAProxy and rafter"
+		}
+		res.Versions[name] = info.Version
+		res.Proxies = append(res.Proxies, info)
+	}
+	edir := filepath.Join(dir, "extras")
+	if err := os.MkdirAll(edir, 0o755); err != nil {
+		return err
+	}
+	res.Comparisons = runExtras(ctx, cfg, m, rafterBin, edir, func() time.Time { return time.Now().UTC() }, log)
+	res.Notes = append(res.Notes, "Scaling only (-scaling-only): the main rounds, idle connections, TLS handshakes and cluster figures were not run.")
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("interrupted: %w", err)
+	}
+	return nil
+}
+
+// finish analyzes res and writes the JSON, the chart and the summary.
+func finish(res *Result, cfg Config, log *slog.Logger) (*Result, Outputs, error) {
+	var outs Outputs
+	var err error
 	res.Analyze()
 	res.Headline = BuildHeadline(res, DefaultTargets())
+	if cfg.ScalingOnly {
+		res.Headline = ScalingRows(res, DefaultTargets())
+	}
 	res.FinishedAt = time.Now().UTC()
 	res.Elapsed = res.FinishedAt.Sub(res.StartedAt).Seconds()
 	png := filepath.Join(cfg.OutDir, res.BaseName()+".png")
@@ -202,6 +252,9 @@ func Resummarize(b []byte) (*Result, string, error) {
 	}
 	r.Analyze()
 	r.Headline = BuildHeadline(r, DefaultTargets())
+	if r.Config.ScalingOnly {
+		r.Headline = ScalingRows(r, DefaultTargets())
+	}
 	return r, Summary(r), nil
 }
 

@@ -73,6 +73,7 @@ func (d *Dataplane) retryBinds() time.Time {
 		ls, err := d.startListener(pb.name, pb.ip, t.listeners[pb.name])
 		if err == nil {
 			delete(d.pending, key)
+			ls.serve(d.log) // the table that routes it is served already
 			d.listeners[key] = ls
 			d.log.Info("listener bound", "listener", pb.name, "vip_ip", pb.ip, "attempts", pb.attempts+1)
 			continue

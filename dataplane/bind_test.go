@@ -20,7 +20,7 @@ func TestBadPortDoesNotStallConfigChanges(t *testing.T) {
 	var portFree atomic.Bool
 	src := newFakeSource(cfg.build())
 	d := startDataplane(t, src, func(o *Options) {
-		o.Listen = func(name, addr string) (net.Listener, error) {
+		o.Listen = func(name string, _ int, addr string) (net.Listener, error) {
 			if name == "bad" && !portFree.Load() {
 				return nil, errors.New("address already in use")
 			}

@@ -33,8 +33,9 @@ type Dataplane struct {
 	private   privateClients
 	counts    poolCounters // per (route, pool), for rollouts
 	dial      func(addr string, timeout time.Duration) (net.Conn, error)
-	listen    func(name, addr string) (net.Listener, error)
-	listenVIP func(name, addr string) (net.Listener, error)
+	listen    func(name string, shard int, addr string) (net.Listener, error)
+	listenVIP func(name string, shard int, addr string) (net.Listener, error)
+	shards    int // sockets per listener address
 
 	table     atomic.Pointer[Table]
 	certs     *certManager
@@ -62,7 +63,7 @@ func New(opts Options) (*Dataplane, error) {
 	}
 	d := &Dataplane{
 		opts: opts, log: opts.Logger, accessLog: opts.AccessLog, health: opts.Health,
-		dial: opts.Dial, listen: opts.Listen, listenVIP: opts.ListenVIP,
+		dial: opts.Dial, listen: opts.Listen, listenVIP: opts.ListenVIP, shards: opts.ListenShards,
 		ready: make(chan struct{}), listeners: map[string]*listenerServer{},
 		pending: map[string]*pendingBind{}, rebind: make(chan struct{}, 1),
 	}
@@ -79,7 +80,10 @@ func New(opts Options) (*Dataplane, error) {
 		}
 	}
 	if d.listen == nil {
-		d.listen = func(_, addr string) (net.Listener, error) { return net.Listen("tcp", addr) }
+		d.listen = ListenShared
+	}
+	if d.shards == 0 {
+		d.shards = min(defaultListenShards(), MaxListenShards)
 	}
 	if d.listenVIP == nil {
 		d.listenVIP = ListenFreebind
@@ -228,6 +232,14 @@ func (d *Dataplane) reconcileListeners(t *Table, vips []string, starting bool) {
 			d.bindLocked(name, ip, lt)
 		}
 	}
+	if !starting {
+		// Only now that t is served: a connection accepted before (one
+		// waiting in a socket handed over by an upgrade, say) would be
+		// answered from the previous table, which lacks the listener.
+		for _, ls := range d.listeners {
+			ls.serve(d.log)
+		}
+	}
 }
 
 // wanted reports whether table t serves listener name with spec on ip.
@@ -279,12 +291,15 @@ type listenerServer struct {
 	ip   string // a linux VIP address; "" for BindIP
 	spec fsm.ListenerSpec
 	srv  *fasthttp.Server
-	ln   net.Listener
+	lns  []net.Listener // one per shard, each with its own accept loop
 	addr string
-	done chan struct{}
+	done chan struct{} // closed once every accept loop has returned
 	// tlsConf (https) follows the cluster's ticket keys while it serves.
 	tlsConf *tls.Config
 	certs   *certManager
+	// started: the accept loops run (serve). Set under Dataplane.mu,
+	// before the server can be handed to shutdown.
+	started bool
 }
 
 func (d *Dataplane) startListener(name, vipIP string, lt *listenerTable) (*listenerServer, error) {
@@ -298,24 +313,39 @@ func (d *Dataplane) startListener(name, vipIP string, lt *listenerTable) (*liste
 	addr := net.JoinHostPort(ip, strconv.Itoa(lt.spec.Port))
 	// One attempt: a removed listener on the same port may still be
 	// letting go of its socket, but the binder retries, off the config path.
-	ln, err := listen(name, addr)
+	raw, err := d.listenShards(name, addr, listen)
 	if err != nil {
-		return nil, fmt.Errorf("listen %s: %w", addr, err)
-	}
-	ln = yieldListener{ln}
-	if pp := lt.spec.ProxyProtocol; pp != nil {
-		ln = newProxyListener(ln, name, pp, d.pp, d.log)
+		return nil, err
 	}
 	var tlsConf *tls.Config
 	if lt.spec.Protocol == "https" {
 		if tlsConf, err = d.certs.tlsConfig(name, lt.spec.TLS); err != nil {
-			ln.Close()
+			closeAll(raw)
 			return nil, err
 		}
 		d.acme.withACME(tlsConf)
-		ln = tls.NewListener(ln, tlsConf)
 	}
 	lim := lt.limits
+	// fasthttp counts Concurrency per Serve call, that is per socket: with
+	// several, a limit shared by the listener's sockets caps the total.
+	var shared *connLimit
+	if len(raw) > 1 {
+		shared = &connLimit{max: int64(lim.maxConns)}
+	}
+	lns := make([]net.Listener, len(raw))
+	for i, ln := range raw {
+		ln = yieldListener{ln}
+		if pp := lt.spec.ProxyProtocol; pp != nil {
+			ln = newProxyListener(ln, name, pp, d.pp, d.log)
+		}
+		if tlsConf != nil {
+			ln = tls.NewListener(ln, tlsConf)
+		}
+		if shared != nil {
+			ln = limitListener{Listener: ln, lim: shared, log: d.log, name: name}
+		}
+		lns[i] = ln
+	}
 	conns := d.metrics.connections.WithLabelValues(name)
 	srv := &fasthttp.Server{
 		Handler:                       d.acme.handler(d.listenerHandler(name, &lt.spec)),
@@ -342,27 +372,80 @@ func (d *Dataplane) startListener(name, vipIP string, lt *listenerTable) (*liste
 				conns.Inc()
 			case fasthttp.StateClosed, fasthttp.StateHijacked:
 				conns.Dec()
+				shared.release()
 				d.private.drop(c)
 			}
 		},
 	}
-	ls := &listenerServer{name: name, ip: vipIP, spec: lt.spec, srv: srv, ln: ln, addr: ln.Addr().String(), done: make(chan struct{}),
-		tlsConf: tlsConf, certs: d.certs}
+	return &listenerServer{name: name, ip: vipIP, spec: lt.spec, srv: srv, lns: lns, addr: lns[0].Addr().String(), done: make(chan struct{}),
+		tlsConf: tlsConf, certs: d.certs}, nil
+}
+
+// serve starts the accept loops, once the table that routes the listener
+// is served. Dataplane.mu must be held.
+func (ls *listenerServer) serve(log *slog.Logger) {
+	if ls.started {
+		return
+	}
+	ls.started = true
+	var serving sync.WaitGroup
+	for _, ln := range ls.lns {
+		serving.Go(func() {
+			if err := ls.srv.Serve(ln); err != nil && !errors.Is(err, net.ErrClosed) {
+				log.Error("listener stopped", "listener", ls.name, "err", err, "action", "the listener rebinds on the next configuration change; restart rafter if it stays down")
+			}
+		})
+	}
 	go func() {
-		defer close(ls.done)
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, net.ErrClosed) {
-			d.log.Error("listener stopped", "listener", name, "err", err, "action", "the listener rebinds on the next configuration change; restart rafter if it stays down")
-		}
+		serving.Wait()
+		close(ls.done)
 	}()
-	return ls, nil
+}
+
+// listenShards opens the sockets of one listener address: shard 0 must
+// bind, the others are left out (with a warning) when they cannot, say
+// because the socket an older process handed over does not share its port.
+// Shard 0 resolves port 0, so every shard binds the same port.
+func (d *Dataplane) listenShards(name, addr string, listen func(string, int, string) (net.Listener, error)) ([]net.Listener, error) {
+	first, err := listen(name, 0, addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen %s: %w", addr, err)
+	}
+	lns := make([]net.Listener, 1, d.shards)
+	lns[0] = first
+	// The same host as asked (so the same socket family and, in the
+	// agent, the same hand-over key in every process) with the port the
+	// first socket got.
+	if ta, ok := first.Addr().(*net.TCPAddr); ok {
+		host, _, _ := net.SplitHostPort(addr)
+		addr = net.JoinHostPort(host, strconv.Itoa(ta.Port))
+	}
+	for i := 1; i < d.shards; i++ {
+		ln, err := listen(name, i, addr)
+		if err != nil {
+			d.log.Warn("listener serves on fewer sockets", "listener", name, "addr", addr, "sockets", len(lns), "want", d.shards, "err", err,
+				"action", "none needed: it serves; a restart (not an upgrade) binds every socket")
+			break
+		}
+		lns = append(lns, ln)
+	}
+	return lns, nil
+}
+
+func closeAll(lns []net.Listener) {
+	for _, ln := range lns {
+		_ = ln.Close()
+	}
 }
 
 func (ls *listenerServer) shutdown(timeout time.Duration) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	_ = ls.srv.ShutdownWithContext(ctx)
-	_ = ls.ln.Close()
-	<-ls.done
+	closeAll(ls.lns)
+	if ls.started {
+		<-ls.done
+	}
 	if ls.certs != nil {
 		ls.certs.unregister(ls.tlsConf)
 	}

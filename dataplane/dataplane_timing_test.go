@@ -74,7 +74,8 @@ func BenchmarkProxy(b *testing.B) {
 	proxyLn := fasthttputil.NewInmemoryListener()
 	cfg := simpleConfig("backend:80")
 	d := startDataplane(b, newFakeSource(cfg.build()), func(o *Options) {
-		o.Listen = func(string, string) (net.Listener, error) { return proxyLn, nil }
+		o.Listen = func(string, int, string) (net.Listener, error) { return proxyLn, nil }
+		o.ListenShards = 1 // one in-memory listener
 		o.Dial = func(string, time.Duration) (net.Conn, error) { return backendLn.Dial() }
 	})
 	_ = d

@@ -27,6 +27,8 @@ const (
 	DefaultZoneMinHealthy     = 70
 	DefaultRetryBudgetPercent = 20
 	DefaultDrainTimeout       = 30 * time.Second
+	// MaxListenShards bounds Options.ListenShards.
+	MaxListenShards = 256
 	// DefaultUpstreamIdleTimeout closes a pooled backend connection that
 	// has carried no request for that long.
 	DefaultUpstreamIdleTimeout = 60 * time.Second
@@ -70,14 +72,22 @@ type Options struct {
 	// DrainTimeout bounds how long Run waits for in-flight requests after
 	// its context is done.
 	DrainTimeout time.Duration
-	// Listen opens a listener's socket; nil means net.Listen("tcp", addr).
-	// Tests pass in-memory listeners here. A listener whose configured port
-	// is 0 binds an ephemeral port; ListenerAddr reports it.
-	Listen func(name, addr string) (net.Listener, error)
-	// ListenVIP opens the socket of a listener on a linux VIP address;
+	// Listen opens socket number shard (0 to ListenShards-1) of a
+	// listener; nil means ListenShared. Tests pass in-memory listeners
+	// here. A listener whose configured port is 0 binds an ephemeral port
+	// with shard 0, and its other shards bind the port shard 0 got;
+	// ListenerAddr reports it.
+	Listen func(name string, shard int, addr string) (net.Listener, error)
+	// ListenVIP opens the sockets of a listener on a linux VIP address;
 	// nil means ListenFreebind. The agent passes sockets an upgrade hands
 	// over through Listen and ListenVIP.
-	ListenVIP func(name, addr string) (net.Listener, error)
+	ListenVIP func(name string, shard int, addr string) (net.Listener, error)
+	// ListenShards is how many sockets serve each listener address, each
+	// with its own accept loop (SO_REUSEPORT: the kernel spreads new
+	// connections over them). 0 means one per GOMAXPROCS on Linux and 1
+	// elsewhere; at most MaxListenShards. Shards after the first that
+	// cannot bind are left out: the listener serves on those it has.
+	ListenShards int
 	// Dial opens upstream connections (HTTP and Upgrade tunnels); nil
 	// means a net.Dialer with the route's connect timeout.
 	Dial func(addr string, timeout time.Duration) (net.Conn, error)
@@ -105,6 +115,9 @@ func (o *Options) Validate() error {
 	}
 	if o.BindIP != "" && net.ParseIP(o.BindIP) == nil {
 		return fmt.Errorf("%w: bind_ip: %q is not an IP address", ErrInvalidOptions, o.BindIP)
+	}
+	if o.ListenShards < 0 || o.ListenShards > MaxListenShards {
+		return fmt.Errorf("%w: listen_shards: %d is not within 0-%d", ErrInvalidOptions, o.ListenShards, MaxListenShards)
 	}
 	if o.DrainTimeout < 0 {
 		return fmt.Errorf("%w: drain_timeout: must not be negative", ErrInvalidOptions)

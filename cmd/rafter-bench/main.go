@@ -85,6 +85,7 @@ func parse(args []string, stderr io.Writer) (bench.Config, options, error) {
 	proxies := fs.String("proxies", "", "comma-separated proxies, reference first in the report (default haproxy,nginx,rafter)")
 	noInstall := fs.Bool("no-install", false, "do not apt-get install missing haproxy, nginx, wrk")
 	noCluster := fs.Bool("no-cluster", false, "skip the three-node propagation and apply figures")
+	scalingOnly := fs.Bool("scaling-only", false, "run only the 2-core scaling comparison (fixed-answer HAProxy and rafter at 1 and 2 cores): a few minutes")
 	noPin := fs.Bool("no-pin", false, "do not pin processes to cores with taskset")
 	verbose := fs.Bool("v", false, "log every slice")
 	summarize := fs.String("summarize", "", "print the summary of this results JSON, analyzed again, and run nothing")
@@ -110,7 +111,8 @@ func parse(args []string, stderr io.Writer) (bench.Config, options, error) {
 		cfg.Proxies = strings.Split(*proxies, ",")
 	}
 	cfg.Install = !*noInstall
-	cfg.Cluster.Enabled = !*noCluster
+	cfg.Cluster.Enabled = !*noCluster && !*scalingOnly
+	cfg.ScalingOnly = *scalingOnly
 	cfg.Pin = !*noPin
 	if *routes >= 0 {
 		cfg.Cluster.Routes = *routes

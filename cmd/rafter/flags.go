@@ -33,6 +33,7 @@ func BindAgentFlags(fs *pflag.FlagSet, c *agent.Config) {
 	fs.StringVar(&c.TLSKey, "tls-key", c.TLSKey, "this node's certificate key")
 	fs.BoolVar(&c.InsecureTransport, "insecure-transport", c.InsecureTransport, "allow plaintext Raft and admin traffic on a non-loopback address")
 	fs.StringVar(&c.AccessLog, "access-log", c.AccessLog, "access log: off, stdout or a file path")
+	fs.IntVar(&c.ListenSockets, "listen-sockets", c.ListenSockets, "sockets per data-plane listener address, each with its own accept loop (SO_REUSEPORT; 0: one per GOMAXPROCS)")
 	fs.StringVar(&c.OTLPEndpoint, "otlp-endpoint", c.OTLPEndpoint, "send a trace span of every sampled request to this OTLP/HTTP receiver (e.g. http://127.0.0.1:4318)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.DurationVar(&c.LeaseCheckInterval, "lease-check-interval", c.LeaseCheckInterval, "how often the leader expires leases whose TTL ran out")

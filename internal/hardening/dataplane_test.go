@@ -121,7 +121,8 @@ func startPlane(t testing.TB, src dataplane.ConfigSource) *servingPlane {
 	opts.Zone = "zone-1"
 	opts.Logger = slog.New(p.log)
 	opts.DrainTimeout = time.Second
-	opts.Listen = func(name, _ string) (net.Listener, error) {
+	opts.ListenShards = 1 // one in-memory listener per name
+	opts.Listen = func(name string, _ int, _ string) (net.Listener, error) {
 		ln := fasthttputil.NewInmemoryListener()
 		p.mu.Lock()
 		p.lns[name] = ln

@@ -1,0 +1,61 @@
+package dataplane
+
+import (
+	"crypto/tls"
+	"log/slog"
+	"net"
+	"sync/atomic"
+	"time"
+)
+
+// connLimit caps the open connections of one listener over all of its
+// sockets. A connection counts from its accept until fasthttp reports it
+// closed or hijacked (ConnState), as fasthttp's own Concurrency counts it.
+type connLimit struct {
+	max  int64
+	open atomic.Int64
+}
+
+// release gives back a connection's place; nil (one socket: fasthttp's
+// Concurrency is the limit) does nothing.
+func (l *connLimit) release() {
+	if l != nil {
+		l.open.Add(-1)
+	}
+}
+
+// rejectWriteTimeout bounds the 503 written to a connection over the
+// limit, so that a client that does not read cannot hold up the accept loop.
+const rejectWriteTimeout = 100 * time.Millisecond
+
+// limitListener refuses, the way fasthttp does past its Concurrency, the
+// connections that would take its listener past lim.
+type limitListener struct {
+	net.Listener
+	lim  *connLimit
+	log  *slog.Logger
+	name string
+}
+
+func (l limitListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		if l.lim.open.Add(1) <= l.lim.max {
+			return c, nil
+		}
+		l.lim.open.Add(-1)
+		// A TLS connection has not done its handshake: an answer would wait
+		// for the client's hello. It is closed without one, as fasthttp does.
+		if _, isTLS := c.(*tls.Conn); !isTLS {
+			_ = c.SetWriteDeadline(time.Now().Add(rejectWriteTimeout))
+			_, _ = c.Write([]byte(overLimitResponse))
+		}
+		_ = c.Close()
+		l.log.Debug("connection refused: listener at max_conns", "listener", l.name, "max_conns", l.lim.max)
+	}
+}
+
+const overLimitResponse = "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: 31\r\n\r\nlistener connection limit hit\r\n"
