@@ -525,11 +525,13 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	// Starting ran much code once that serving never runs again, and
 	// left garbage the first collection would wait for a 4 MiB heap to
 	// reclaim: return both to the system.
-	debug.FreeOSMemory()
-	trimExecutablePages()
+	a.trim()
 	if handoff != nil {
 		// The old process told systemd this one is the service now.
-		wg.Go(func() { a.takeOver(workCtx, handoff, vips) })
+		wg.Go(func() {
+			a.takeOver(workCtx, handoff, vips)
+			a.settle(workCtx)
+		})
 	} else {
 		// systemd (Type=notify) hears READY=1 only once the data plane
 		// serves its first table as well, so `systemctl start` returns
@@ -546,6 +548,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 				}
 			}
 			a.notify(sdnotify.Ready)
+			a.settle(workCtx)
 		})
 	}
 
@@ -671,4 +674,31 @@ func onLoopback(addr string) bool {
 	}
 	ip, err := netip.ParseAddr(host)
 	return err == nil && ip.IsLoopback()
+}
+
+// settleDelay is how long after its first table the agent trims once more:
+// long enough for the first election, the first writes and the first
+// health checks to have run.
+const settleDelay = 5 * time.Second
+
+// settle trims again once the node has settled after serving its first
+// table. Joining or forming the cluster, the first elections and the
+// first table build run much code once, after the trim at start, and
+// leave it resident; an idle node runs far less of it (about 11 MiB of
+// RSS instead of 15 MiB for a one-node agent).
+func (a *Agent) settle(ctx context.Context) {
+	t := time.NewTimer(settleDelay)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		a.trim()
+	case <-ctx.Done():
+	}
+}
+
+// trim returns the heap's free memory and the executable's clean pages
+// to the system.
+func (a *Agent) trim() {
+	debug.FreeOSMemory()
+	trimExecutablePages()
 }

@@ -20,6 +20,11 @@ type Outputs struct {
 	SummaryFile string
 }
 
+// idleSettle is how long each proxy stays idle after it serves before its
+// idle RSS is read: longer than rafter's settle trim (5 s after its first
+// table).
+const idleSettle = 8 * time.Second
+
 // FailoverNote is printed and recorded until VIP failover exists.
 const FailoverNote = "Failover time: not measured — the harness does not run the VIP failover rig (internal/netns) yet."
 
@@ -103,6 +108,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (*Result, Outputs, e
 			log.Warn("proxy left out", "proxy", name, "err", err)
 			res.Proxies = append(res.Proxies, info)
 			continue
+		}
+		// Idle RSS is read once the proxy has been idle a while, the
+		// same wait for every proxy: what it holds while idle, not what
+		// starting it touched (rafter trims once more after settling).
+		select {
+		case <-time.After(idleSettle):
+		case <-ctx.Done():
 		}
 		if rss, err := m.fs.RSS(lp.proc.PID()); err == nil {
 			info.RSSIdleBytes = rss

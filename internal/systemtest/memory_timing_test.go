@@ -67,28 +67,33 @@ func packagedRafter(tb testing.TB) string {
 
 // BenchmarkAgentMemory starts one `rafter agent` (a one-node cluster) as
 // the packages ship it and reports its resident memory from
-// /proc/PID/status: idle-KiB, the peak over 5 s after start; then, with
+// /proc/PID/status: idle-KiB, the peak over 5 s after start;
+// settled-KiB, the peak over the 3 s after a further 3 s, once the agent
+// has trimmed again after settling (agent.settleDelay); then, with
 // a listener and a route added, conns-KiB with 2,000 idle keep-alive
 // client connections open (each sent one request), and conn-bytes, the
 // growth per connection.
 func BenchmarkAgentMemory(b *testing.B) {
 	rafter := packagedRafter(b)
-	var idle, perConn, withConns float64
+	var idle, settled, perConn, withConns float64
 	for b.Loop() {
-		i, pc, wc := agentMemory(b, rafter)
-		idle, perConn, withConns = idle+i, perConn+pc, withConns+wc
+		i, s, pc, wc := agentMemory(b, rafter)
+		idle, settled, perConn, withConns = idle+i, settled+s, perConn+pc, withConns+wc
 	}
 	n := float64(b.N)
 	b.ReportMetric(idle/n/1024, "idle-KiB")
+	b.ReportMetric(settled/n/1024, "settled-KiB")
 	b.ReportMetric(withConns/n/1024, "conns-KiB")
 	b.ReportMetric(perConn/n, "conn-bytes")
 }
 
-func agentMemory(b *testing.B, rafter string) (idle, perConn, withConns float64) {
+func agentMemory(b *testing.B, rafter string) (idle, settled, perConn, withConns float64) {
 	c := StartCluster(b, rafter, 1)
 	a := c.Leader(60 * time.Second)
 	pid := a.process().Pid()
 	idleRSS := peakRSS(b, pid, 5*time.Second)
+	peakRSS(b, pid, 3*time.Second)
+	settledRSS := peakRSS(b, pid, 3*time.Second)
 
 	ports, err := testutil.FreePorts([]string{a.IP}, 1)
 	if err != nil {
@@ -131,7 +136,7 @@ func agentMemory(b *testing.B, rafter string) (idle, perConn, withConns float64)
 			b.Fatalf("connection %d closed while idle: %v", i, err)
 		}
 	}
-	return float64(idleRSS), float64(after-before) / idleConns, float64(after)
+	return float64(idleRSS), float64(settledRSS), float64(after-before) / idleConns, float64(after)
 }
 
 // oneRequest opens a connection to addr, sends one keep-alive request
