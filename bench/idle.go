@@ -120,10 +120,26 @@ func raiseNoFile(n uint64) error {
 	return nil
 }
 
+// idleWarmConns is how many connections serve one request each, and
+// close, before the baseline of measureIdle is read.
+const idleWarmConns = 50
+
 // measureIdle records lp's RSS, opens n idle connections to it, lets it
-// settle and records its RSS again.
+// settle and records its RSS again. The baseline is read after a few
+// requests were served on connections since closed, so that the code and
+// pools serving touches are in it and the growth is the connections'.
 func measureIdle(ctx context.Context, fs ProcFS, lp *liveProxy, path string, n int) IdleConns {
 	out := IdleConns{Proxy: lp.name, Conns: n}
+	warm, err := OpenIdle(ctx, lp.listen, path, idleWarmConns, idleWarmConns, 30*time.Second)
+	if err != nil {
+		out.Err = "warming up: " + err.Error()
+		return out
+	}
+	warm.Close()
+	select {
+	case <-ctx.Done():
+	case <-time.After(time.Second):
+	}
 	before, err := fs.RSS(lp.proc.PID())
 	if err != nil {
 		out.Err = err.Error()
