@@ -45,31 +45,12 @@ func BenchmarkTableRebuildOneRouteChange10k(b *testing.B) {
 	}
 	for _, mode := range []string{"full", "incremental"} {
 		b.Run(mode, func(b *testing.B) {
-			reg := newRegistry(nil)
-			m, err := newMetrics(prometheus.NewRegistry())
-			if err != nil {
-				b.Fatal(err)
-			}
-			reg.metrics = m
-			tab := compile(cfgs[0], reg, "")
-			b.ReportAllocs()
-			i := 0
-			for b.Loop() {
-				i++
-				if i > changes {
-					// Back to the first configuration, outside the timing.
-					b.StopTimer()
-					i = 1
-					tab = compile(cfgs[0], reg, "")
-					b.StartTimer()
-				}
-				c := cfgs[i]
+			benchRebuilds(b, cfgs, func(tab *Table, c *fsm.Config, reg *registry) *Table {
 				if mode == "full" {
-					tab = compile(c, reg, "")
-				} else {
-					tab = compileNext(tab, c, reg, "")
+					return compile(c, reg, "")
 				}
-			}
+				return compileNext(tab, c, reg, "")
+			})
 		})
 	}
 }
@@ -103,27 +84,37 @@ func BenchmarkTableRebuildOneRouteChangeOneList(b *testing.B) {
 			cfgs = append(cfgs, next)
 		}
 		b.Run(fmt.Sprintf("routes=%d", n), func(b *testing.B) {
-			reg := newRegistry(nil)
-			m, err := newMetrics(prometheus.NewRegistry())
-			if err != nil {
-				b.Fatal(err)
-			}
-			reg.metrics = m
-			tab := compile(cfgs[0], reg, "")
-			b.ReportAllocs()
-			i := 0
-			for b.Loop() {
-				i++
-				if i > changes {
-					b.StopTimer()
-					i = 1
-					tab = compile(cfgs[0], reg, "")
-					b.StartTimer()
-				}
-				if tab = compileNext(tab, cfgs[i], reg, ""); !tab.incremental {
+			benchRebuilds(b, cfgs, func(tab *Table, c *fsm.Config, reg *registry) *Table {
+				if tab = compileNext(tab, c, reg, ""); !tab.incremental {
 					b.Fatal("compiled in full")
 				}
-			}
+				return tab
+			})
 		})
+	}
+}
+
+// benchRebuilds builds the table of each of cfgs[1:] in turn with rebuild,
+// from the previous one (metrics on, as in the agent), starting again from
+// cfgs[0], compiled outside the timing, after the last.
+func benchRebuilds(b *testing.B, cfgs []*fsm.Config, rebuild func(tab *Table, c *fsm.Config, reg *registry) *Table) {
+	reg := newRegistry(nil)
+	m, err := newMetrics(prometheus.NewRegistry())
+	if err != nil {
+		b.Fatal(err)
+	}
+	reg.metrics = m
+	tab := compile(cfgs[0], reg, "")
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		i++
+		if i == len(cfgs) {
+			b.StopTimer()
+			i = 1
+			tab = compile(cfgs[0], reg, "")
+			b.StartTimer()
+		}
+		tab = rebuild(tab, cfgs[i], reg)
 	}
 }
