@@ -14,6 +14,9 @@ const (
 	HAProxy = "haproxy"
 	Nginx   = "nginx"
 	Rafter  = "rafter"
+	// RafterB is a second rafter build, run exactly like Rafter from
+	// Config.RafterBBin, so two builds are compared in one interleaved run.
+	RafterB = "rafter-b"
 )
 
 // Config is one benchmark suite.
@@ -65,7 +68,9 @@ type Config struct {
 	IdleTimeout    fsm.Duration `json:"idle_timeout"`
 
 	// Binaries; empty RafterBin means build ./cmd/rafter with the go tool.
-	RafterBin  string `json:"rafter_bin,omitempty"`
+	RafterBin string `json:"rafter_bin,omitempty"`
+	// RafterBBin is the build run as the proxy "rafter-b" (required by it).
+	RafterBBin string `json:"rafter_b_bin,omitempty"`
 	HAProxyBin string `json:"haproxy_bin"`
 	NginxBin   string `json:"nginx_bin"`
 	WrkBin     string `json:"wrk_bin"`
@@ -85,6 +90,8 @@ type Config struct {
 	// ScalingOnly runs the 2-core scaling comparison alone: no main
 	// rounds, idle connections, TLS handshakes or cluster figures.
 	ScalingOnly bool `json:"scaling_only,omitempty"`
+	// NoExtras leaves out the TLS handshake and 2-core scaling comparisons.
+	NoExtras bool `json:"no_extras,omitempty"`
 
 	Cluster ClusterConfig `json:"cluster"`
 }
@@ -188,8 +195,11 @@ func (c Config) Validate() error {
 	}
 	seen := map[string]bool{}
 	for i, p := range c.Proxies {
-		if p != HAProxy && p != Nginx && p != Rafter {
-			return bad(fmt.Sprintf("proxies[%d]", i), "unknown proxy %q (haproxy, nginx, rafter)", p)
+		if p != HAProxy && p != Nginx && p != Rafter && p != RafterB {
+			return bad(fmt.Sprintf("proxies[%d]", i), "unknown proxy %q (haproxy, nginx, rafter, rafter-b)", p)
+		}
+		if p == RafterB && c.RafterBBin == "" {
+			return bad(fmt.Sprintf("proxies[%d]", i), "%q needs the binary it runs (--rafter-b)", p)
 		}
 		if seen[p] {
 			return bad(fmt.Sprintf("proxies[%d]", i), "%q listed twice", p)

@@ -225,6 +225,11 @@ func TestConfigValidate(t *testing.T) {
 	if err := QuickConfig().Validate(); err != nil {
 		t.Fatalf("quick: %v", err)
 	}
+	ab := QuickConfig()
+	ab.Proxies, ab.RafterBBin = []string{HAProxy, Rafter, RafterB}, "/usr/local/bin/rafter"
+	if err := ab.Validate(); err != nil {
+		t.Fatalf("rafter-b with its binary: %v", err)
+	}
 	tests := []struct {
 		field string
 		edit  func(c *Config)
@@ -241,6 +246,7 @@ func TestConfigValidate(t *testing.T) {
 		{"idle_conns", func(c *Config) { c.IdleConns = 1 << 20 }},
 		{"cluster.routes", func(c *Config) { c.Cluster.Routes = -1 }},
 		{"cluster.route_writes", func(c *Config) { c.Cluster.RouteWrites = 0 }},
+		{"proxies[3]", func(c *Config) { c.Proxies = append(c.Proxies, RafterB) }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.field, func(t *testing.T) {

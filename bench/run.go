@@ -155,7 +155,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (*Result, Outputs, e
 		return nil, outs, fmt.Errorf("interrupted: %w", err)
 	}
 
-	if slices.Contains(active, HAProxy) && slices.Contains(active, Rafter) {
+	switch {
+	case cfg.NoExtras:
+		res.Notes = append(res.Notes, "TLS handshakes and 2-core scaling: left out (--main-only).")
+	case slices.Contains(active, HAProxy) && slices.Contains(active, Rafter):
 		edir := filepath.Join(dir, "extras")
 		if err := os.MkdirAll(edir, 0o755); err != nil {
 			return nil, outs, err
@@ -164,7 +167,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (*Result, Outputs, e
 		if err := ctx.Err(); err != nil {
 			return nil, outs, fmt.Errorf("interrupted: %w", err)
 		}
-	} else {
+	default:
 		res.Notes = append(res.Notes, "TLS handshakes and 2-core scaling: not run, they need both haproxy and rafter.")
 	}
 

@@ -188,7 +188,10 @@ func startProxy(ctx context.Context, cfg Config, name, rafterBin, dir, backend s
 		}
 		spec.Path, spec.Args = cfg.NginxBin, args
 		info.Version = firstLine(cfg.NginxBin, "-v")
-	case Rafter:
+	case Rafter, RafterB:
+		if name == RafterB {
+			rafterBin = cfg.RafterBBin
+		}
 		if rafterBin == "" {
 			return nil, info, errors.New("no rafter binary")
 		}
@@ -207,6 +210,9 @@ func startProxy(ctx context.Context, cfg Config, name, rafterBin, dir, backend s
 			"--bootstrap-expect", "1", "--access-log", "off", "--log-level", "warn"}
 		spec.Env = []string{"GOMAXPROCS=1"}
 		info.Version = "rafter " + gitSHA()
+		if name == RafterB {
+			info.Version = "rafter " + rafterBin
+		}
 		adminURL := "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(admin))
 		afterStart = func() error {
 			if _, err := waitLeader(ctx, adminURL, 1, 30*time.Second); err != nil {

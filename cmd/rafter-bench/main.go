@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -82,6 +83,7 @@ func parse(args []string, stderr io.Writer) (bench.Config, options, error) {
 	out := fs.String("out", "", "results directory (default bench/results)")
 	work := fs.String("work-dir", "", "keep configs, data and logs here instead of a removed temporary directory")
 	rafterBin := fs.String("rafter", "", "rafter binary (default: go build ./cmd/rafter)")
+	rafterB := fs.String("rafter-b", "", "a second rafter binary, run as the proxy rafter-b when --proxies names it (e.g. haproxy,rafter,rafter-b)")
 	proxies := fs.String("proxies", "", "comma-separated proxies, reference first in the report (default haproxy,nginx,rafter)")
 	noInstall := fs.Bool("no-install", false, "do not apt-get install missing haproxy, nginx, wrk")
 	noCluster := fs.Bool("no-cluster", false, "skip the three-node propagation and apply figures")
@@ -93,6 +95,9 @@ func parse(args []string, stderr io.Writer) (bench.Config, options, error) {
 	routes := fs.Int("routes", -1, "routes in the cluster's large manifest (0: leave it out; default the suite's)")
 	routeWrites := fs.Int("route-writes", 0, "one-route changes timed with the large manifest applied (default the suite's)")
 	writes := fs.Int("writes", 0, "route changes timed for propagation on a small config (default the suite's)")
+	mainOnly := fs.Bool("main-only", false, "run only the main rounds: no idle connections, TLS handshakes, 2-core scaling or cluster figures")
+	bodySizes := fs.String("body-sizes", "", "comma-separated response body sizes in bytes (default the suite's)")
+	rounds := fs.Int("rounds", 0, "saturation and paced rounds per body size (default the suite's)")
 	if err := fs.Parse(args); err != nil {
 		return bench.Config{}, options{}, err
 	}
@@ -106,7 +111,7 @@ func parse(args []string, stderr io.Writer) (bench.Config, options, error) {
 	if *out != "" {
 		cfg.OutDir = *out
 	}
-	cfg.WorkDir, cfg.RafterBin = *work, *rafterBin
+	cfg.WorkDir, cfg.RafterBin, cfg.RafterBBin = *work, *rafterBin, *rafterB
 	if *proxies != "" {
 		cfg.Proxies = strings.Split(*proxies, ",")
 	}
@@ -122,6 +127,25 @@ func parse(args []string, stderr io.Writer) (bench.Config, options, error) {
 	}
 	if *writes > 0 {
 		cfg.Cluster.Writes = *writes
+	}
+	if *bodySizes != "" {
+		cfg.BodySizes = nil
+		for _, f := range strings.Split(*bodySizes, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil {
+				return bench.Config{}, options{}, fmt.Errorf("--body-sizes: %q is not a number of bytes", f)
+			}
+			cfg.BodySizes = append(cfg.BodySizes, n)
+		}
+	}
+	if *rounds > 0 {
+		cfg.SaturationRounds, cfg.LatencyRounds = *rounds, *rounds
+	}
+	if *mainOnly {
+		if *clusterOnly || *scalingOnly {
+			return bench.Config{}, options{}, errors.New("--main-only excludes --cluster-only and --scaling-only")
+		}
+		cfg.NoExtras, cfg.IdleConns, cfg.Cluster.Enabled = true, 0, false
 	}
 	if *clusterOnly && !cfg.Cluster.Enabled {
 		return bench.Config{}, options{}, errors.New("--cluster-only and --no-cluster exclude each other")

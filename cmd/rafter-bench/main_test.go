@@ -34,6 +34,15 @@ func TestParse(t *testing.T) {
 		{"no large manifest", []string{"--routes", "0"}, func(c bench.Config) bool { return c.Cluster.Routes == 0 }, false},
 		{"cluster-only without cluster", []string{"--cluster-only", "--no-cluster"}, nil, true},
 		{"too many routes", []string{"--routes", "100001"}, nil, true},
+		{"two rafter builds", []string{"--main-only", "--proxies", "haproxy,rafter,rafter-b", "--rafter-b", "/tmp/rafter-b",
+			"--body-sizes", "0,65536", "--rounds", "5"},
+			func(c bench.Config) bool {
+				return c.RafterBBin == "/tmp/rafter-b" && slices.Equal(c.BodySizes, []int{0, 65536}) &&
+					c.SaturationRounds == 5 && c.LatencyRounds == 5 && c.NoExtras && c.IdleConns == 0 && !c.Cluster.Enabled
+			}, false},
+		{"rafter-b without its binary", []string{"--proxies", "haproxy,rafter-b"}, nil, true},
+		{"body size not a number", []string{"--body-sizes", "1k"}, nil, true},
+		{"main-only with cluster-only", []string{"--main-only", "--cluster-only"}, nil, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
