@@ -6,9 +6,11 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -406,5 +408,52 @@ func TestYieldConnReadFromPooledBuffer(t *testing.T) {
 	_ = raw.Close()
 	if b := <-got; string(b) != want.String() {
 		t.Fatalf("the peer got %d bytes, want %d (the copies in order, nothing else)", len(b), want.Len())
+	}
+}
+
+// readyConn answers every Read at once with one byte and takes every
+// Write: a read on it never parks.
+type readyConn struct{ net.Conn }
+
+func (readyConn) Read(p []byte) (int, error)  { p[0] = 'x'; return 1, nil }
+func (readyConn) Write(p []byte) (int, error) { return len(p), nil }
+func (readyConn) RemoteAddr() net.Addr        { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 8080} }
+
+// A client connection yields before the read that follows a write, so a
+// goroutine made runnable just before gets to run first; a backend
+// connection (newUpstreamConn) does not, so that the response read parks
+// and the scheduler polls the network once per request. With one P and
+// a read that never parks, only a yield lets the other goroutine run
+// inside the read. Counted over tries, since the runtime may preempt or
+// pick another run queue now and then.
+func TestOnlyClientConnectionsYieldBeforeReading(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	ranInside := func(c net.Conn, write bool) int {
+		n := 0
+		for range 20 {
+			if write {
+				_, _ = c.Write([]byte("request"))
+			}
+			runtime.Gosched() // a fresh time slice
+			var ran atomic.Bool
+			done := make(chan struct{})
+			go func() { ran.Store(true); close(done) }()
+			_, _ = c.Read(make([]byte, 1))
+			if ran.Load() {
+				n++
+			}
+			<-done
+		}
+		return n
+	}
+	client := &yieldConn{Conn: readyConn{}, yields: true}
+	if n := ranInside(client, true); n < 15 {
+		t.Errorf("client connection, read after a write: the other goroutine ran inside it %d times of 20, want at least 15 (a yield)", n)
+	}
+	if n := ranInside(client, false); n > 5 {
+		t.Errorf("client connection, read after a read: the other goroutine ran inside it %d times of 20, want at most 5 (no yield)", n)
+	}
+	if n := ranInside(newUpstreamConn(readyConn{}, 0), true); n > 5 {
+		t.Errorf("backend connection, read after a write: the other goroutine ran inside it %d times of 20, want at most 5 (no yield)", n)
 	}
 }
