@@ -104,16 +104,51 @@ const (
 	truncRetryMax   = time.Second
 )
 
+// compactChunk bounds the entries one transaction deletes when Raft drops
+// the log's prefix after a snapshot. That prefix can be tens of thousands
+// of entries, and bolt holds its only write lock for the whole
+// transaction: every append, so every write's commit, waits behind it
+// (about 70 ms for 20,000 entries on an idle disk, which shows in the p99
+// of route changes). Deleted in chunks, appends run in between, and the
+// log on disk is contiguous after every chunk, as it is after the whole.
+const compactChunk = 1024
+
 func (s *truncatingLog) DeleteRange(min, max uint64) error {
 	first, err := s.LogStore.FirstIndex()
 	if err != nil {
 		return err
 	}
+	last, err := s.LogStore.LastIndex()
+	if err != nil {
+		return err
+	}
+	if min <= first && max < last {
+		// A strict prefix (compaction): a crash or an error between
+		// chunks leaves a shorter prefix deleted, which the next
+		// compaction finishes.
+		for lo := min; lo <= max; {
+			hi := max
+			if max-lo >= compactChunk {
+				hi = lo + compactChunk - 1
+			}
+			if err := s.LogStore.DeleteRange(lo, hi); err != nil {
+				return err
+			}
+			if hi == max {
+				break
+			}
+			lo = hi + 1
+		}
+		return nil
+	}
+	// A suffix or the whole log goes in one transaction: a failure
+	// halfway through ascending chunks would leave the log with a hole
+	// or with only the end of what Raft asked to delete.
 	if err := s.LogStore.DeleteRange(min, max); err != nil {
 		return err // one bolt transaction: nothing was deleted
 	}
-	// A suffix (what a follower drops on a conflict) rather than a prefix
-	// (compaction after a snapshot) or the whole log.
+	// A suffix (what a follower drops on a conflict) rather than the
+	// whole log.
 	if min > first {
 		s.mu.Lock()
 		s.truncated = true

@@ -503,3 +503,102 @@ func TestVoteStoreReadsAClearedCandidateAsNone(t *testing.T) {
 		})
 	}
 }
+
+// recordDeletes records every DeleteRange that reaches the store.
+type recordDeletes struct {
+	raft.LogStore
+	mu   sync.Mutex
+	dels [][2]uint64
+}
+
+func (s *recordDeletes) DeleteRange(min, max uint64) error {
+	s.mu.Lock()
+	s.dels = append(s.dels, [2]uint64{min, max})
+	s.mu.Unlock()
+	return s.LogStore.DeleteRange(min, max)
+}
+
+// Compaction (a strict prefix) reaches the store in ascending chunks of
+// at most compactChunk entries, so appends are not held up for the whole
+// of it; a suffix or the whole log is deleted in one call, as Raft asked.
+func TestCompactionDeletesInChunks(t *testing.T) {
+	const n = 3*compactChunk + 100
+	tests := []struct {
+		name     string
+		min, max uint64
+		want     [][2]uint64
+	}{
+		{"prefix", 1, 3*compactChunk + 10, [][2]uint64{
+			{1, compactChunk}, {compactChunk + 1, 2 * compactChunk}, {2*compactChunk + 1, 3 * compactChunk}, {3*compactChunk + 1, 3*compactChunk + 10}}},
+		{"prefix of one chunk", 1, compactChunk, [][2]uint64{{1, compactChunk}}},
+		{"suffix", 100, n, [][2]uint64{{100, n}}},
+		{"whole log", 1, n, [][2]uint64{{1, n}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := &recordDeletes{LogStore: raft.NewInmemStore()}
+			g := guardLog(rec, make(chan struct{}), discardLog)
+			if err := g.StoreLogs(entries(1, n, 2)); err != nil {
+				t.Fatal(err)
+			}
+			if err := g.DeleteRange(tt.min, tt.max); err != nil {
+				t.Fatal(err)
+			}
+			if fmt.Sprint(rec.dels) != fmt.Sprint(tt.want) {
+				t.Fatalf("deletes %v, want %v", rec.dels, tt.want)
+			}
+			first, _ := g.FirstIndex()
+			last, _ := g.LastIndex()
+			wantFirst, wantLast := tt.max+1, uint64(n)
+			if tt.min > 1 {
+				wantFirst, wantLast = 1, tt.min-1
+			}
+			if tt.max == n && tt.min == 1 {
+				wantFirst, wantLast = 0, 0
+			}
+			if first != wantFirst || last != wantLast {
+				t.Fatalf("log spans %d-%d after the delete, want %d-%d", first, last, wantFirst, wantLast)
+			}
+		})
+	}
+}
+
+// A chunk that fails stops the compaction with the log still contiguous:
+// the chunks before it are gone, everything after it is there.
+func TestCompactionFailingHalfwayKeepsTheLogContiguous(t *testing.T) {
+	const n = 3 * compactChunk
+	disk := &diskLog{LogStore: raft.NewInmemStore()}
+	dels := &failAfterDeletes{LogStore: disk, ok: 1}
+	g := guardLog(dels, make(chan struct{}), discardLog)
+	if err := g.StoreLogs(entries(1, n, 2)); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.DeleteRange(1, n-10); !errors.Is(err, errDiskFull) {
+		t.Fatalf("DeleteRange = %v, want the store's error", err)
+	}
+	first, _ := g.FirstIndex()
+	last, _ := g.LastIndex()
+	if first != compactChunk+1 || last != n {
+		t.Fatalf("log spans %d-%d, want %d-%d", first, last, compactChunk+1, n)
+	}
+	for i := first; i <= last; i++ {
+		var e raft.Log
+		if err := g.GetLog(i, &e); err != nil {
+			t.Fatalf("entry %d: %v", i, err)
+		}
+	}
+}
+
+// failAfterDeletes lets ok deletes through, then fails every one.
+type failAfterDeletes struct {
+	raft.LogStore
+	ok int
+}
+
+func (s *failAfterDeletes) DeleteRange(min, max uint64) error {
+	if s.ok == 0 {
+		return errDiskFull
+	}
+	s.ok--
+	return s.LogStore.DeleteRange(min, max)
+}
