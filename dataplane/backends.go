@@ -45,6 +45,9 @@ type backendState struct {
 	tlsm      *tlsMetrics
 	log       *slog.Logger
 	tlsLogged atomic.Int64 // unix nanoseconds of the last TLS failure logged
+	// limit counts the private connections of a pool with
+	// send_proxy_protocol (see privateLimit); nil without.
+	limit *privateLimit
 }
 
 // client returns the HostClient that dials with connect timeout ct.
@@ -62,7 +65,7 @@ func (b *backendState) client(ct time.Duration) *fasthttp.HostClient {
 // newClient builds a HostClient dialing with connect timeout ct; proxyHdr,
 // when set, starts each of its connections (see privateClients).
 func (b *backendState) newClient(ct time.Duration, proxyHdr []byte) *fasthttp.HostClient {
-	dial, s := b.dial, b.settings
+	s := b.settings
 	hc := &fasthttp.HostClient{
 		Addr:                          b.addr,
 		NoDefaultUserAgentHeader:      true,
@@ -78,26 +81,44 @@ func (b *backendState) newClient(ct time.Duration, proxyHdr []byte) *fasthttp.Ho
 		ReadBufferSize:            DefaultMaxHeaderBytes,
 		MaxIdleConnDuration:       DefaultUpstreamIdleTimeout,
 		Dial: func(a string) (net.Conn, error) {
-			start := time.Now()
-			c, err := dial(a, ct)
-			if err != nil {
-				return nil, err
-			}
-			if c, err = b.prepare(c, ct, proxyHdr); err != nil {
-				return nil, err
-			}
-			took := time.Since(start)
-			b.obs.connected(took)
-			return newUpstreamConn(c, took), nil
+			return b.connect(a, ct, proxyHdr, nil)
 		},
 	}
 	hc.Transport = newTransport(hc, hc.AcquireConn, hc.ReleaseConn, hc.CloseConn)
 	return hc
 }
 
+// connect opens a connection to the backend at addr for a HostClient:
+// the dial with connect timeout ct, then the PROXY header and TLS
+// (prepare). For a private client (private non-nil) the caller has taken
+// a slot of b.limit; the connection holds it until it closes, and a dial
+// that fails gives it back.
+func (b *backendState) connect(addr string, ct time.Duration, proxyHdr []byte, private *fasthttp.HostClient) (net.Conn, error) {
+	start := time.Now()
+	c, err := b.dial(addr, ct)
+	if err != nil {
+		if private != nil {
+			b.limit.release(nil)
+		}
+		return nil, err
+	}
+	if private != nil {
+		c = b.limit.adopt(c, private)
+	}
+	if c, err = b.prepare(c, ct, proxyHdr); err != nil {
+		return nil, err
+	}
+	took := time.Since(start)
+	b.obs.connected(took)
+	return newUpstreamConn(c, took), nil
+}
+
 // conns is the number of open connections to the backend.
 func (b *backendState) conns() int {
 	n := b.hc.ConnsCount()
+	if b.limit != nil {
+		n += b.limit.conns()
+	}
 	b.timed.Range(func(_, c any) bool {
 		n += c.(*fasthttp.HostClient).ConnsCount()
 		return true
@@ -105,9 +126,13 @@ func (b *backendState) conns() int {
 	return n
 }
 
-// closeIdle closes the idle connections of every client of b.
+// closeIdle closes the idle connections of every client of b, private
+// ones included.
 func (b *backendState) closeIdle() {
 	b.hc.CloseIdleConnections()
+	if b.limit != nil {
+		b.limit.closeIdle()
+	}
 	b.timed.Range(func(_, c any) bool {
 		c.(*fasthttp.HostClient).CloseIdleConnections()
 		return true
@@ -138,6 +163,11 @@ type registry struct {
 	pools    map[string]*poolState
 	retired  []*backendState
 	tls      map[string]*poolTLS // by pool, see poolTLS
+	// limits are the privateLimits of backends of pools with
+	// send_proxy_protocol. One outlives the backendState it was made
+	// for while connections hold its slots: a backend whose settings
+	// change, or that leaves and comes back, keeps counting them.
+	limits map[backendKey]*privateLimit
 }
 
 func newRegistry(dial func(addr string, timeout time.Duration) (net.Conn, error)) *registry {
@@ -146,7 +176,8 @@ func newRegistry(dial func(addr string, timeout time.Duration) (net.Conn, error)
 			return (&net.Dialer{Timeout: timeout}).Dial("tcp", addr)
 		}
 	}
-	return &registry{dial: dial, backends: map[backendKey]*backendState{}, pools: map[string]*poolState{}}
+	return &registry{dial: dial, backends: map[backendKey]*backendState{}, pools: map[string]*poolState{},
+		limits: map[backendKey]*privateLimit{}}
 }
 
 func (r *registry) pool(name string) *poolState {
@@ -175,6 +206,12 @@ func (r *registry) backend(pool, addr string, s connSettings) *backendState {
 		obs = newBackendObs(r.metrics, pool, addr)
 	}
 	b := &backendState{pool: pool, addr: addr, settings: s, dial: r.dial, obs: obs, tlsm: r.tlsm, log: r.log}
+	if s.sendProxy != "" {
+		if b.limit = r.limits[k]; b.limit == nil {
+			b.limit = &privateLimit{}
+			r.limits[k] = b.limit
+		}
+	}
 	if s.tls != nil && s.tls.cfg != nil {
 		b.tlsCfg = upstreamtls.ForBackend(s.tls.cfg, addr)
 	}
@@ -219,6 +256,13 @@ func (r *registry) sweep(t *Table) {
 	for _, b := range gone {
 		b.closeIdle()
 	}
+	r.mu.Lock()
+	for k, l := range r.limits {
+		if b := r.backends[k]; (b == nil || b.limit != l) && l.conns() == 0 {
+			delete(r.limits, k)
+		}
+	}
+	r.mu.Unlock()
 	for _, o := range goneObs {
 		o.retire()
 	}

@@ -26,5 +26,6 @@
 // that names the client uses it. Pools may speak TLS to their backends
 // (backendtls.go, configured by package upstreamtls, which the health
 // checks share) and send a PROXY header on backend connections private to
-// one client connection (sendproxy.go).
+// one client connection (sendproxy.go), which count against the pool's
+// max_conns_per_backend like shared ones (privatelimit.go).
 package dataplane

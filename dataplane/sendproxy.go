@@ -74,12 +74,32 @@ func (p *privateClients) client(ctx *fasthttp.RequestCtx, b *backendState, ct ti
 		clear(cs)
 	}
 	if hc == nil {
-		hc = b.newClient(ct, proxyHeaderFor(b.settings.sendProxy, ctx.RemoteAddr(), ctx.LocalAddr()))
-		// One request at a time comes from a client connection; a second
-		// connection covers a backend that closed the first mid-way.
-		hc.MaxConns = 2
+		hc = b.newPrivateClient(ct, proxyHeaderFor(b.settings.sendProxy, ctx.RemoteAddr(), ctx.LocalAddr()))
 		cs[k] = hc
 	}
+	return hc
+}
+
+// newPrivateClient is a HostClient for one client connection to b: its
+// connections start with proxyHdr and each holds a slot of b.limit (see
+// privateLimit) from before its dial until it closes.
+func (b *backendState) newPrivateClient(ct time.Duration, proxyHdr []byte) *fasthttp.HostClient {
+	hc := b.newClient(ct, proxyHdr)
+	// One request at a time comes from a client connection; a second
+	// connection covers a backend that closed the first mid-way.
+	hc.MaxConns = 2
+	l, s := b.limit, b.settings
+	// DialTimeout rather than Dial: fasthttp passes it the request's
+	// timeout, which bounds the wait for a slot as it bounds the shared
+	// client's wait for a connection.
+	hc.Dial = nil
+	hc.DialTimeout = func(addr string, reqTimeout time.Duration) (net.Conn, error) {
+		if err := l.acquire(s.maxConns, s.maxWait, reqTimeout); err != nil {
+			return nil, err
+		}
+		return b.connect(addr, ct, proxyHdr, hc)
+	}
+	hc.Transport = newTransport(hc, hc.AcquireConn, releaseUnlessWanted(l, hc.ReleaseConn, hc.CloseConn), hc.CloseConn)
 	return hc
 }
 
