@@ -26,6 +26,20 @@ func gitSHA() string {
 	return sha
 }
 
+// rafterVersion names the rafter build proxy name (Rafter or RafterB)
+// runs: the tree's commit when the harness built it, else the binary's
+// path, since a binary given with --rafter or --rafter-b need not be the
+// tree's.
+func rafterVersion(cfg Config, name string) string {
+	switch {
+	case name == RafterB:
+		return "rafter " + cfg.RafterBBin
+	case cfg.RafterBin != "":
+		return "rafter " + cfg.RafterBin
+	}
+	return "rafter " + gitSHA()
+}
+
 // machine describes this host from /proc and the Go runtime.
 func machine() Machine {
 	m := Machine{CPUs: runtime.NumCPU(), GoVersion: runtime.Version()}

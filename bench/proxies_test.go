@@ -87,3 +87,19 @@ func TestPropagationRouteIsARouteSpec(t *testing.T) {
 		t.Fatalf("spec %+v", spec)
 	}
 }
+
+// A rafter binary given on the command line is named by its path, not by
+// the tree's commit, which it need not be built from.
+func TestRafterVersionNamesTheBinaryRun(t *testing.T) {
+	c := DefaultConfig()
+	if v := rafterVersion(c, Rafter); v != "rafter "+gitSHA() {
+		t.Fatalf("built by the harness: %q, want the tree's commit", v)
+	}
+	c.RafterBin, c.RafterBBin = "/opt/a/rafter", "/opt/b/rafter"
+	if v := rafterVersion(c, Rafter); v != "rafter /opt/a/rafter" {
+		t.Fatalf("--rafter: %q", v)
+	}
+	if v := rafterVersion(c, RafterB); v != "rafter /opt/b/rafter" {
+		t.Fatalf("--rafter-b: %q", v)
+	}
+}

@@ -205,7 +205,7 @@ func runScalingOnly(ctx context.Context, cfg Config, res *Result, rafterBin, dir
 		case HAProxy:
 			info.Version = firstLine(cfg.HAProxyBin, "-v")
 		case Rafter:
-			info.Version = "rafter " + gitSHA()
+			info.Version = rafterVersion(cfg, name)
 		default:
 			info.Skipped, info.Reason = true, "not run: --scaling-only compares HAProxy and rafter"
 		}

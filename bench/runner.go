@@ -209,10 +209,7 @@ func startProxy(ctx context.Context, cfg Config, name, rafterBin, dir, backend s
 			"--bind", "127.0.0.1", "--admin-port", strconv.Itoa(admin), "--raft-port", strconv.Itoa(raftPort),
 			"--bootstrap-expect", "1", "--access-log", "off", "--log-level", "warn"}
 		spec.Env = []string{"GOMAXPROCS=1"}
-		info.Version = "rafter " + gitSHA()
-		if name == RafterB {
-			info.Version = "rafter " + rafterBin
-		}
+		info.Version = rafterVersion(cfg, name)
 		adminURL := "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(admin))
 		afterStart = func() error {
 			if _, err := waitLeader(ctx, adminURL, 1, 30*time.Second); err != nil {
