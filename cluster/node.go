@@ -352,13 +352,21 @@ func (n *Node) Apply(ctx context.Context, cmd *fsm.Command) (uint64, error) {
 		return 0, n.notLeader(nil)
 	}
 	cur := n.fsm.Config()
-	if _, err := n.fsm.Next(cur, cur.Index+1, cmd); err != nil {
-		return 0, err
-	}
 	data, err := fsm.EncodeCommand(cmd)
 	if err != nil {
+		// What the fsm finds wrong with it says more (a version, a field).
+		if _, nerr := n.fsm.Next(cur, cur.Index+1, cmd); nerr != nil {
+			return 0, nerr
+		}
 		return 0, fmt.Errorf("cluster: encode command: %w", err)
 	}
+	// Checked as the entry will be applied; when nothing else is applied
+	// first, applying it publishes the document built here.
+	next, err := n.fsm.Check(cur, cur.Index+1, data)
+	if err != nil {
+		return 0, err
+	}
+	n.fsm.Expect(cur, cur.Index+1, data, next)
 	start := time.Now()
 	f := n.raft.Apply(data, enqueueTimeout(ctx))
 	if err := n.await(ctx, f); err != nil {

@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"bytes"
 	"context"
 	"sync"
 	"sync/atomic"
@@ -15,7 +16,24 @@ type FSM struct {
 	changed chan struct{}
 
 	memo *Memo
+
+	expMu sync.Mutex
+	exp   []expected // see Expect
 }
+
+// expected is a command's outcome computed before it was committed: next
+// is Next(base, index, the command encoded as data).
+type expected struct {
+	base  *Config
+	index uint64
+	data  []byte
+	next  *Config
+}
+
+// maxExpected bounds the outcomes kept by Expect: one per write in flight
+// on the leader, beyond which the oldest is dropped (and computed again at
+// apply).
+const maxExpected = 8
 
 // New returns an FSM holding Empty().
 func New() *FSM {
@@ -29,6 +47,10 @@ func New() *FSM {
 // was consumed. Safe for one writer and many concurrent readers.
 func (f *FSM) Apply(index uint64, data []byte) error {
 	cur := f.cur.Load()
+	if next := f.expected(cur, index, data); next != nil {
+		f.publish(next)
+		return nil
+	}
 	cmd, err := DecodeCommand(data)
 	if err == nil {
 		var next *Config
@@ -47,6 +69,55 @@ func (f *FSM) Apply(index uint64, data []byte) error {
 // command before proposing it makes its apply cheaper too.
 func (f *FSM) Next(c *Config, index uint64, cmd *Command) (*Config, error) {
 	return NextMemo(c, index, cmd, f.memo)
+}
+
+// Check computes what applying the log entry data at index to c gives,
+// as Apply would, without applying it: the leader's check of a command
+// before it proposes it. The entry is decoded first, so what is checked is
+// exactly what every node will apply.
+func (f *FSM) Check(c *Config, index uint64, data []byte) (*Config, error) {
+	cmd, err := DecodeCommand(data)
+	if err != nil {
+		return nil, err
+	}
+	return NextMemo(c, index, cmd, f.memo)
+}
+
+// Expect records next, returned by Check(base, index, data), so that
+// applying the same entry at the same index to the same document publishes
+// next instead of computing it again: the leader then builds each
+// document once, not twice. Next is deterministic, which is what lets
+// every node apply the log on its own, so the outcome is the one Apply
+// would compute. An expectation whose base is no longer current (another
+// entry was applied first) is dropped at the next Apply.
+func (f *FSM) Expect(base *Config, index uint64, data []byte, next *Config) {
+	f.expMu.Lock()
+	defer f.expMu.Unlock()
+	if len(f.exp) == maxExpected {
+		f.exp = append(f.exp[:0], f.exp[1:]...)
+	}
+	f.exp = append(f.exp, expected{base: base, index: index, data: data, next: next})
+}
+
+// expected returns the recorded outcome of data at index on cur, or nil,
+// and forgets every expectation on another document than cur.
+func (f *FSM) expected(cur *Config, index uint64, data []byte) *Config {
+	f.expMu.Lock()
+	defer f.expMu.Unlock()
+	var next *Config
+	kept := f.exp[:0]
+	for _, e := range f.exp {
+		switch {
+		case e.base != cur:
+		case next == nil && e.index == index && bytes.Equal(e.data, data):
+			next = e.next
+		default:
+			kept = append(kept, e)
+		}
+	}
+	clear(f.exp[len(kept):])
+	f.exp = kept
+	return next
 }
 
 // Config returns the current document. It is immutable: never modify it.

@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -143,5 +144,92 @@ func TestWaitIndex(t *testing.T) {
 	cancel()
 	if c, err := WaitIndex(ctx, f, 9); !errors.Is(err, context.Canceled) || c.Index != 2 {
 		t.Fatalf("WaitIndex after cancel = %v, %v; want the current config and context.Canceled", c, err)
+	}
+}
+
+// An entry checked and expected on the leader (Check, Expect) is applied
+// by publishing the document Check built, which is the document Apply
+// would have built; an expectation for another index, other bytes or
+// another document is never used, and one on a document no longer
+// current is forgotten.
+func TestFSMAppliesExpectedOutcome(t *testing.T) {
+	f := New()
+	put := func(port int) []byte {
+		b, err := EncodeCommand(PutCommand(obj(KindListener, "web", fmt.Sprintf(`{"port":%d}`, port)), nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	cur := f.Config()
+	data := put(80)
+	next, err := f.Check(cur, 1, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh, err := Next(cur, 1, PutCommand(obj(KindListener, "web", `{"port":80}`), nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var a, b bytes.Buffer
+	if err := WriteSnapshot(&a, next); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteSnapshot(&b, fresh); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(a.Bytes(), b.Bytes()) {
+		t.Fatalf("Check built\n%s\nNext built\n%s", a.Bytes(), b.Bytes())
+	}
+	// Expectations that must not be used: a sentinel document each.
+	bogus := func() *Config { c := *cur; c.Index = 999; return &c }
+	wrongIndex, wrongData, wrongBase := bogus(), bogus(), bogus()
+	f.Expect(cur, 2, data, wrongIndex)
+	f.Expect(cur, 1, put(81), wrongData)
+	f.Expect(next, 1, data, wrongBase)
+	f.Expect(cur, 1, data, next)
+	if err := f.Apply(1, data); err != nil {
+		t.Fatal(err)
+	}
+	if f.Config() != next {
+		t.Fatal("the expected outcome was computed again, not published")
+	}
+	// Index 2 on the old document: never used now, and dropped.
+	if err := f.Apply(2, put(82)); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.Config(); got == wrongIndex || got == wrongData || got == wrongBase || got.Listeners["web"].Spec.Port != 82 {
+		t.Fatalf("after a second entry: port %d, index %d", got.Listeners["web"].Spec.Port, got.Index)
+	}
+	f.expMu.Lock()
+	left := len(f.exp)
+	f.expMu.Unlock()
+	if left != 0 {
+		t.Fatalf("%d expectations kept on documents no longer current", left)
+	}
+	// At most maxExpected are kept.
+	cur = f.Config()
+	for i := range maxExpected + 3 {
+		f.Expect(cur, cur.Index+1, put(100+i), cur)
+	}
+	f.expMu.Lock()
+	left = len(f.exp)
+	f.expMu.Unlock()
+	if left != maxExpected {
+		t.Fatalf("%d expectations kept, want at most %d", left, maxExpected)
+	}
+}
+
+// Check refuses what Apply would refuse, with the same error.
+func TestFSMCheckRefusesAsApplyDoes(t *testing.T) {
+	f := New()
+	b, _ := EncodeCommand(PutCommand(obj(KindListener, "web", `{"port":0}`), nil))
+	_, checkErr := f.Check(f.Config(), 1, b)
+	applyErr := f.Apply(1, b)
+	if !errors.Is(checkErr, ErrInvalid) || checkErr.Error() != applyErr.Error() {
+		t.Fatalf("Check: %v; Apply: %v", checkErr, applyErr)
+	}
+	if _, err := f.Check(f.Config(), 2, []byte("not an entry")); err == nil {
+		t.Fatal("Check accepted bytes that are not an entry")
 	}
 }
