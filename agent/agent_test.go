@@ -83,16 +83,36 @@ func startAgent(t *testing.T, ctx context.Context, c Config) (*Agent, <-chan err
 	return a, done
 }
 
-// freePort is a port free on 127.0.0.1 a moment ago; the data plane binds
-// it on 127.0.0.1-3.
+// freePort is a port free a moment ago on every dev node's address
+// (127.0.0.1-3), where the data plane binds it. Free on 127.0.0.1 alone is
+// not enough: a socket the kernel gave another node on 127.0.0.2 or .3
+// (its Raft or admin listener on port 0) may hold the same number, and
+// that node's listener would then never bind.
 func freePort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for range 100 {
+		ln, err := net.Listen("tcp", DevIP(0)+":0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		held := []net.Listener{ln}
+		for i := 1; i < len(DevZones); i++ {
+			l, err := net.Listen("tcp", net.JoinHostPort(DevIP(i), strconv.Itoa(port)))
+			if err != nil {
+				break
+			}
+			held = append(held, l)
+		}
+		for _, l := range held {
+			l.Close()
+		}
+		if len(held) == len(DevZones) {
+			return port
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	t.Fatal("no port free on every dev node address in 100 tries")
+	return 0
 }
 
 type testWriter struct{ t testing.TB }

@@ -88,11 +88,28 @@ func secretsCluster(t *testing.T, logs io.Writer) (*DevCluster, []string, string
 				t.Errorf("stopping: %v", err)
 			}
 		}
+		if t.Failed() {
+			logProblems(t, logs)
+		}
 	})
 	if err := dc.StartAll(ctx); err != nil {
 		t.Fatalf("start: %v", err)
 	}
 	return dc, admins, dir
+}
+
+// logProblems logs the warnings and errors among the nodes' log lines,
+// which say why a listener did not bind or a ticket key did not rotate.
+func logProblems(t *testing.T, logs io.Writer) {
+	lb, ok := logs.(*lockedBuffer)
+	if !ok {
+		return
+	}
+	for line := range strings.Lines(string(lb.Bytes())) {
+		if strings.Contains(line, `"level":"WARN"`) || strings.Contains(line, `"level":"ERROR"`) {
+			t.Log(strings.TrimSpace(line))
+		}
+	}
 }
 
 // raftNode is node id's Raft node in dc.

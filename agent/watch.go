@@ -51,7 +51,6 @@ func (w *watcher) Changed() <-chan struct{} {
 	return w.changed
 }
 
-// Run follows src until ctx is done.
 // indexes reports the index of the newest configuration the watcher has
 // seen and of the newest one it handed to the data plane (entries in
 // between changed nothing the data plane reads).
@@ -67,6 +66,7 @@ func (w *watcher) indexes() (seen, handed uint64) {
 	return seen, handed
 }
 
+// Run follows src until ctx is done.
 func (w *watcher) Run(ctx context.Context) {
 	for {
 		ch := w.src.Changed()
@@ -79,13 +79,19 @@ func (w *watcher) Run(ctx context.Context) {
 	}
 }
 
+// step hands c to the health monitor and, when it changes what the data
+// plane reads, to the data plane. seen moves to c only once both are done,
+// and under the same lock as cur: a reader of indexes (the config-lag
+// metric) must never see c as seen while the data plane has not been
+// given it, or it would count the data plane as current with c.
 func (w *watcher) step(c *fsm.Config) {
 	if c == nil {
 		return
 	}
+	// Only step writes seen, and step runs on one goroutine at a time
+	// (newWatcher, then Run).
 	w.mu.Lock()
 	prev := w.seen
-	w.seen = c
 	w.mu.Unlock()
 	if prev != nil && prev.Index == c.Index {
 		return
@@ -97,14 +103,15 @@ func (w *watcher) step(c *fsm.Config) {
 		}
 		w.health.Update(pools)
 	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.seen = c
 	if prev != nil && !dataplaneChanged(prev, c) {
 		return
 	}
-	w.mu.Lock()
 	w.cur = c
 	close(w.changed)
 	w.changed = make(chan struct{})
-	w.mu.Unlock()
 }
 
 // dataplaneChanged reports whether b differs from a in what the data plane

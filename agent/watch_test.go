@@ -48,13 +48,15 @@ func (s *fakeSource) apply(t *testing.T, cmd *fsm.Command) {
 	s.changed = make(chan struct{})
 }
 
-// recordingHealth records each pool set it is given and the index the data
-// plane had at that moment, which must still be the older one.
+// recordingHealth records each pool set it is given and, at that moment,
+// the index the data plane had and the index the watcher reported as seen,
+// which must both still be the older ones.
 type recordingHealth struct {
-	mu      sync.Mutex
-	updates []map[string]fsm.PoolSpec
-	w       *watcher
-	dpIndex uint64
+	mu        sync.Mutex
+	updates   []map[string]fsm.PoolSpec
+	w         *watcher
+	dpIndex   uint64
+	seenIndex uint64
 }
 
 func (h *recordingHealth) Update(pools map[string]fsm.PoolSpec) {
@@ -63,6 +65,7 @@ func (h *recordingHealth) Update(pools map[string]fsm.PoolSpec) {
 	h.updates = append(h.updates, pools)
 	if h.w != nil {
 		h.dpIndex = h.w.Snapshot().Index
+		h.seenIndex, _ = h.w.indexes()
 	}
 }
 
@@ -81,7 +84,8 @@ func manifest(t *testing.T, y string) *fsm.Command {
 	return fsm.ApplyCommand(objs)
 }
 
-// waitSeen waits until the watcher has read src at index i.
+// waitSeen waits until the watcher has handled src at index i: fed the
+// health monitor and, if it reads the change, the data plane.
 func waitSeen(t *testing.T, w *watcher, i uint64) {
 	t.Helper()
 	testutil.Eventually(t, 10*time.Second, "watcher reads the new index", func() error {
@@ -176,10 +180,15 @@ spec: {provider: none, home_node: n1}
 		}
 		if st.health {
 			h.mu.Lock()
-			dp := h.dpIndex
+			dp, seen := h.dpIndex, h.seenIndex
 			h.mu.Unlock()
 			if dp >= idx {
 				t.Fatalf("%s: the data plane had index %d before the health monitor saw %d", st.name, dp, idx)
+			}
+			// Seen before the data plane has it, the config-lag metric
+			// would count the data plane as current with idx.
+			if seen >= idx {
+				t.Fatalf("%s: the watcher reported index %d as seen before handing it on", st.name, seen)
 			}
 		}
 	}
