@@ -84,7 +84,7 @@ func startAgent(t *testing.T, ctx context.Context, c Config) (*Agent, <-chan err
 }
 
 // freePort is a port free a moment ago on every dev node's address
-// (127.0.0.1-3), where the data plane binds it. Free on 127.0.0.1 alone is
+// (127.0.0.1-3, and 127.0.0.4 for a proxy node), where the data plane binds it. Free on 127.0.0.1 alone is
 // not enough: a socket the kernel gave another node on 127.0.0.2 or .3
 // (its Raft or admin listener on port 0) may hold the same number, and
 // that node's listener would then never bind.
@@ -97,7 +97,9 @@ func freePort(t testing.TB) int {
 		}
 		port := ln.Addr().(*net.TCPAddr).Port
 		held := []net.Listener{ln}
-		for i := 1; i < len(DevZones); i++ {
+		// One address past the dev nodes' too: the proxy node of
+		// TestProxyAgentJoinsAndServes serves on DevIP(len(DevZones)).
+		for i := 1; i <= len(DevZones); i++ {
 			l, err := net.Listen("tcp", net.JoinHostPort(DevIP(i), strconv.Itoa(port)))
 			if err != nil {
 				break
@@ -107,11 +109,11 @@ func freePort(t testing.TB) int {
 		for _, l := range held {
 			l.Close()
 		}
-		if len(held) == len(DevZones) {
+		if len(held) == len(DevZones)+1 {
 			return port
 		}
 	}
-	t.Fatal("no port free on every dev node address in 100 tries")
+	t.Fatal("no port free on every dev node address (and the next) in 100 tries")
 	return 0
 }
 

@@ -85,13 +85,17 @@ func TestProxyAgentJoinsAndServes(t *testing.T) {
 	}
 
 	port := freePort(t)
-	if _, err := proxy.Put(rctx, fsm.KindListener, "web", fsm.ListenerSpec{Port: port}, nil); err != nil {
-		t.Fatalf("put listener through the proxy: %v", err)
-	}
+	// Writes are retried: under load a leader election may come between
+	// (503 no_leader), and a put of the same spec again changes nothing.
+	eventually(t, "put listener through the proxy", func() error {
+		_, err := proxy.Put(rctx, fsm.KindListener, "web", fsm.ListenerSpec{Port: port}, nil)
+		return err
+	})
 	route := `{"listener":"web","match":{"path":{"exact":"/p"}},"action":{"respond":{"status":200,"body":"from the proxy"}}}`
-	if _, err := proxy.Put(rctx, fsm.KindRoute, "p", []byte(route), nil); err != nil {
-		t.Fatalf("put route through the proxy: %v", err)
-	}
+	eventually(t, "put route through the proxy", func() error {
+		_, err := proxy.Put(rctx, fsm.KindRoute, "p", []byte(route), nil)
+		return err
+	})
 	url := "http://" + net.JoinHostPort(DevIP(3), strconv.Itoa(port)) + "/p"
 	eventually(t, "the proxy's data plane serving the route", func() error {
 		resp, err := http.Get(url)
