@@ -84,10 +84,11 @@ func startAgent(t *testing.T, ctx context.Context, c Config) (*Agent, <-chan err
 }
 
 // freePort is a port free a moment ago on every dev node's address
-// (127.0.0.1-3, and 127.0.0.4 for a proxy node), where the data plane binds it. Free on 127.0.0.1 alone is
-// not enough: a socket the kernel gave another node on 127.0.0.2 or .3
-// (its Raft or admin listener on port 0) may hold the same number, and
-// that node's listener would then never bind.
+// (127.0.0.1-3, and 127.0.0.4 for a proxy node), where the data plane
+// binds it. Free on 127.0.0.1 alone is not enough: a socket the kernel
+// gave another node on 127.0.0.2 or .3 (its Raft or admin listener on
+// port 0) may hold the same number, and that node's listener would then
+// never bind.
 func freePort(t testing.TB) int {
 	t.Helper()
 	for range 100 {
