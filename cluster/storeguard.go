@@ -108,9 +108,9 @@ const (
 // the log's prefix after a snapshot. That prefix can be tens of thousands
 // of entries, and bolt holds its only write lock for the whole
 // transaction: every append, so every write's commit, waits behind it
-// (about 70 ms for 20,000 entries on an idle disk, which shows in the p99
-// of route changes). Deleted in chunks, appends run in between, and the
-// log on disk is contiguous after every chunk, as it is after the whole.
+// (20-70 ms for 20,000 entries, measured on a shared VM's disk). Deleted
+// in chunks, appends run in between, and the log on disk is contiguous
+// after every chunk, as it is after the whole.
 const compactChunk = 1024
 
 func (s *truncatingLog) DeleteRange(min, max uint64) error {
