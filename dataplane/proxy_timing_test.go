@@ -15,7 +15,7 @@ import (
 // loopbackBackend is a fasthttp server on 127.0.0.1 answering every
 // request with body. Its goroutines carry the pprof label side=backend so
 // that a CPU profile can be split between backend, proxy and client.
-func loopbackBackend(b *testing.B, body []byte) string {
+func loopbackBackend(b testing.TB, body []byte) string {
 	b.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
