@@ -40,6 +40,9 @@ type yieldConn struct {
 	// readDL and writeDL are the deadlines last applied, in Unix
 	// nanoseconds (0: none); see SetReadDeadline.
 	readDL, writeDL atomic.Int64
+	// idle reads a client connection so that its read buffer can be
+	// released while it waits (idlemem.go); nil on backend connections.
+	idle *idleReader
 }
 
 func (c *yieldConn) Write(p []byte) (int, error) {
@@ -54,7 +57,17 @@ func (c *yieldConn) Read(p []byte) (int, error) {
 		c.wrote.Store(false)
 		runtime.Gosched()
 	}
+	if c.idle != nil {
+		return c.idle.read(c.Conn, p)
+	}
 	return c.Conn.Read(p)
+}
+
+func (c *yieldConn) Close() error {
+	if c.idle != nil {
+		c.idle.reg.remove(c.idle)
+	}
+	return c.Conn.Close()
 }
 
 // ReadFrom keeps the wrapped connection's ReadFrom (a TCP connection's
@@ -124,15 +137,19 @@ func spliceable(r io.Reader) bool {
 	return false
 }
 
-// yieldListener wraps every accepted connection in a yieldConn that yields.
-type yieldListener struct{ net.Listener }
+// yieldListener wraps every accepted connection in a yieldConn that yields
+// and whose read buffers idle registers (idlemem.go).
+type yieldListener struct {
+	net.Listener
+	idle *idleRegistry
+}
 
 func (l yieldListener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	if err != nil {
 		return nil, err
 	}
-	return &yieldConn{Conn: c, yields: true}, nil
+	return &yieldConn{Conn: c, yields: true, idle: newIdleReader(c, l.idle)}, nil
 }
 
 // upstreamConn is a pooled connection to a backend. Its RemoteAddr is an

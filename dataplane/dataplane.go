@@ -51,6 +51,10 @@ type Dataplane struct {
 	vips      []string                // the VIP addresses of the table being served
 	stopping  sync.WaitGroup          // servers being shut down after removal
 	rebind    chan struct{}           // wakes the binder when pending changes
+
+	// idleConns holds the open client connections, whose read buffers are
+	// released while they wait (idlemem.go).
+	idleConns idleRegistry
 }
 
 // New checks opts and builds a Dataplane; nothing is bound until Run.
@@ -334,7 +338,7 @@ func (d *Dataplane) startListener(name, vipIP string, lt *listenerTable) (*liste
 	}
 	lns := make([]net.Listener, len(raw))
 	for i, ln := range raw {
-		ln = yieldListener{ln}
+		ln = yieldListener{Listener: ln, idle: &d.idleConns}
 		if pp := lt.spec.ProxyProtocol; pp != nil {
 			ln = newProxyListener(ln, name, pp, d.pp, d.log)
 		}

@@ -45,6 +45,8 @@ func measureIdle(tb testing.TB, addr string, n int) idleFootprint {
 		// Every connection has a goroutine of its own; a collection then
 		// leaves only what the connections hold.
 		waitFor(tb, "a goroutine per idle connection", func() bool { return runtime.NumGoroutine() >= len(fds) })
+		// Idle reads give their buffers' pages back within two sweeps.
+		time.Sleep(3 * idleRelease)
 		// Two collections: pooled objects survive the first in the
 		// pools' victim caches.
 		runtime.GC()
