@@ -181,16 +181,17 @@ func (r *idleReader) release() bool {
 	if !r.state.CompareAndSwap(readWaiting, readSweeping) {
 		return false
 	}
-	if testHookRelease != nil {
-		testHookRelease()
+	if hook := testHookRelease.Load(); hook != nil {
+		(*hook)(r)
 	}
 	dropPages(r.p)
 	r.state.Store(readReleased)
 	return true
 }
 
-// testHookRelease, when set by a test, runs as a release begins.
-var testHookRelease func()
+// testHookRelease, when set by a test, runs as the release of a reader's
+// buffer begins.
+var testHookRelease atomic.Pointer[func(*idleReader)]
 
 // pageSize is the kernel's page size.
 var pageSize = uintptr(os.Getpagesize())

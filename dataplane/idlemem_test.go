@@ -207,10 +207,14 @@ func TestIdleReadWaitsOutARelease(t *testing.T) {
 	reg.sweep()
 
 	entered, proceed := make(chan struct{}), make(chan struct{})
-	testHookRelease = func() {
+	hook := func(r *idleReader) {
+		if r != c.idle {
+			return
+		}
 		close(entered)
 		<-proceed
 	}
+	testHookRelease.Store(&hook)
 	defer func() {
 		select {
 		case <-proceed:
@@ -218,7 +222,7 @@ func TestIdleReadWaitsOutARelease(t *testing.T) {
 			close(proceed)
 		}
 	}()
-	t.Cleanup(func() { testHookRelease = nil })
+	t.Cleanup(func() { testHookRelease.Store(nil) })
 	swept := make(chan struct{})
 	go func() {
 		reg.sweep()
