@@ -3,6 +3,8 @@ package dataplane
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -410,6 +412,11 @@ func sweepUntilReleased(t *testing.T, g *idleRegistry, prev int64) int64 {
 // reaches the backend whole, every client gets the answer to its own
 // request, and once the clients close no connection stays registered.
 func TestIdleReleasesKeepRequestsWholeThroughTheProxy(t *testing.T) {
+	t.Run("http", func(t *testing.T) { testIdleReleasesKeepRequestsWhole(t, false) })
+	t.Run("https", func(t *testing.T) { testIdleReleasesKeepRequestsWhole(t, true) })
+}
+
+func testIdleReleasesKeepRequestsWhole(t *testing.T, https bool) {
 	be := newBackend(t, func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, r.Header.Get("X-Conn")+" "+r.URL.Path)
 	})
@@ -418,9 +425,31 @@ func TestIdleReleasesKeepRequestsWholeThroughTheProxy(t *testing.T) {
 	cfg.pools["ws"] = fsm.PoolSpec{Backends: []fsm.Backend{{Addr: ws}}}
 	cfg.routes["ws"] = fsm.RouteSpec{Listener: "web", Match: fsm.RouteMatch{Path: fsm.PathMatch{Prefix: "/chat"}},
 		Action: fsm.RouteAction{Split: []fsm.WeightedPool{{Pool: "ws", Weight: 1}}}}
+	var roots *x509.CertPool
+	if https {
+		var certFile, keyFile string
+		certFile, keyFile, roots = writeSelfSigned(t, t.TempDir())
+		cfg.listeners["web"] = fsm.ListenerSpec{Protocol: "https", TLS: &fsm.ListenerTLS{CertFile: certFile, KeyFile: keyFile}}
+	}
 	d := startDataplane(t, newFakeSource(cfg.build()), nil)
 	reg := &d.idleConns
 	addr := d.ListenerAddr("web")
+	dial := func() net.Conn {
+		t.Helper()
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if https {
+			tc := tls.Client(c, &tls.Config{RootCAs: roots, ServerName: "127.0.0.1"})
+			if err := tc.Handshake(); err != nil {
+				t.Fatalf("TLS handshake: %v", err)
+			}
+			c = tc
+		}
+		_ = c.SetDeadline(time.Now().Add(time.Minute))
+		return c
+	}
 
 	type client struct {
 		c  net.Conn
@@ -428,12 +457,8 @@ func TestIdleReleasesKeepRequestsWholeThroughTheProxy(t *testing.T) {
 	}
 	clients := make([]client, 3)
 	for i := range clients {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := dial()
 		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(time.Minute))
 		clients[i] = client{c, bufio.NewReader(c)}
 	}
 	answer := func(i int, want string) {
@@ -506,12 +531,8 @@ func TestIdleReleasesKeepRequestsWholeThroughTheProxy(t *testing.T) {
 	}
 
 	// A WebSocket tunnel: the client side waits, is released, and echoes.
-	wsc, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
+	wsc := dial()
 	defer wsc.Close()
-	_ = wsc.SetDeadline(time.Now().Add(time.Minute))
 	_, _ = io.WriteString(wsc, "GET /chat HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
 	wbr := bufio.NewReader(wsc)
 	resp, err := http.ReadResponse(wbr, nil)
