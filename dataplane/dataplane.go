@@ -378,6 +378,9 @@ func (d *Dataplane) startListener(name, vipIP string, lt *listenerTable) (*liste
 				conns.Dec()
 				shared.release()
 				d.private.drop(c)
+				if s == fasthttp.StateClosed {
+					d.tunnels.dropPending(c)
+				}
 			}
 		},
 	}

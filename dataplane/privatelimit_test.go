@@ -28,6 +28,7 @@ import (
 // the connections open at once as it sees them.
 type capBackend struct {
 	addr    string
+	plain   bool          // connections start without a PROXY header
 	cap     int           // connections the proxy may hold open at once
 	release chan struct{} // closed: /hold answers
 	mu      sync.Mutex
@@ -39,7 +40,13 @@ type capBackend struct {
 }
 
 func newCapBackend(t testing.TB, limit int) *capBackend {
-	b := &capBackend{cap: limit, release: make(chan struct{})}
+	return newCapBackendOf(t, limit, false)
+}
+
+// newCapBackendOf is newCapBackend; with plain, connections start without
+// a PROXY header.
+func newCapBackendOf(t testing.TB, limit int, plain bool) *capBackend {
+	b := &capBackend{cap: limit, plain: plain, release: make(chan struct{})}
 	b.addr = serveConns(t, 30*time.Second, b.serve)
 	t.Cleanup(b.unhold) // before serveConns waits for its connections
 	return b
@@ -65,10 +72,13 @@ func (b *capBackend) serve(c net.Conn, br *bufio.Reader) {
 		b.open--
 		b.mu.Unlock()
 	}()
-	src, err := readProxyHeader(br)
-	if err != nil {
-		b.fail("connection without a PROXY header: %v", err)
-		return
+	var src netip.AddrPort
+	if !b.plain {
+		var err error
+		if src, err = readProxyHeader(br); err != nil {
+			b.fail("connection without a PROXY header: %v", err)
+			return
+		}
 	}
 	for {
 		req, err := http.ReadRequest(br)
@@ -76,12 +86,21 @@ func (b *capBackend) serve(c net.Conn, br *bufio.Reader) {
 			return
 		}
 		b.settle()
+		if req.Header.Get("Upgrade") != "" {
+			b.upgrade(c, br, req)
+			return
+		}
+		if req.URL.Path == "/drop" {
+			// Answered as if the connection stayed open, then closed.
+			_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+			return
+		}
 		if req.URL.Path == "/hold" {
 			b.mu.Lock()
 			b.holding++
 			b.mu.Unlock()
 			<-b.release
-		} else if port := strings.TrimPrefix(req.URL.Path, "/c/"); port != strconv.Itoa(int(src.Port())) {
+		} else if port := strings.TrimPrefix(req.URL.Path, "/c/"); !b.plain && port != strconv.Itoa(int(src.Port())) {
 			b.fail("request for client port %s on a connection whose PROXY header names %s", port, src)
 		}
 		body := src.String()

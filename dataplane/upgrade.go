@@ -1,6 +1,8 @@
 package dataplane
 
 import (
+	"bufio"
+	"errors"
 	"io"
 	"net"
 	"sync"
@@ -18,6 +20,12 @@ type tunnels struct {
 	closed bool
 	conns  map[net.Conn]struct{}
 	wg     sync.WaitGroup
+	// pending holds, by client connection, the backend connection of an
+	// Upgrade answered but not yet handed to its tunnel: if the server
+	// closes the client connection instead of handing it over, the
+	// backend connection is closed with it (dropPending), and its slot
+	// under max_conns_per_backend given back.
+	pending map[net.Conn]net.Conn
 }
 
 func (t *tunnels) add(cs ...net.Conn) bool {
@@ -51,13 +59,66 @@ func (t *tunnels) closeAll() {
 	for c := range t.conns {
 		_ = c.Close()
 	}
+	for _, b := range t.pending {
+		_ = b.Close()
+	}
+	clear(t.pending)
 	t.mu.Unlock()
 	t.wg.Wait()
 }
 
-// upgrade forwards an Upgrade request on a new backend connection, then
-// hands the client connection over to a byte tunnel. The backend's answer
-// (101 or a refusal) reaches the client through the tunnel unchanged.
+// pend records backend as client's until the tunnel takes it (unpend);
+// it is false, and backend closed, once the tunnels are closed.
+func (t *tunnels) pend(client, backend net.Conn) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		_ = backend.Close()
+		return false
+	}
+	if t.pending == nil {
+		t.pending = map[net.Conn]net.Conn{}
+	}
+	t.pending[client] = backend
+	return true
+}
+
+// unpend hands client's pending backend connection to its tunnel; false
+// when it was closed meanwhile.
+func (t *tunnels) unpend(client net.Conn) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, ok := t.pending[client]; !ok {
+		return false
+	}
+	delete(t.pending, client)
+	return true
+}
+
+// dropPending closes the pending backend connection of a client
+// connection the server closed.
+func (t *tunnels) dropPending(client net.Conn) {
+	t.mu.Lock()
+	b, ok := t.pending[client]
+	delete(t.pending, client)
+	t.mu.Unlock()
+	if ok {
+		_ = b.Close()
+	}
+}
+
+// upgrade forwards an Upgrade request to a backend and, once the backend
+// has started to answer, hands the client connection over to a byte
+// tunnel. The backend's answer (101 or a refusal) reaches the client
+// through the tunnel unchanged.
+//
+// The backend connection comes from the same client as the pool's
+// requests (upstreamClient), so that a tunnel counts against
+// max_conns_per_backend as long as it is open, as HAProxy counts it
+// against a server's maxconn: at the limit an Upgrade waits up to
+// max_conn_wait like a request, then gets 503. That client may hand over
+// a keep-alive connection a request left idle; one the backend had
+// closed meanwhile (no byte of answer) is replaced once by another.
 func (d *Dataplane) upgrade(ctx *fasthttp.RequestCtx, ex *exchange, lt *listenerTable, r *route, p *pool, host, path, query []byte) {
 	cand := p.candidates(d.health, &ex.sc, nil)
 	if len(cand) == 0 {
@@ -67,19 +128,6 @@ func (d *Dataplane) upgrade(ctx *fasthttp.RequestCtx, ex *exchange, lt *listener
 	b := &p.backends[p.pick(cand, d.hashKey(ctx, p, ex), &ex.sc)]
 	ex.backend = b.addr
 	ex.bobs = b.st.obs
-	dialStart := time.Now()
-	conn, err := d.dial(b.addr, r.connectTimeout)
-	if err == nil {
-		conn, err = b.st.prepare(conn, r.connectTimeout, proxyHeaderFor(b.st.settings.sendProxy, ctx.RemoteAddr(), ctx.LocalAddr()))
-	}
-	ex.connect = time.Since(dialStart)
-	if err != nil {
-		d.health.Observe(p.name, b.addr, health.ConnectError)
-		d.metrics.upstreamErrors.WithLabelValues(p.name, "connect").Inc()
-		b.st.obs.failure("connect")
-		d.errorResponse(ctx, ex, fasthttp.StatusBadGateway, "connect")
-		return
-	}
 	out := fasthttp.AcquireRequest()
 	defer fasthttp.ReleaseRequest(out)
 	var upgradeValue []byte
@@ -95,20 +143,90 @@ func (d *Dataplane) upgrade(ctx *fasthttp.RequestCtx, ex *exchange, lt *listener
 	out.Header.Set("Connection", "Upgrade")
 	out.Header.SetBytesV("Upgrade", upgradeValue)
 	head := out.Header.AppendBytes(nil)
-	_ = conn.SetWriteDeadline(time.Now().Add(r.connectTimeout))
-	if _, err := conn.Write(head); err != nil {
-		_ = conn.Close()
-		d.metrics.upstreamErrors.WithLabelValues(p.name, "reset").Inc()
-		b.st.obs.failure("reset")
-		d.errorResponse(ctx, ex, fasthttp.StatusBadGateway, "reset")
+
+	conn, err := openTunnel(d.upstreamClient(ctx, b.st, r.connectTimeout), head, r, ex)
+	if err != nil {
+		var stream bodyReader
+		kind, status, outcome := classify(err, &stream)
+		ex.kind = kind
+		d.metrics.upstreamErrors.WithLabelValues(p.name, kind).Inc()
+		b.st.obs.failure(kind)
+		if outcome != health.Success {
+			d.health.Observe(p.name, b.addr, outcome)
+		}
+		d.errorResponse(ctx, ex, status, kind)
 		return
 	}
-	_ = conn.SetWriteDeadline(time.Time{})
-	b.st.obs.connected(ex.connect)
+	client := ctx.Conn()
+	if !d.tunnels.pend(client, conn) {
+		d.errorResponse(ctx, ex, fasthttp.StatusServiceUnavailable, "shutting_down")
+		return
+	}
 	ctx.SetStatusCode(fasthttp.StatusSwitchingProtocols)
 	ctx.HijackSetNoResponse(true)
 	idle := r.idleTimeout
-	ctx.Hijack(func(c net.Conn) { d.tunnel(c, conn, idle) })
+	ctx.Hijack(func(c net.Conn) {
+		if d.tunnels.unpend(client) {
+			d.tunnel(c, conn, idle)
+		}
+	})
+}
+
+// openTunnel sends head, an Upgrade request, on a connection of hc and
+// waits (up to the route's request timeout) for the first byte of the
+// answer. A connection reused from hc's idle ones that ends without a
+// byte is replaced once by another.
+func openTunnel(hc *fasthttp.HostClient, head []byte, r *route, ex *exchange) (*tunnelConn, error) {
+	for attempt := 0; ; attempt++ {
+		cc, err := hc.AcquireConn(r.requestTimeout, false)
+		if err != nil {
+			return nil, err
+		}
+		c := cc.Conn()
+		ex.connect = 0
+		reused := true
+		if uc, ok := c.(*upstreamConn); ok {
+			if ex.connect = uc.addr.claimDial(); ex.connect > 0 {
+				reused = false
+			}
+		}
+		tc := &tunnelConn{Conn: c, release: func() { hc.CloseConn(cc) }}
+		now := time.Now()
+		_ = c.SetWriteDeadline(now.Add(r.connectTimeout))
+		_ = c.SetReadDeadline(now.Add(r.requestTimeout))
+		if _, err = c.Write(head); err == nil {
+			tc.br = bufio.NewReader(c)
+			_, err = tc.br.Peek(1)
+		}
+		if err == nil {
+			if err = c.SetDeadline(time.Time{}); err == nil {
+				return tc, nil
+			}
+		}
+		_ = tc.Close()
+		var ne net.Error
+		if reused && attempt == 0 && !(errors.As(err, &ne) && ne.Timeout()) {
+			continue
+		}
+		return nil, err
+	}
+}
+
+// tunnelConn is a tunnel's backend connection: it reads through the
+// reader that saw the answer's first byte, and its Close gives the
+// connection back to its HostClient (closed, its slot freed) once.
+type tunnelConn struct {
+	net.Conn
+	br      *bufio.Reader
+	release func()
+	once    sync.Once
+}
+
+func (c *tunnelConn) Read(p []byte) (int, error) { return c.br.Read(p) }
+
+func (c *tunnelConn) Close() error {
+	c.once.Do(c.release)
+	return nil
 }
 
 // tunnel copies bytes both ways until either side ends, then closes both.

@@ -254,7 +254,8 @@ type PoolSpec struct {
 	// PanicThreshold: below this share (percent) of healthy backends, all are used.
 	PanicThreshold int `json:"panic_threshold,omitempty"`
 	// MaxConnsPerBackend limits connections a node opens to each backend
-	// (default 512); requests beyond it wait up to MaxConnWait (default 1s).
+	// (default 512), open Upgrade tunnels included; requests and Upgrades
+	// beyond it wait up to MaxConnWait (default 1s).
 	MaxConnsPerBackend int        `json:"max_conns_per_backend,omitempty"`
 	MaxConnWait        Duration   `json:"max_conn_wait,omitempty"`
 	Backends           []Backend  `json:"backends,omitempty"`
