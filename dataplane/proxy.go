@@ -446,13 +446,7 @@ func (d *Dataplane) forward(ctx *fasthttp.RequestCtx, ex *exchange, lt *listener
 			d.finishResponse(ctx, ex, r)
 			return
 		}
-		kind, status, outcome := classify(err, &ex.stream)
-		ex.kind = kind
-		d.metrics.upstreamErrors.WithLabelValues(p.name, kind).Inc()
-		b.st.obs.failure(kind)
-		if outcome != health.Success {
-			d.health.Observe(p.name, b.addr, outcome)
-		}
+		kind, status := d.upstreamFailed(ex, p, b, err, &ex.stream)
 		if status == fasthttp.StatusRequestEntityTooLarge || kind == "client_body" {
 			resp.Reset()
 			ctx.SetConnectionClose()
@@ -481,6 +475,20 @@ func (d *Dataplane) forward(ctx *fasthttp.RequestCtx, ex *exchange, lt *listener
 		ex.kind = "retry_budget"
 	}
 	d.errorResponse(ctx, ex, fasthttp.StatusBadGateway, ex.kind)
+}
+
+// upstreamFailed records a failed exchange with backend b of pool p (the
+// exchange's error kind, the error metric, the backend's failure count and
+// passive health) and returns the kind and the status for the client.
+func (d *Dataplane) upstreamFailed(ex *exchange, p *pool, b *poolBackend, err error, body *bodyReader) (kind string, status int) {
+	kind, status, outcome := classify(err, body)
+	ex.kind = kind
+	d.metrics.upstreamErrors.WithLabelValues(p.name, kind).Inc()
+	b.st.obs.failure(kind)
+	if outcome != health.Success {
+		d.health.Observe(p.name, b.addr, outcome)
+	}
+	return kind, status
 }
 
 // classify maps an upstream error to a metric kind, the client status and

@@ -9,8 +9,6 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
-
-	"github.com/rafterlb/rafter/dataplane/health"
 )
 
 // tunnels tracks hijacked Upgrade connections so that a stop can close them
@@ -146,14 +144,8 @@ func (d *Dataplane) upgrade(ctx *fasthttp.RequestCtx, ex *exchange, lt *listener
 
 	conn, err := openTunnel(d.upstreamClient(ctx, b.st, r.connectTimeout), head, r, ex)
 	if err != nil {
-		var stream bodyReader
-		kind, status, outcome := classify(err, &stream)
-		ex.kind = kind
-		d.metrics.upstreamErrors.WithLabelValues(p.name, kind).Inc()
-		b.st.obs.failure(kind)
-		if outcome != health.Success {
-			d.health.Observe(p.name, b.addr, outcome)
-		}
+		var body bodyReader // an Upgrade has no body
+		kind, status := d.upstreamFailed(ex, p, b, err, &body)
 		d.errorResponse(ctx, ex, status, kind)
 		return
 	}
