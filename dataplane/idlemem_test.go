@@ -552,4 +552,9 @@ func testIdleReleasesKeepRequestsWhole(t *testing.T, https bool) {
 		c.c.Close()
 	}
 	waitFor(t, "no client connection to stay registered", func() bool { return reg.open() == 0 })
+	waitFor(t, "the sweeper to stop with the last connection", func() bool {
+		reg.mu.Lock()
+		defer reg.mu.Unlock()
+		return reg.timer == nil
+	})
 }

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/valyala/fasthttp"
+
 	"github.com/rafterlb/rafter/fsm"
 )
 
@@ -173,6 +175,31 @@ func TestPendingTunnelConnections(t *testing.T) {
 	ts.closeAll()
 	if b3.closes != 1 || ts.pend(c1, b1) || b1.closes != 2 {
 		t.Errorf("closeAll: pending closed %d times (want 1); a later pend must be refused and close its backend", b3.closes)
+	}
+}
+
+// The listener's server closes a client connection's pending backend
+// connection when it reports the client connection closed, and leaves it
+// to the tunnel when it reports it hijacked.
+func TestListenerClosesPendingTunnelConnections(t *testing.T) {
+	d := startDataplane(t, newFakeSource(simpleConfig("127.0.0.1:1").build()), nil)
+	d.mu.Lock()
+	ls := d.listeners["web"]
+	d.mu.Unlock()
+	if ls == nil {
+		t.Fatal("no listener web")
+	}
+	closed, hijacked := &closeCounter{}, &closeCounter{}
+	closedB, hijackedB := &closeCounter{}, &closeCounter{}
+	d.tunnels.pend(closed, closedB)
+	d.tunnels.pend(hijacked, hijackedB)
+	ls.srv.ConnState(closed, fasthttp.StateClosed)
+	ls.srv.ConnState(hijacked, fasthttp.StateHijacked)
+	if closedB.closes != 1 {
+		t.Errorf("the backend connection of a client connection closed before its tunnel started was closed %d times, want 1", closedB.closes)
+	}
+	if hijackedB.closes != 0 || !d.tunnels.unpend(hijacked) {
+		t.Errorf("the backend connection of a hijacked client connection was not left to its tunnel")
 	}
 }
 
