@@ -330,13 +330,13 @@ func (d *Dataplane) startListener(name, vipIP string, lt *listenerTable) (*liste
 		d.acme.withACME(tlsConf)
 	}
 	lim := lt.limits
-	// fasthttp counts Concurrency per Serve call, that is per socket: with
-	// several, a limit shared by the listener's sockets caps the total.
-	var shared *connLimit
-	if len(raw) > 1 {
-		shared = &connLimit{max: int64(lim.maxConns)}
-	}
+	// fasthttp counts Concurrency per Serve call, that is per socket, and
+	// only the connections it serves: max_conns counts every open
+	// connection of the listener, parked ones (park.go) included, over
+	// all of its sockets.
+	shared := &connLimit{max: int64(lim.maxConns)}
 	lns := make([]net.Listener, len(raw))
+	lots := make([]*parkLot, len(raw))
 	for i, ln := range raw {
 		ln = yieldListener{Listener: ln, idle: &d.idleConns}
 		if pp := lt.spec.ProxyProtocol; pp != nil {
@@ -345,12 +345,20 @@ func (d *Dataplane) startListener(name, vipIP string, lt *listenerTable) (*liste
 		if tlsConf != nil {
 			ln = tls.NewListener(ln, tlsConf)
 		}
-		if shared != nil {
-			ln = limitListener{Listener: ln, lim: shared, log: d.log, name: name}
-		}
-		lns[i] = ln
+		ln = limitListener{Listener: ln, lim: shared, log: d.log, name: name}
+		lots[i] = &parkLot{gauge: d.metrics.parked.WithLabelValues(name)}
+		lns[i] = &parkListener{Listener: ln, lot: lots[i], log: d.log, name: name}
 	}
 	conns := d.metrics.connections.WithLabelValues(name)
+	// ended is what a closed or hijacked connection gives back.
+	ended := func(c net.Conn, hijacked bool) {
+		conns.Dec()
+		shared.release()
+		d.private.drop(c)
+		if !hijacked {
+			d.tunnels.dropPending(c)
+		}
+	}
 	srv := &fasthttp.Server{
 		Handler:                       d.acme.handler(d.listenerHandler(name, &lt.spec)),
 		ErrorHandler:                  d.parseError,
@@ -365,24 +373,38 @@ func (d *Dataplane) startListener(name, vipIP string, lt *listenerTable) (*liste
 		ReadTimeout:                   lim.readTimeout,
 		WriteTimeout:                  lim.writeTimeout,
 		IdleTimeout:                   lim.idleTimeout,
-		Concurrency:                   lim.maxConns,
-		MaxRequestBodySize:            int(min(lim.maxBodyBytes, 1<<30)),
-		ReduceMemoryUsage:             true,
-		CloseOnShutdown:               true,
-		Logger:                        fasthttpLogger{d.log},
+		// limitListener's count is the limit; fasthttp's lags it, since
+		// fasthttp gives a place back after reporting the close.
+		Concurrency:        2 * lim.maxConns,
+		MaxRequestBodySize: int(min(lim.maxBodyBytes, 1<<30)),
+		ReduceMemoryUsage:  true,
+		CloseOnShutdown:    true,
+		Logger:             fasthttpLogger{d.log},
 		ConnState: func(c net.Conn, s fasthttp.ConnState) {
 			switch s {
 			case fasthttp.StateNew:
 				conns.Inc()
-			case fasthttp.StateClosed, fasthttp.StateHijacked:
-				conns.Dec()
-				shared.release()
-				d.private.drop(c)
-				if s == fasthttp.StateClosed {
-					d.tunnels.dropPending(c)
+			case fasthttp.StateIdle:
+				if pc := asParkConn(c); pc != nil {
+					pc.idle.Store(true)
 				}
+			case fasthttp.StateActive:
+				if pc := asParkConn(c); pc != nil {
+					pc.idle.Store(false)
+				}
+			case fasthttp.StateClosed:
+				if pc := asParkConn(c); pc != nil && pc.parked() {
+					return
+				}
+				ended(c, false)
+			case fasthttp.StateHijacked:
+				ended(c, true)
 			}
 		},
+	}
+	for _, lot := range lots {
+		lot.srv = srv
+		lot.ended = func(c net.Conn) { ended(c, false) }
 	}
 	return &listenerServer{name: name, ip: vipIP, spec: lt.spec, srv: srv, lns: lns, addr: lns[0].Addr().String(), done: make(chan struct{}),
 		tlsConf: tlsConf, certs: d.certs}, nil

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -79,6 +80,9 @@ type idleReader struct {
 	n      int
 	err    error
 	readFn func(fd uintptr) bool
+	// park is the connection as the server serves it, which a release
+	// may park (park.go); nil when it cannot be parked.
+	park atomic.Pointer[parkConn]
 }
 
 // newIdleReader returns a reader for c registered with reg, or nil when c
@@ -176,17 +180,40 @@ func (r *idleReader) due() bool {
 }
 
 // release returns the pages of r's buffer if it is still on offer, and
-// reports whether it did.
-func (r *idleReader) release() bool {
+// reports whether it did and whether it ended the wait for a park.
+func (r *idleReader) release() (released, parks bool) {
 	if !r.state.CompareAndSwap(readWaiting, readSweeping) {
-		return false
+		return false, false
 	}
 	if hook := testHookRelease.Load(); hook != nil {
 		(*hook)(r)
 	}
 	dropPages(r.p)
+	if pc := r.park.Load(); pc != nil {
+		parks = pc.endWait()
+	}
 	r.state.Store(readReleased)
-	return true
+	return true, parks
+}
+
+// waitReadable waits until the socket has bytes to read or has ended,
+// without reading them, or until the read deadline; only the deadline
+// and a closed connection are errors.
+func (r *idleReader) waitReadable() error {
+	return r.rc.Read(func(fd uintptr) bool {
+		var b [1]byte
+		for {
+			_, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK)
+			switch err {
+			case syscall.EINTR:
+				continue
+			case syscall.EAGAIN:
+				return false
+			}
+			// Bytes, the end, or an error the next read reports.
+			return true
+		}
+	})
 }
 
 // testHookRelease, when set by a test, runs as the release of a reader's
@@ -223,10 +250,59 @@ type idleRegistry struct {
 	// due is the sweeper's list of readers to release, kept between
 	// sweeps for its capacity.
 	due []*idleReader
-	// released counts the buffers released, for tests.
-	released atomic.Int64
+	// released counts the buffers released, parked the connections
+	// parked, for tests.
+	released, parked atomic.Int64
 	// manual is set by tests that sweep by hand: no timer sweeps.
 	manual bool
+
+	// The memory parked connections leave (park.go), under sweepMu:
+	// parks counts the parks since it was last given back; returnDue
+	// gives it back at the next sweep, once their serving goroutines
+	// have ended.
+	parks      int
+	returnDue  bool
+	lastReturn time.Time
+	// returnMem replaces returnMemory in tests.
+	returnMem func()
+}
+
+// The goroutine stacks, request contexts and read buffers of parked
+// connections go back to the runtime's free memory and pools at once,
+// and to the kernel only after collections: the runtime would collect
+// within two minutes (its forced collection) and return the memory
+// slowly after. A wave of idle connections is what an operator expects
+// to see give its memory back, as HAProxy's and nginx's do. So the
+// sweeper has the runtime collect twice (a pool keeps what it held
+// through one collection) and return its free memory, a few milliseconds
+// of collection for some MiB, the sweep after returnAfterParks parks (at
+// most every returnEvery), and at the first sweep that parks none after
+// returnAfterWave did (at most every returnEvery/2): at most two
+// collections a second, with connections parking at least as fast.
+const (
+	returnAfterParks = 256
+	returnAfterWave  = 32
+	returnEvery      = time.Second
+)
+
+// returnWhen decides, after a sweep that parked parked connections,
+// parks since memory was last returned (these included) and since that
+// return, whether to return it now, and whether at the next sweep: the
+// goroutines of a sweep's parks are still ending during it.
+func returnWhen(parked, parks int, due bool, since time.Duration) (now, next bool) {
+	switch {
+	case due, parked == 0 && parks >= returnAfterWave && since >= returnEvery/2:
+		return true, false
+	case parks >= returnAfterParks && since >= returnEvery:
+		return false, true
+	}
+	return false, false
+}
+
+// returnMemory collects twice and returns free memory to the kernel.
+func returnMemory() {
+	runtime.GC()
+	debug.FreeOSMemory()
 }
 
 func (g *idleRegistry) add(r *idleReader) {
@@ -268,11 +344,28 @@ func (g *idleRegistry) sweep() {
 		}
 	}
 	g.mu.Unlock()
+	parked := 0
 	for i, r := range due {
-		if r.release() {
+		released, parks := r.release()
+		if released {
 			g.released.Add(1)
 		}
+		if parks {
+			parked++
+		}
 		due[i] = nil
+	}
+	g.parks += parked
+	g.parked.Add(int64(parked))
+	var now bool
+	now, g.returnDue = returnWhen(parked, g.parks, g.returnDue, time.Since(g.lastReturn))
+	if now {
+		g.parks, g.lastReturn = 0, time.Now()
+		if g.returnMem != nil {
+			g.returnMem()
+		} else {
+			go returnMemory()
+		}
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()

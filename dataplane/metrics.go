@@ -20,6 +20,7 @@ type metrics struct {
 	retryBudget    *prometheus.CounterVec
 	inflight       prometheus.Gauge
 	connections    *prometheus.GaugeVec
+	parked         *prometheus.GaugeVec
 	swaps          prometheus.Counter
 	compile        prometheus.Histogram
 	tableIndex     prometheus.Gauge
@@ -250,6 +251,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		connections: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "rafter_client_connections", Help: "Open client connections by listener.",
 		}, []string{"listener"}),
+		parked: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "rafter_client_connections_parked",
+			Help: "Open client connections by listener that wait for their next request parked: no goroutine serves them.",
+		}, []string{"listener"}),
 		swaps: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "rafter_table_swaps_total", Help: "Routing tables compiled and swapped in.",
 		}),
@@ -293,7 +298,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.requests, m.latency, m.upstreamErrors, m.retries,
-			m.retryBudget, m.inflight, m.connections, m.swaps, m.compile, m.tableIndex, m.clientErrors, m.panics,
+			m.retryBudget, m.inflight, m.connections, m.parked, m.swaps, m.compile, m.tableIndex, m.clientErrors, m.panics,
 			m.backendRequests, m.backendErrors, m.backendLatency, m.backendConnect, m.spansDropped} {
 			if err := reg.Register(c); err != nil {
 				return nil, err

@@ -9,20 +9,15 @@ import (
 )
 
 // connLimit caps the open connections of one listener over all of its
-// sockets. A connection counts from its accept until fasthttp reports it
-// closed or hijacked (ConnState), as fasthttp's own Concurrency counts it.
+// sockets. A connection counts from its accept until it closes or is
+// hijacked, parked ones included (park.go).
 type connLimit struct {
 	max  int64
 	open atomic.Int64
 }
 
-// release gives back a connection's place; nil (one socket: fasthttp's
-// Concurrency is the limit) does nothing.
-func (l *connLimit) release() {
-	if l != nil {
-		l.open.Add(-1)
-	}
-}
+// release gives back a connection's place.
+func (l *connLimit) release() { l.open.Add(-1) }
 
 // rejectWriteTimeout bounds the 503 written to a connection over the
 // limit, so that a client that does not read cannot hold up the accept loop.
