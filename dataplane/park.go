@@ -281,7 +281,9 @@ func (l *parkListener) Accept() (net.Conn, error) {
 		}
 		backoff = 0
 		c = l.wrap(c)
-		l.lot.srv.ConnState(c, fasthttp.StateNew)
+		if hook := l.lot.srv.ConnState; hook != nil {
+			hook(c, fasthttp.StateNew)
+		}
 		go l.lot.serve(c)
 	}
 }
