@@ -63,6 +63,11 @@ type parkConn struct {
 	// sweeper sees.
 	sock *yieldConn
 	lot  *parkLot
+	// served is the connection as the server serves it: this parkConn or
+	// the wrapper holding it (parkTLSConn, parkRFConn). A woken
+	// connection is served as it was first, so that it stays TLS and
+	// keeps the identity its private clients are held under.
+	served net.Conn
 	// idle is set between fasthttp's StateIdle and StateActive.
 	idle atomic.Bool
 	// wake is set by the sweeper when it ends a wait; savedDL is the read
@@ -210,7 +215,7 @@ func (l *parkLot) wait(c *parkConn) {
 		l.end(c)
 		return
 	}
-	l.serve(c)
+	l.serve(c.served)
 }
 
 // serve serves c until it closes, parks or is hijacked.
@@ -225,7 +230,7 @@ func (l *parkLot) serve(c net.Conn) {
 
 func (l *parkLot) end(c *parkConn) {
 	_ = c.Conn.Close()
-	l.ended(c)
+	l.ended(c.served)
 }
 
 // close ends the parked connections and every later park: their sockets
@@ -319,7 +324,7 @@ func (l *parkListener) wrap(c net.Conn) net.Conn {
 		pc = &parkConn{Conn: c}
 		out = pc
 	}
-	pc.sock, pc.lot = sock, l.lot
+	pc.sock, pc.lot, pc.served = sock, l.lot, out
 	sock.idle.park.Store(pc)
 	return out
 }

@@ -499,3 +499,47 @@ func TestAcceptRetriesWhenOutOfDescriptors(t *testing.T) {
 		t.Fatalf("Serve with another accept failure returned %v, want it", err)
 	}
 }
+
+// A parked HTTPS connection is served as TLS after it wakes: its
+// requests reach the backend with X-Forwarded-Proto https, park after
+// park.
+func TestParkedHTTPSConnectionStaysTLS(t *testing.T) {
+	be := newBackend(t, func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, r.Header.Get("X-Forwarded-Proto"))
+	})
+	cfg := simpleConfig(be.addr)
+	certFile, keyFile, roots := writeSelfSigned(t, t.TempDir())
+	cfg.listeners["web"] = fsm.ListenerSpec{Protocol: "https", TLS: &fsm.ListenerTLS{CertFile: certFile, KeyFile: keyFile}}
+	d := startDataplane(t, newFakeSource(cfg.build()), nil)
+	c := dialPark(t, d.ListenerAddr("web"), 0, roots)
+	for range 3 {
+		c.send(c.get("/"))
+		c.answer("https")
+		parkUntil(t, d, 1)
+	}
+}
+
+// A connection to a pool with send_proxy_protocol keeps its private
+// backend connection while it parks, and gives it back once it closes.
+func TestParkedConnectionKeepsItsPrivateClient(t *testing.T) {
+	addr, conns := proxyAwareBackend(t)
+	cfg := simpleConfig(addr)
+	cfg.pools["app"] = fsm.PoolSpec{Backends: []fsm.Backend{{Addr: addr}}, SendProxyProtocol: fsm.ProxyProtocolV1}
+	d := startDataplane(t, newFakeSource(cfg.build()), nil)
+	c := dialFrom(t, untrustedSrc, d.ListenerAddr("web"))
+	br := bufio.NewReader(c)
+	want := untrustedSrc + " " + untrustedSrc
+	for i := range 3 {
+		if got := askXFF(t, c, br, 1)[0]; got != want {
+			t.Fatalf("request %d: backend saw %q, want %q", i, got, want)
+		}
+		parkUntil(t, d, 1)
+	}
+	if n := conns.Load(); n != 1 {
+		t.Errorf("%d backend connections for one client connection that parked, want 1", n)
+	}
+	c.Close()
+	waitFor(t, "the private client dropped with its client connection", func() bool {
+		return d.private.n.Load() == 0 && seriesValue(t, d, "web") == 0
+	})
+}
