@@ -7,9 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net"
-	"log/slog"
 	"net/http"
 	"os"
 	"runtime"
@@ -542,4 +542,62 @@ func TestParkedConnectionKeepsItsPrivateClient(t *testing.T) {
 	waitFor(t, "the private client dropped with its client connection", func() bool {
 		return d.private.n.Load() == 0 && seriesValue(t, d, "web") == 0
 	})
+}
+
+// splitWriter passes writes through, except that the first write after
+// hold is set sends only its first bytes; rest sends the others.
+type splitWriter struct {
+	net.Conn
+	hold bool
+	left []byte
+}
+
+func (w *splitWriter) Write(p []byte) (int, error) {
+	if !w.hold {
+		return w.Conn.Write(p)
+	}
+	w.hold = false
+	w.left = append([]byte(nil), p[3:]...)
+	if _, err := w.Conn.Write(p[:3]); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+func (w *splitWriter) rest() error {
+	_, err := w.Conn.Write(w.left)
+	return err
+}
+
+// A connection that parks holding the start of a TLS record serves the
+// request that record carries once the rest of it arrives.
+func TestParkedConnectionKeepsAPartialTLSRecord(t *testing.T) {
+	be := newBackend(t, func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, r.URL.Path)
+	})
+	cfg := simpleConfig(be.addr)
+	certFile, keyFile, roots := writeSelfSigned(t, t.TempDir())
+	cfg.listeners["web"] = fsm.ListenerSpec{Protocol: "https", TLS: &fsm.ListenerTLS{CertFile: certFile, KeyFile: keyFile}}
+	d := startDataplane(t, newFakeSource(cfg.build()), nil)
+	raw, err := net.DialTimeout("tcp", d.ListenerAddr("web"), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = raw.Close() })
+	_ = raw.SetDeadline(time.Now().Add(time.Minute))
+	sw := &splitWriter{Conn: raw}
+	tc := tls.Client(sw, &tls.Config{RootCAs: roots, ServerName: "127.0.0.1"})
+	c := &parkClient{t: t, c: tc, br: bufio.NewReader(tc)}
+	c.send(c.get("/one"))
+	c.answer("/one")
+	for i := range 2 {
+		sw.hold = true
+		path := fmt.Sprintf("/split%d", i)
+		c.send(c.get(path))
+		parkUntil(t, d, 1)
+		if err := sw.rest(); err != nil {
+			t.Fatal(err)
+		}
+		c.answer(path)
+	}
 }
