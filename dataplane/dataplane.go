@@ -296,6 +296,7 @@ type listenerServer struct {
 	spec fsm.ListenerSpec
 	srv  *fasthttp.Server
 	lns  []net.Listener // one per shard, each with its own accept loop
+	lots []*parkLot     // the shards' parked connections (park.go)
 	addr string
 	done chan struct{} // closed once every accept loop has returned
 	// tlsConf (https) follows the cluster's ticket keys while it serves.
@@ -406,7 +407,7 @@ func (d *Dataplane) startListener(name, vipIP string, lt *listenerTable) (*liste
 		lot.srv = srv
 		lot.ended = func(c net.Conn) { ended(c, false) }
 	}
-	return &listenerServer{name: name, ip: vipIP, spec: lt.spec, srv: srv, lns: lns, addr: lns[0].Addr().String(), done: make(chan struct{}),
+	return &listenerServer{name: name, ip: vipIP, spec: lt.spec, srv: srv, lns: lns, lots: lots, addr: lns[0].Addr().String(), done: make(chan struct{}),
 		tlsConf: tlsConf, certs: d.certs}, nil
 }
 
@@ -474,6 +475,9 @@ func (ls *listenerServer) shutdown(timeout time.Duration) {
 	closeAll(ls.lns)
 	if ls.started {
 		<-ls.done
+	}
+	for _, lot := range ls.lots {
+		lot.drain(ctx)
 	}
 	if ls.certs != nil {
 		ls.certs.unregister(ls.tlsConf)

@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"io"
@@ -172,10 +173,17 @@ type parkLot struct {
 	// listener's ConnState), for a parked connection that ends.
 	ended func(net.Conn)
 	// gauge counts the parked connections (rafter_client_connections_parked).
-	gauge  prometheus.Gauge
-	mu     sync.Mutex
-	closed bool
-	parked map[*parkConn]struct{}
+	gauge prometheus.Gauge
+	// serving counts the connections handed to the server (Accept's, and
+	// parked ones that woke) that it has not served to their end. A
+	// connection counts in the server's own open count only once
+	// Server.ServeConn has begun, so the server's Shutdown can miss one
+	// on its way there; the listener's shutdown waits for these as well
+	// (drain).
+	serving atomic.Int64
+	mu      sync.Mutex
+	closed  bool
+	parked  map[*parkConn]struct{}
 }
 
 // park watches c from a goroutine of its own, until it has a request to
@@ -206,20 +214,31 @@ func (l *parkLot) wait(c *parkConn) {
 	delete(l.parked, c)
 	l.gauge.Dec()
 	closed := l.closed
+	if err == nil && !closed {
+		// Counted before close can see the lot closed, so that drain
+		// waits for it.
+		l.serving.Add(1)
+	}
 	l.mu.Unlock()
 	if err != nil || closed {
 		l.end(c)
 		return
 	}
 	if err := c.sock.SetReadDeadline(time.Time{}); err != nil {
+		l.serving.Add(-1)
 		l.end(c)
 		return
 	}
 	l.serve(c.served)
 }
 
-// serve serves c until it closes, parks or is hijacked.
+// serve serves c until it closes, parks or is hijacked; c counts in
+// serving until then.
 func (l *parkLot) serve(c net.Conn) {
+	defer l.serving.Add(-1)
+	if hook := testHookServe.Load(); hook != nil {
+		(*hook)(c)
+	}
 	// ServeConn closes c and reports it (ConnState) before it returns,
 	// except when it refuses c, which limitListener's count makes rare:
 	// fasthttp gives a place back after the connection's report.
@@ -227,6 +246,10 @@ func (l *parkLot) serve(c net.Conn) {
 		l.ended(c)
 	}
 }
+
+// testHookServe, when set by a test, runs as a connection is handed to
+// the server, before it is served.
+var testHookServe atomic.Pointer[func(net.Conn)]
 
 func (l *parkLot) end(c *parkConn) {
 	_ = c.Conn.Close()
@@ -241,6 +264,21 @@ func (l *parkLot) close() {
 	l.closed = true
 	for c := range l.parked {
 		_ = c.sock.Conn.Close()
+	}
+}
+
+// drain waits until the connections handed to the server are served to
+// their end, or ctx ends. After close and once Accept has returned, no
+// more are handed over.
+func (l *parkLot) drain(ctx context.Context) {
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for l.serving.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
 	}
 }
 
@@ -289,6 +327,7 @@ func (l *parkListener) Accept() (net.Conn, error) {
 		if hook := l.lot.srv.ConnState; hook != nil {
 			hook(c, fasthttp.StateNew)
 		}
+		l.lot.serving.Add(1)
 		go l.lot.serve(c)
 	}
 }
@@ -329,10 +368,11 @@ func (l *parkListener) wrap(c net.Conn) net.Conn {
 	return out
 }
 
+// Close closes the lot before the listener: once Accept has returned,
+// no connection is handed to the server that drain does not see.
 func (l *parkListener) Close() error {
-	err := l.Listener.Close()
 	l.lot.close()
-	return err
+	return l.Listener.Close()
 }
 
 // socketOf is the yieldConn under an accepted connection's wrappers.

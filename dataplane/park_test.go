@@ -601,3 +601,78 @@ func TestParkedConnectionKeepsAPartialTLSRecord(t *testing.T) {
 		c.answer(path)
 	}
 }
+
+// A connection that wakes as its listener is removed is served to its
+// end before the removal is done: no connection of a removed listener
+// is left open, and counted, after its shutdown.
+func TestRemovedListenerWaitsForAWakingConnection(t *testing.T) {
+	be := newBackend(t, nil)
+	src := newFakeSource(simpleConfig(be.addr).build())
+	d := startDataplane(t, src, nil)
+	c := dialPark(t, d.ListenerAddr("web"), 0, nil)
+	c.send(c.get("/"))
+	c.answer("ok")
+	parkUntil(t, d, 1)
+
+	// The woken connection is held on its way to the server until the
+	// removal is done, or long enough for it to be.
+	held, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	hook := func(net.Conn) {
+		once.Do(func() {
+			close(held)
+			select {
+			case <-release:
+			case <-time.After(10 * time.Second):
+			}
+		})
+	}
+	testHookServe.Store(&hook)
+	t.Cleanup(func() { testHookServe.Store(nil) })
+	c.send(c.get("/"))
+	select {
+	case <-held:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the parked connection did not wake")
+	}
+
+	gone := simpleConfig(be.addr)
+	gone.index = 2
+	delete(gone.listeners, "web")
+	delete(gone.routes, "app")
+	src.Set(gone.build())
+	waitFor(t, "the listener's removal to begin", func() bool {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		return d.listeners["web"] == nil
+	})
+	stopped := make(chan struct{})
+	go func() {
+		d.stopping.Wait()
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+	case <-time.After(time.Second):
+	}
+	close(release)
+	select {
+	case <-stopped:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the removed listener's shutdown did not end")
+	}
+	if v := seriesValue(t, d, "web"); v != 0 {
+		t.Errorf("rafter_client_connections = %v once the removed listener's shutdown is done, want 0", v)
+	}
+	// The request was answered (by the configuration without the
+	// listener), and the connection closed.
+	resp, err := http.ReadResponse(c.br, nil)
+	if err != nil {
+		t.Fatalf("the request that woke the connection got no answer: %v", err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if n, err := c.br.Read(make([]byte, 1)); n != 0 || !errors.Is(err, io.EOF) {
+		t.Fatalf("after its answer the connection read %d bytes, %v; want it closed", n, err)
+	}
+}
