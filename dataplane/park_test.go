@@ -676,3 +676,73 @@ func TestRemovedListenerWaitsForAWakingConnection(t *testing.T) {
 		t.Fatalf("after its answer the connection read %d bytes, %v; want it closed", n, err)
 	}
 }
+
+// Requests of every framing are served whole across parks: one that
+// waits for 100 Continue, a chunked body sent in pieces through sweeps,
+// HTTP/1.0 keep-alive, and a request whose body the route left unread.
+func TestParkedConnectionServesEveryFraming(t *testing.T) {
+	be := newBackend(t, func(w http.ResponseWriter, r *http.Request) {
+		_, _ = fmt.Fprintf(w, "%s %s", r.Method, r.URL.Path)
+	})
+	// lastBody is the body of the last request the backend received.
+	lastBody := func() string {
+		reqs := be.requests()
+		return reqs[len(reqs)-1].Body
+	}
+	cfg := simpleConfig(be.addr)
+	cfg.routes["fixed"] = fsm.RouteSpec{Listener: "web", Match: fsm.RouteMatch{Path: fsm.PathMatch{Prefix: "/fixed"}},
+		Action: fsm.RouteAction{Respond: &fsm.Respond{Status: 200, Body: "fixed"}}}
+	d := startDataplane(t, newFakeSource(cfg.build()), nil)
+	c := dialPark(t, d.ListenerAddr("web"), 0, nil)
+	c.send(c.get("/start"))
+	c.answer("GET /start")
+	parkUntil(t, d, 1)
+	for round := range 2 {
+		// Expect: 100-continue: the body is sent once the interim answer is in.
+		body := strings.Repeat(fmt.Sprintf("e%d", round), 500)
+		c.send(fmt.Sprintf("POST /continue HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: %d\r\n\r\n", len(body)))
+		line, err := c.br.ReadString('\n')
+		if err != nil || !strings.HasPrefix(line, "HTTP/1.1 100 ") {
+			t.Fatalf("round %d: waiting for 100 Continue: %q, %v", round, line, err)
+		}
+		if blank, err := c.br.ReadString('\n'); err != nil || blank != "\r\n" {
+			t.Fatalf("round %d: after 100 Continue: %q, %v", round, blank, err)
+		}
+		c.send(body)
+		c.answer("POST /continue")
+		if got := lastBody(); got != body {
+			t.Fatalf("round %d: the 100-continue body reached the backend as %d bytes, want %d", round, len(got), len(body))
+		}
+		parkUntil(t, d, 1)
+
+		// A chunked body in pieces, each waiting through a sweep.
+		released := d.idleConns.released.Load()
+		c.send("POST /chunked HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+		released = sweepUntilReleased(t, &d.idleConns, released)
+		c.send("6\r\n world\r\n")
+		sweepUntilReleased(t, &d.idleConns, released)
+		c.send("0\r\n\r\n")
+		c.answer("POST /chunked")
+		if got := lastBody(); got != "hello world" {
+			t.Fatalf("round %d: the chunked body reached the backend as %q", round, got)
+		}
+		parkUntil(t, d, 1)
+
+		// HTTP/1.0 keep-alive.
+		c.send("GET /old HTTP/1.0\r\nHost: a\r\nConnection: keep-alive\r\n\r\n")
+		c.answer("GET /old")
+		parkUntil(t, d, 1)
+
+		// A body the route does not read, then the next request.
+		unread := strings.Repeat("u", 3000)
+		c.send(fmt.Sprintf("POST /fixed HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n%s", len(unread), unread))
+		c.answer("fixed")
+		parkUntil(t, d, 1)
+		c.send(c.get("/after"))
+		c.answer("GET /after")
+		parkUntil(t, d, 1)
+	}
+	if n := len(be.requests()); n != 1+2*4 {
+		t.Errorf("the backend saw %d requests, want %d", n, 1+2*4)
+	}
+}
