@@ -746,3 +746,45 @@ func TestParkedConnectionServesEveryFraming(t *testing.T) {
 		t.Errorf("the backend saw %d requests, want %d", n, 1+2*4)
 	}
 }
+
+// A connection of a PROXY-protocol listener keeps the client address of
+// its header across parks.
+func TestParkedConnectionKeepsItsProxyHeaderAddress(t *testing.T) {
+	be := xffBackend(t)
+	cfg := simpleConfig(be.addr)
+	cfg.listeners["web"] = fsm.ListenerSpec{ProxyProtocol: &fsm.ProxyProtocol{Trusted: []string{trustedSrc}}}
+	d := startDataplane(t, newFakeSource(cfg.build()), nil)
+	c := dialFrom(t, trustedSrc, d.ListenerAddr("web"))
+	if _, err := io.WriteString(c, "PROXY TCP4 203.0.113.9 10.0.0.1 5000 80\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	for i := range 3 {
+		if got := askXFF(t, c, br, 1)[0]; got != "203.0.113.9" {
+			t.Fatalf("request %d: backend saw X-Forwarded-For %q, want the header's 203.0.113.9", i, got)
+		}
+		parkUntil(t, d, 1)
+	}
+}
+
+// A parked connection whose client sends a request and half-closes gets
+// its answer, then the server's close, and is forgotten.
+func TestParkedConnectionAnswersAHalfClosedClient(t *testing.T) {
+	be := newBackend(t, nil)
+	d := startDataplane(t, newFakeSource(simpleConfig(be.addr).build()), nil)
+	c := dialPark(t, d.ListenerAddr("web"), 0, nil)
+	c.send(c.get("/"))
+	c.answer("ok")
+	parkUntil(t, d, 1)
+	c.send(c.get("/"))
+	if err := c.c.(*net.TCPConn).CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	c.answer("ok")
+	if n, err := c.br.Read(make([]byte, 1)); n != 0 || !errors.Is(err, io.EOF) {
+		t.Fatalf("after its answer the half-closed connection read %d bytes, %v; want the server's close", n, err)
+	}
+	waitFor(t, "the connection to be forgotten", func() bool {
+		return parkedConns(d, "web") == 0 && d.idleConns.open() == 0 && seriesValue(t, d, "web") == 0
+	})
+}
