@@ -788,3 +788,41 @@ func TestParkedConnectionAnswersAHalfClosedClient(t *testing.T) {
 		return parkedConns(d, "web") == 0 && d.idleConns.open() == 0 && seriesValue(t, d, "web") == 0
 	})
 }
+
+// A parked connection that wakes with an Upgrade becomes a tunnel, which
+// never parks: its idle waits are the tunnel's, through any number of
+// sweeps.
+func TestParkedConnectionUpgradesToATunnelThatDoesNotPark(t *testing.T) {
+	addr, _ := wsEcho(t)
+	cfg := simpleConfig(addr)
+	cfg.routes["fixed"] = fsm.RouteSpec{Listener: "web", Match: fsm.RouteMatch{Path: fsm.PathMatch{Prefix: "/fixed"}},
+		Action: fsm.RouteAction{Respond: &fsm.Respond{Status: 200, Body: "fixed"}}}
+	d := startDataplane(t, newFakeSource(cfg.build()), nil)
+	c := dialPark(t, d.ListenerAddr("web"), 0, nil)
+	c.send(c.get("/fixed"))
+	c.answer("fixed")
+	parkUntil(t, d, 1)
+	c.send(upgradeReq("/chat"))
+	resp, err := http.ReadResponse(c.br, nil)
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("the Upgrade of a parked connection: %v, %v", resp, err)
+	}
+	for i := range 3 {
+		released := d.idleConns.released.Load()
+		sweepUntilReleased(t, &d.idleConns, released)
+		d.idleConns.sweep()
+		if n := parkedConns(d, "web"); n != 0 {
+			t.Fatalf("%d connections parked with only a tunnel open", n)
+		}
+		msg := fmt.Sprintf("ping %d", i)
+		c.send(msg)
+		got := make([]byte, len(msg))
+		if _, err := io.ReadFull(c.br, got); err != nil || string(got) != msg {
+			t.Fatalf("the tunnel echoed %q, %v; want %q", got, err, msg)
+		}
+	}
+	c.c.Close()
+	waitFor(t, "the tunnel's connection to be forgotten", func() bool {
+		return d.idleConns.open() == 0 && seriesValue(t, d, "web") == 0
+	})
+}
