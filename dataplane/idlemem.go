@@ -277,8 +277,9 @@ type idleRegistry struct {
 // through one collection) and return its free memory, a few milliseconds
 // of collection for some MiB, the sweep after returnAfterParks parks (at
 // most every returnEvery), and at the first sweep that parks none after
-// returnAfterWave did (at most every returnEvery/2): at most two
-// collections a second, with connections parking at least as fast.
+// returnAfterWave did. A return starts the count of parks again, so the
+// next one is two sweeps later at the soonest: at most two a second
+// (twice 2 collections), and only with connections parking as fast.
 const (
 	returnAfterParks = 256
 	returnAfterWave  = 32
@@ -291,7 +292,7 @@ const (
 // goroutines of a sweep's parks are still ending during it.
 func returnWhen(parked, parks int, due bool, since time.Duration) (now, next bool) {
 	switch {
-	case due, parked == 0 && parks >= returnAfterWave && since >= returnEvery/2:
+	case due, parked == 0 && parks >= returnAfterWave:
 		return true, false
 	case parks >= returnAfterParks && since >= returnEvery:
 		return false, true
