@@ -361,11 +361,13 @@ func (g *idleRegistry) sweep() {
 	var now bool
 	now, g.returnDue = returnWhen(parked, g.parks, g.returnDue, time.Since(g.lastReturn))
 	if now {
+		// On the sweeper's goroutine, outside g.mu: the next sweep comes
+		// an interval after the collections.
 		g.parks, g.lastReturn = 0, time.Now()
 		if g.returnMem != nil {
 			g.returnMem()
 		} else {
-			go returnMemory()
+			returnMemory()
 		}
 	}
 	g.mu.Lock()
