@@ -187,6 +187,22 @@ func (b *backend) requests() []seen {
 	return append([]seen(nil), b.reqs...)
 }
 
+// posts is the POST requests b received, in order; the test fails unless
+// there are want of them.
+func (b *backend) posts(t *testing.T, want int) []seen {
+	t.Helper()
+	var posts []seen
+	for _, r := range b.requests() {
+		if r.Method == "POST" {
+			posts = append(posts, r)
+		}
+	}
+	if len(posts) != want {
+		t.Fatalf("the backend saw %d POSTs, want %d", len(posts), want)
+	}
+	return posts
+}
+
 // rawExchange sends raw request bytes on a new connection and reads one
 // response.
 func rawExchange(t testing.TB, addr, req string) (*http.Response, string) {

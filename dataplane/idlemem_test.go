@@ -511,16 +511,7 @@ func testIdleReleasesKeepRequestsWhole(t *testing.T, https bool) {
 	answer(0, "0 /p1")
 	answer(0, "0 /p2")
 
-	var posts []seen
-	for _, r := range be.requests() {
-		if r.Method == "POST" {
-			posts = append(posts, r)
-		}
-	}
-	if len(posts) != len(bodies) {
-		t.Fatalf("the backend saw %d POSTs, want %d", len(posts), len(bodies))
-	}
-	for k, r := range posts {
+	for k, r := range be.posts(t, len(bodies)) {
 		i := k % len(clients)
 		if want := fmt.Sprintf("%d%s", i, big); r.Header.Get("X-Big") != want {
 			t.Errorf("POST %d: X-Big of %d bytes is not the %d sent", k, len(r.Header.Get("X-Big")), len(want))

@@ -179,16 +179,7 @@ func testParkedConnectionsServe(t *testing.T, https bool) {
 		c.answer(fmt.Sprintf("1 /post%d", round))
 		parkUntil(t, d, 3)
 	}
-	var posts []seen
-	for _, r := range be.requests() {
-		if r.Method == "POST" {
-			posts = append(posts, r)
-		}
-	}
-	if len(posts) != len(bodies) {
-		t.Fatalf("the backend saw %d POSTs, want %d", len(posts), len(bodies))
-	}
-	for k, r := range posts {
+	for k, r := range be.posts(t, len(bodies)) {
 		if r.Body != bodies[k] || len(r.Header.Get("X-Big")) != 6000 || r.Header.Get("X-Conn") != "1" {
 			t.Errorf("POST %d reached the backend changed: body %d bytes (sent %d), X-Big %d bytes, X-Conn %q",
 				k, len(r.Body), len(bodies[k]), len(r.Header.Get("X-Big")), r.Header.Get("X-Conn"))
@@ -690,8 +681,7 @@ func TestParkedConnectionServesEveryFraming(t *testing.T) {
 		return reqs[len(reqs)-1].Body
 	}
 	cfg := simpleConfig(be.addr)
-	cfg.routes["fixed"] = fsm.RouteSpec{Listener: "web", Match: fsm.RouteMatch{Path: fsm.PathMatch{Prefix: "/fixed"}},
-		Action: fsm.RouteAction{Respond: &fsm.Respond{Status: 200, Body: "fixed"}}}
+	withFixedRoute(cfg)
 	d := startDataplane(t, newFakeSource(cfg.build()), nil)
 	c := dialPark(t, d.ListenerAddr("web"), 0, nil)
 	c.send(c.get("/start"))
@@ -795,8 +785,7 @@ func TestParkedConnectionAnswersAHalfClosedClient(t *testing.T) {
 func TestParkedConnectionUpgradesToATunnelThatDoesNotPark(t *testing.T) {
 	addr, _ := wsEcho(t)
 	cfg := simpleConfig(addr)
-	cfg.routes["fixed"] = fsm.RouteSpec{Listener: "web", Match: fsm.RouteMatch{Path: fsm.PathMatch{Prefix: "/fixed"}},
-		Action: fsm.RouteAction{Respond: &fsm.Respond{Status: 200, Body: "fixed"}}}
+	withFixedRoute(cfg)
 	d := startDataplane(t, newFakeSource(cfg.build()), nil)
 	c := dialPark(t, d.ListenerAddr("web"), 0, nil)
 	c.send(c.get("/fixed"))
@@ -825,4 +814,11 @@ func TestParkedConnectionUpgradesToATunnelThatDoesNotPark(t *testing.T) {
 	waitFor(t, "the tunnel's connection to be forgotten", func() bool {
 		return d.idleConns.open() == 0 && seriesValue(t, d, "web") == 0
 	})
+}
+
+// withFixedRoute adds route "fixed": /fixed answered 200 "fixed" by the
+// proxy itself.
+func withFixedRoute(cfg config) {
+	cfg.routes["fixed"] = fsm.RouteSpec{Listener: "web", Match: fsm.RouteMatch{Path: fsm.PathMatch{Prefix: "/fixed"}},
+		Action: fsm.RouteAction{Respond: &fsm.Respond{Status: 200, Body: "fixed"}}}
 }
