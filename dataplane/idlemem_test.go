@@ -427,9 +427,7 @@ func testIdleReleasesKeepRequestsWhole(t *testing.T, https bool) {
 		Action: fsm.RouteAction{Split: []fsm.WeightedPool{{Pool: "ws", Weight: 1}}}}
 	var roots *x509.CertPool
 	if https {
-		var certFile, keyFile string
-		certFile, keyFile, roots = writeSelfSigned(t, t.TempDir())
-		cfg.listeners["web"] = fsm.ListenerSpec{Protocol: "https", TLS: &fsm.ListenerTLS{CertFile: certFile, KeyFile: keyFile}}
+		roots = withHTTPS(t, cfg)
 	}
 	d := startDataplane(t, newFakeSource(cfg.build()), nil)
 	reg := &d.idleConns

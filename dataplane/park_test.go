@@ -129,9 +129,7 @@ func testParkedConnectionsServe(t *testing.T, https bool) {
 	cfg := simpleConfig(be.addr)
 	var roots *x509.CertPool
 	if https {
-		var certFile, keyFile string
-		certFile, keyFile, roots = writeSelfSigned(t, t.TempDir())
-		cfg.listeners["web"] = fsm.ListenerSpec{Protocol: "https", TLS: &fsm.ListenerTLS{CertFile: certFile, KeyFile: keyFile}}
+		roots = withHTTPS(t, cfg)
 	}
 	d := startDataplane(t, newFakeSource(cfg.build()), nil)
 	addr := d.ListenerAddr("web")
@@ -821,4 +819,12 @@ func TestParkedConnectionUpgradesToATunnelThatDoesNotPark(t *testing.T) {
 func withFixedRoute(cfg config) {
 	cfg.routes["fixed"] = fsm.RouteSpec{Listener: "web", Match: fsm.RouteMatch{Path: fsm.PathMatch{Prefix: "/fixed"}},
 		Action: fsm.RouteAction{Respond: &fsm.Respond{Status: 200, Body: "fixed"}}}
+}
+
+// withHTTPS makes listener "web" https with a self-signed certificate,
+// and returns the pool that verifies it.
+func withHTTPS(t *testing.T, cfg config) *x509.CertPool {
+	certFile, keyFile, roots := writeSelfSigned(t, t.TempDir())
+	cfg.listeners["web"] = fsm.ListenerSpec{Protocol: "https", TLS: &fsm.ListenerTLS{CertFile: certFile, KeyFile: keyFile}}
+	return roots
 }
