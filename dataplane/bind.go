@@ -70,7 +70,7 @@ func (d *Dataplane) retryBinds() time.Time {
 			}
 			continue
 		}
-		ls, err := d.startListener(pb.name, pb.ip, t.listeners[pb.name])
+		ls, err := d.startListener(pb.name, pb.ip, t.listeners[pb.name], nil)
 		if err == nil {
 			delete(d.pending, key)
 			ls.serve(d.log) // the table that routes it is served already

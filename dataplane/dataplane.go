@@ -209,12 +209,21 @@ func (d *Dataplane) reconcileListeners(t *Table, vips []string, starting bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.vips = vips
+	var handed map[string][]net.Listener
 	if !starting {
 		for key, ls := range d.listeners {
 			if d.wanted(t, ls.name, ls.ip, ls.spec) {
 				continue
 			}
 			delete(d.listeners, key)
+			if d.keepsAddress(t, ls) {
+				if raw := ls.handOver(); raw != nil {
+					if handed == nil {
+						handed = map[string][]net.Listener{}
+					}
+					handed[key] = raw
+				}
+			}
 			d.stopping.Add(1)
 			go func() {
 				defer d.stopping.Done()
@@ -226,15 +235,23 @@ func (d *Dataplane) reconcileListeners(t *Table, vips []string, starting bool) {
 				delete(d.pending, key)
 			}
 		}
-		// A listener whose spec changed was stopped above and is bound
-		// anew below (its port may be the same, so only after the old one
-		// let go; the binder retries while it does).
+		// A listener whose spec changed was stopped above and starts
+		// anew below, on the sockets its old server handed over when its
+		// address is the same (handover.go).
+	}
+	take := func(key string) []net.Listener {
+		raw := handed[key]
+		delete(handed, key)
+		return raw
 	}
 	for name, lt := range t.listeners {
-		d.bindLocked(name, "", lt)
+		d.bindLocked(name, "", lt, take(listenerKey(name, "")))
 		for _, ip := range vips {
-			d.bindLocked(name, ip, lt)
+			d.bindLocked(name, ip, lt, take(listenerKey(name, ip)))
 		}
+	}
+	for _, raw := range handed {
+		closeAll(raw) // not reached: keepsAddress asks what the loop binds
 	}
 	if !starting {
 		// Only now that t is served: a connection accepted before (one
@@ -263,17 +280,29 @@ func listenerKey(name, ip string) string {
 	return name + "@" + ip
 }
 
+// keepsAddress reports whether table t serves the listener of ls on the
+// same address, so that its sockets can be handed over. Port 0 binds a
+// new port. d.mu must be held.
+func (d *Dataplane) keepsAddress(t *Table, ls *listenerServer) bool {
+	lt := t.listeners[ls.name]
+	return lt != nil && lt.spec.Port != 0 && lt.spec.Port == ls.spec.Port &&
+		(ls.ip == "" || slices.Contains(d.vips, ls.ip))
+}
+
 // bindLocked starts listener name on ip unless it runs or waits for the
-// binder already; a failure hands it to the binder. d.mu must be held.
-func (d *Dataplane) bindLocked(name, ip string, lt *listenerTable) {
+// binder already; a failure hands it to the binder. It serves on raw,
+// the sockets of the listener's previous server, when that is not nil.
+// d.mu must be held.
+func (d *Dataplane) bindLocked(name, ip string, lt *listenerTable, raw []net.Listener) {
 	key := listenerKey(name, ip)
 	if d.listeners[key] != nil {
+		closeAll(raw)
 		return
 	}
-	if pb := d.pending[key]; pb != nil && pb.spec == lt.spec {
+	if pb := d.pending[key]; pb != nil && pb.spec == lt.spec && raw == nil {
 		return
 	}
-	ls, err := d.startListener(name, ip, lt)
+	ls, err := d.startListener(name, ip, lt, raw)
 	if err == nil {
 		d.listeners[key] = ls
 		delete(d.pending, key)
@@ -297,8 +326,10 @@ type listenerServer struct {
 	srv  *fasthttp.Server
 	lns  []net.Listener // one per shard, each with its own accept loop
 	lots []*parkLot     // the shards' parked connections (park.go)
-	addr string
-	done chan struct{} // closed once every accept loop has returned
+	// leases hold the shards' sockets, innermost in lns (handover.go).
+	leases []*socketLease
+	addr   string
+	done   chan struct{} // closed once every accept loop has returned
 	// tlsConf (https) follows the cluster's ticket keys while it serves.
 	tlsConf *tls.Config
 	certs   *certManager
@@ -307,7 +338,10 @@ type listenerServer struct {
 	started bool
 }
 
-func (d *Dataplane) startListener(name, vipIP string, lt *listenerTable) (*listenerServer, error) {
+// startListener starts listener name on vipIP ("": BindIP). It serves on
+// the sockets raw, handed over by the server of the listener's previous
+// spec, or on sockets it binds when raw is nil.
+func (d *Dataplane) startListener(name, vipIP string, lt *listenerTable, raw []net.Listener) (*listenerServer, error) {
 	ip, listen := d.opts.BindIP, d.listen
 	if ip == "" {
 		ip = "0.0.0.0"
@@ -316,13 +350,17 @@ func (d *Dataplane) startListener(name, vipIP string, lt *listenerTable) (*liste
 		ip, listen = vipIP, d.listenVIP
 	}
 	addr := net.JoinHostPort(ip, strconv.Itoa(lt.spec.Port))
-	// One attempt: a removed listener on the same port may still be
-	// letting go of its socket, but the binder retries, off the config path.
-	raw, err := d.listenShards(name, addr, listen)
-	if err != nil {
-		return nil, err
+	if raw == nil {
+		// One attempt: a removed listener on the same port may still be
+		// letting go of its socket, but the binder retries, off the
+		// config path.
+		var err error
+		if raw, err = d.listenShards(name, addr, listen); err != nil {
+			return nil, err
+		}
 	}
 	var tlsConf *tls.Config
+	var err error
 	if lt.spec.Protocol == "https" {
 		if tlsConf, err = d.certs.tlsConfig(name, lt.spec.TLS); err != nil {
 			closeAll(raw)
@@ -338,8 +376,10 @@ func (d *Dataplane) startListener(name, vipIP string, lt *listenerTable) (*liste
 	shared := &connLimit{max: int64(lim.maxConns)}
 	lns := make([]net.Listener, len(raw))
 	lots := make([]*parkLot, len(raw))
+	leases := make([]*socketLease, len(raw))
 	for i, ln := range raw {
-		ln = yieldListener{Listener: ln, idle: &d.idleConns}
+		leases[i] = &socketLease{Listener: ln}
+		ln = yieldListener{Listener: leases[i], idle: &d.idleConns}
 		if pp := lt.spec.ProxyProtocol; pp != nil {
 			ln = newProxyListener(ln, name, pp, d.pp, d.log)
 		}
@@ -407,7 +447,7 @@ func (d *Dataplane) startListener(name, vipIP string, lt *listenerTable) (*liste
 		lot.srv = srv
 		lot.ended = func(c net.Conn) { ended(c, false) }
 	}
-	return &listenerServer{name: name, ip: vipIP, spec: lt.spec, srv: srv, lns: lns, lots: lots, addr: lns[0].Addr().String(), done: make(chan struct{}),
+	return &listenerServer{name: name, ip: vipIP, spec: lt.spec, srv: srv, lns: lns, lots: lots, leases: leases, addr: lns[0].Addr().String(), done: make(chan struct{}),
 		tlsConf: tlsConf, certs: d.certs}, nil
 }
 

@@ -1,0 +1,198 @@
+package dataplane
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/rafterlb/rafter/fsm"
+)
+
+// handoverConfig is listener "web" on port with the given max_conns, and a
+// route answering 200 "ok".
+func handoverConfig(port, maxConns int, index uint64) *fsm.Config {
+	return config{
+		index:     index,
+		listeners: map[string]fsm.ListenerSpec{"web": {Port: port, Limits: fsm.ListenerLimits{MaxConns: maxConns}}},
+		routes: map[string]fsm.RouteSpec{"ok": {Listener: "web",
+			Action: fsm.RouteAction{Respond: &fsm.Respond{Status: 200, Body: "ok"}}}},
+	}.build()
+}
+
+// listenerSpec returns the spec the server of listener key serves, if one
+// runs.
+func listenerSpec(d *Dataplane, key string) (fsm.ListenerSpec, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	ls := d.listeners[key]
+	if ls == nil || !ls.started {
+		return fsm.ListenerSpec{}, false
+	}
+	return ls.spec, true
+}
+
+// A listener whose spec changes while clients keep connecting refuses and
+// resets none of them: the new server takes over the listener's sockets,
+// with the connections waiting in their accept queues, instead of binding
+// new ones while the old ones close.
+func TestChangedListenerKeepsItsSocketsAndQueuedConnections(t *testing.T) {
+	port := freePort(t)
+	src := newFakeSource(handoverConfig(port, 1000, 1))
+	d := startDataplane(t, src, func(o *Options) { o.ListenShards = 2 })
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	waitFor(t, "the listener to serve", func() bool { _, ok := listenerSpec(d, "web"); return ok })
+
+	const clients, changes = 8, 30
+	var stop atomic.Bool
+	var served, failed atomic.Int64
+	var firstErr atomic.Value
+	var wg sync.WaitGroup
+	deadline := time.Now().Add(60 * time.Second)
+	for range clients {
+		wg.Go(func() {
+			for i := 0; i < 100000 && !stop.Load() && time.Now().Before(deadline); i++ {
+				if err := getOnce(addr); err != nil {
+					failed.Add(1)
+					firstErr.CompareAndSwap(nil, err.Error())
+					continue
+				}
+				served.Add(1)
+			}
+		})
+	}
+	for i := range changes {
+		maxConns := 1000 + i%2
+		src.Set(handoverConfig(port, maxConns, uint64(i+2)))
+		waitFor(t, "the changed listener to serve", func() bool {
+			s, ok := listenerSpec(d, "web")
+			return ok && s.Limits.MaxConns == maxConns
+		})
+		// Let new connections reach the new server before the next change.
+		start := served.Load()
+		waitFor(t, "requests on the changed listener", func() bool { return served.Load() >= start+20 })
+	}
+	stop.Store(true)
+	wg.Wait()
+	if n := failed.Load(); n != 0 {
+		t.Fatalf("%d of %d connections failed across %d listener changes; first: %v", n, n+served.Load(), changes, firstErr.Load())
+	}
+	d.mu.Lock()
+	ls := d.listeners["web"]
+	d.mu.Unlock()
+	if got := len(ls.lns); got != 2 {
+		t.Fatalf("the listener serves on %d sockets after its changes, want 2", got)
+	}
+}
+
+// getOnce opens a connection to addr, asks for / and checks the answer.
+func getOnce(addr string) error {
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Write([]byte("GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")); err != nil {
+		return err
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return fmt.Errorf("status %d", resp.StatusCode)
+	}
+	return nil
+}
+
+// noDeadlineListener hides its socket's SetDeadline.
+type noDeadlineListener struct{ net.Listener }
+
+// A changed listener serves its new spec on the same port, whether its
+// sockets were handed over or, when their Accept cannot be interrupted,
+// bound anew: max_conns lowered to 1 refuses a second connection.
+func TestChangedListenerServesItsNewSpec(t *testing.T) {
+	for _, interruptible := range []bool{true, false} {
+		t.Run(fmt.Sprintf("interruptible=%v", interruptible), func(t *testing.T) {
+			port := freePort(t)
+			src := newFakeSource(handoverConfig(port, 100, 1))
+			d := startDataplane(t, src, func(o *Options) {
+				o.ListenShards = 2
+				if !interruptible {
+					o.Listen = func(_ string, _ int, addr string) (net.Listener, error) {
+						ln, err := ListenShared("", 0, addr)
+						if err != nil {
+							return nil, err
+						}
+						return noDeadlineListener{ln}, nil
+					}
+				}
+			})
+			addr := fmt.Sprintf("127.0.0.1:%d", port)
+			waitFor(t, "the listener to serve", func() bool { _, ok := listenerSpec(d, "web"); return ok })
+			d.mu.Lock()
+			var old []net.Listener
+			for _, l := range d.listeners["web"].leases {
+				old = append(old, l.Listener)
+			}
+			before := old[0]
+			d.mu.Unlock()
+
+			src.Set(handoverConfig(port, 1, 2))
+			waitFor(t, "the changed listener to serve", func() bool {
+				s, ok := listenerSpec(d, "web")
+				return ok && s.Limits.MaxConns == 1
+			})
+			d.mu.Lock()
+			after := d.listeners["web"].leases[0].Listener
+			d.mu.Unlock()
+			if same := after == before; same != interruptible {
+				t.Fatalf("the new server serves on the old socket: %v, want %v", same, interruptible)
+			}
+			if !interruptible {
+				// Bound anew, the port has the old sockets too until the
+				// old server's shutdown closes them.
+				for _, ln := range old {
+					rc, err := ln.(noDeadlineListener).Listener.(*net.TCPListener).SyscallConn()
+					if err != nil {
+						t.Fatal(err)
+					}
+					waitFor(t, "the old sockets to close", func() bool { return rc.Control(func(uintptr) {}) != nil })
+				}
+			}
+
+			first, err := net.DialTimeout("tcp", addr, 5*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer first.Close()
+			_ = first.SetDeadline(time.Now().Add(10 * time.Second))
+			br := bufio.NewReader(first)
+			if _, err := first.Write([]byte("GET / HTTP/1.1\r\nHost: t\r\n\r\n")); err != nil {
+				t.Fatal(err)
+			}
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil || resp.StatusCode != 200 {
+				t.Fatalf("first connection: %v, %v", resp, err)
+			}
+			resp.Body.Close()
+			second, err := net.DialTimeout("tcp", addr, 5*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer second.Close()
+			_ = second.SetDeadline(time.Now().Add(10 * time.Second))
+			resp, err = http.ReadResponse(bufio.NewReader(second), nil)
+			if err != nil || resp.StatusCode != 503 {
+				t.Fatalf("second connection with max_conns 1: %v, %v; want 503", resp, err)
+			}
+			resp.Body.Close()
+		})
+	}
+}
