@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"sync/atomic"
 	"syscall"
+	"time"
 )
 
 // sockets opens the agent's listening sockets: the admin API, Raft and
@@ -75,6 +76,16 @@ func (l *retiringListener) Close() error {
 		_ = shutdownListener(l.Listener)
 	}
 	return l.Listener.Close()
+}
+
+// SetDeadline bounds Accept, so that the data plane can stop an accept
+// loop and hand the socket to the next server of a changed listener.
+func (l *retiringListener) SetDeadline(t time.Time) error {
+	d, ok := l.Listener.(interface{ SetDeadline(time.Time) error })
+	if !ok {
+		return errors.New("listener has no deadline")
+	}
+	return d.SetDeadline(t)
 }
 
 // shutdownListener stops a listening socket for every descriptor of it:

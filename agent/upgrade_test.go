@@ -488,3 +488,41 @@ spec: {listener: web, action: {respond: {status: 200, body: ok}}}
 		}
 	}
 }
+
+// A data-plane socket registered with the upgrader can have its Accept
+// interrupted and resumed: that is how a changed listener's new server
+// takes the socket over from the old one.
+func TestListenerSocketAcceptCanBeInterrupted(t *testing.T) {
+	up := &fakeUpgrader{}
+	defer up.Stop()
+	s := &sockets{upg: up}
+	ln, err := s.listen("listener web", "127.0.0.1:0", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	dl, ok := ln.(interface{ SetDeadline(time.Time) error })
+	if !ok {
+		t.Fatalf("%T has no SetDeadline", ln)
+	}
+	if err := dl.SetDeadline(time.Unix(1, 0)); err != nil {
+		t.Fatal(err)
+	}
+	var ne net.Error
+	if _, err := ln.Accept(); !errors.As(err, &ne) || !ne.Timeout() {
+		t.Fatalf("Accept past its deadline: %v, want a timeout", err)
+	}
+	if err := dl.SetDeadline(time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.DialTimeout("tcp", ln.Addr().String(), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	a, err := ln.Accept()
+	if err != nil {
+		t.Fatalf("Accept once the deadline is cleared: %v", err)
+	}
+	a.Close()
+}
