@@ -330,6 +330,8 @@ type listenerServer struct {
 	leases []*socketLease
 	addr   string
 	done   chan struct{} // closed once every accept loop has returned
+	// stopping: the server's shutdown has begun (startListener).
+	stopping *atomic.Bool
 	// tlsConf (https) follows the cluster's ticket keys while it serves.
 	tlsConf *tls.Config
 	certs   *certManager
@@ -400,8 +402,21 @@ func (d *Dataplane) startListener(name, vipIP string, lt *listenerTable, raw []n
 			d.tunnels.dropPending(c)
 		}
 	}
+	// stopping is set as the server's shutdown begins. fasthttp's
+	// Shutdown has every response close its connection only until it
+	// finds none open, and a connection can reach the server after that:
+	// one accepted as the server handed its sockets over (handover.go),
+	// or a parked one waking. Those close after their response too,
+	// rather than go on under a spec the listener no longer has.
+	stopping := new(atomic.Bool)
+	handler := d.acme.handler(d.listenerHandler(name, &lt.spec))
 	srv := &fasthttp.Server{
-		Handler:                       d.acme.handler(d.listenerHandler(name, &lt.spec)),
+		Handler: func(ctx *fasthttp.RequestCtx) {
+			handler(ctx)
+			if stopping.Load() {
+				ctx.SetConnectionClose()
+			}
+		},
 		ErrorHandler:                  d.parseError,
 		Name:                          "rafter",
 		NoDefaultServerHeader:         true,
@@ -448,7 +463,7 @@ func (d *Dataplane) startListener(name, vipIP string, lt *listenerTable, raw []n
 		lot.ended = func(c net.Conn) { ended(c, false) }
 	}
 	return &listenerServer{name: name, ip: vipIP, spec: lt.spec, srv: srv, lns: lns, lots: lots, leases: leases, addr: lns[0].Addr().String(), done: make(chan struct{}),
-		tlsConf: tlsConf, certs: d.certs}, nil
+		stopping: stopping, tlsConf: tlsConf, certs: d.certs}, nil
 }
 
 // serve starts the accept loops, once the table that routes the listener
@@ -511,6 +526,7 @@ func closeAll(lns []net.Listener) {
 func (ls *listenerServer) shutdown(timeout time.Duration) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
+	ls.stopping.Store(true)
 	_ = ls.srv.ShutdownWithContext(ctx)
 	closeAll(ls.lns)
 	if ls.started {

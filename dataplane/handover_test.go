@@ -2,7 +2,9 @@ package dataplane
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"sync"
@@ -194,5 +196,81 @@ func TestChangedListenerServesItsNewSpec(t *testing.T) {
 			}
 			resp.Body.Close()
 		})
+	}
+}
+
+// A connection the old server accepted as it handed its sockets over, and
+// that reached the server only once the server's shutdown had found no
+// connection to wait for, is answered and then closed: it does not go on
+// serving the old spec after the drain, still counted in the listener's
+// connections.
+func TestChangedListenerClosesAConnectionAcceptedAsItHandsOver(t *testing.T) {
+	port := freePort(t)
+	src := newFakeSource(handoverConfig(port, 100, 1))
+	d := startDataplane(t, src, func(o *Options) { o.ListenShards = 1 })
+	waitFor(t, "the listener to serve", func() bool { _, ok := listenerSpec(d, "web"); return ok })
+	d.mu.Lock()
+	old := d.listeners["web"]
+	d.mu.Unlock()
+
+	// The accepted connection is held on its way to the server until the
+	// old server's shutdown has closed its listeners.
+	held, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	hook := func(net.Conn) {
+		once.Do(func() {
+			close(held)
+			select {
+			case <-release:
+			case <-time.After(10 * time.Second):
+			}
+		})
+	}
+	testHookServe.Store(&hook)
+	t.Cleanup(func() { testHookServe.Store(nil) })
+	c := dialPark(t, fmt.Sprintf("127.0.0.1:%d", port), 0, nil)
+	c.send("GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+	select {
+	case <-held:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the connection was not accepted")
+	}
+
+	src.Set(handoverConfig(port, 101, 2))
+	waitFor(t, "the changed listener to serve", func() bool {
+		s, ok := listenerSpec(d, "web")
+		return ok && s.Limits.MaxConns == 101
+	})
+	waitFor(t, "the old server's shutdown to close its listeners", func() bool {
+		old.lots[0].mu.Lock()
+		defer old.lots[0].mu.Unlock()
+		return old.lots[0].closed
+	})
+	close(release)
+
+	resp, err := http.ReadResponse(c.br, nil)
+	if err != nil {
+		t.Fatalf("the held connection got no answer: %v", err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !resp.Close {
+		t.Fatalf("the held connection's answer: status %d, Connection: close %v; want 200 and close", resp.StatusCode, resp.Close)
+	}
+	if n, err := c.br.Read(make([]byte, 1)); n != 0 || !errors.Is(err, io.EOF) {
+		t.Fatalf("after its answer the connection read %d bytes, %v; want it closed", n, err)
+	}
+	stopped := make(chan struct{})
+	go func() {
+		d.stopping.Wait()
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the old server's shutdown did not end")
+	}
+	if v := seriesValue(t, d, "web"); v != 0 {
+		t.Errorf("rafter_client_connections = %v once the old server's shutdown is done, want 0", v)
 	}
 }
