@@ -199,22 +199,38 @@ func TestChangedListenerServesItsNewSpec(t *testing.T) {
 	}
 }
 
-// A connection the old server accepted as it handed its sockets over, and
-// that reached the server only once the server's shutdown had found no
-// connection to wait for, is answered and then closed: it does not go on
-// serving the old spec after the drain, still counted in the listener's
-// connections.
-func TestChangedListenerClosesAConnectionAcceptedAsItHandsOver(t *testing.T) {
+// A connection that reaches the old server of a changed listener only once
+// the server's shutdown has found no connection to wait for, one accepted
+// as the server handed its sockets over or a parked one waking, is
+// answered and then closed: it does not go on serving the old spec after
+// the drain, still counted in the listener's connections.
+func TestChangedListenerClosesAConnectionReachingItsOldServerLate(t *testing.T) {
+	for _, woken := range []bool{false, true} {
+		t.Run(fmt.Sprintf("woken=%v", woken), func(t *testing.T) {
+			testChangedListenerClosesALateConnection(t, woken)
+		})
+	}
+}
+
+func testChangedListenerClosesALateConnection(t *testing.T, woken bool) {
 	port := freePort(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	src := newFakeSource(handoverConfig(port, 100, 1))
 	d := startDataplane(t, src, func(o *Options) { o.ListenShards = 1 })
 	waitFor(t, "the listener to serve", func() bool { _, ok := listenerSpec(d, "web"); return ok })
 	d.mu.Lock()
 	old := d.listeners["web"]
 	d.mu.Unlock()
+	var c *parkClient
+	if woken {
+		c = dialPark(t, addr, 0, nil)
+		c.send(c.get("/"))
+		c.answer("ok")
+		parkUntil(t, d, 1)
+	}
 
-	// The accepted connection is held on its way to the server until the
-	// old server's shutdown has closed its listeners.
+	// The connection is held on its way to the server until the old
+	// server's shutdown has closed its listeners.
 	held, release := make(chan struct{}), make(chan struct{})
 	var once sync.Once
 	hook := func(net.Conn) {
@@ -228,12 +244,14 @@ func TestChangedListenerClosesAConnectionAcceptedAsItHandsOver(t *testing.T) {
 	}
 	testHookServe.Store(&hook)
 	t.Cleanup(func() { testHookServe.Store(nil) })
-	c := dialPark(t, fmt.Sprintf("127.0.0.1:%d", port), 0, nil)
-	c.send("GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+	if !woken {
+		c = dialPark(t, addr, 0, nil)
+	}
+	c.send(c.get("/"))
 	select {
 	case <-held:
 	case <-time.After(10 * time.Second):
-		t.Fatal("the connection was not accepted")
+		t.Fatal("the connection did not reach the server")
 	}
 
 	src.Set(handoverConfig(port, 101, 2))
