@@ -356,6 +356,12 @@ func (c *Config) raftConfig() (*raft.Config, error) {
 	rc.SnapshotInterval = c.SnapshotInterval
 	rc.SnapshotThreshold = c.SnapshotThreshold
 	rc.TrailingLogs = c.TrailingLogs
+	// A leader that demotes or removes itself steps down to follower
+	// rather than shutting Raft down: a demoted leader is a proxy, which
+	// must go on following the log. Shut down, it served its last
+	// configuration for good, and the change's own future could be left
+	// unanswered (the FSM goroutine may stop before it answers).
+	rc.ShutdownOnRemove = false
 	// BatchApplyCh stays off: with it Raft can leave queued futures
 	// unanswered at shutdown. The leader loop batches concurrent Apply calls
 	// into one disk write and one AppendEntries round either way.

@@ -339,9 +339,21 @@ func TestPromoteDemoteKeepsVotersOdd(t *testing.T) {
 	}
 	voters = slices.DeleteFunc(voters, func(id string) bool { return id == oldID || id == other })
 	wantRoles(t, c, voters)
-	if l := c.Leader(t); !slices.Contains(voters, c.ID(l)) {
-		t.Fatalf("%s leads but is not a voter", c.ID(l))
-	}
+	// The old leader answers the change before it steps down.
+	testutil.Eventually(t, clustertest.WaitTimeout, "a voter to lead", func() error {
+		if l := c.Leader(t); !slices.Contains(voters, c.ID(l)) {
+			return fmt.Errorf("%s leads but is not a voter", c.ID(l))
+		}
+		return nil
+	})
+	// Demoted, the old leader is a proxy: it follows the log.
+	idx := c.Apply(t, clustertest.ListenerCommand("after-demote", 9101))
+	testutil.Eventually(t, clustertest.WaitTimeout, "the demoted leader to follow the log", func() error {
+		if got := old.Config().Index; got < idx {
+			return fmt.Errorf("%s, demoted from leader, is at index %d, want %d", oldID, got, idx)
+		}
+		return nil
+	})
 	if _, err := demote(voters[0], voters[1]); err != nil {
 		t.Fatalf("5 -> 3: %v", err)
 	}
