@@ -231,19 +231,7 @@ func testChangedListenerClosesALateConnection(t *testing.T, woken bool) {
 
 	// The connection is held on its way to the server until the old
 	// server's shutdown has closed its listeners.
-	held, release := make(chan struct{}), make(chan struct{})
-	var once sync.Once
-	hook := func(net.Conn) {
-		once.Do(func() {
-			close(held)
-			select {
-			case <-release:
-			case <-time.After(10 * time.Second):
-			}
-		})
-	}
-	testHookServe.Store(&hook)
-	t.Cleanup(func() { testHookServe.Store(nil) })
+	held, release := holdNextServe(t)
 	if !woken {
 		c = dialPark(t, addr, 0, nil)
 	}

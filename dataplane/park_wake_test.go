@@ -130,19 +130,7 @@ func TestRemovedListenerWaitsForAWakingConnection(t *testing.T) {
 
 	// The woken connection is held on its way to the server until the
 	// removal is done, or long enough for it to be.
-	held, release := make(chan struct{}), make(chan struct{})
-	var once sync.Once
-	hook := func(net.Conn) {
-		once.Do(func() {
-			close(held)
-			select {
-			case <-release:
-			case <-time.After(10 * time.Second):
-			}
-		})
-	}
-	testHookServe.Store(&hook)
-	t.Cleanup(func() { testHookServe.Store(nil) })
+	held, release := holdNextServe(t)
 	c.send(c.get("/"))
 	select {
 	case <-held:
@@ -337,4 +325,25 @@ func TestParkedConnectionUpgradesToATunnelThatDoesNotPark(t *testing.T) {
 	waitFor(t, "the tunnel's connection to be forgotten", func() bool {
 		return d.idleConns.open() == 0 && seriesValue(t, d, "web") == 0
 	})
+}
+
+// holdNextServe holds the next connection on its way to the server
+// (testHookServe) until release is closed, or for 10 s; held is closed
+// once it is held.
+func holdNextServe(t *testing.T) (held <-chan struct{}, release chan struct{}) {
+	t.Helper()
+	h, r := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	hook := func(net.Conn) {
+		once.Do(func() {
+			close(h)
+			select {
+			case <-r:
+			case <-time.After(10 * time.Second):
+			}
+		})
+	}
+	testHookServe.Store(&hook)
+	t.Cleanup(func() { testHookServe.Store(nil) })
+	return h, r
 }
