@@ -352,17 +352,16 @@ func (d *Dataplane) startListener(name, vipIP string, lt *listenerTable, raw []n
 		ip, listen = vipIP, d.listenVIP
 	}
 	addr := net.JoinHostPort(ip, strconv.Itoa(lt.spec.Port))
+	var err error
 	if raw == nil {
 		// One attempt: a removed listener on the same port may still be
 		// letting go of its socket, but the binder retries, off the
 		// config path.
-		var err error
 		if raw, err = d.listenShards(name, addr, listen); err != nil {
 			return nil, err
 		}
 	}
 	var tlsConf *tls.Config
-	var err error
 	if lt.spec.Protocol == "https" {
 		if tlsConf, err = d.certs.tlsConfig(name, lt.spec.TLS); err != nil {
 			closeAll(raw)
