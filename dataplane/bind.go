@@ -62,6 +62,9 @@ func (d *Dataplane) retryBinds() time.Time {
 	for key, pb := range d.pending {
 		if !d.wanted(t, pb.name, pb.ip, pb.spec) {
 			delete(d.pending, key)
+			if !d.serves(t, pb.name, pb.ip) {
+				delete(d.open, key)
+			}
 			continue
 		}
 		if now.Before(pb.next) {

@@ -51,6 +51,9 @@ type Dataplane struct {
 	vips      []string                // the VIP addresses of the table being served
 	stopping  sync.WaitGroup          // servers being shut down after removal
 	rebind    chan struct{}           // wakes the binder when pending changes
+	// open counts each listener's open connections, by the same key,
+	// across the servers a change replaces (connLimit).
+	open map[string]*atomic.Int64
 
 	// idleConns holds the open client connections, whose read buffers are
 	// released while they wait (idlemem.go).
@@ -69,7 +72,7 @@ func New(opts Options) (*Dataplane, error) {
 		opts: opts, log: opts.Logger, accessLog: opts.AccessLog, health: opts.Health,
 		dial: opts.Dial, listen: opts.Listen, listenVIP: opts.ListenVIP, shards: opts.ListenShards,
 		ready: make(chan struct{}), listeners: map[string]*listenerServer{},
-		pending: map[string]*pendingBind{}, rebind: make(chan struct{}, 1),
+		pending: map[string]*pendingBind{}, rebind: make(chan struct{}, 1), open: map[string]*atomic.Int64{},
 	}
 	if d.log == nil {
 		d.log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -216,6 +219,10 @@ func (d *Dataplane) reconcileListeners(t *Table, vips []string, starting bool) {
 				continue
 			}
 			delete(d.listeners, key)
+			if !d.serves(t, ls.name, ls.ip) {
+				// Its connections still release the count they hold.
+				delete(d.open, key)
+			}
 			if d.keepsAddress(t, ls) {
 				if raw := ls.handOver(); raw != nil {
 					if handed == nil {
@@ -233,6 +240,9 @@ func (d *Dataplane) reconcileListeners(t *Table, vips []string, starting bool) {
 		for key, pb := range d.pending {
 			if !d.wanted(t, pb.name, pb.ip, pb.spec) {
 				delete(d.pending, key)
+				if !d.serves(t, pb.name, pb.ip) {
+					delete(d.open, key)
+				}
 			}
 		}
 		// A listener whose spec changed was stopped above and starts
@@ -267,10 +277,13 @@ func (d *Dataplane) reconcileListeners(t *Table, vips []string, starting bool) {
 // d.mu must be held.
 func (d *Dataplane) wanted(t *Table, name, ip string, spec fsm.ListenerSpec) bool {
 	lt := t.listeners[name]
-	if lt == nil || !sameBinding(lt.spec, spec) {
-		return false
-	}
-	return ip == "" || slices.Contains(d.vips, ip)
+	return lt != nil && sameBinding(lt.spec, spec) && d.serves(t, name, ip)
+}
+
+// serves reports whether table t has listener name on ip, whatever its
+// spec. d.mu must be held.
+func (d *Dataplane) serves(t *Table, name, ip string) bool {
+	return t.listeners[name] != nil && (ip == "" || slices.Contains(d.vips, ip))
 }
 
 func listenerKey(name, ip string) string {
@@ -280,13 +293,23 @@ func listenerKey(name, ip string) string {
 	return name + "@" + ip
 }
 
+// openConns returns the open-connection count of listener key, made on
+// first use. d.mu must be held.
+func (d *Dataplane) openConns(key string) *atomic.Int64 {
+	n := d.open[key]
+	if n == nil {
+		n = new(atomic.Int64)
+		d.open[key] = n
+	}
+	return n
+}
+
 // keepsAddress reports whether table t serves the listener of ls on the
 // same address, so that its sockets can be handed over. Port 0 binds a
 // new port. d.mu must be held.
 func (d *Dataplane) keepsAddress(t *Table, ls *listenerServer) bool {
 	lt := t.listeners[ls.name]
-	return lt != nil && lt.spec.Port != 0 && lt.spec.Port == ls.spec.Port &&
-		(ls.ip == "" || slices.Contains(d.vips, ls.ip))
+	return d.serves(t, ls.name, ls.ip) && lt.spec.Port != 0 && lt.spec.Port == ls.spec.Port
 }
 
 // bindLocked starts listener name on ip unless it runs or waits for the
@@ -374,7 +397,7 @@ func (d *Dataplane) startListener(name, vipIP string, lt *listenerTable, raw []n
 	// only the connections it serves: max_conns counts every open
 	// connection of the listener, parked ones (park.go) included, over
 	// all of its sockets.
-	shared := &connLimit{max: int64(lim.maxConns)}
+	shared := &connLimit{max: int64(lim.maxConns), open: d.openConns(listenerKey(name, vipIP))}
 	lns := make([]net.Listener, len(raw))
 	lots := make([]*parkLot, len(raw))
 	leases := make([]*socketLease, len(raw))

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -279,4 +280,107 @@ func testChangedListenerClosesALateConnection(t *testing.T, woken bool) {
 	if v := seriesValue(t, d, "web"); v != 0 {
 		t.Errorf("rafter_client_connections = %v once the old server's shutdown is done, want 0", v)
 	}
+}
+
+// A listener's max_conns bounds its open connections across a change:
+// requests still in flight on the server before the change keep their
+// connections counted, so the changed listener refuses a connection past
+// the limit, and takes one again once they end. Before, every change
+// started the count afresh, and slow requests could hold a limit's worth
+// of connections per change.
+func TestMaxConnsCountsConnectionsOpenedBeforeAChange(t *testing.T) {
+	release := make(chan struct{})
+	var arrived atomic.Int64
+	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		arrived.Add(1)
+		select {
+		case <-release:
+		case <-time.After(30 * time.Second):
+		}
+		_, _ = io.WriteString(w, "slow")
+	}))
+	t.Cleanup(be.Close)
+	defer close(release)
+	port := freePort(t)
+	cfg := func(idle time.Duration, index uint64) *fsm.Config {
+		c := simpleConfig(be.Listener.Addr().String())
+		c.index = index
+		c.listeners["web"] = fsm.ListenerSpec{Port: port, Limits: fsm.ListenerLimits{MaxConns: 2, IdleTimeout: fsm.Duration(idle)}}
+		c.routes["ok"] = fsm.RouteSpec{Listener: "web", Match: fsm.RouteMatch{Path: fsm.PathMatch{Exact: "/ok"}},
+			Action: fsm.RouteAction{Respond: &fsm.Respond{Status: 200, Body: "ok"}}}
+		return c.build()
+	}
+	src := newFakeSource(cfg(time.Minute, 1))
+	d := startDataplane(t, src, func(o *Options) { o.DrainTimeout = 20 * time.Second })
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	waitFor(t, "the listener to serve", func() bool { _, ok := listenerSpec(d, "web"); return ok })
+
+	slow := make(chan int, 2)
+	for range 2 {
+		go func() {
+			c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+			if err != nil {
+				slow <- 0
+				return
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(40 * time.Second))
+			if _, err := io.WriteString(c, "GET /slow HTTP/1.1\r\nHost: t\r\n\r\n"); err != nil {
+				slow <- 0
+				return
+			}
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				slow <- 0
+				return
+			}
+			resp.Body.Close()
+			slow <- resp.StatusCode
+		}()
+	}
+	waitFor(t, "two slow requests at the backend", func() bool { return arrived.Load() == 2 })
+
+	src.Set(cfg(2*time.Minute, 2))
+	waitFor(t, "the changed listener to serve", func() bool {
+		s, ok := listenerSpec(d, "web")
+		return ok && s.Limits.IdleTimeout == fsm.Duration(2*time.Minute)
+	})
+	if status := oneGet(t, addr); status != http.StatusServiceUnavailable {
+		t.Fatalf("a third connection with two requests in flight and max_conns 2: status %d, want 503", status)
+	}
+
+	release <- struct{}{}
+	release <- struct{}{}
+	for range 2 {
+		if status := <-slow; status != http.StatusOK {
+			t.Fatalf("a request in flight across the change: status %d, want 200", status)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for status := 0; status != http.StatusOK; status = oneGet(t, addr) {
+		if time.Now().After(deadline) {
+			t.Fatalf("a connection once the slow requests ended: status %d, want 200", status)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// oneGet asks for /ok on a new connection to addr and returns the status.
+func oneGet(t *testing.T, addr string) int {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(c, "GET /ok HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("GET on a new connection: %v", err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }

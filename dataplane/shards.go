@@ -12,8 +12,12 @@ import (
 // sockets. A connection counts from its accept until it closes or is
 // hijacked, parked ones included (park.go).
 type connLimit struct {
-	max  int64
-	open atomic.Int64
+	max int64
+	// open counts the listener's open connections. It is the listener's
+	// (Dataplane.openConns), not the server's: connections of a server
+	// the listener had before a change, still open while it drains,
+	// count against the new server's max too.
+	open *atomic.Int64
 }
 
 // release gives back a connection's place.
