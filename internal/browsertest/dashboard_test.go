@@ -261,8 +261,8 @@ func TestDashboard(t *testing.T) {
 
 	t.Run("evacuate and restore a zone", func(t *testing.T) {
 		show(t, b, "pools", `#zones button[data-action="evacuate"][data-zone="c"]`)
+		clickNow(t, b, `#zones button[data-action="evacuate"][data-zone="c"]`)
 		b.run(t, 20*time.Second, "evacuate zone c",
-			chromedp.Click(chromedp.CSS(`#zones button[data-action="evacuate"][data-zone="c"]`)),
 			chromedp.WaitVisible(chromedp.CSS("#confirm-ok")),
 			chromedp.Click(chromedp.CSS("#confirm-ok")),
 		)
@@ -278,8 +278,10 @@ func TestDashboard(t *testing.T) {
 		b.run(t, 20*time.Second, "the page shows zone c evacuated",
 			chromedp.WaitVisible(chromedp.CSS(`#zones tr[data-zone="c"][data-evacuated="true"]`)))
 		t.Logf("saved %s", b.screenshot(t, dir, "pools-evacuated"))
+		b.run(t, 20*time.Second, "the restore button",
+			chromedp.WaitVisible(chromedp.CSS(`#zones button[data-action="restore"][data-zone="c"]`)))
+		clickNow(t, b, `#zones button[data-action="restore"][data-zone="c"]`)
 		b.run(t, 20*time.Second, "restore zone c",
-			chromedp.Click(chromedp.CSS(`#zones button[data-action="restore"][data-zone="c"]`)),
 			chromedp.WaitVisible(chromedp.CSS("#confirm-ok")),
 			chromedp.Click(chromedp.CSS("#confirm-ok")),
 			chromedp.WaitVisible(chromedp.CSS(`#zones tr[data-zone="c"][data-evacuated="false"]`)),
@@ -347,8 +349,8 @@ func TestDashboard(t *testing.T) {
 		addr := r.backends[1]
 		sel := `#pools [data-pool="app"] tr[data-backend="` + addr + `"] button[data-action="drain"]`
 		show(t, b, "pools", sel)
+		clickNow(t, b, sel)
 		b.run(t, 20*time.Second, "drain "+addr,
-			chromedp.Click(chromedp.CSS(sel)),
 			chromedp.WaitVisible(chromedp.CSS("#confirm-ok")),
 			chromedp.Click(chromedp.CSS("#confirm-ok")),
 			chromedp.WaitVisible(chromedp.CSS(`#pools [data-pool="app"] tr[data-backend="`+addr+`"] button[data-action="undrain"]`)),
@@ -454,4 +456,21 @@ func TestDashboard(t *testing.T) {
 	})
 
 	noProblems(t, b, true)
+}
+
+// clickNow clicks the element sel finds, looked up and clicked in one
+// step: the tables are redrawn when the configuration changes, and a
+// click that looks its element up first can find it gone (chromedp's
+// "Could not find node with given id").
+func clickNow(t *testing.T, b *browser, sel string) {
+	t.Helper()
+	clicked, err := eval[bool](b, `(() => {
+		const el = document.querySelector(`+strconv.Quote(sel)+`);
+		if (!el) return false;
+		el.click();
+		return true;
+	})()`)
+	if err != nil || !clicked {
+		t.Fatalf("clicking %s: found %v, %v", sel, clicked, err)
+	}
 }
