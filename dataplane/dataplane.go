@@ -249,19 +249,12 @@ func (d *Dataplane) reconcileListeners(t *Table, vips []string, starting bool) {
 		// anew below, on the sockets its old server handed over when its
 		// address is the same (handover.go).
 	}
-	take := func(key string) []net.Listener {
-		raw := handed[key]
-		delete(handed, key)
-		return raw
-	}
+	// keepsAddress hands over only listeners this loop binds.
 	for name, lt := range t.listeners {
-		d.bindLocked(name, "", lt, take(listenerKey(name, "")))
+		d.bindLocked(name, "", lt, handed[listenerKey(name, "")])
 		for _, ip := range vips {
-			d.bindLocked(name, ip, lt, take(listenerKey(name, ip)))
+			d.bindLocked(name, ip, lt, handed[listenerKey(name, ip)])
 		}
-	}
-	for _, raw := range handed {
-		closeAll(raw) // not reached: keepsAddress asks what the loop binds
 	}
 	if !starting {
 		// Only now that t is served: a connection accepted before (one

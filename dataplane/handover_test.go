@@ -267,11 +267,7 @@ func testChangedListenerClosesALateConnection(t *testing.T, woken bool) {
 	if n, err := c.br.Read(make([]byte, 1)); n != 0 || !errors.Is(err, io.EOF) {
 		t.Fatalf("after its answer the connection read %d bytes, %v; want it closed", n, err)
 	}
-	stopped := make(chan struct{})
-	go func() {
-		d.stopping.Wait()
-		close(stopped)
-	}()
+	stopped := stoppedChan(d)
 	select {
 	case <-stopped:
 	case <-time.After(30 * time.Second):

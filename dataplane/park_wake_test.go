@@ -148,11 +148,7 @@ func TestRemovedListenerWaitsForAWakingConnection(t *testing.T) {
 		defer d.mu.Unlock()
 		return d.listeners["web"] == nil
 	})
-	stopped := make(chan struct{})
-	go func() {
-		d.stopping.Wait()
-		close(stopped)
-	}()
+	stopped := stoppedChan(d)
 	select {
 	case <-stopped:
 	case <-time.After(time.Second):
@@ -346,4 +342,15 @@ func holdNextServe(t *testing.T) (held <-chan struct{}, release chan struct{}) {
 	testHookServe.Store(&hook)
 	t.Cleanup(func() { testHookServe.Store(nil) })
 	return h, r
+}
+
+// stoppedChan is closed once every server the data plane is shutting down
+// has stopped.
+func stoppedChan(d *Dataplane) <-chan struct{} {
+	stopped := make(chan struct{})
+	go func() {
+		d.stopping.Wait()
+		close(stopped)
+	}()
+	return stopped
 }
