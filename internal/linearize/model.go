@@ -168,14 +168,140 @@ func (r *Recorder) Operations() []porcupine.Operation {
 }
 
 // Check reports whether the history is linearizable, giving up after timeout
-// (an Unknown result is returned as an error, not as success).
+// (an undecided result is returned as an error, never as success).
+//
+// A write with an Unknown outcome stays open to the end of the history, and
+// porcupine's search over where each such write takes effect grows
+// exponentially with their number: a few hundred, as a leader loss leaves,
+// can keep it busy for hours. So Check first narrows them, key by key, in
+// ways that keep the answer (see narrow), and checks the keys one by one.
 func Check(ops []porcupine.Operation, timeout time.Duration) error {
-	switch porcupine.CheckOperationsTimeout(Model(), ops, timeout) {
-	case porcupine.Ok:
-		return nil
-	case porcupine.Illegal:
-		return fmt.Errorf("history of %d operations is not linearizable", len(ops))
-	default:
-		return fmt.Errorf("linearizability check of %d operations did not finish within %s", len(ops), timeout)
+	deadline := time.Now().Add(timeout)
+	for _, part := range partitionByKey(ops) {
+		key := part[0].Input.(Input).Key
+		base, unseen := narrow(part)
+		res := checkUntil(base, deadline)
+		// Without the unseen writes the key is not linearizable. Some of
+		// them may still have taken effect, unread, each to explain a
+		// refused compare-and-set (nothing else can need one: its value
+		// held until the next write, and anything else that ran then would
+		// have seen it). Their values are never mentioned, so they differ
+		// only in when they were called, and if any m of them explain the
+		// history, the m called first do. So add the earliest ones, a few
+		// more each round, up to one per refusal: each round adds few open
+		// writes where all of them at once may not finish.
+		limit := min(len(unseen), refusals(part))
+		for m := 1; res == porcupine.Illegal && m <= limit; m *= 2 {
+			if m > limit/2 {
+				m = limit
+			}
+			res = checkUntil(append(base[:len(base):len(base)], unseen[:m]...), deadline)
+		}
+		switch res {
+		case porcupine.Illegal:
+			return fmt.Errorf("history of %d operations is not linearizable (key %s)", len(ops), key)
+		case porcupine.Unknown:
+			return fmt.Errorf("linearizability check of %d operations did not finish within %s (key %s)", len(ops), timeout, key)
+		}
 	}
+	return nil
+}
+
+func checkUntil(ops []porcupine.Operation, deadline time.Time) porcupine.CheckResult {
+	left := time.Until(deadline)
+	if left <= 0 {
+		return porcupine.Unknown // porcupine takes 0 as no limit
+	}
+	return porcupine.CheckOperationsTimeout(Model(), ops, left)
+}
+
+// narrow rewrites the history of one key so that few operations stay open
+// to the end of time, without changing whether it is linearizable:
+//
+//   - A read with an unknown outcome constrains nothing: it is left out.
+//   - A write with an unknown outcome whose value was seen took effect, since
+//     values are unique, and did so before the operation that saw it
+//     returned. It becomes an acknowledged write returning when the first
+//     such operation returned. Seen means read by an acknowledged read, or
+//     expected by a compare-and-set that took effect: an acknowledged one,
+//     or an unknown one whose own value was seen (found step by step).
+//   - A write with an unknown outcome whose value no operation mentions is
+//     returned apart in unseen, earliest call first. Such a write may always
+//     be taken to have had no effect, so the history without it is
+//     linearizable only if the history with it is; the converse may fail,
+//     see Check.
+//
+// Writes with an unknown outcome whose value only unknown or refused
+// compare-and-sets mention stay open.
+func narrow(part []porcupine.Operation) (base, unseen []porcupine.Operation) {
+	seen := map[string]int64{} // value -> earliest return of an operation that saw it
+	see := func(v string, at int64) bool {
+		if prev, ok := seen[v]; ok && prev <= at {
+			return false
+		}
+		seen[v] = at
+		return true
+	}
+	mentioned := map[string]bool{}
+	for _, op := range part {
+		in, out := op.Input.(Input), op.Output.(Output)
+		switch {
+		case in.Kind == Get && out.Outcome == OK:
+			mentioned[out.Value] = true
+			see(out.Value, op.Return)
+		case in.Kind == CAS:
+			mentioned[in.Expect] = true
+			if out.Outcome == OK {
+				see(in.Expect, op.Return)
+			}
+		}
+	}
+	// An unknown compare-and-set seen to have taken effect saw its Expect.
+	for changed := true; changed; {
+		changed = false
+		for _, op := range part {
+			in, out := op.Input.(Input), op.Output.(Output)
+			if in.Kind != CAS || out.Outcome != Unknown {
+				continue
+			}
+			if at, ok := seen[in.Value]; ok && at > op.Call && see(in.Expect, at) {
+				changed = true
+			}
+		}
+	}
+	for _, op := range part {
+		in, out := op.Input.(Input), op.Output.(Output)
+		if out.Outcome != Unknown {
+			base = append(base, op)
+			continue
+		}
+		switch {
+		case in.Kind == Get:
+			// no constraint: left out
+		case in.Value == "":
+			base = append(base, op) // the initial value: cannot be told apart
+		case !mentioned[in.Value]:
+			unseen = append(unseen, op)
+		default:
+			if at, ok := seen[in.Value]; ok && at > op.Call {
+				op.Output = Output{Outcome: OK}
+				op.Return = at
+			}
+			// Seen before it was called: left open, and the check
+			// reports the history as it is.
+			base = append(base, op)
+		}
+	}
+	sort.Slice(unseen, func(i, j int) bool { return unseen[i].Call < unseen[j].Call })
+	return base, unseen
+}
+
+func refusals(part []porcupine.Operation) int {
+	n := 0
+	for _, op := range part {
+		if op.Input.(Input).Kind == CAS && op.Output.(Output).Outcome == Failed {
+			n++
+		}
+	}
+	return n
 }
