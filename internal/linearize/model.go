@@ -179,23 +179,30 @@ func Check(ops []porcupine.Operation, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for _, part := range partitionByKey(ops) {
 		key := part[0].Input.(Input).Key
-		base, unseen := narrow(part)
+		base, puts, cases := narrow(part)
 		res := checkUntil(base, deadline)
 		// Without the unseen writes the key is not linearizable. Some of
 		// them may still have taken effect, unread, each to explain a
 		// refused compare-and-set (nothing else can need one: its value
 		// held until the next write, and anything else that ran then would
-		// have seen it). Their values are never mentioned, so they differ
-		// only in when they were called, and if any m of them explain the
-		// history, the m called first do. So add the earliest ones, a few
-		// more each round, up to one per refusal: each round adds few open
-		// writes where all of them at once may not finish.
-		limit := min(len(unseen), refusals(part))
-		for m := 1; res == porcupine.Illegal && m <= limit; m *= 2 {
-			if m > limit/2 {
-				m = limit
+		// have seen it). The unseen compare-and-sets go back in whole: one
+		// takes effect only while the register holds what it expects. The
+		// unseen puts differ only in when they were called, since their
+		// values are never mentioned, so if any m of them explain the
+		// history, the m called first do. So they go back earliest first, a
+		// few more each round, up to one per refusal: each round leaves few
+		// writes open where all of them at once may not finish.
+		if res == porcupine.Illegal && len(puts)+len(cases) > 0 {
+			withCAS := append(base[:len(base):len(base)], cases...)
+			limit := min(len(puts), refusals(part))
+			for m := min(1, limit); ; m *= 2 {
+				if m > limit/2 {
+					m = limit
+				}
+				if res = checkUntil(append(withCAS[:len(withCAS):len(withCAS)], puts[:m]...), deadline); res != porcupine.Illegal || m == limit {
+					break
+				}
 			}
-			res = checkUntil(append(base[:len(base):len(base)], unseen[:m]...), deadline)
 		}
 		switch res {
 		case porcupine.Illegal:
@@ -226,14 +233,14 @@ func checkUntil(ops []porcupine.Operation, deadline time.Time) porcupine.CheckRe
 //     expected by a compare-and-set that took effect: an acknowledged one,
 //     or an unknown one whose own value was seen (found step by step).
 //   - A write with an unknown outcome whose value no operation mentions is
-//     returned apart in unseen, earliest call first. Such a write may always
-//     be taken to have had no effect, so the history without it is
-//     linearizable only if the history with it is; the converse may fail,
-//     see Check.
+//     returned apart: puts in puts, earliest call first, compare-and-sets
+//     in cases. Such a write may always be taken to have had no effect, so
+//     the history without it is linearizable only if the history with it
+//     is; the converse may fail, see Check.
 //
 // Writes with an unknown outcome whose value only unknown or refused
 // compare-and-sets mention stay open.
-func narrow(part []porcupine.Operation) (base, unseen []porcupine.Operation) {
+func narrow(part []porcupine.Operation) (base, puts, cases []porcupine.Operation) {
 	seen := map[string]int64{} // value -> earliest return of an operation that saw it
 	see := func(v string, at int64) bool {
 		if prev, ok := seen[v]; ok && prev <= at {
@@ -280,8 +287,10 @@ func narrow(part []porcupine.Operation) (base, unseen []porcupine.Operation) {
 			// no constraint: left out
 		case in.Value == "":
 			base = append(base, op) // the initial value: cannot be told apart
+		case !mentioned[in.Value] && in.Kind == Put:
+			puts = append(puts, op)
 		case !mentioned[in.Value]:
-			unseen = append(unseen, op)
+			cases = append(cases, op)
 		default:
 			if at, ok := seen[in.Value]; ok && at > op.Call {
 				op.Output = Output{Outcome: OK}
@@ -292,8 +301,8 @@ func narrow(part []porcupine.Operation) (base, unseen []porcupine.Operation) {
 			base = append(base, op)
 		}
 	}
-	sort.Slice(unseen, func(i, j int) bool { return unseen[i].Call < unseen[j].Call })
-	return base, unseen
+	sort.SliceStable(puts, func(i, j int) bool { return puts[i].Call < puts[j].Call })
+	return base, puts, cases
 }
 
 func refusals(part []porcupine.Operation) int {
