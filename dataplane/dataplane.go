@@ -408,14 +408,21 @@ func (d *Dataplane) startListener(name, vipIP string, lt *listenerTable, raw []n
 		lns[i] = &parkListener{Listener: ln, lot: lots[i], log: d.log, name: name}
 	}
 	conns := d.metrics.connections.WithLabelValues(name)
-	// ended is what a closed or hijacked connection gives back.
+	// ended is what a closed or hijacked connection gives back. A hijacked
+	// one is an Upgrade's tunnel: it keeps its place under max_conns and
+	// in the gauge until the tunnel ends, as HAProxy's maxconn counts it.
 	ended := func(c net.Conn, hijacked bool) {
+		d.private.drop(c)
+		if hijacked {
+			d.tunnels.hijacked(c, func() {
+				conns.Dec()
+				shared.release()
+			})
+			return
+		}
 		conns.Dec()
 		shared.release()
-		d.private.drop(c)
-		if !hijacked {
-			d.tunnels.dropPending(c)
-		}
+		d.tunnels.dropPending(c)
 	}
 	// stopping is set as the server's shutdown begins. fasthttp's
 	// Shutdown has every response close its connection only until it

@@ -249,7 +249,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "rafter_requests_in_flight", Help: "Requests being handled.",
 		}),
 		connections: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "rafter_client_connections", Help: "Open client connections by listener.",
+			Name: "rafter_client_connections", Help: "Open client connections by listener, WebSocket and other Upgrade tunnels included.",
 		}, []string{"listener"}),
 		parked: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "rafter_client_connections_parked",

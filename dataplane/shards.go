@@ -9,8 +9,8 @@ import (
 )
 
 // connLimit caps the open connections of one listener over all of its
-// sockets. A connection counts from its accept until it closes or is
-// hijacked, parked ones included (park.go).
+// sockets. A connection counts from its accept until it closes, parked
+// ones included (park.go), and an Upgrade's until its tunnel ends.
 type connLimit struct {
 	max int64
 	// open counts the listener's open connections. It is the listener's

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -212,4 +213,76 @@ type closeCounter struct {
 func (c *closeCounter) Close() error {
 	c.closes++
 	return nil
+}
+
+// Open WebSocket tunnels count against the listener's max_conns and in
+// rafter_client_connections until they end, as HAProxy's maxconn counts
+// them: with max_conns 2, two tunnels leave no room for a third
+// connection, which gets the listener's 503; closing a tunnel frees its
+// place, and once every connection is closed the gauge is back to 0.
+func TestTunnelsCountAgainstListenerMaxConns(t *testing.T) {
+	b := newCapBackendOf(t, 10, true)
+	cfg := sendProxyConfig(b.addr, "", 10, 200*time.Millisecond)
+	l := cfg.listeners["web"]
+	l.Limits.MaxConns = 2
+	cfg.listeners["web"] = l
+	d := startDataplane(t, newFakeSource(cfg.build()), nil)
+	addr := d.ListenerAddr("web")
+
+	t1, t2 := newCapClient(t, addr), newCapClient(t, addr)
+	for _, c := range []*capClient{t1, t2} {
+		if code := c.upgrade(t, "/ws"); code != 101 {
+			t.Fatalf("Upgrade %s: %d, want 101", c.self, code)
+		}
+	}
+	if v := seriesValue(t, d, "web"); v != 2 {
+		t.Errorf("rafter_client_connections with two tunnels open: %v, want 2", v)
+	}
+	third := newCapClient(t, addr)
+	if code, body, err := third.get(""); err != nil || code != 503 || !strings.Contains(body, "listener connection limit hit") {
+		t.Fatalf("a third connection while two tunnels are open with max_conns 2: %d %q, %v; want the listener's 503", code, body, err)
+	}
+	third.c.Close()
+
+	t1.c.Close()
+	var last *capClient
+	waitFor(t, "the closed tunnel's place to come back", func() bool {
+		c := newCapClient(t, addr)
+		code, _, err := c.get("")
+		if err == nil && code == 200 {
+			last = c
+			return true
+		}
+		c.c.Close()
+		return false
+	})
+	if code := newCapClient(t, addr).upgrade(t, "/ws"); code != 503 {
+		t.Errorf("an Upgrade while a tunnel and a connection hold max_conns 2: %d, want 503", code)
+	}
+	last.c.Close()
+	t2.c.Close()
+	waitFor(t, "rafter_client_connections to be back to 0", func() bool {
+		return seriesValue(t, d, "web") == 0
+	})
+}
+
+// A tunnel that ends before the server reports its connection hijacked
+// gives its place back at the report, once.
+func TestTunnelEndingBeforeTheHijackReportGivesItsPlaceBackOnce(t *testing.T) {
+	var ts tunnels
+	c1, c2 := &closeCounter{}, &closeCounter{}
+	released := map[net.Conn]int{}
+	ts.ended(c1)
+	ts.hijacked(c1, func() { released[c1]++ })
+	ts.hijacked(c2, func() { released[c2]++ })
+	if released[c2] != 0 {
+		t.Fatalf("a tunnel still open gave its place back")
+	}
+	ts.ended(c2)
+	if released[c1] != 1 || released[c2] != 1 {
+		t.Fatalf("places given back: %d and %d, want 1 each", released[c1], released[c2])
+	}
+	if len(ts.releases) != 0 || len(ts.over) != 0 {
+		t.Errorf("tunnels keeps %d releases and %d ended marks, want none", len(ts.releases), len(ts.over))
+	}
 }

@@ -24,6 +24,14 @@ type tunnels struct {
 	// backend connection is closed with it (dropPending), and its slot
 	// under max_conns_per_backend given back.
 	pending map[net.Conn]net.Conn
+	// releases holds, by hijacked client connection, what the end of its
+	// tunnel gives back to its listener (its place under max_conns and in
+	// rafter_client_connections), from the server's report of the hijack
+	// until the tunnel ends. fasthttp starts the tunnel before it reports
+	// the hijack, so a tunnel that ends first is marked in over for the
+	// report to find.
+	releases map[net.Conn]func()
+	over     map[net.Conn]struct{}
 }
 
 func (t *tunnels) add(cs ...net.Conn) bool {
@@ -93,6 +101,42 @@ func (t *tunnels) unpend(client net.Conn) bool {
 	return true
 }
 
+// hijacked takes the server's report that client was hijacked: release
+// runs when its tunnel ends, at once if it has.
+func (t *tunnels) hijacked(client net.Conn, release func()) {
+	t.mu.Lock()
+	if _, ended := t.over[client]; ended {
+		delete(t.over, client)
+		t.mu.Unlock()
+		release()
+		return
+	}
+	if t.releases == nil {
+		t.releases = map[net.Conn]func(){}
+	}
+	t.releases[client] = release
+	t.mu.Unlock()
+}
+
+// ended marks the end of client's tunnel, or of its hijack when no tunnel
+// started, and gives client's place back to its listener.
+func (t *tunnels) ended(client net.Conn) {
+	t.mu.Lock()
+	release, ok := t.releases[client]
+	if ok {
+		delete(t.releases, client)
+	} else {
+		if t.over == nil {
+			t.over = map[net.Conn]struct{}{}
+		}
+		t.over[client] = struct{}{}
+	}
+	t.mu.Unlock()
+	if ok {
+		release()
+	}
+}
+
 // dropPending closes the pending backend connection of a client
 // connection the server closed.
 func (t *tunnels) dropPending(client net.Conn) {
@@ -158,6 +202,7 @@ func (d *Dataplane) upgrade(ctx *fasthttp.RequestCtx, ex *exchange, lt *listener
 	ctx.HijackSetNoResponse(true)
 	idle := r.idleTimeout
 	ctx.Hijack(func(c net.Conn) {
+		defer d.tunnels.ended(client)
 		if d.tunnels.unpend(client) {
 			d.tunnel(c, conn, idle)
 		}
