@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"bufio"
+	"context"
 	"io"
 	"net"
 	"net/http"
@@ -284,5 +285,77 @@ func TestTunnelEndingBeforeTheHijackReportGivesItsPlaceBackOnce(t *testing.T) {
 	}
 	if len(ts.releases) != 0 || len(ts.over) != 0 {
 		t.Errorf("tunnels keeps %d releases and %d ended marks, want none", len(ts.releases), len(ts.over))
+	}
+}
+
+// A tunnel whose backend ends closes its client connection, even one
+// whose client stays silent, and gives its place under max_conns back.
+func TestTunnelEndsWithItsBackend(t *testing.T) {
+	addr := serveConns(t, 10*time.Second, func(c net.Conn, br *bufio.Reader) {
+		if _, err := readHead(br); err == nil {
+			// 101, then the backend ends the tunnel at once.
+			_, _ = io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+		}
+	})
+	cfg := simpleConfig(addr)
+	l := cfg.listeners["web"]
+	l.Limits.MaxConns = 1
+	cfg.listeners["web"] = l
+	d := startDataplane(t, newFakeSource(cfg.build()), nil)
+	c := newCapClient(t, d.ListenerAddr("web"))
+	if _, err := io.WriteString(c.c, upgradeReq("/ws")); err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := http.ReadResponse(c.br, nil); err != nil || resp.StatusCode != 101 {
+		t.Fatalf("Upgrade: %v, %v; want 101", resp, err)
+	}
+	_ = c.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if n, err := c.br.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("the silent client of a tunnel whose backend ended read %d bytes, %v; want EOF", n, err)
+	}
+	waitFor(t, "the ended tunnel to leave rafter_client_connections", func() bool {
+		return seriesValue(t, d, "web") == 0
+	})
+	if code, body, _ := newCapClient(t, d.ListenerAddr("web")).get("/"); code == 503 {
+		t.Fatalf("a connection after the only tunnel ended, with max_conns 1: 503 %q", body)
+	}
+}
+
+// Stopping the data plane ends every tunnel, those of silent clients too.
+func TestStopEndsSilentTunnels(t *testing.T) {
+	addr, _ := wsEcho(t)
+	opts := DefaultOptions()
+	opts.Source = newFakeSource(simpleConfig(addr).build())
+	opts.BindIP = "127.0.0.1"
+	opts.DrainTimeout = time.Second
+	d, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() { errc <- d.Run(ctx) }()
+	select {
+	case <-d.Ready():
+	case <-time.After(10 * time.Second):
+		t.Fatal("dataplane not ready")
+	}
+	c := newCapClient(t, d.ListenerAddr("web"))
+	if code := c.upgrade(t, "/ws"); code != 101 {
+		t.Fatalf("Upgrade: %d, want 101", code)
+	}
+	cancel()
+	select {
+	case err := <-errc:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("Run did not return 15s after cancel with a silent client's tunnel open")
+	}
+	_ = c.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if n, err := c.br.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("the silent client of a stopped data plane's tunnel read %d bytes, %v; want EOF", n, err)
 	}
 }

@@ -62,14 +62,20 @@ func (t *tunnels) remove(cs ...net.Conn) {
 func (t *tunnels) closeAll() {
 	t.mu.Lock()
 	t.closed = true
+	conns := make([]net.Conn, 0, len(t.conns)+len(t.pending))
 	for c := range t.conns {
-		_ = c.Close()
+		conns = append(conns, c)
 	}
 	for _, b := range t.pending {
-		_ = b.Close()
+		conns = append(conns, b)
 	}
 	clear(t.pending)
 	t.mu.Unlock()
+	// Outside the lock: a TLS connection's Close may wait to send its
+	// close alert.
+	for _, c := range conns {
+		_ = c.Close()
+	}
 	t.wg.Wait()
 }
 
@@ -204,10 +210,23 @@ func (d *Dataplane) upgrade(ctx *fasthttp.RequestCtx, ex *exchange, lt *listener
 	ctx.Hijack(func(c net.Conn) {
 		defer d.tunnels.ended(client)
 		if d.tunnels.unpend(client) {
-			d.tunnel(c, conn, idle)
+			d.tunnel(hijackedConn{Conn: c, conn: client}, conn, idle)
 		}
 	})
 }
+
+// hijackedConn is a tunnel's client side. It reads through the connection
+// fasthttp hands to the Hijack callback, which holds the bytes read past
+// the Upgrade request, and its Close closes the client connection itself:
+// fasthttp's Close of that connection does nothing (fasthttp closes the
+// connection once the callback returns), so neither a backend that ended
+// nor a stop could end a tunnel whose client stays silent.
+type hijackedConn struct {
+	net.Conn
+	conn net.Conn
+}
+
+func (c hijackedConn) Close() error { return c.conn.Close() }
 
 // openTunnel sends head, an Upgrade request, on a connection of hc and
 // waits (up to the route's request timeout) for the first byte of the
