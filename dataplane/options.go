@@ -14,14 +14,19 @@ import (
 
 // Defaults applied where the configuration leaves a limit at zero.
 const (
-	DefaultMaxHeaderBytes     = 16 << 10
-	DefaultMaxBodyBytes       = 8 << 20
-	DefaultReadTimeout        = 60 * time.Second
-	DefaultWriteTimeout       = 60 * time.Second
-	DefaultIdleTimeout        = 90 * time.Second
-	DefaultMaxConns           = 10000
-	DefaultConnectTimeout     = 5 * time.Second
-	DefaultRequestTimeout     = 60 * time.Second
+	DefaultMaxHeaderBytes = 16 << 10
+	DefaultMaxBodyBytes   = 8 << 20
+	DefaultReadTimeout    = 60 * time.Second
+	DefaultWriteTimeout   = 60 * time.Second
+	DefaultIdleTimeout    = 90 * time.Second
+	DefaultMaxConns       = 10000
+	DefaultConnectTimeout = 5 * time.Second
+	DefaultRequestTimeout = 60 * time.Second
+	// DefaultTunnelIdleTimeout ends an Upgrade tunnel silent both ways
+	// this long when its route sets no idle timeout: a tunnel holds its
+	// place under the listener's max_conns, so silent ones must not hold
+	// it for good (Envoy's default connection idle timeout is the same).
+	DefaultTunnelIdleTimeout  = time.Hour
 	DefaultMaxConnsPerBackend = 512
 	DefaultMaxConnWait        = time.Second
 	DefaultZoneMinHealthy     = 70

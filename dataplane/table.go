@@ -159,7 +159,8 @@ type route struct {
 
 	connectTimeout time.Duration
 	requestTimeout time.Duration
-	idleTimeout    time.Duration
+	idleTimeout    time.Duration // streamed bodies; 0: none
+	tunnelIdle     time.Duration // Upgrade tunnels, each direction
 	retry          retryPolicy
 	maxBody        int64 // 0: the listener's
 	// obs counts the route's requests that reach no pool (respond,
@@ -371,6 +372,7 @@ func compileRoute(name string, s *fsm.RouteSpec, pools map[string]*pool, res reg
 	r.connectTimeout = clampDuration(or(s.Timeouts.Connect.D(), DefaultConnectTimeout))
 	r.requestTimeout = clampDuration(or(s.Timeouts.Request.D(), DefaultRequestTimeout))
 	r.idleTimeout = clampDuration(s.Timeouts.Idle.D())
+	r.tunnelIdle = clampDuration(or(s.Timeouts.Idle.D(), DefaultTunnelIdleTimeout))
 	r.retry = compileRetry(s.Retries)
 	return r, nil
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -206,7 +207,7 @@ func (d *Dataplane) upgrade(ctx *fasthttp.RequestCtx, ex *exchange, lt *listener
 	}
 	ctx.SetStatusCode(fasthttp.StatusSwitchingProtocols)
 	ctx.HijackSetNoResponse(true)
-	idle := r.idleTimeout
+	idle := r.tunnelIdle
 	ctx.Hijack(func(c net.Conn) {
 		defer d.tunnels.ended(client)
 		if d.tunnels.unpend(client) {
@@ -294,36 +295,55 @@ func (d *Dataplane) tunnel(client, backend net.Conn, idle time.Duration) {
 	}
 	defer d.tunnels.remove(client, backend)
 	defer d.recoverTunnel(client, backend)
+	var last atomic.Int64 // the tunnel's last read, in Unix nanoseconds
+	last.Store(time.Now().UnixNano())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		defer d.recoverTunnel(client, backend)
-		copyIdle(backend, client, idle)
+		copyIdle(backend, client, idle, &last)
 		_ = backend.Close()
 		_ = client.Close()
 	}()
-	copyIdle(client, backend, idle)
+	copyIdle(client, backend, idle, &last)
 	_ = backend.Close()
 	_ = client.Close()
 	<-done
 }
 
-func copyIdle(dst, src net.Conn, idle time.Duration) {
+// copyIdle copies src to dst until either ends, or until the tunnel has
+// been silent both ways for idle, as HAProxy's timeout tunnel: a read that
+// waited idle ends the copy only if the other direction's reads (last)
+// have been silent as long, and otherwise waits out the rest. A write
+// that blocks on a peer that does not read is ended by the other
+// direction's timeout closing both connections.
+func copyIdle(dst, src net.Conn, idle time.Duration, last *atomic.Int64) {
 	if idle <= 0 {
 		_, _ = io.Copy(dst, src)
 		return
 	}
 	buf := make([]byte, 32<<10)
+	wait := idle
 	for {
-		_ = src.SetReadDeadline(time.Now().Add(idle))
+		_ = src.SetReadDeadline(time.Now().Add(wait))
 		n, err := src.Read(buf)
 		if n > 0 {
+			last.Store(time.Now().UnixNano())
+			wait = idle
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				return
 			}
 		}
 		if err != nil {
-			return
+			var ne net.Error
+			if !errors.As(err, &ne) || !ne.Timeout() {
+				return
+			}
+			quiet := time.Since(time.Unix(0, last.Load()))
+			if quiet >= idle {
+				return
+			}
+			wait = idle - quiet
 		}
 	}
 }

@@ -1,0 +1,82 @@
+package dataplane
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/rafterlb/rafter/fsm"
+)
+
+// A tunnel ends once it has been silent both ways for the route's idle
+// timeout, as HAProxy's timeout tunnel: a client that only listens to a
+// backend pushing more often than that keeps its tunnel, and the tunnel
+// ends after the pushes stop.
+func TestTunnelIdleTimeoutCountsBothWays(t *testing.T) {
+	const idle, push, pushes = time.Second, 100 * time.Millisecond, 30
+	addr := serveConns(t, 30*time.Second, func(c net.Conn, br *bufio.Reader) {
+		if _, err := readHead(br); err != nil {
+			return
+		}
+		_, _ = io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+		for range pushes {
+			time.Sleep(push)
+			if _, err := io.WriteString(c, "p"); err != nil {
+				return
+			}
+		}
+		_, _ = io.Copy(io.Discard, br) // silent until the proxy closes
+	})
+	cfg := simpleConfig(addr)
+	r := cfg.routes["app"]
+	r.Timeouts = fsm.RouteTimeouts{Idle: fsm.Duration(idle)}
+	cfg.routes["app"] = r
+	d := startDataplane(t, newFakeSource(cfg.build()), nil)
+	c := newCapClient(t, d.ListenerAddr("web"))
+	if _, err := io.WriteString(c.c, upgradeReq("/ws")); err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := http.ReadResponse(c.br, nil); err != nil || resp.StatusCode != 101 {
+		t.Fatalf("Upgrade: %v, %v; want 101", resp, err)
+	}
+	got := make([]byte, pushes)
+	if n, err := io.ReadFull(c.br, got); err != nil {
+		t.Fatalf("a silent client got %d of the %d pushes sent %v apart, with an idle timeout of %v: %v",
+			n, pushes, push, idle, err)
+	}
+	lastPush := time.Now()
+	_ = c.c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	if n, err := c.br.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("after the pushes stopped, the client read %d bytes, %v; want EOF", n, err)
+	}
+	if quiet := time.Since(lastPush); quiet < idle/2 {
+		t.Errorf("the tunnel ended %v after its last push, with an idle timeout of %v", quiet, idle)
+	}
+}
+
+// A route without an idle timeout bounds its tunnels by
+// DefaultTunnelIdleTimeout, and streamed bodies not at all; one with an
+// idle timeout bounds both by it.
+func TestTunnelIdleTimeoutDefault(t *testing.T) {
+	for _, tt := range []struct {
+		set              time.Duration
+		tunnel, streamed time.Duration
+	}{
+		{0, DefaultTunnelIdleTimeout, 0},
+		{5 * time.Second, 5 * time.Second, 5 * time.Second},
+	} {
+		spec := fsm.RouteSpec{Listener: "web", Action: fsm.RouteAction{Respond: &fsm.Respond{Status: 200}},
+			Timeouts: fsm.RouteTimeouts{Idle: fsm.Duration(tt.set)}}
+		r, err := compileRoute("r", &spec, nil, regexCache{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.tunnelIdle != tt.tunnel || r.idleTimeout != tt.streamed {
+			t.Errorf("timeouts.idle %v: tunnel idle %v, streamed body idle %v; want %v and %v",
+				tt.set, r.tunnelIdle, r.idleTimeout, tt.tunnel, tt.streamed)
+		}
+	}
+}
