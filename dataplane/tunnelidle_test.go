@@ -57,6 +57,54 @@ func TestTunnelIdleTimeoutCountsBothWays(t *testing.T) {
 	}
 }
 
+// A tunnel whose peers both stop reading ends after the idle timeout too:
+// a client that sends without reading, to a backend that echoes on one
+// goroutine (so it stops reading once its writes block), leaves both
+// directions blocked in writes, where no read can time out.
+func TestTunnelIdleTimeoutEndsBlockedWrites(t *testing.T) {
+	const idle = time.Second
+	addr := serveConns(t, 60*time.Second, func(c net.Conn, br *bufio.Reader) {
+		if _, err := readHead(br); err != nil {
+			return
+		}
+		_, _ = io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+		_, _ = io.Copy(c, br)
+	})
+	cfg := simpleConfig(addr)
+	r := cfg.routes["app"]
+	r.Timeouts = fsm.RouteTimeouts{Idle: fsm.Duration(idle)}
+	cfg.routes["app"] = r
+	d := startDataplane(t, newFakeSource(cfg.build()), nil)
+	c := newCapClient(t, d.ListenerAddr("web"))
+	if _, err := io.WriteString(c.c, upgradeReq("/ws")); err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := http.ReadResponse(c.br, nil); err != nil || resp.StatusCode != 101 {
+		t.Fatalf("Upgrade: %v, %v; want 101", resp, err)
+	}
+	ended := make(chan error, 1)
+	go func() {
+		buf := make([]byte, 64<<10)
+		for { // bounded by newCapClient's 60 s deadline
+			if _, err := c.c.Write(buf); err != nil {
+				ended <- err
+				return
+			}
+		}
+	}()
+	select {
+	case err := <-ended:
+		if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			t.Fatalf("the tunnel was still open when the client's own deadline passed")
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("a tunnel whose peers both stopped reading was still open after 30s, with an idle timeout of %v", idle)
+	}
+	waitFor(t, "the ended tunnel to leave rafter_client_connections", func() bool {
+		return seriesValue(t, d, "web") == 0
+	})
+}
+
 // A route without an idle timeout bounds its tunnels by
 // DefaultTunnelIdleTimeout, and streamed bodies not at all; one with an
 // idle timeout bounds both by it.

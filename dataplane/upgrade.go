@@ -312,11 +312,11 @@ func (d *Dataplane) tunnel(client, backend net.Conn, idle time.Duration) {
 }
 
 // copyIdle copies src to dst until either ends, or until the tunnel has
-// been silent both ways for idle, as HAProxy's timeout tunnel: a read that
-// waited idle ends the copy only if the other direction's reads (last)
-// have been silent as long, and otherwise waits out the rest. A write
-// that blocks on a peer that does not read is ended by the other
-// direction's timeout closing both connections.
+// been idle for idle, as HAProxy's timeout tunnel: a read that waited
+// idle ends the copy only if the other direction's reads (last) have been
+// silent as long, and otherwise waits out the rest. A write that waits
+// idle for a peer that does not read ends it too: when neither peer
+// reads, both directions block in writes and no read would time out.
 func copyIdle(dst, src net.Conn, idle time.Duration, last *atomic.Int64) {
 	if idle <= 0 {
 		_, _ = io.Copy(dst, src)
@@ -328,8 +328,10 @@ func copyIdle(dst, src net.Conn, idle time.Duration, last *atomic.Int64) {
 		_ = src.SetReadDeadline(time.Now().Add(wait))
 		n, err := src.Read(buf)
 		if n > 0 {
-			last.Store(time.Now().UnixNano())
+			now := time.Now()
+			last.Store(now.UnixNano())
 			wait = idle
+			_ = dst.SetWriteDeadline(now.Add(idle))
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				return
 			}
