@@ -72,11 +72,13 @@ func (t *tunnels) closeAll() {
 	}
 	clear(t.pending)
 	t.mu.Unlock()
-	// Outside the lock: a TLS connection's Close may wait to send its
-	// close alert.
+	// Outside the lock and all at once: a TLS connection's Close may wait
+	// up to 5 s to send its close alert to a client that does not read.
+	var closing sync.WaitGroup
 	for _, c := range conns {
-		_ = c.Close()
+		closing.Go(func() { _ = c.Close() })
 	}
+	closing.Wait()
 	t.wg.Wait()
 }
 
