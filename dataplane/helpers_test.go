@@ -94,6 +94,15 @@ func simpleConfig(addrs ...string) config {
 // startDataplane runs a Dataplane on 127.0.0.1 until the test ends.
 func startDataplane(t testing.TB, src ConfigSource, mod func(*Options)) *Dataplane {
 	t.Helper()
+	d, _ := runDataplane(t, src, mod)
+	return d
+}
+
+// runDataplane is startDataplane, also returning stop: it cancels the data
+// plane's Run and fails the test unless Run returns within the given time,
+// without error. The test's cleanup stops it too; stop acts once.
+func runDataplane(t testing.TB, src ConfigSource, mod func(*Options)) (*Dataplane, func(within time.Duration)) {
+	t.Helper()
 	opts := DefaultOptions()
 	opts.Source = src
 	opts.BindIP = "127.0.0.1"
@@ -108,23 +117,27 @@ func startDataplane(t testing.TB, src ConfigSource, mod func(*Options)) *Datapla
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() { errc <- d.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-errc:
-			if err != nil {
-				t.Errorf("Run: %v", err)
+	var once sync.Once
+	stop := func(within time.Duration) {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-errc:
+				if err != nil {
+					t.Errorf("Run: %v", err)
+				}
+			case <-time.After(within):
+				t.Errorf("Run did not return %v after cancel", within)
 			}
-		case <-time.After(20 * time.Second):
-			t.Errorf("Run did not return after cancel")
-		}
-	})
+		})
+	}
+	t.Cleanup(func() { stop(20 * time.Second) })
 	select {
 	case <-d.Ready():
 	case <-time.After(10 * time.Second):
 		t.Fatalf("dataplane not ready")
 	}
-	return d
+	return d, stop
 }
 
 // waitFor polls cond until it holds or the deadline passes.

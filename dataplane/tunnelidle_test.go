@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"io"
 	"net"
-	"net/http"
 	"testing"
 	"time"
 
@@ -21,7 +20,7 @@ func TestTunnelIdleTimeoutCountsBothWays(t *testing.T) {
 		if _, err := readHead(br); err != nil {
 			return
 		}
-		_, _ = io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+		_, _ = io.WriteString(c, switchingProtocols)
 		for range pushes {
 			time.Sleep(push)
 			if _, err := io.WriteString(c, "p"); err != nil {
@@ -30,18 +29,9 @@ func TestTunnelIdleTimeoutCountsBothWays(t *testing.T) {
 		}
 		_, _ = io.Copy(io.Discard, br) // silent until the proxy closes
 	})
-	cfg := simpleConfig(addr)
-	r := cfg.routes["app"]
-	r.Timeouts = fsm.RouteTimeouts{Idle: fsm.Duration(idle)}
-	cfg.routes["app"] = r
-	d := startDataplane(t, newFakeSource(cfg.build()), nil)
+	d := startDataplane(t, newFakeSource(withRouteIdle(simpleConfig(addr), idle).build()), nil)
 	c := newCapClient(t, d.ListenerAddr("web"))
-	if _, err := io.WriteString(c.c, upgradeReq("/ws")); err != nil {
-		t.Fatal(err)
-	}
-	if resp, err := http.ReadResponse(c.br, nil); err != nil || resp.StatusCode != 101 {
-		t.Fatalf("Upgrade: %v, %v; want 101", resp, err)
-	}
+	c.mustSwitch(t, "/ws")
 	got := make([]byte, pushes)
 	if n, err := io.ReadFull(c.br, got); err != nil {
 		t.Fatalf("a silent client got %d of the %d pushes sent %v apart, with an idle timeout of %v: %v",
@@ -67,21 +57,12 @@ func TestTunnelIdleTimeoutEndsBlockedWrites(t *testing.T) {
 		if _, err := readHead(br); err != nil {
 			return
 		}
-		_, _ = io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+		_, _ = io.WriteString(c, switchingProtocols)
 		_, _ = io.Copy(c, br)
 	})
-	cfg := simpleConfig(addr)
-	r := cfg.routes["app"]
-	r.Timeouts = fsm.RouteTimeouts{Idle: fsm.Duration(idle)}
-	cfg.routes["app"] = r
-	d := startDataplane(t, newFakeSource(cfg.build()), nil)
+	d := startDataplane(t, newFakeSource(withRouteIdle(simpleConfig(addr), idle).build()), nil)
 	c := newCapClient(t, d.ListenerAddr("web"))
-	if _, err := io.WriteString(c.c, upgradeReq("/ws")); err != nil {
-		t.Fatal(err)
-	}
-	if resp, err := http.ReadResponse(c.br, nil); err != nil || resp.StatusCode != 101 {
-		t.Fatalf("Upgrade: %v, %v; want 101", resp, err)
-	}
+	c.mustSwitch(t, "/ws")
 	ended := make(chan error, 1)
 	go func() {
 		buf := make([]byte, 64<<10)
@@ -103,6 +84,14 @@ func TestTunnelIdleTimeoutEndsBlockedWrites(t *testing.T) {
 	waitFor(t, "the ended tunnel to leave rafter_client_connections", func() bool {
 		return seriesValue(t, d, "web") == 0
 	})
+}
+
+// withRouteIdle sets route app's idle timeout.
+func withRouteIdle(cfg config, idle time.Duration) config {
+	r := cfg.routes["app"]
+	r.Timeouts = fsm.RouteTimeouts{Idle: fsm.Duration(idle)}
+	cfg.routes["app"] = r
+	return cfg
 }
 
 // A route without an idle timeout bounds its tunnels by

@@ -2,7 +2,6 @@ package dataplane
 
 import (
 	"bufio"
-	"context"
 	"io"
 	"net"
 	"net/http"
@@ -23,10 +22,25 @@ func (b *capBackend) upgrade(c net.Conn, br *bufio.Reader, req *http.Request) {
 		<-b.release
 		return
 	}
-	if _, err := io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"); err != nil {
+	if _, err := io.WriteString(c, switchingProtocols); err != nil {
 		return
 	}
 	_, _ = io.Copy(c, br)
+}
+
+// switchingProtocols is a backend's answer to a WebSocket Upgrade.
+const switchingProtocols = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+
+// mustSwitch sends an Upgrade request for path and fails the test unless
+// the answer is 101.
+func (c *capClient) mustSwitch(t *testing.T, path string) {
+	t.Helper()
+	if _, err := io.WriteString(c.c, upgradeReq(path)); err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := http.ReadResponse(c.br, nil); err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("Upgrade %s: %v, %v; want 101", path, resp, err)
+	}
 }
 
 // upgradeReq is a WebSocket Upgrade request for path.
@@ -294,7 +308,7 @@ func TestTunnelEndsWithItsBackend(t *testing.T) {
 	addr := serveConns(t, 10*time.Second, func(c net.Conn, br *bufio.Reader) {
 		if _, err := readHead(br); err == nil {
 			// 101, then the backend ends the tunnel at once.
-			_, _ = io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+			_, _ = io.WriteString(c, switchingProtocols)
 		}
 	})
 	cfg := simpleConfig(addr)
@@ -303,12 +317,7 @@ func TestTunnelEndsWithItsBackend(t *testing.T) {
 	cfg.listeners["web"] = l
 	d := startDataplane(t, newFakeSource(cfg.build()), nil)
 	c := newCapClient(t, d.ListenerAddr("web"))
-	if _, err := io.WriteString(c.c, upgradeReq("/ws")); err != nil {
-		t.Fatal(err)
-	}
-	if resp, err := http.ReadResponse(c.br, nil); err != nil || resp.StatusCode != 101 {
-		t.Fatalf("Upgrade: %v, %v; want 101", resp, err)
-	}
+	c.mustSwitch(t, "/ws")
 	_ = c.c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	if n, err := c.br.Read(make([]byte, 1)); err != io.EOF {
 		t.Fatalf("the silent client of a tunnel whose backend ended read %d bytes, %v; want EOF", n, err)
@@ -324,36 +333,12 @@ func TestTunnelEndsWithItsBackend(t *testing.T) {
 // Stopping the data plane ends every tunnel, those of silent clients too.
 func TestStopEndsSilentTunnels(t *testing.T) {
 	addr, _ := wsEcho(t)
-	opts := DefaultOptions()
-	opts.Source = newFakeSource(simpleConfig(addr).build())
-	opts.BindIP = "127.0.0.1"
-	opts.DrainTimeout = time.Second
-	d, err := New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	errc := make(chan error, 1)
-	go func() { errc <- d.Run(ctx) }()
-	select {
-	case <-d.Ready():
-	case <-time.After(10 * time.Second):
-		t.Fatal("dataplane not ready")
-	}
+	d, stop := runDataplane(t, newFakeSource(simpleConfig(addr).build()), func(o *Options) { o.DrainTimeout = time.Second })
 	c := newCapClient(t, d.ListenerAddr("web"))
 	if code := c.upgrade(t, "/ws"); code != 101 {
 		t.Fatalf("Upgrade: %d, want 101", code)
 	}
-	cancel()
-	select {
-	case err := <-errc:
-		if err != nil {
-			t.Fatalf("Run: %v", err)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("Run did not return 15s after cancel with a silent client's tunnel open")
-	}
+	stop(15 * time.Second)
 	_ = c.c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	if n, err := c.br.Read(make([]byte, 1)); err != io.EOF {
 		t.Fatalf("the silent client of a stopped data plane's tunnel read %d bytes, %v; want EOF", n, err)
