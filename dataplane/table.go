@@ -160,7 +160,7 @@ type route struct {
 	connectTimeout time.Duration
 	requestTimeout time.Duration
 	idleTimeout    time.Duration // streamed bodies; 0: none
-	tunnelIdle     time.Duration // Upgrade tunnels, each direction
+	tunnelIdle     time.Duration // Upgrade tunnels, silent both ways
 	retry          retryPolicy
 	maxBody        int64 // 0: the listener's
 	// obs counts the route's requests that reach no pool (respond,
