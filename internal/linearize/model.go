@@ -173,7 +173,7 @@ func (r *Recorder) Operations() []porcupine.Operation {
 // A write with an Unknown outcome stays open to the end of the history, and
 // porcupine's search over where each such write takes effect grows
 // exponentially with their number: a few hundred, as a leader loss leaves,
-// can keep it busy for hours. So Check first narrows them, key by key, in
+// kept it busy past any budget (a 2 min one in CI). So Check first narrows them, key by key, in
 // ways that keep the answer (see narrow), and checks the keys one by one.
 func Check(ops []porcupine.Operation, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
@@ -292,12 +292,13 @@ func narrow(part []porcupine.Operation) (base, puts, cases []porcupine.Operation
 		case !mentioned[in.Value]:
 			cases = append(cases, op)
 		default:
+			// Pinned if seen after its call. Otherwise (mentioned only by
+			// unknown or refused compare-and-sets, or seen before it was
+			// called) left open, and the check judges it as it is.
 			if at, ok := seen[in.Value]; ok && at > op.Call {
 				op.Output = Output{Outcome: OK}
 				op.Return = at
 			}
-			// Seen before it was called: left open, and the check
-			// reports the history as it is.
 			base = append(base, op)
 		}
 	}
