@@ -3,7 +3,6 @@ package dataplane
 import (
 	"bufio"
 	"errors"
-	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -319,11 +318,8 @@ func (d *Dataplane) tunnel(client, backend net.Conn, idle time.Duration) {
 // silent as long, and otherwise waits out the rest. A write that waits
 // idle for a peer that does not read ends it too: when neither peer
 // reads, both directions block in writes and no read would time out.
+// idle is positive: a route's tunnels always have one (compileRoute).
 func copyIdle(dst, src net.Conn, idle time.Duration, last *atomic.Int64) {
-	if idle <= 0 {
-		_, _ = io.Copy(dst, src)
-		return
-	}
 	buf := make([]byte, 32<<10)
 	wait := idle
 	for {
