@@ -20,7 +20,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -30,24 +29,6 @@ import (
 	"github.com/rafterlb/rafter/internal/testutil"
 	"github.com/rafterlb/rafter/secrets"
 )
-
-// lockedBuffer collects every node's log lines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) Bytes() []byte {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return bytes.Clone(l.b.Bytes())
-}
 
 // secretsCluster is testCluster with every node on the same secrets key
 // (given as a key file, as operators do) and every log line, debug
@@ -101,7 +82,7 @@ func secretsCluster(t *testing.T, logs io.Writer) (*DevCluster, []string, string
 // logProblems logs the warnings and errors among the nodes' log lines,
 // which say why a listener did not bind or a ticket key did not rotate.
 func logProblems(t *testing.T, logs io.Writer) {
-	lb, ok := logs.(*lockedBuffer)
+	lb, ok := logs.(*testutil.SyncBuffer)
 	if !ok {
 		return
 	}
@@ -181,7 +162,7 @@ func getOverTLS(addr string, conf *tls.Config) (bool, error) {
 // one node resumes it on each other node (TLS 1.3 and 1.2): the leader's
 // session-ticket keys reach every node through the log.
 func TestTLSSessionResumesOnAnotherNode(t *testing.T) {
-	var logs lockedBuffer
+	var logs testutil.SyncBuffer
 	_, admins, _ := secretsCluster(t, &logs)
 	var clients []*client.Client
 	for _, a := range admins {
@@ -218,7 +199,7 @@ func TestTLSSessionResumesOnAnotherNode(t *testing.T) {
 // TestCertificateRotationReachesEveryNode: storing a certificate again
 // makes every node serve the new chain on the same listener.
 func TestCertificateRotationReachesEveryNode(t *testing.T) {
-	var logs lockedBuffer
+	var logs testutil.SyncBuffer
 	_, admins, _ := secretsCluster(t, &logs)
 	c := client.New("http://"+admins[2], "", nil)
 	waitLeader(t, []*client.Client{c})
@@ -261,7 +242,7 @@ func TestCertificateRotationReachesEveryNode(t *testing.T) {
 // the answers of the read endpoints: neither the PEM text, its base64
 // body, nor the raw DER is anywhere; nor the HMAC key, encoded or raw.
 func TestCertificateKeyNeverInClear(t *testing.T) {
-	var logs lockedBuffer
+	var logs testutil.SyncBuffer
 	dc, admins, dir := secretsCluster(t, &logs)
 	c := client.New("http://"+admins[1], "", nil)
 	waitLeader(t, []*client.Client{c})

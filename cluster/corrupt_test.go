@@ -7,32 +7,14 @@ import (
 	"log/slog"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 
 	"github.com/rafterlb/rafter/fsm"
+	"github.com/rafterlb/rafter/internal/testutil"
 )
-
-// lockedBuffer collects a logger's output across goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // flipStoredEntry changes one byte inside the payload of log entry index
 // in dir's raft.db, leaving its checksum as it was, as a bad disk would.
@@ -81,7 +63,7 @@ func TestCorruptLogEntryRefused(t *testing.T) {
 	bad := idx[2]
 	flipStoredEntry(t, dir, bad)
 
-	var logs lockedBuffer
+	var logs testutil.SyncBuffer
 	cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 	n = openNode(t, cfg)
 	waitFor(t, "the node to refuse the corrupt entry and leave Raft", func() bool {

@@ -82,7 +82,7 @@ func TestBackendMutualTLS(t *testing.T) {
 			Action: fsm.RouteAction{Split: []fsm.WeightedPool{{Pool: name, Weight: 1}}}}
 	}
 	reg := prometheus.NewRegistry()
-	var logBuf syncBuffer
+	var logBuf testutil.SyncBuffer
 	d := startDataplane(t, newFakeSource(cfg.build()), func(o *Options) {
 		o.Registerer = reg
 		o.Logger = slog.New(slog.NewTextHandler(&logBuf, nil))
@@ -130,7 +130,7 @@ func TestBackendTLSInsecureSkipVerify(t *testing.T) {
 	cfg := simpleConfig(addr)
 	cfg.pools["app"] = fsm.PoolSpec{Backends: []fsm.Backend{{Addr: addr}},
 		TLS: &fsm.PoolTLS{InsecureSkipVerify: true, CertFile: pki.ClientCertFile, KeyFile: pki.ClientKeyFile}}
-	var logBuf syncBuffer
+	var logBuf testutil.SyncBuffer
 	d := startDataplane(t, newFakeSource(cfg.build()), func(o *Options) { o.Logger = slog.New(slog.NewTextHandler(&logBuf, nil)) })
 	resp, body := rawExchange(t, d.ListenerAddr("web"), "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
 	if resp.StatusCode != 200 || body != "rafter-client" {

@@ -319,7 +319,7 @@ func TestUndecryptableCertificate(t *testing.T) {
 	good, goodSerial := sealedCert(t, kr, "good", "good.example.com")
 	bad, _ := sealedCert(t, other, "bad", "bad.example.com")
 	spec := &fsm.ListenerTLS{Certificates: []string{"bad", "good"}, Default: "bad"}
-	var logs syncBuffer
+	var logs testutil.SyncBuffer
 	reg := prometheus.NewRegistry()
 	d := startDataplane(t, newFakeSource(tlsConfigWith(be.addr, spec, good, bad)), func(o *Options) {
 		o.Secrets = kr

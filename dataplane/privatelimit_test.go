@@ -19,6 +19,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/rafterlb/rafter/fsm"
+	"github.com/rafterlb/rafter/internal/testutil"
 )
 
 // capBackend reads the PROXY header (v1 or v2) that starts each
@@ -311,7 +312,7 @@ func TestSendProxyMaxConns(t *testing.T) {
 func TestSendProxyMaxConnsWait(t *testing.T) {
 	be := newCapBackend(t, 1)
 	const wait = 300 * time.Millisecond
-	var logBuf syncBuffer
+	var logBuf testutil.SyncBuffer
 	d := startDataplane(t, newFakeSource(noRetries(sendProxyConfig(be.addr, fsm.ProxyProtocolV1, 1, wait)).build()), func(o *Options) {
 		o.AccessLog = slog.New(slog.NewJSONHandler(&logBuf, nil))
 	})

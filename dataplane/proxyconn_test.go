@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/rafterlb/rafter/fsm"
+	"github.com/rafterlb/rafter/internal/testutil"
 )
 
 // The trusted balancer of these tests dials from 127.0.0.2; clients from
@@ -96,7 +97,7 @@ func ppCount(t *testing.T, d *Dataplane, result string) float64 {
 // only leak into a later connection through reused server state.
 func TestProxyProtocolListener(t *testing.T) {
 	be := xffBackend(t)
-	var logBuf syncBuffer
+	var logBuf testutil.SyncBuffer
 	reg := prometheus.NewRegistry()
 	d := startDataplane(t, newFakeSource(ppConfig(be.addr, &fsm.ProxyProtocol{Trusted: []string{trustedSrc + "/32", "fd00::/8"}})), func(o *Options) {
 		o.AccessLog = slog.New(slog.NewJSONHandler(&logBuf, nil))

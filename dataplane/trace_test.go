@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/rafterlb/rafter/internal/testutil"
 )
 
 const (
@@ -260,7 +262,7 @@ func jsonLines(s string) []map[string]any {
 // times, the user agent and the request and trace ids.
 func TestAccessLogFields(t *testing.T) {
 	be := newBackend(t, nil)
-	var buf syncBuffer
+	var buf testutil.SyncBuffer
 	d := startDataplane(t, newFakeSource(simpleConfig(be.addr).build()), func(o *Options) {
 		o.AccessLog = slog.New(slog.NewJSONHandler(&buf, nil))
 	})

@@ -2,16 +2,16 @@ package dataplane
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/rafterlb/rafter/internal/testutil"
 )
 
 // scriptedBackend answers every request head it reads with answer, then
@@ -30,24 +30,6 @@ func scriptedBackend(tb testing.TB, answer string, closeAfter bool) string {
 	})
 }
 
-// syncBuffer is a bytes.Buffer safe for a logger and a test to share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // A backend that closes mid-body, or after the head, must not look like a
 // complete 200: the client's connection is cut so it sees the truncation,
 // the access log names it and rafter_upstream_errors_total counts it.
@@ -59,7 +41,7 @@ func TestTruncatedUpstreamBodyIsReported(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			addr := scriptedBackend(t, tc.answer, true)
-			var logBuf syncBuffer
+			var logBuf testutil.SyncBuffer
 			d := startDataplane(t, newFakeSource(simpleConfig(addr).build()), func(o *Options) {
 				o.AccessLog = slog.New(slog.NewJSONHandler(&logBuf, nil))
 			})

@@ -1,7 +1,6 @@
 package aws_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -37,7 +36,7 @@ type rig struct {
 	client  *awsec2.Client
 	targets vipaws.StaticTargets
 	tune    func(*vip.Config)
-	logs    *syncBuffer
+	logs    *testutil.SyncBuffer
 
 	mu       sync.Mutex
 	ctrls    map[string]*runningController
@@ -79,7 +78,7 @@ func newRig(t *testing.T, o rigOptions) *rig {
 	t.Helper()
 	c := clustertest.NewCluster(t, 3)
 	client, fake, targets := newEC2(t, c.IDs(), o.sdk)
-	r := &rig{t: t, c: c, fake: fake, client: client, targets: targets, tune: o.tune, logs: &syncBuffer{}, ctrls: map[string]*runningController{}, trackers: map[string]*probe.Tracker{}}
+	r := &rig{t: t, c: c, fake: fake, client: client, targets: targets, tune: o.tune, logs: &testutil.SyncBuffer{}, ctrls: map[string]*runningController{}, trackers: map[string]*probe.Tracker{}}
 	t.Cleanup(func() {
 		r.mu.Lock()
 		ids := make([]string, 0, len(r.ctrls))
@@ -584,22 +583,4 @@ func TestFencing(t *testing.T) {
 			}
 		})
 	}
-}
-
-// syncBuffer collects log lines from many goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
