@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -446,4 +448,48 @@ func TestTrackerPriorContactBound(t *testing.T) {
 	if r, _ := tr.Report("n1"); !r.Arrived.Equal(start.Add(-500 * time.Millisecond)) {
 		t.Fatalf("a bound later than the fallback was used: Arrived %s, term start %s", r.Arrived, start)
 	}
+}
+
+// Probes that keep failing are said at WARN once they have failed for
+// WarnAfter, once, and their recovery at INFO.
+func TestProberWarnsWhileProbesFail(t *testing.T) {
+	var logs testutil.SyncBuffer
+	var failing atomic.Bool
+	failing.Store(true)
+	p, err := NewProber(ProberConfig{
+		NodeID:    "n1",
+		Interval:  5 * time.Millisecond,
+		WarnAfter: 100 * time.Millisecond,
+		Leader:    func() (string, string) { return "n1", "" },
+		Local: func(context.Context, Request) (Response, error) {
+			if failing.Load() {
+				return Response{}, fmt.Errorf("%w: no quorum", ErrNotLeader)
+			}
+			return Response{Leader: "n1"}, nil
+		},
+		Sender: &fakeSender{},
+		Logger: slog.New(slog.NewJSONHandler(&logs, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); p.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	const warning = `"msg":"probes of the leader failing`
+	waitUntil(t, "a warning", func() bool { return strings.Contains(logs.String(), warning) })
+	if s := logs.String(); !strings.Contains(s, `no quorum`) {
+		t.Fatalf("the warning does not name the error:\n%s", s)
+	}
+	time.Sleep(200 * time.Millisecond) // more failures: no second warning
+	failing.Store(false)
+	waitUntil(t, "the recovery said", func() bool {
+		return strings.Contains(logs.String(), `"msg":"probes of the leader answered again"`)
+	})
+	if c := strings.Count(logs.String(), warning); c != 1 {
+		t.Fatalf("%d warnings for one run of failures, want 1:\n%s", c, logs.String())
+	}
+	failing.Store(true) // a new run of failures is said again
+	waitUntil(t, "the second run's warning", func() bool { return strings.Count(logs.String(), warning) == 2 })
 }

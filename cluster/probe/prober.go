@@ -72,6 +72,9 @@ type ProberConfig struct {
 	NodeID   string
 	Interval time.Duration // between probe sends (default 100ms)
 	Timeout  time.Duration // for one probe (default 500ms)
+	// WarnAfter is how long probes may fail before the Prober says so at
+	// WARN (default 5s): longer than a leader election takes.
+	WarnAfter time.Duration
 	// Leader names the leader and its admin address (cluster.Node.Leader).
 	Leader func() (id, adminAddr string)
 	// Local answers probes when this node leads (Tracker.Handle).
@@ -119,11 +122,13 @@ func NewProber(cfg ProberConfig) (*Prober, error) {
 	if err := conf.NotNegative(
 		conf.Field("probe: prober.interval", cfg.Interval),
 		conf.Field("probe: prober.timeout", cfg.Timeout),
+		conf.Field("probe: prober.warn_after", cfg.WarnAfter),
 	); err != nil {
 		return nil, err
 	}
 	conf.Default(&cfg.Interval, 100*time.Millisecond)
 	conf.Default(&cfg.Timeout, 500*time.Millisecond)
+	conf.Default(&cfg.WarnAfter, 5*time.Second)
 	conf.Now(&cfg.Now)
 	conf.Logger(&cfg.Logger)
 	return &Prober{cfg: cfg, incarnation: rand.Uint64() | 1, now: make(chan struct{}, 1)}, nil
@@ -152,8 +157,11 @@ func (p *Prober) ProbeNow() {
 func (p *Prober) Run(ctx context.Context) {
 	timer := time.NewTimer(0)
 	defer timer.Stop()
-	failing := false
-	var last time.Time
+	var (
+		last         time.Time
+		failingSince time.Time // zero: the last probe was answered
+		warned       bool      // of the failures since failingSince
+	)
 	for {
 		select {
 		case <-ctx.Done():
@@ -181,11 +189,22 @@ func (p *Prober) Run(ctx context.Context) {
 		sent := p.cfg.Now()
 		err := p.probe(ctx, sent)
 		switch {
-		case err != nil && !failing && ctx.Err() == nil:
-			p.cfg.Logger.Debug("probe of the leader failed", "err", err)
-			failing = true
-		case err == nil && failing:
-			failing = false
+		case err != nil && ctx.Err() == nil:
+			if failingSince.IsZero() {
+				p.cfg.Logger.Debug("probe of the leader failed", "err", err)
+				failingSince = sent
+			}
+			if failed := p.cfg.Now().Sub(failingSince); !warned && failed >= p.cfg.WarnAfter {
+				warned = true
+				p.cfg.Logger.Warn("probes of the leader failing; this node cannot claim or keep linux vips until one is answered",
+					"failing_for", failed.Round(time.Millisecond), "err", err,
+					"action", "check that this node reaches the leader's admin address and that the leader has a quorum")
+			}
+		case err == nil && !failingSince.IsZero():
+			if warned {
+				p.cfg.Logger.Info("probes of the leader answered again", "failed_for", sent.Sub(failingSince).Round(time.Millisecond))
+			}
+			failingSince, warned = time.Time{}, false
 		}
 		wait := p.cfg.Interval - p.cfg.Now().Sub(sent)
 		timer.Reset(max(wait, 0))
