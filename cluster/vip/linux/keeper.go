@@ -35,8 +35,13 @@ type KeeperConfig struct {
 	WantGrant func()
 	// Every bounds how long a change in lease or grants waits to be acted
 	// on (default 100ms).
-	Every  time.Duration
-	Logger *slog.Logger
+	Every time.Duration
+	// WarnAfter is how long a VIP assigned to this node may stay unclaimed
+	// before the Keeper says at WARN why (default 5s): longer than a
+	// hand-over from a silent holder takes (Options.HandoverDelay), so a
+	// warning means something is stuck.
+	WarnAfter time.Duration
+	Logger    *slog.Logger
 }
 
 // Keeper holds the Linux VIPs this node should hold, and only those. A VIP
@@ -59,9 +64,11 @@ type Keeper struct {
 
 	// reconcileMu serialises reconcile between Run and Report; announce
 	// (VIP -> token) lists the addresses added whose gratuitous ARP Run
-	// has yet to send. Both under reconcileMu.
+	// has yet to send. Both, and waiting and failures, under reconcileMu.
 	reconcileMu sync.Mutex
 	announce    map[string]uint64
+	waiting     map[string]*waiting // VIP -> assigned here, not yet claimed
+	failures    map[string]string   // VIP -> last claim error logged
 
 	mu     sync.Mutex
 	grants map[string]uint64
@@ -70,7 +77,6 @@ type Keeper struct {
 	// grantsSent: when the probe was sent whose answer carried grants.
 	grantsSent time.Time
 	stopped    bool
-	failures   map[string]string // VIP -> last claim error logged
 }
 
 // NewKeeper checks cfg.
@@ -86,10 +92,14 @@ func NewKeeper(cfg KeeperConfig) (*Keeper, error) {
 		return nil, errors.New("vip/linux: keeper.quorum_contact: required")
 	case cfg.Every < 0:
 		return nil, errors.New("vip/linux: keeper.every: must not be negative")
+	case cfg.WarnAfter < 0:
+		return nil, errors.New("vip/linux: keeper.warn_after: must not be negative")
 	}
 	conf.Default(&cfg.Every, 100*time.Millisecond)
+	conf.Default(&cfg.WarnAfter, 5*time.Second)
 	conf.Logger(&cfg.Logger)
-	return &Keeper{cfg: cfg, log: cfg.Logger, wake: make(chan struct{}, 1), lease: NewLease(cfg.Holder), announce: map[string]uint64{}, failures: map[string]string{}}, nil
+	return &Keeper{cfg: cfg, log: cfg.Logger, wake: make(chan struct{}, 1), lease: NewLease(cfg.Holder), announce: map[string]uint64{},
+		waiting: map[string]*waiting{}, failures: map[string]string{}}, nil
 }
 
 // SetGrants records the leader's grants in answer to probe seq and wakes
@@ -225,19 +235,11 @@ func (k *Keeper) reconcile() {
 		}
 		k.log.Info("linux vip released", "vip", name, "token", token, "reason", reason)
 	}
-	if stopped || !fresh {
+	if stopped {
+		clear(k.waiting)
 		return
 	}
-	// Grants answering a probe sent before the last release say nothing
-	// about now: a later probe told the leader this node holds nothing,
-	// and the leader may have given the address to another node on that
-	// word. Claim only on the answer to a probe sent since.
-	if grantsSent.Before(k.cfg.Holder.LastRelease()) {
-		if len(grants) > 0 && k.cfg.WantGrant != nil {
-			k.cfg.WantGrant()
-		}
-		return
-	}
+	now := k.cfg.Holder.opts.Now()
 	for _, name := range slices.Sorted(maps.Keys(cfg.Assignments)) {
 		a := cfg.Assignments[name]
 		v, ok := cfg.VIPs[name]
@@ -247,42 +249,117 @@ func (k *Keeper) reconcile() {
 		if tok, ok := held[name]; ok && tok == a.Token {
 			continue
 		}
-		if g, ok := grants[name]; !ok || g != a.Token {
-			// The leader has not yet seen every other node let go; ask
-			// again at once rather than at the next probe interval.
-			if k.cfg.WantGrant != nil {
-				k.cfg.WantGrant()
-			}
+		why := k.claim(*v, a.Token, fresh, grants, grantsSeq, grantsSent)
+		if why != "" {
+			k.unclaimed(name, a.Token, now, why)
+		}
+	}
+	k.claimed(now)
+}
+
+// claim adds v's address if the lease holds and the leader granted token
+// in answer to the newest probe; it returns why it did not ("" when it
+// did). k.reconcileMu is held.
+func (k *Keeper) claim(v fsm.VIP, token uint64, fresh bool, grants map[string]uint64, grantsSeq uint64, grantsSent time.Time) string {
+	name := v.Name
+	if !fresh {
+		if c := k.cfg.QuorumContact(); !c.IsZero() {
+			return fmt.Sprintf("no quorum contact within the lease period: the last probe the leader answered was sent %s ago",
+				k.cfg.Holder.opts.Now().Sub(c).Round(time.Millisecond))
+		}
+		return "no probe answered by a leader yet"
+	}
+	// Grants answering a probe sent before the last release say nothing
+	// about now: a later probe told the leader this node holds nothing,
+	// and the leader may have given the address to another node on that
+	// word. Claim only on the answer to a probe sent since.
+	if grantsSent.Before(k.cfg.Holder.LastRelease()) {
+		if len(grants) > 0 && k.cfg.WantGrant != nil {
+			k.cfg.WantGrant()
+		}
+		return "the leader's last answer predates this node's last release of an address"
+	}
+	if g, ok := grants[name]; !ok || g != token {
+		// The leader has not yet seen every other node let go; ask
+		// again at once rather than at the next probe interval.
+		if k.cfg.WantGrant != nil {
+			k.cfg.WantGrant()
+		}
+		if ok {
+			return fmt.Sprintf("the leader granted token %d, not %d (the two replicated states differ)", g, token)
+		}
+		return "not granted by the leader yet: it waits until every other node has reported not holding the address or has been silent for the hand-over delay"
+	}
+	err := k.cfg.Holder.addIf(v, token, func() error {
+		if p := k.probed.Load(); p != grantsSeq {
+			return fmt.Errorf("%w: the grant answered probe %d, and probe %d has gone out since", errGrantVoid, grantsSeq, p)
+		}
+		if !k.leaseHolds() {
+			// Checked again next to the syscall: the lease bounds
+			// when an address may be added (Lease's timing contract).
+			return fmt.Errorf("%w: the lease ran out before the claim", errGrantVoid)
+		}
+		return nil
+	})
+	if errors.Is(err, errGrantVoid) {
+		// The answer to the newer probe brings the grant again if it
+		// still holds.
+		if k.cfg.WantGrant != nil {
+			k.cfg.WantGrant()
+		}
+		return err.Error()
+	}
+	if err != nil {
+		if k.failures[name] != err.Error() {
+			k.failures[name] = err.Error()
+			k.log.Error("claiming linux vip failed; retrying", "vip", name, "token", token, "err", err,
+				"action", "check CAP_NET_ADMIN/CAP_NET_RAW and --vip-interface; `rafter vip status` shows the failure")
+		}
+		return err.Error()
+	}
+	delete(k.failures, name)
+	k.announce[name] = token
+	return ""
+}
+
+// waiting is a VIP assigned to this node and not yet claimed.
+type waiting struct {
+	token  uint64
+	since  time.Time
+	seen   bool // in the reconcile running now
+	warned bool
+}
+
+// unclaimed records that VIP name, assigned here with token, is not held
+// for reason why, and warns once per token when that has lasted
+// KeeperConfig.WarnAfter. k.reconcileMu is held.
+func (k *Keeper) unclaimed(name string, token uint64, now time.Time, why string) {
+	w := k.waiting[name]
+	if w == nil || w.token != token {
+		w = &waiting{token: token, since: now}
+		k.waiting[name] = w
+	}
+	w.seen = true
+	if waited := now.Sub(w.since); !w.warned && waited >= k.cfg.WarnAfter {
+		w.warned = true
+		k.log.Warn("linux vip assigned to this node is still not claimed", "vip", name, "token", token,
+			"waiting", waited.Round(time.Millisecond), "reason", why,
+			"action", "check that this node reaches the leader's admin API (probes) and that the other nodes report in; `rafter vip status` shows the assignment")
+	}
+}
+
+// claimed forgets the VIPs reconcile did not find waiting this time, and
+// says so for those it warned of. k.reconcileMu is held.
+func (k *Keeper) claimed(now time.Time) {
+	for name, w := range k.waiting {
+		if w.seen {
+			w.seen = false
 			continue
 		}
-		err := k.cfg.Holder.addIf(*v, a.Token, func() error {
-			if p := k.probed.Load(); p != grantsSeq {
-				return fmt.Errorf("%w: the grant answered probe %d, and probe %d has gone out since", errGrantVoid, grantsSeq, p)
-			}
-			if !k.leaseHolds() {
-				// Checked again next to the syscall: the lease bounds
-				// when an address may be added (Lease's timing contract).
-				return fmt.Errorf("%w: the lease ran out before the claim", errGrantVoid)
-			}
-			return nil
-		})
-		if errors.Is(err, errGrantVoid) {
-			// The answer to the newer probe brings the grant again if it
-			// still holds.
-			if k.cfg.WantGrant != nil {
-				k.cfg.WantGrant()
-			}
-			continue
+		delete(k.waiting, name)
+		if w.warned {
+			k.log.Info("linux vip no longer waiting to be claimed", "vip", name, "token", w.token,
+				"waited", now.Sub(w.since).Round(time.Millisecond), "claimed", k.cfg.Holder.holds(name, w.token))
 		}
-		if err != nil {
-			if k.failures[name] != err.Error() {
-				k.failures[name] = err.Error()
-				k.log.Error("claiming linux vip failed; retrying", "vip", name, "token", a.Token, "err", err,
-					"action", "check CAP_NET_ADMIN/CAP_NET_RAW and --vip-interface; `rafter vip status` shows the failure")
-			}
-			continue
-		}
-		delete(k.failures, name)
-		k.announce[name] = a.Token
 	}
 }

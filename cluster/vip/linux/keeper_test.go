@@ -4,13 +4,16 @@ package linux
 
 import (
 	"context"
+	"log/slog"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/rafterlb/rafter/fsm"
+	"github.com/rafterlb/rafter/internal/testutil"
 )
 
 // keeperStore is a settable local replicated state.
@@ -159,4 +162,89 @@ func TestKeeper(t *testing.T) {
 	}
 	fresh()
 	never("after ReleaseAll (stopping)")
+}
+
+// A VIP assigned to this node that stays unclaimed is said at WARN with
+// the reason, once per token, and its claim afterwards at INFO.
+func TestKeeperSaysWhyAnAssignedVIPStaysUnclaimed(t *testing.T) {
+	r := newRig(t)
+	h := r.holder(t, Options{})
+	p := netip.MustParsePrefix("10.77.0.101/24")
+	cfg := fsm.Empty()
+	v := testVIP("web", p.String())
+	cfg.VIPs["web"] = &v
+	store := &keeperStore{cfg: cfg, ch: make(chan struct{})}
+	var contact atomic.Pointer[time.Time]
+	var live atomic.Bool // answered probes keep the lease fresh
+	live.Store(true)
+	fresh := func() { now := time.Now(); contact.Store(&now) }
+	fresh()
+	var logs testutil.SyncBuffer
+	k, err := NewKeeper(KeeperConfig{
+		NodeID: "n1", Store: store, Holder: h, Every: 10 * time.Millisecond, WarnAfter: 200 * time.Millisecond,
+		QuorumContact: func() time.Time {
+			if live.Load() {
+				fresh()
+			}
+			return *contact.Load()
+		},
+		Logger: slog.New(slog.NewJSONHandler(&logs, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); k.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	has := func() bool { _, ok := r.addrOf(t, p); return ok }
+	const warning = `"msg":"linux vip assigned to this node is still not claimed"`
+	warnedOf := func(token, reason string) func() bool {
+		return func() bool {
+			for line := range strings.Lines(logs.String()) {
+				if strings.Contains(line, warning) && strings.Contains(line, `"token":`+token+`,`) && strings.Contains(line, reason) {
+					return true
+				}
+			}
+			return false
+		}
+	}
+
+	store.assign("n1", 5)
+	eventually(t, 5*time.Second, "a warning naming the missing grant", warnedOf("5", `"reason":"not granted by the leader yet`))
+	time.Sleep(100 * time.Millisecond) // still waiting: no second warning
+	k.SetGrants(0, map[string]uint64{"web": 5})
+	eventually(t, 5*time.Second, "the claim", has)
+	eventually(t, 5*time.Second, "the claim said", func() bool {
+		return strings.Contains(logs.String(), `"msg":"linux vip no longer waiting to be claimed","vip":"web","token":5,`)
+	})
+	if s := logs.String(); strings.Count(s, warning) != 1 || !strings.Contains(s, `"claimed":true`) {
+		t.Fatalf("want one warning and the claim said:\n%s", s)
+	}
+
+	// Without quorum contact the reason is the lease.
+	live.Store(false)
+	store.assign("n2", 6)
+	eventually(t, 5*time.Second, "the release", func() bool { return !has() })
+	store.assign("n1", 7)
+	eventually(t, 5*time.Second, "a warning naming the lease", warnedOf("7", `"reason":"no quorum contact within the lease period`))
+
+	// Grants answering a probe sent before the last release are no grant.
+	stale := time.Now().Add(-time.Hour)
+	contact.Store(&stale)
+	k.SetGrants(0, map[string]uint64{"web": 8}) // answers a probe sent an hour ago
+	live.Store(true)
+	store.assign("n1", 8)
+	eventually(t, 5*time.Second, "a warning naming the release", warnedOf("8", `"reason":"the leader's last answer predates this node's last release`))
+	if has() {
+		t.Fatal("claimed on a grant older than the release")
+	}
+	// Unassigned before it was claimed: no longer waiting, not claimed.
+	store.assign("n2", 9)
+	eventually(t, 5*time.Second, "the wait's end said", func() bool {
+		return strings.Contains(logs.String(), `"msg":"linux vip no longer waiting to be claimed","vip":"web","token":8,`)
+	})
+	if s := logs.String(); !strings.Contains(s, `"token":8,"waited"`) || !strings.Contains(s, `"claimed":false`) {
+		t.Fatalf("the end of the wait for token 8 does not say it was not claimed:\n%s", s)
+	}
 }
