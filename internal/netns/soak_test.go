@@ -52,8 +52,9 @@ import (
 // of a leader), and leases registered again after a fault.
 //
 // RAFTER_SOAK_DURATION sets how long the nemesis runs (default 60s; `make
-// soak` runs 10m), RAFTER_SOAK_SEED replays a run's faults, and
-// RAFTER_SOAK_FAULTS (comma separated) picks the fault kinds.
+// soak` runs 10m), RAFTER_SOAK_SEED replays a run's faults,
+// RAFTER_SOAK_FAULTS (comma separated) picks the fault kinds, and
+// RAFTER_SOAK_LOG_LEVEL sets the agents' --log-level.
 func TestChaosSoak(t *testing.T) {
 	cfg := soakConfig(t)
 	t.Logf("soak: duration %s, seed %d (RAFTER_SOAK_SEED=%d replays), faults %s",
@@ -62,6 +63,9 @@ func TestChaosSoak(t *testing.T) {
 	o := DefaultOptions()
 	o.Bin = bin
 	o.ExtraArgs = []string{"--vip-linux", "--vip-hold-down", holdDown.String()}
+	if cfg.logLevel != "" {
+		o.ExtraArgs = append(o.ExtraArgs, "--log-level", cfg.logLevel)
+	}
 	r := New(t, o)
 	if slices.Contains(cfg.faults, faultNetem) {
 		t.Logf("soak: the netem fault uses %s", requireNetem(t, r))
@@ -221,6 +225,7 @@ type soakCfg struct {
 	duration time.Duration
 	seed     uint64
 	faults   []string
+	logLevel string // of the agents; empty: their default
 }
 
 func soakConfig(t *testing.T) soakCfg {
@@ -239,6 +244,12 @@ func soakConfig(t *testing.T) soakCfg {
 			t.Fatalf("RAFTER_SOAK_SEED=%q: want an unsigned integer", s)
 		}
 		c.seed = n
+	}
+	switch s := os.Getenv("RAFTER_SOAK_LOG_LEVEL"); s {
+	case "", "debug", "info", "warn", "error":
+		c.logLevel = s
+	default:
+		t.Fatalf("RAFTER_SOAK_LOG_LEVEL=%q: want debug, info, warn or error", s)
 	}
 	if s := os.Getenv("RAFTER_SOAK_FAULTS"); s != "" {
 		c.faults = nil
