@@ -254,6 +254,21 @@ func (k *Keeper) reconcile() {
 			k.unclaimed(name, a.Token, now, why)
 		}
 	}
+	// A grant of a token this node's state does not have yet: the leader
+	// assigned the VIP here, and this node has not applied that write.
+	for _, name := range slices.Sorted(maps.Keys(grants)) {
+		a, ok := cfg.Assignments[name]
+		if ok && a.Token >= grants[name] {
+			continue
+		}
+		have := "no assignment"
+		if ok {
+			have = fmt.Sprintf("token %d for node %s", a.Token, a.Holder)
+		}
+		k.unclaimed(name, grants[name], now, fmt.Sprintf(
+			"the leader granted token %d, which this node's replicated state has not applied yet (it has %s, applied index %d)",
+			grants[name], have, cfg.Index))
+	}
 	k.claimed(now)
 }
 

@@ -247,4 +247,14 @@ func TestKeeperSaysWhyAnAssignedVIPStaysUnclaimed(t *testing.T) {
 	if s := logs.String(); !strings.Contains(s, `"token":8,"waited"`) || !strings.Contains(s, `"claimed":false`) {
 		t.Fatalf("the end of the wait for token 8 does not say it was not claimed:\n%s", s)
 	}
+
+	// A grant of a token this node has not applied yet: its state lags.
+	k.SetGrants(0, map[string]uint64{"web": 12})
+	eventually(t, 5*time.Second, "a warning naming the lagging state", warnedOf("12",
+		`"reason":"the leader granted token 12, which this node's replicated state has not applied yet (it has token 9 for node n2`))
+	store.assign("n1", 12)
+	eventually(t, 5*time.Second, "the claim once applied", has)
+	eventually(t, 5*time.Second, "the claim said", func() bool {
+		return strings.Contains(logs.String(), `"msg":"linux vip no longer waiting to be claimed","vip":"web","token":12,`)
+	})
 }
