@@ -138,16 +138,17 @@ func startVIPs(ctx, local context.Context, wg, localWG *sync.WaitGroup, cfg Conf
 		return nil, fmt.Errorf("--vip-detect-after: %w", err)
 	}
 	fence := vip.NewFence(d.Node)
+	handover := vip.NewHandover(d.Node, tracker, linuxHandoverDelay()+handoverMargin, nil)
+	tracker.SetGranter(handover)
 	movers := map[string]vip.Mover{
 		// The leader only grants a linux VIP; its holder adds the address.
-		fsm.ProviderLinux: &vip.LinuxMover{Fence: fence, Reports: tracker},
+		fsm.ProviderLinux: &vip.LinuxMover{Fence: fence, Reports: tracker, Handover: handover, Logger: r.log},
 	}
 	if cfg.VIP {
 		if err := addAWSMovers(movers, cfg.VIPProviders, d.EC2, fence, d.Logger); err != nil {
 			return nil, err
 		}
 	}
-	tracker.SetGranter(vip.NewHandover(d.Node, tracker, linuxHandoverDelay()+handoverMargin, nil))
 
 	vc := vip.DefaultConfig()
 	vc.Store = d.Node

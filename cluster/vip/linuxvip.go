@@ -3,6 +3,9 @@ package vip
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/rafterlb/rafter/cluster/probe"
@@ -66,15 +69,23 @@ func (h *Handover) Grants(node string) map[string]uint64 {
 // clear: no node but holder may still hold vip. reports caches one view
 // per call.
 func (h *Handover) clear(cfg *fsm.Config, vip, holder string, reports map[string]probe.Report) bool {
+	blocker, _ := h.blocker(cfg, vip, holder, reports)
+	return blocker == ""
+}
+
+// blocker names the first node (by ID) that may still hold vip, and why;
+// "" when none may, and then holder may claim it. Not leading: every
+// node counts as unknown.
+func (h *Handover) blocker(cfg *fsm.Config, vip, holder string, reports map[string]probe.Report) (node, why string) {
 	now := h.now()
-	for id := range cfg.Nodes {
+	for _, id := range slices.Sorted(maps.Keys(cfg.Nodes)) {
 		if id == holder {
 			continue
 		}
 		r, ok := reports[id]
 		if !ok {
 			if r, ok = h.reports.Report(id); !ok {
-				return false // not leading: grant nothing
+				return id, "this node does not lead" // grant nothing
 			}
 			reports[id] = r
 		}
@@ -86,11 +97,33 @@ func (h *Handover) clear(cfg *fsm.Config, vip, holder string, reports map[string
 		if r.Clear(vip) {
 			continue
 		}
-		if now.Sub(r.Arrived) < h.delay {
-			return false
+		if silent := now.Sub(r.Arrived); silent < h.delay {
+			switch {
+			case !r.Reported:
+				why = fmt.Sprintf("not heard from in this term; %s of the %s hand-over delay passed", silent.Round(time.Millisecond), h.delay)
+			case r.Pending[vip]:
+				why = "granted it, and has sent no probe since"
+			default:
+				why = fmt.Sprintf("reports holding it with token %d", r.Holding[vip])
+			}
+			return id, why
 		}
 	}
-	return true
+	return "", ""
+}
+
+// Waiting says why holder, assigned vip, may not claim it yet; "" when it
+// may (or the assignment is settled).
+func (h *Handover) Waiting(vip, holder string) string {
+	cfg := h.store.Config()
+	if a, ok := cfg.Assignments[vip]; ok && a.Settled {
+		return ""
+	}
+	node, why := h.blocker(cfg, vip, holder, map[string]probe.Report{})
+	if node == "" {
+		return ""
+	}
+	return fmt.Sprintf("node %s: %s", node, why)
 }
 
 // LinuxMover is the leader's Mover for Linux VIPs. The leader writes no
@@ -100,7 +133,14 @@ func (h *Handover) clear(cfg *fsm.Config, vip, holder string, reports map[string
 type LinuxMover struct {
 	Fence   *Fence
 	Reports Reports
-	Poll    time.Duration // default 20ms
+	// Handover, when set, says in the warning of a long wait which node
+	// holds the grant up.
+	Handover *Handover
+	Poll     time.Duration // default 20ms
+	// WarnAfter is how long Move waits before it says at WARN what it
+	// waits for (default 5s); Logger nil: slog.Default.
+	WarnAfter time.Duration
+	Logger    *slog.Logger
 }
 
 var (
@@ -115,18 +155,32 @@ func (m *LinuxMover) Move(ctx context.Context, v fsm.VIP, target fsm.Node, token
 	if poll <= 0 {
 		poll = 20 * time.Millisecond
 	}
+	warnAfter := m.WarnAfter
+	if warnAfter <= 0 {
+		warnAfter = 5 * time.Second
+	}
 	var fenced time.Time
+	start, warned := time.Now(), false
 	tick := time.NewTicker(poll)
 	defer tick.Stop()
 	for {
-		if now := time.Now(); now.Sub(fenced) >= 500*time.Millisecond {
+		now := time.Now()
+		if now.Sub(fenced) >= 500*time.Millisecond {
 			if err := m.Fence.Check(ctx, v.Name, token); err != nil {
 				return err
 			}
 			fenced = now
 		}
 		if m.holds(v.Name, target.ID, token) {
+			if warned {
+				m.logger().Info("linux vip claimed after a long wait", "vip", v.Name, "node", target.ID, "token", token,
+					"waited", now.Sub(start).Round(time.Millisecond))
+			}
 			return nil
+		}
+		if !warned && now.Sub(start) >= warnAfter {
+			warned = true
+			m.warnWaiting(v.Name, target.ID, token, now.Sub(start))
 		}
 		select {
 		case <-ctx.Done():
@@ -148,6 +202,33 @@ func (m *LinuxMover) InPlace(_ context.Context, v fsm.VIP, holder fsm.Node) (boo
 	a, assigned := cfg.Assignments[v.Name]
 	// Unsettled, the hand-over must still be recorded: Move does that.
 	return holds && assigned && tok == a.Token && a.Settled, nil
+}
+
+func (m *LinuxMover) logger() *slog.Logger {
+	if m.Logger != nil {
+		return m.Logger
+	}
+	return slog.Default()
+}
+
+// warnWaiting says what the leader knows of a hand-over that takes long:
+// what the target last reported, and who holds the grant up.
+func (m *LinuxMover) warnWaiting(vip, node string, token uint64, waited time.Duration) {
+	attrs := []any{"vip", vip, "node", node, "token", token, "waiting", waited.Round(time.Millisecond)}
+	if r, ok := m.Reports.Report(node); ok && r.Reported {
+		attrs = append(attrs, "node_last_probe_ago", time.Since(r.Arrived).Round(time.Millisecond), "node_holding", r.Holding)
+	} else {
+		attrs = append(attrs, "node_last_probe", "none in this term")
+	}
+	granted := "yes: the node's replicated state, lease and probes decide now (its log says why it does not claim)"
+	if m.Handover != nil {
+		if why := m.Handover.Waiting(vip, node); why != "" {
+			granted = "no, waiting for " + why
+		}
+	}
+	attrs = append(attrs, "granted", granted,
+		"action", "check the node's log for why it does not claim; the move is retried, and a dead node is replaced")
+	m.logger().Warn("linux vip not yet claimed by its new holder", attrs...)
 }
 
 func (m *LinuxMover) holds(vip, node string, token uint64) bool {

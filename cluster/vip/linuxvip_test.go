@@ -3,7 +3,9 @@ package vip_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"maps"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -11,6 +13,7 @@ import (
 	"github.com/rafterlb/rafter/cluster/probe"
 	"github.com/rafterlb/rafter/cluster/vip"
 	"github.com/rafterlb/rafter/fsm"
+	"github.com/rafterlb/rafter/internal/testutil"
 )
 
 // fakeReports is a settable vip.Reports.
@@ -188,5 +191,55 @@ func TestLinuxMoverWaitsForTheHolder(t *testing.T) {
 	defer cancel()
 	if err := m.Move(ctx, v, *cfg.Nodes["n3"], 20); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Move to a node that never claims: %v, want deadline exceeded", err)
+	}
+}
+
+// A hand-over that takes long is said at WARN once, with what holds the
+// grant up, and its end at INFO.
+func TestLinuxMoverSaysWhatItWaitsFor(t *testing.T) {
+	cfg := linuxConfig()
+	now := time.Now()
+	rep := &fakeReports{leading: true, r: map[string]probe.Report{
+		"n1": {Arrived: now, Reported: true, Holding: map[string]uint64{"a": 10}},
+		"n2": {Arrived: now, Reported: true},
+		"n3": {Arrived: now, Reported: true},
+	}}
+	var logs testutil.SyncBuffer
+	store := &fenceStore{cfg: cfg}
+	m := &vip.LinuxMover{
+		Fence: vip.NewFence(store), Reports: rep, Poll: time.Millisecond,
+		Handover:  vip.NewHandover(fixedConfig{cfg}, rep, time.Hour, nil),
+		WarnAfter: 50 * time.Millisecond,
+		Logger:    slog.New(slog.NewJSONHandler(&logs, nil)),
+	}
+	v, n2 := *cfg.VIPs["a"], *cfg.Nodes["n2"]
+	done := make(chan error, 1)
+	go func() { done <- m.Move(context.Background(), v, n2, 20) }()
+	const warning = `"msg":"linux vip not yet claimed by its new holder"`
+	testutil.WaitFor(t, 10*time.Second, "the warning", func() bool { return strings.Contains(logs.String(), warning) })
+	if s := logs.String(); !strings.Contains(s, `"granted":"no, waiting for node n1: reports holding it with token 10"`) {
+		t.Fatalf("the warning does not name the node holding the grant up:\n%s", s)
+	}
+	rep.set("n1", probe.Report{Arrived: now, Reported: true})
+	time.Sleep(100 * time.Millisecond) // still waiting: no second warning
+	rep.set("n2", probe.Report{Arrived: now, Reported: true, Holding: map[string]uint64{"a": 20}})
+	if err := <-done; err != nil {
+		t.Fatalf("Move: %v", err)
+	}
+	if s := logs.String(); strings.Count(s, warning) != 1 || !strings.Contains(s, `"msg":"linux vip claimed after a long wait"`) {
+		t.Fatalf("want one warning, then the claim said:\n%s", s)
+	}
+
+	// Granted, and still not claimed: the warning says the node decides.
+	rep.set("n2", probe.Report{Arrived: now, Reported: true})
+	logs = testutil.SyncBuffer{}
+	m.Logger = slog.New(slog.NewJSONHandler(&logs, nil))
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { done <- m.Move(ctx, v, *cfg.Nodes["n3"], 20) }()
+	testutil.WaitFor(t, 10*time.Second, "the warning", func() bool { return strings.Contains(logs.String(), warning) })
+	cancel()
+	<-done
+	if s := logs.String(); !strings.Contains(s, `"granted":"yes`) || !strings.Contains(s, `"node_holding":null`) {
+		t.Fatalf("the warning does not say the grant is given:\n%s", s)
 	}
 }
