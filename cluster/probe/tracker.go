@@ -287,9 +287,14 @@ func (t *Tracker) Handle(ctx context.Context, req Request) (Response, error) {
 			return Response{}, fmt.Errorf("%w: %w", ErrNotLeader, err)
 		}
 		done := t.roundDone
-		select {
-		case t.wake <- struct{}{}:
-		default:
+		if t.started < need {
+			// No round that can answer this probe has started: ask for
+			// one. Once one has, waking the loop again would only start
+			// a round nobody waits for.
+			select {
+			case t.wake <- struct{}{}:
+			default:
+			}
 		}
 		t.mu.Unlock()
 		select {
