@@ -43,10 +43,10 @@ import (
 // Violations, which fail the test: two namespaces holding the VIP in one
 // sample; a history that is not linearizable; an acknowledged write
 // missing on any node after the last heal; nodes that do not converge to
-// one applied index and one document; an agent that exits by itself; a
-// cluster that is not whole again within a minute of a heal; a registered
-// backend missing from its pool at the end. Budget, reported per fault
-// kind but not failing: client requests that fail while a fault is in
+// one applied index, one document and the same VIP assignments; an agent
+// that exits by itself; a cluster that is not whole again within a minute
+// of a heal; a registered backend missing from its pool at the end.
+// Budget, reported per fault kind but not failing: client requests that fail while a fault is in
 // effect or being recovered from (a request to a killed, stopped or cut
 // off node, the VIP's blind window while it moves, writes refused for want
 // of a leader), and leases registered again after a fault.
@@ -187,7 +187,7 @@ func TestChaosSoak(t *testing.T) {
 	// Acknowledged writes and convergence, on every node.
 	acked, sent := led.snapshot()
 	rep.check("acknowledged writes on every node", testutil.Poll(time.Minute, func() error { return allAcked(r, acked) }))
-	rep.check("every node at one applied index and document", testutil.Poll(time.Minute, func() error { return converged(r) }))
+	rep.check("every node at one applied index, document and vip assignments", testutil.Poll(time.Minute, func() error { return converged(r) }))
 	rep.check("registered backends in their pool", testutil.Poll(time.Minute, func() error { return registered(r, regs) }))
 	ops := rec.Operations()
 	unknown := 0

@@ -300,6 +300,9 @@ func poolBackends(ctx context.Context, r *Rig, n *Node, pool string) (map[string
 type nodeState struct {
 	applied uint64
 	config  string
+	// assignments: each VIP's holder and token, which the document (specs
+	// only) leaves out.
+	assignments string
 }
 
 func readState(ctx context.Context, r *Rig, n *Node) (nodeState, error) {
@@ -318,6 +321,10 @@ func readState(ctx context.Context, r *Rig, n *Node) (nodeState, error) {
 	if cfg.Status != http.StatusOK {
 		return nodeState{}, fmt.Errorf("config of %s: %d %s", n.Name, cfg.Status, cfg.Body)
 	}
+	assignments, err := readAssignments(ctx, r, n)
+	if err != nil {
+		return nodeState{}, err
+	}
 	after, err := appliedIndex(ctx, r, n)
 	if err != nil {
 		return nodeState{}, err
@@ -325,7 +332,41 @@ func readState(ctx context.Context, r *Rig, n *Node) (nodeState, error) {
 	if before != after {
 		return nodeState{}, fmt.Errorf("%s applied %d..%d while its document was read", n.Name, before, after)
 	}
-	return nodeState{applied: after, config: string(cfg.Body)}, nil
+	return nodeState{applied: after, config: string(cfg.Body), assignments: assignments}, nil
+}
+
+// readAssignments lists the node's own VIP assignments (a local read), one
+// "vip holder token settled" line each, in name order.
+func readAssignments(ctx context.Context, r *Rig, n *Node) (string, error) {
+	resp, err := r.API(ctx, n, http.MethodGet, "/v1/vips", nil)
+	if err != nil {
+		return "", err
+	}
+	if resp.Status != http.StatusOK {
+		return "", fmt.Errorf("vips of %s: %d %s", n.Name, resp.Status, resp.Body)
+	}
+	var list struct {
+		Items []struct {
+			Name       string `json:"name"`
+			Assignment *struct {
+				Holder  string `json:"holder"`
+				Token   uint64 `json:"token"`
+				Settled bool   `json:"settled"`
+			} `json:"assignment"`
+		} `json:"items"`
+	}
+	if err := json.Unmarshal(resp.Body, &list); err != nil {
+		return "", fmt.Errorf("vips of %s: %w", n.Name, err)
+	}
+	var b strings.Builder
+	for _, it := range list.Items {
+		if a := it.Assignment; a != nil {
+			fmt.Fprintf(&b, "%s %s %d %t\n", it.Name, a.Holder, a.Token, a.Settled)
+		} else {
+			fmt.Fprintf(&b, "%s unassigned\n", it.Name)
+		}
+	}
+	return b.String(), nil
 }
 
 func appliedIndex(ctx context.Context, r *Rig, n *Node) (uint64, error) {
@@ -343,7 +384,7 @@ func appliedIndex(ctx context.Context, r *Rig, n *Node) (uint64, error) {
 }
 
 // converged reports nil once every node has applied the same index and
-// holds the same document.
+// holds the same document and VIP assignments.
 func converged(r *Rig) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -363,6 +404,10 @@ func converged(r *Rig) error {
 		if s.config != first.config {
 			return fmt.Errorf("%s and %s hold different documents at index %d: %s",
 				r.Nodes[0].Name, n.Name, s.applied, docDiff(first.config, s.config))
+		}
+		if s.assignments != first.assignments {
+			return fmt.Errorf("%s and %s hold different vip assignments at index %d:\n%s\n%s",
+				r.Nodes[0].Name, n.Name, s.applied, first.assignments, s.assignments)
 		}
 	}
 	return nil
