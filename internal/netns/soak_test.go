@@ -46,10 +46,11 @@ import (
 // one applied index, one document and the same VIP assignments; an agent
 // that exits by itself; a cluster that is not whole again within a minute
 // of a heal; a registered backend missing from its pool at the end.
-// Budget, reported per fault kind but not failing: client requests that fail while a fault is in
-// effect or being recovered from (a request to a killed, stopped or cut
-// off node, the VIP's blind window while it moves, writes refused for want
-// of a leader), and leases registered again after a fault.
+// Budget, reported per fault kind but not failing: client requests that
+// fail while a fault is in effect or being recovered from (a request to a
+// killed, stopped or cut off node, the VIP's blind window while it moves,
+// writes refused for want of a leader), and leases registered again after
+// a fault.
 //
 // RAFTER_SOAK_DURATION sets how long the nemesis runs (default 60s; `make
 // soak` runs 10m), RAFTER_SOAK_SEED replays a run's faults,
