@@ -107,6 +107,7 @@ func (c *Controller) startTerm(ctx context.Context, raftTerm uint64) func() {
 		jobs:    map[string]*job{},
 		retries: map[string]retryState{},
 		stuck:   map[string]string{},
+		avoid:   map[avoidKey]avoidance{},
 	}
 	finished := make(chan struct{})
 	go func() {
@@ -151,6 +152,9 @@ type term struct {
 	jobs    map[string]*job
 	retries map[string]retryState
 	stuck   map[string]string // VIP -> reason already warned about
+	// avoid: nodes that did not claim a Linux VIP in time (ErrNotClaimed),
+	// kept from it until the time given.
+	avoid map[avoidKey]avoidance
 
 	sweeping  bool
 	lastSweep time.Time
@@ -160,6 +164,43 @@ type cause struct {
 	token  uint64
 	reason string
 	start  time.Time // the lost holder's last contact, or the decision
+}
+
+type avoidKey struct{ vip, node string }
+
+type avoidance struct {
+	until   time.Time
+	strikes int // failed claims in a row; each doubles the time kept away
+}
+
+// maxAvoid bounds how long a node that did not claim a VIP is kept from it.
+const maxAvoid = 10 * time.Minute
+
+// avoided reports whether node is kept from vip now.
+func (t *term) avoided(now time.Time) func(vip, node string) bool {
+	return func(vip, node string) bool {
+		a, ok := t.avoid[avoidKey{vip, node}]
+		return ok && now.Before(a.until)
+	}
+}
+
+// notClaimed keeps node from vip: for the hold-down (at least 30s), doubled
+// for each failed claim in a row, up to maxAvoid. The plan then gives the
+// VIP to another node, and fails it back only once that time has passed.
+func (t *term) notClaimed(vip, node string, token uint64, now time.Time, err error) {
+	k := avoidKey{vip, node}
+	a := t.avoid[k]
+	a.strikes++
+	d := max(t.c.cfg.HoldDown, 30*time.Second)
+	for i := 1; i < a.strikes && d < maxAvoid; i++ {
+		d *= 2
+	}
+	d = min(d, maxAvoid)
+	a.until = now.Add(d)
+	t.avoid[k] = a
+	t.c.log.Warn("vip not claimed by its holder in time; giving it to another node", "vip", vip, "node", node, "token", token,
+		"kept_away_for", d, "failed_claims", a.strikes, "err", err,
+		"action", "check that node's log (`linux vip assigned to this node is still not claimed` says why); it gets the vip back after that time")
 }
 
 type job struct {
@@ -185,6 +226,7 @@ const (
 type result struct {
 	kind  resultKind
 	vip   string
+	node  string // the target of a move
 	token uint64
 	err   error
 }
@@ -245,6 +287,7 @@ func (t *term) step() {
 		holdDown: c.cfg.HoldDown,
 		managed:  c.managed,
 		leaving:  c.leaving,
+		avoid:    t.avoided(now),
 	})
 	t.warnStuck(stuck)
 	for _, d := range moves {
@@ -372,7 +415,7 @@ func (t *term) dispatch(cfg *fsm.Config, name string, now time.Time) {
 		defer t.wg.Done()
 		defer cancel()
 		err := move(ctx, mover, vv, nn, token, check)
-		t.send(result{kind: resultMove, vip: name, token: token, err: err})
+		t.send(result{kind: resultMove, vip: name, node: nn.ID, token: token, err: err})
 	}()
 }
 
@@ -417,6 +460,7 @@ func (t *term) handle(r result) {
 		if r.err == nil {
 			t.done[r.vip] = r.token
 			delete(t.retries, r.vip)
+			delete(t.avoid, avoidKey{r.vip, r.node})
 			if a, ok := c.cfg.Store.Config().Assignments[r.vip]; ok && a.Token == r.token {
 				t.settle(a)
 			}
@@ -434,6 +478,12 @@ func (t *term) handle(r result) {
 			c.log.Debug("vip move abandoned", "vip", r.vip, "token", r.token, "err", r.err)
 			return
 		}
+		notClaimed := errors.Is(r.err, ErrNotClaimed)
+		if notClaimed {
+			// The next plan gives the VIP to another node; the backoff
+			// below spaces the retries when there is none.
+			t.notClaimed(r.vip, r.node, r.token, now, r.err)
+		}
 		rs := t.retries[r.vip]
 		if rs.token != r.token {
 			rs = retryState{token: r.token}
@@ -444,6 +494,9 @@ func (t *term) handle(r result) {
 		rs.at = now.Add(wait)
 		t.retries[r.vip] = rs
 		c.m.failures.WithLabelValues(r.vip).Inc()
+		if notClaimed {
+			return
+		}
 		c.log.Warn("vip move failed; retrying", "vip", r.vip, "token", r.token, "failures", rs.failures, "retry_in", wait.Round(time.Millisecond), "err", r.err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -21,6 +22,11 @@ type recMover struct {
 	failN int
 	calls int
 	on    map[string]string // vip -> node
+	// refuse: nodes that never take an address, as a Linux VIP's holder
+	// that does not claim (vip.ErrNotClaimed); refused counts the moves
+	// to them.
+	refuse  map[string]bool
+	refused int
 }
 
 func (m *recMover) Move(_ context.Context, v fsm.VIP, target fsm.Node, _ uint64) error {
@@ -30,6 +36,10 @@ func (m *recMover) Move(_ context.Context, v fsm.VIP, target fsm.Node, _ uint64)
 	if m.failN > 0 {
 		m.failN--
 		return errors.New("injected failure")
+	}
+	if m.refuse[target.ID] {
+		m.refused++
+		return fmt.Errorf("injected: %w", vip.ErrNotClaimed)
 	}
 	m.on[v.Name] = target.ID
 	return nil
@@ -183,5 +193,36 @@ func TestNewLeaderChecksBeforeMoving(t *testing.T) {
 	})
 	if calls, on := r.mover.state(); calls != 1 || on["eip"] != home {
 		t.Fatalf("mover: %d calls, placement %v; want one move to %s", calls, on, home)
+	}
+}
+
+// TestControllerMovesAVIPItsHolderDoesNotClaim: a holder that does not
+// take the address in time (vip.ErrNotClaimed) loses the VIP to another
+// node, and does not get it back by failback while it is kept away.
+func TestControllerMovesAVIPItsHolderDoesNotClaim(t *testing.T) {
+	r := newCtrlRig(t, 0)
+	r.mover.mu.Lock()
+	r.mover.refuse = map[string]bool{"node2": true}
+	r.mover.mu.Unlock()
+	r.put(t, "eip", fsm.VIPSpec{Provider: fsm.ProviderAWSEIP, AllocationID: "eipalloc-1", HomeNode: "node2"})
+	pollT(t, "the vip in place on another node", func() bool {
+		st := r.status(t)
+		return len(st) == 1 && st[0].InPlace && st[0].Holder != "node2"
+	})
+	a := r.c.Leader(t).Config().Assignments["eip"]
+	if a.Reason != vip.ReasonNotClaiming {
+		t.Fatalf("assignment %+v, want reason %s", a, vip.ReasonNotClaiming)
+	}
+	// node2, the home node, is live and settled: without the keep-away a
+	// failback would follow at once.
+	time.Sleep(500 * time.Millisecond)
+	if a := r.c.Leader(t).Config().Assignments["eip"]; a.Holder == "node2" {
+		t.Fatalf("failed back to the node that did not claim: %+v", a)
+	}
+	r.mover.mu.Lock()
+	refused := r.mover.refused
+	r.mover.mu.Unlock()
+	if refused != 1 {
+		t.Fatalf("%d moves to the node that did not claim; want 1 (no failback while it is kept away)", refused)
 	}
 }

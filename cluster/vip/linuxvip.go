@@ -140,8 +140,15 @@ type LinuxMover struct {
 	// WarnAfter is how long Move waits before it says at WARN what it
 	// waits for (default 5s); Logger nil: slog.Default.
 	WarnAfter time.Duration
-	Logger    *slog.Logger
+	// ClaimTimeout is how long Move waits for the target to report the
+	// address before it fails with ErrNotClaimed (default 15s: far longer
+	// than a hand-over from a silent holder takes, Options.HandoverDelay).
+	ClaimTimeout time.Duration
+	Logger       *slog.Logger
 }
+
+// DefaultClaimTimeout is LinuxMover.ClaimTimeout's default.
+const DefaultClaimTimeout = 15 * time.Second
 
 var (
 	_ Mover   = (*LinuxMover)(nil)
@@ -150,14 +157,18 @@ var (
 
 // Move waits until target reports holding v with token; the fence is
 // checked first and every half second, so a deposed leader stops waiting.
+// It fails with ErrNotClaimed after ClaimTimeout.
 func (m *LinuxMover) Move(ctx context.Context, v fsm.VIP, target fsm.Node, token uint64) error {
 	poll := m.Poll
 	if poll <= 0 {
 		poll = 20 * time.Millisecond
 	}
-	warnAfter := m.WarnAfter
+	warnAfter, claimTimeout := m.WarnAfter, m.ClaimTimeout
 	if warnAfter <= 0 {
 		warnAfter = 5 * time.Second
+	}
+	if claimTimeout <= 0 {
+		claimTimeout = DefaultClaimTimeout
 	}
 	var fenced time.Time
 	start, warned := time.Now(), false
@@ -181,6 +192,10 @@ func (m *LinuxMover) Move(ctx context.Context, v fsm.VIP, target fsm.Node, token
 		if !warned && now.Sub(start) >= warnAfter {
 			warned = true
 			m.warnWaiting(v.Name, target.ID, token, now.Sub(start))
+		}
+		if now.Sub(start) >= claimTimeout {
+			return fmt.Errorf("vip: %s: %w: node %s has not reported holding it with token %d within %s",
+				v.Name, ErrNotClaimed, target.ID, token, claimTimeout)
 		}
 		select {
 		case <-ctx.Done():
@@ -227,7 +242,7 @@ func (m *LinuxMover) warnWaiting(vip, node string, token uint64, waited time.Dur
 		}
 	}
 	attrs = append(attrs, "granted", granted,
-		"action", "check the node's log for why it does not claim; the move is retried, and a dead node is replaced")
+		"action", "check the node's log for why it does not claim; if it has not claimed within the claim timeout, the vip goes to another node")
 	m.logger().Warn("linux vip not yet claimed by its new holder", attrs...)
 }
 

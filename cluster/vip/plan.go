@@ -12,14 +12,15 @@ import (
 // Reasons for a move, as logged, written in the assignment and used as the
 // metric label.
 const (
-	ReasonInitial     = "initial"            // the VIP had no holder
-	ReasonUnreachable = "holder_unreachable" // no Raft contact for the detection period
-	ReasonRemoved     = "holder_removed"     // the holder left the cluster
-	ReasonEvacuated   = "zone_evacuated"     // the holder's zone is evacuated
-	ReasonFailback    = "failback"           // the home node is back for the hold-down period
-	ReasonDrift       = "drift"              // the cloud disagreed with the assignment
-	ReasonLeaving     = "holder_leaving"     // the holder is stopping and hands its VIPs over
-	ReasonOperator    = "operator"           // an operator moved it (no failback follows)
+	ReasonInitial     = "initial"             // the VIP had no holder
+	ReasonUnreachable = "holder_unreachable"  // no Raft contact for the detection period
+	ReasonRemoved     = "holder_removed"      // the holder left the cluster
+	ReasonEvacuated   = "zone_evacuated"      // the holder's zone is evacuated
+	ReasonFailback    = "failback"            // the home node is back for the hold-down period
+	ReasonDrift       = "drift"               // the cloud disagreed with the assignment
+	ReasonLeaving     = "holder_leaving"      // the holder is stopping and hands its VIPs over
+	ReasonOperator    = "operator"            // an operator moved it (no failback follows)
+	ReasonNotClaiming = "holder_not_claiming" // the holder did not add the address in time (ErrNotClaimed)
 )
 
 // Decision is one assignment the leader is about to write.
@@ -44,6 +45,9 @@ type planInput struct {
 	holdDown time.Duration
 	managed  func(*fsm.VIP) bool
 	leaving  func(nodeID string) bool // nil: no node is leaving
+	// avoid: the node failed to claim the VIP lately (ErrNotClaimed); it
+	// is given the VIP only when no other node may hold it. nil: none.
+	avoid func(vip, nodeID string) bool
 }
 
 // plan returns the assignments the leader should write now, in VIP name
@@ -70,6 +74,7 @@ func plan(in planInput) (moves, stuck []Decision) {
 		return n.Zone != "" && ok && z.Evacuated
 	}
 	leaving := func(id string) bool { return in.leaving != nil && in.leaving(id) }
+	avoided := func(vip, id string) bool { return in.avoid != nil && in.avoid(vip, id) }
 	usable := func(id string) bool {
 		n, ok := cfg.Nodes[id]
 		return ok && lives[id].ok && !evacuated(n) && !leaving(id)
@@ -85,7 +90,7 @@ func plan(in planInput) (moves, stuck []Decision) {
 	}
 	pick := func(v *fsm.VIP, avoidZone string) string {
 		ids := slices.Collect(maps.Keys(cfg.Nodes))
-		ids = slices.DeleteFunc(ids, func(id string) bool { return !v.Spec.MayHold(id) || !usable(id) })
+		ids = slices.DeleteFunc(ids, func(id string) bool { return !v.Spec.MayHold(id) || !usable(id) || avoided(v.Name, id) })
 		if len(ids) == 0 {
 			return ""
 		}
@@ -120,7 +125,7 @@ func plan(in planInput) (moves, stuck []Decision) {
 		switch {
 		case d.From == "":
 			d.Reason = ReasonInitial
-			if usable(home) {
+			if usable(home) && !avoided(name, home) {
 				d.To = home
 			} else {
 				d.To = pick(v, zoneOf(cfg, home))
@@ -133,13 +138,15 @@ func plan(in planInput) (moves, stuck []Decision) {
 			d.Reason = ReasonLeaving
 		case !lives[d.From].ok:
 			d.Reason, d.LostSince = ReasonUnreachable, lives[d.From].since
-		case d.From != home && failback(v) && a.Reason != ReasonOperator && settled(home):
+		case avoided(name, d.From):
+			d.Reason = ReasonNotClaiming
+		case d.From != home && failback(v) && a.Reason != ReasonOperator && settled(home) && !avoided(name, home):
 			d.Reason, d.To = ReasonFailback, home
 		default:
 			continue // the holder is fine
 		}
 		if d.To == "" {
-			if settled(home) {
+			if settled(home) && !avoided(name, home) {
 				d.To = home
 			} else {
 				d.To = pick(v, zoneOf(cfg, d.From))

@@ -50,6 +50,7 @@ func TestPlan(t *testing.T) {
 		want    []Decision
 		wantStk []string
 		leaving []string
+		avoid   []string // "vip/node": the node did not claim the vip lately
 	}{
 		{
 			name: "unassigned vip goes home",
@@ -169,6 +170,47 @@ func TestPlan(t *testing.T) {
 			wantStk: []string{"a"},
 		},
 		{
+			name:   "holder that did not claim: another node",
+			vips:   []*fsm.VIP{eip("a", "n1")},
+			assign: []*fsm.Assignment{held("a", "n1", 7)},
+			live:   allLive,
+			avoid:  []string{"a/n1"},
+			want:   []Decision{{VIP: "a", From: "n1", To: "n2", Reason: ReasonNotClaiming, CAS: 7}},
+		},
+		{
+			name:   "no failback to a home that did not claim",
+			vips:   []*fsm.VIP{eip("a", "n1")},
+			assign: []*fsm.Assignment{held("a", "n2", 7)},
+			live:   allLive,
+			avoid:  []string{"a/n1"},
+		},
+		{
+			name:   "a lost holder's vip skips a home that did not claim",
+			vips:   []*fsm.VIP{eip("a", "n1")},
+			assign: []*fsm.Assignment{held("a", "n2", 7)},
+			live:   without(allLive, "n2"),
+			avoid:  []string{"a/n1", "a/n4"},
+			want:   []Decision{{VIP: "a", From: "n2", To: "n3", Reason: ReasonUnreachable, CAS: 7, LostSince: now.Add(-time.Second)}},
+		},
+		{
+			name:  "unassigned vip skips a home that did not claim it",
+			vips:  []*fsm.VIP{eip("a", "n1"), eip("b", "n1")},
+			live:  allLive,
+			avoid: []string{"a/n1"},
+			want: []Decision{
+				{VIP: "a", To: "n2", Reason: ReasonInitial},
+				{VIP: "b", To: "n1", Reason: ReasonInitial},
+			},
+		},
+		{
+			name:    "holder that did not claim and nowhere else to go: stuck",
+			vips:    []*fsm.VIP{eip("a", "n1", func(s *fsm.VIPSpec) { s.Candidates = []string{"n1", "n4"} })},
+			assign:  []*fsm.Assignment{held("a", "n1", 7)},
+			live:    without(allLive, "n4"),
+			avoid:   []string{"a/n1"},
+			wantStk: []string{"a"},
+		},
+		{
 			name:  "unmanaged provider ignored",
 			vips:  []*fsm.VIP{{Name: "l", Spec: fsm.VIPSpec{Provider: fsm.ProviderLinux, Address: "10.0.0.1/24", HomeNode: "n1"}}},
 			live:  allLive,
@@ -204,6 +246,7 @@ func TestPlan(t *testing.T) {
 				holdDown: holdDown,
 				managed:  func(v *fsm.VIP) bool { return v.Spec.Provider != fsm.ProviderLinux },
 				leaving:  func(id string) bool { return slices.Contains(tt.leaving, id) },
+				avoid:    func(vip, id string) bool { return slices.Contains(tt.avoid, vip+"/"+id) },
 			})
 			if !slices.Equal(got, tt.want) {
 				t.Errorf("moves:\n got %+v\nwant %+v", got, tt.want)

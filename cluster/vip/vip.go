@@ -20,6 +20,10 @@ var (
 	ErrStaleToken = errors.New("stale assignment token")
 	// ErrNotLeader: this node no longer leads; it must not write to the cloud.
 	ErrNotLeader = errors.New("not the leader")
+	// ErrNotClaimed: the new holder of a Linux VIP did not add the address
+	// in time (LinuxMover.ClaimTimeout); the controller then gives the VIP
+	// to another node and keeps it from that holder for a while.
+	ErrNotClaimed = errors.New("the new holder did not claim the address")
 )
 
 // Mover makes the network agree with an assignment: after Move returns nil
