@@ -305,6 +305,11 @@ func (t *term) step() {
 			delete(t.retries, name)
 		}
 	}
+	for k := range t.avoid {
+		if _, ok := cfg.VIPs[k.vip]; !ok {
+			delete(t.avoid, k)
+		}
+	}
 	for _, name := range slices.Sorted(maps.Keys(cfg.Assignments)) {
 		t.dispatch(cfg, name, now)
 	}
