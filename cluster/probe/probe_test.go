@@ -44,6 +44,21 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 	testutil.WaitFor(t, 10*time.Second, what, cond)
 }
 
+// gatedVerify is a VerifyLeader whose rounds each report on started as
+// they begin, then succeed when release is sent to.
+func gatedVerify() (verify func(context.Context) error, started, release chan struct{}) {
+	started, release = make(chan struct{}, 10), make(chan struct{})
+	return func(ctx context.Context) error {
+		started <- struct{}{}
+		select {
+		case <-release:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}, started, release
+}
+
 type grants map[string]uint64
 
 func (g grants) Grants(string) map[string]uint64 { return maps.Clone(g) }
@@ -52,17 +67,10 @@ func (g grants) Grants(string) map[string]uint64 { return maps.Clone(g) }
 // arrived: one already running when it arrives does not count.
 func TestTrackerAnswersAfterARoundStartedLater(t *testing.T) {
 	var rounds atomic.Int32
-	release := make(chan struct{})
-	started := make(chan struct{}, 10)
+	verify, started, release := gatedVerify()
 	tr, err := NewTracker(TrackerConfig{NodeID: "n1", VerifyLeader: func(ctx context.Context) error {
 		rounds.Add(1)
-		started <- struct{}{}
-		select {
-		case <-release:
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+		return verify(ctx)
 	}, Granter: grants{"v": 7}, ConfirmTimeout: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)

@@ -23,18 +23,8 @@ import (
 // time; the scenario also repeats.
 func TestTrackerStartsNoRoundNobodyWaitsFor(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
-	started := make(chan struct{}, 10)
-	release := make(chan struct{})
-	tr, err := NewTracker(TrackerConfig{NodeID: "n3", ConfirmTimeout: 10 * time.Second,
-		VerifyLeader: func(ctx context.Context) error {
-			started <- struct{}{}
-			select {
-			case <-release:
-				return nil
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		}})
+	verify, started, release := gatedVerify()
+	tr, err := NewTracker(TrackerConfig{NodeID: "n3", ConfirmTimeout: 10 * time.Second, VerifyLeader: verify})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -80,26 +80,52 @@ func TestVIPHolderThatCannotClaim(t *testing.T) {
 	}
 }
 
-type assignment struct {
-	Holder string `json:"holder"`
-	Token  uint64 `json:"token"`
-	Reason string `json:"reason"`
-}
-
 // assignmentOf reads a VIP's assignment from the leader.
-func assignmentOf(t *testing.T, r *Rig, name string) assignment {
+func assignmentOf(t *testing.T, r *Rig, name string) vipAssignment {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	resp, err := r.API(ctx, r.Leader(30*time.Second), http.MethodGet, "/v1/vips/"+name, nil)
+	list, err := listVIPs(ctx, r, r.Leader(30*time.Second), "?consistent")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var it struct {
-		Assignment *assignment `json:"assignment"`
+	for _, v := range list {
+		if v.Name == name && v.Assignment != nil {
+			return *v.Assignment
+		}
 	}
-	if resp.Status != http.StatusOK || json.Unmarshal(resp.Body, &it) != nil || it.Assignment == nil {
-		t.Fatalf("GET /v1/vips/%s: %d %s", name, resp.Status, resp.Body)
+	t.Fatalf("vip %s has no assignment: %+v", name, list)
+	return vipAssignment{}
+}
+
+// vipAssignment is a VIP's assignment as GET /v1/vips shows it.
+type vipAssignment struct {
+	Holder  string `json:"holder"`
+	Token   uint64 `json:"token"`
+	Reason  string `json:"reason"`
+	Settled bool   `json:"settled"`
+}
+
+type listedVIP struct {
+	Name       string         `json:"name"`
+	Assignment *vipAssignment `json:"assignment"` // nil: unassigned
+}
+
+// listVIPs reads GET /v1/vips from n (query: "" for n's own state,
+// "?consistent" for the leader's).
+func listVIPs(ctx context.Context, r *Rig, n *Node, query string) ([]listedVIP, error) {
+	resp, err := r.API(ctx, n, http.MethodGet, "/v1/vips"+query, nil)
+	if err != nil {
+		return nil, err
 	}
-	return *it.Assignment
+	if resp.Status != http.StatusOK {
+		return nil, fmt.Errorf("GET /v1/vips on %s: %d %s", n.Name, resp.Status, resp.Body)
+	}
+	var list struct {
+		Items []listedVIP `json:"items"`
+	}
+	if err := json.Unmarshal(resp.Body, &list); err != nil {
+		return nil, fmt.Errorf("GET /v1/vips on %s: %w", n.Name, err)
+	}
+	return list.Items, nil
 }

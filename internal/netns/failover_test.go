@@ -4,7 +4,6 @@ package netns
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -219,27 +218,12 @@ func assignments(t *testing.T, r *Rig) []string {
 	testutil.Eventually(t, 30*time.Second, "the vips' assignments", func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		resp, err := r.API(ctx, r.Leader(30*time.Second), "GET", "/v1/vips?consistent", nil)
+		list, err := listVIPs(ctx, r, r.Leader(30*time.Second), "?consistent")
 		if err != nil {
 			return err
 		}
-		if resp.Status != 200 {
-			return fmt.Errorf("GET /v1/vips: %d %s", resp.Status, resp.Body)
-		}
-		var list struct {
-			Items []struct {
-				Name       string `json:"name"`
-				Assignment *struct {
-					Holder string `json:"holder"`
-					Token  uint64 `json:"token"`
-				} `json:"assignment"`
-			} `json:"items"`
-		}
-		if err := json.Unmarshal(resp.Body, &list); err != nil {
-			return err
-		}
 		out = out[:0]
-		for _, it := range list.Items {
+		for _, it := range list {
 			if it.Assignment == nil {
 				return fmt.Errorf("%s has no holder", it.Name)
 			}

@@ -338,32 +338,16 @@ func readState(ctx context.Context, r *Rig, n *Node) (nodeState, error) {
 // readAssignments lists the node's own VIP assignments (a local read), one
 // "vip holder token settled" line each, in name order.
 func readAssignments(ctx context.Context, r *Rig, n *Node) (string, error) {
-	resp, err := r.API(ctx, n, http.MethodGet, "/v1/vips", nil)
+	list, err := listVIPs(ctx, r, n, "")
 	if err != nil {
 		return "", err
 	}
-	if resp.Status != http.StatusOK {
-		return "", fmt.Errorf("vips of %s: %d %s", n.Name, resp.Status, resp.Body)
-	}
-	var list struct {
-		Items []struct {
-			Name       string `json:"name"`
-			Assignment *struct {
-				Holder  string `json:"holder"`
-				Token   uint64 `json:"token"`
-				Settled bool   `json:"settled"`
-			} `json:"assignment"`
-		} `json:"items"`
-	}
-	if err := json.Unmarshal(resp.Body, &list); err != nil {
-		return "", fmt.Errorf("vips of %s: %w", n.Name, err)
-	}
 	var b strings.Builder
-	for _, it := range list.Items {
-		if a := it.Assignment; a != nil {
-			fmt.Fprintf(&b, "%s %s %d %t\n", it.Name, a.Holder, a.Token, a.Settled)
+	for _, v := range list {
+		if a := v.Assignment; a != nil {
+			fmt.Fprintf(&b, "%s %s %d %t\n", v.Name, a.Holder, a.Token, a.Settled)
 		} else {
-			fmt.Fprintf(&b, "%s unassigned\n", it.Name)
+			fmt.Fprintf(&b, "%s unassigned\n", v.Name)
 		}
 	}
 	return b.String(), nil

@@ -45,14 +45,28 @@ func (s *keeperStore) assign(holder string, token uint64) {
 	s.ch = make(chan struct{})
 }
 
-func TestKeeper(t *testing.T) {
+// keeperRig is a test's namespaces with a Holder in them, and a local
+// state holding one linux VIP, "web" at addr, assigned to nobody yet.
+func keeperRig(t *testing.T, addr string) (*rig, *Holder, netip.Prefix, *keeperStore) {
 	r := newRig(t)
 	h := r.holder(t, Options{})
-	p := netip.MustParsePrefix("10.77.0.100/24")
+	p := netip.MustParsePrefix(addr)
 	cfg := fsm.Empty()
 	v := testVIP("web", p.String())
 	cfg.VIPs["web"] = &v
-	store := &keeperStore{cfg: cfg, ch: make(chan struct{})}
+	return r, h, p, &keeperStore{cfg: cfg, ch: make(chan struct{})}
+}
+
+// runKeeper runs k until the test ends.
+func runKeeper(t *testing.T, k *Keeper) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); k.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+}
+
+func TestKeeper(t *testing.T) {
+	r, h, p, store := keeperRig(t, "10.77.0.100/24")
 	var contact atomic.Pointer[time.Time]
 	fresh := func() { now := time.Now(); contact.Store(&now) }
 	fresh()
@@ -63,10 +77,7 @@ func TestKeeper(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); k.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	runKeeper(t, k)
 	// Keep the lease fresh, as answered probes would.
 	stopContact := make(chan struct{})
 	var contactWG sync.WaitGroup
@@ -167,13 +178,7 @@ func TestKeeper(t *testing.T) {
 // A VIP assigned to this node that stays unclaimed is said at WARN with
 // the reason, once per token, and its claim afterwards at INFO.
 func TestKeeperSaysWhyAnAssignedVIPStaysUnclaimed(t *testing.T) {
-	r := newRig(t)
-	h := r.holder(t, Options{})
-	p := netip.MustParsePrefix("10.77.0.101/24")
-	cfg := fsm.Empty()
-	v := testVIP("web", p.String())
-	cfg.VIPs["web"] = &v
-	store := &keeperStore{cfg: cfg, ch: make(chan struct{})}
+	r, h, p, store := keeperRig(t, "10.77.0.101/24")
 	var contact atomic.Pointer[time.Time]
 	var live atomic.Bool // answered probes keep the lease fresh
 	live.Store(true)
@@ -193,10 +198,7 @@ func TestKeeperSaysWhyAnAssignedVIPStaysUnclaimed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); k.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	runKeeper(t, k)
 	has := func() bool { _, ok := r.addrOf(t, p); return ok }
 	const warning = `"msg":"linux vip assigned to this node is still not claimed"`
 	warnedOf := func(token, reason string) func() bool {
