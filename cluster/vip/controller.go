@@ -108,6 +108,7 @@ func (c *Controller) startTerm(ctx context.Context, raftTerm uint64) func() {
 		retries: map[string]retryState{},
 		stuck:   map[string]string{},
 		avoid:   map[avoidKey]avoidance{},
+		missed:  map[string]uint64{},
 	}
 	finished := make(chan struct{})
 	go func() {
@@ -155,6 +156,9 @@ type term struct {
 	// avoid: nodes that did not claim a Linux VIP in time (ErrNotClaimed),
 	// kept from it until the time given.
 	avoid map[avoidKey]avoidance
+	// missed: VIP -> the assignment token whose holder did not claim it;
+	// the plan gives the VIP to another node.
+	missed map[string]uint64
 
 	sweeping  bool
 	lastSweep time.Time
@@ -186,7 +190,8 @@ func (t *term) avoided(now time.Time) func(vip, node string) bool {
 
 // notClaimed keeps node from vip: for the hold-down (at least 30s), doubled
 // for each failed claim in a row, up to maxAvoid. The plan then gives the
-// VIP to another node, and fails it back only once that time has passed.
+// VIP to another node (node only when no other may hold it), and fails it
+// back only once that time has passed.
 func (t *term) notClaimed(vip, node string, token uint64, now time.Time, err error) {
 	k := avoidKey{vip, node}
 	a := t.avoid[k]
@@ -198,6 +203,7 @@ func (t *term) notClaimed(vip, node string, token uint64, now time.Time, err err
 	d = min(d, maxAvoid)
 	a.until = now.Add(d)
 	t.avoid[k] = a
+	t.missed[vip] = token
 	t.c.log.Warn("vip not claimed by its holder in time; giving it to another node", "vip", vip, "node", node, "token", token,
 		"kept_away_for", d, "failed_claims", a.strikes, "err", err,
 		"action", "check that node's log (`linux vip assigned to this node is still not claimed` says why); it gets the vip back after that time")
@@ -288,6 +294,7 @@ func (t *term) step() {
 		managed:  c.managed,
 		leaving:  c.leaving,
 		avoid:    t.avoided(now),
+		missed:   func(vip string, token uint64) bool { return t.missed[vip] == token },
 	})
 	t.warnStuck(stuck)
 	for _, d := range moves {
@@ -308,6 +315,11 @@ func (t *term) step() {
 	for k := range t.avoid {
 		if _, ok := cfg.VIPs[k.vip]; !ok {
 			delete(t.avoid, k)
+		}
+	}
+	for name, token := range t.missed {
+		if a, ok := cfg.Assignments[name]; !ok || a.Token != token {
+			delete(t.missed, name) // reassigned: the miss is history
 		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(cfg.Assignments)) {
@@ -466,6 +478,7 @@ func (t *term) handle(r result) {
 			t.done[r.vip] = r.token
 			delete(t.retries, r.vip)
 			delete(t.avoid, avoidKey{r.vip, r.node})
+			delete(t.missed, r.vip)
 			if a, ok := c.cfg.Store.Config().Assignments[r.vip]; ok && a.Token == r.token {
 				t.settle(a)
 			}

@@ -64,14 +64,18 @@ func (m *recMover) state() (calls int, on map[string]string) {
 type ctrlRig struct {
 	c     *clustertest.Cluster
 	mover *recMover
+	tune  func(*vip.Config) // nil: the rig's settings
 	mu    sync.Mutex
 	ctrls map[string]*vip.Controller
 	stops map[string]func()
 }
 
-func newCtrlRig(t *testing.T, failN int) *ctrlRig {
+func newCtrlRig(t *testing.T, failN int, tune ...func(*vip.Config)) *ctrlRig {
 	r := &ctrlRig{c: clustertest.NewCluster(t, 3), mover: &recMover{failN: failN, on: map[string]string{}},
 		ctrls: map[string]*vip.Controller{}, stops: map[string]func(){}}
+	if len(tune) > 0 {
+		r.tune = tune[0]
+	}
 	t.Cleanup(func() {
 		for _, id := range r.c.IDs() {
 			r.stop(id)
@@ -87,8 +91,12 @@ func newCtrlRig(t *testing.T, failN int) *ctrlRig {
 func (r *ctrlRig) start(t *testing.T, id string) {
 	node := r.c.Node(id)
 	live := newRaftLiveness(node)
-	ctrl, err := vip.New(vip.Config{Store: node, Liveness: live, Movers: map[string]vip.Mover{fsm.ProviderAWSEIP: r.mover},
-		Tick: 20 * time.Millisecond, ReconcileInterval: time.Hour, RetryBase: 10 * time.Millisecond, RetryMax: 20 * time.Millisecond})
+	cfg := vip.Config{Store: node, Liveness: live, Movers: map[string]vip.Mover{fsm.ProviderAWSEIP: r.mover},
+		Tick: 20 * time.Millisecond, ReconcileInterval: time.Hour, RetryBase: 10 * time.Millisecond, RetryMax: 20 * time.Millisecond}
+	if r.tune != nil {
+		r.tune(&cfg)
+	}
+	ctrl, err := vip.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,7 +208,9 @@ func TestNewLeaderChecksBeforeMoving(t *testing.T) {
 // take the address in time (vip.ErrNotClaimed) loses the VIP to another
 // node, and does not get it back by failback while it is kept away.
 func TestControllerMovesAVIPItsHolderDoesNotClaim(t *testing.T) {
-	r := newCtrlRig(t, 0)
+	// A short hold-down: the home node would get the VIP back at once
+	// by failback, but for being kept from it (at least 30s).
+	r := newCtrlRig(t, 0, func(c *vip.Config) { c.HoldDown = time.Millisecond })
 	r.mover.mu.Lock()
 	r.mover.refuse = map[string]bool{"node2": true}
 	r.mover.mu.Unlock()
@@ -213,8 +223,8 @@ func TestControllerMovesAVIPItsHolderDoesNotClaim(t *testing.T) {
 	if a.Reason != vip.ReasonNotClaiming {
 		t.Fatalf("assignment %+v, want reason %s", a, vip.ReasonNotClaiming)
 	}
-	// node2, the home node, is live and settled: without the keep-away a
-	// failback would follow at once.
+	// node2, the home node, is live and past the hold-down: without the
+	// keep-away a failback would follow at once.
 	time.Sleep(500 * time.Millisecond)
 	if a := r.c.Leader(t).Config().Assignments["eip"]; a.Holder == "node2" {
 		t.Fatalf("failed back to the node that did not claim: %+v", a)

@@ -3,6 +3,7 @@ package vip
 import (
 	"context"
 	"fmt"
+	"iter"
 	"log/slog"
 	"maps"
 	"slices"
@@ -69,16 +70,16 @@ func (h *Handover) Grants(node string) map[string]uint64 {
 // clear: no node but holder may still hold vip. reports caches one view
 // per call.
 func (h *Handover) clear(cfg *fsm.Config, vip, holder string, reports map[string]probe.Report) bool {
-	blocker, _ := h.blocker(cfg, vip, holder, reports)
+	blocker, _ := h.blocker(cfg, maps.Keys(cfg.Nodes), vip, holder, reports)
 	return blocker == ""
 }
 
-// blocker names the first node (by ID) that may still hold vip, and why;
+// blocker names the first node of ids that may still hold vip, and why;
 // "" when none may, and then holder may claim it. Not leading: every
 // node counts as unknown.
-func (h *Handover) blocker(cfg *fsm.Config, vip, holder string, reports map[string]probe.Report) (node, why string) {
+func (h *Handover) blocker(cfg *fsm.Config, ids iter.Seq[string], vip, holder string, reports map[string]probe.Report) (node, why string) {
 	now := h.now()
-	for _, id := range slices.Sorted(maps.Keys(cfg.Nodes)) {
+	for id := range ids {
 		if id == holder {
 			continue
 		}
@@ -119,7 +120,8 @@ func (h *Handover) Waiting(vip, holder string) string {
 	if a, ok := cfg.Assignments[vip]; ok && a.Settled {
 		return ""
 	}
-	node, why := h.blocker(cfg, vip, holder, map[string]probe.Report{})
+	ids := slices.Values(slices.Sorted(maps.Keys(cfg.Nodes)))
+	node, why := h.blocker(cfg, ids, vip, holder, map[string]probe.Report{})
 	if node == "" {
 		return ""
 	}
@@ -140,9 +142,10 @@ type LinuxMover struct {
 	// WarnAfter is how long Move waits before it says at WARN what it
 	// waits for (default 5s); Logger nil: slog.Default.
 	WarnAfter time.Duration
-	// ClaimTimeout is how long Move waits for the target to report the
-	// address before it fails with ErrNotClaimed (default 15s: far longer
-	// than a hand-over from a silent holder takes, Options.HandoverDelay).
+	// ClaimTimeout is how long Move waits, once the leader grants the
+	// target the VIP (Handover; nil: from the start), for the target to
+	// report the address before it fails with ErrNotClaimed (default 15s:
+	// far longer than a hand-over from a silent holder takes).
 	ClaimTimeout time.Duration
 	Logger       *slog.Logger
 }
@@ -157,7 +160,8 @@ var (
 
 // Move waits until target reports holding v with token; the fence is
 // checked first and every half second, so a deposed leader stops waiting.
-// It fails with ErrNotClaimed after ClaimTimeout.
+// It fails with ErrNotClaimed once the target has had the grant for
+// ClaimTimeout.
 func (m *LinuxMover) Move(ctx context.Context, v fsm.VIP, target fsm.Node, token uint64) error {
 	poll := m.Poll
 	if poll <= 0 {
@@ -170,7 +174,11 @@ func (m *LinuxMover) Move(ctx context.Context, v fsm.VIP, target fsm.Node, token
 	if claimTimeout <= 0 {
 		claimTimeout = DefaultClaimTimeout
 	}
-	var fenced time.Time
+	// grantedAt: since when the leader has granted target the VIP; zero
+	// while another node may still hold it. Only a target that had the
+	// grant for claimTimeout has failed to claim: until then the wait is
+	// for the previous holder to let go.
+	var fenced, grantedAt time.Time
 	start, warned := time.Now(), false
 	tick := time.NewTicker(poll)
 	defer tick.Stop()
@@ -181,6 +189,12 @@ func (m *LinuxMover) Move(ctx context.Context, v fsm.VIP, target fsm.Node, token
 				return err
 			}
 			fenced = now
+			switch granted := m.Handover == nil || m.Handover.Waiting(v.Name, target.ID) == ""; {
+			case !granted:
+				grantedAt = time.Time{}
+			case grantedAt.IsZero():
+				grantedAt = now
+			}
 		}
 		if m.holds(v.Name, target.ID, token) {
 			if warned {
@@ -193,8 +207,8 @@ func (m *LinuxMover) Move(ctx context.Context, v fsm.VIP, target fsm.Node, token
 			warned = true
 			m.warnWaiting(v.Name, target.ID, token, now.Sub(start))
 		}
-		if now.Sub(start) >= claimTimeout {
-			return fmt.Errorf("vip: %s: %w: node %s has not reported holding it with token %d within %s",
+		if !grantedAt.IsZero() && now.Sub(grantedAt) >= claimTimeout {
+			return fmt.Errorf("vip: %s: %w: node %s has not reported holding it with token %d within %s of its grant",
 				v.Name, ErrNotClaimed, target.ID, token, claimTimeout)
 		}
 		select {

@@ -243,3 +243,43 @@ func TestLinuxMoverSaysWhatItWaitsFor(t *testing.T) {
 		t.Fatalf("the warning does not say the grant is given:\n%s", s)
 	}
 }
+
+// Move fails with ErrNotClaimed once the target has had the grant for
+// ClaimTimeout, and never while the leader still waits for another node
+// to let go: that wait is not the target's fault.
+func TestLinuxMoverGivesUpOnceGranted(t *testing.T) {
+	cfg := linuxConfig()
+	now := time.Now()
+	rep := &fakeReports{leading: true, r: map[string]probe.Report{
+		"n1": {Arrived: now, Reported: true, Holding: map[string]uint64{"a": 10}},
+		"n2": {Arrived: now, Reported: true},
+		"n3": {Arrived: now, Reported: true},
+	}}
+	const claimTimeout = 100 * time.Millisecond
+	m := &vip.LinuxMover{
+		Fence: vip.NewFence(&fenceStore{cfg: cfg}), Reports: rep, Poll: time.Millisecond,
+		Handover:     vip.NewHandover(fixedConfig{cfg}, rep, time.Hour, nil),
+		ClaimTimeout: claimTimeout,
+		Logger:       slog.New(slog.DiscardHandler),
+	}
+	done := make(chan error, 1)
+	go func() { done <- m.Move(context.Background(), *cfg.VIPs["a"], *cfg.Nodes["n2"], 20) }()
+	select {
+	case err := <-done:
+		t.Fatalf("Move returned %v while n1 still holds the vip", err)
+	case <-time.After(5 * claimTimeout):
+	}
+	granted := time.Now()
+	rep.set("n1", probe.Report{Arrived: now, Reported: true})
+	select {
+	case err := <-done:
+		if !errors.Is(err, vip.ErrNotClaimed) {
+			t.Fatalf("Move: %v, want ErrNotClaimed", err)
+		}
+		if took := time.Since(granted); took < claimTimeout {
+			t.Fatalf("gave up %s after the grant, before the claim timeout %s", took, claimTimeout)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Move did not give up on a target that had the grant")
+	}
+}

@@ -48,6 +48,9 @@ type planInput struct {
 	// avoid: the node failed to claim the VIP lately (ErrNotClaimed); it
 	// is given the VIP only when no other node may hold it. nil: none.
 	avoid func(vip, nodeID string) bool
+	// missed: the holder of this assignment token did not claim it in
+	// time, and the VIP should go to another node. nil: none did.
+	missed func(vip string, token uint64) bool
 }
 
 // plan returns the assignments the leader should write now, in VIP name
@@ -88,13 +91,21 @@ func plan(in planInput) (moves, stuck []Decision) {
 			load[a.Holder]++
 		}
 	}
+	// pick prefers nodes not avoided for v; an avoided one only when no
+	// other may hold it.
 	pick := func(v *fsm.VIP, avoidZone string) string {
 		ids := slices.Collect(maps.Keys(cfg.Nodes))
-		ids = slices.DeleteFunc(ids, func(id string) bool { return !v.Spec.MayHold(id) || !usable(id) || avoided(v.Name, id) })
+		ids = slices.DeleteFunc(ids, func(id string) bool { return !v.Spec.MayHold(id) || !usable(id) })
 		if len(ids) == 0 {
 			return ""
 		}
 		slices.SortFunc(ids, func(a, b string) int {
+			if avA, avB := avoided(v.Name, a), avoided(v.Name, b); avA != avB {
+				if avA {
+					return 1
+				}
+				return -1
+			}
 			sameA, sameB := avoidZone != "" && cfg.Nodes[a].Zone == avoidZone, avoidZone != "" && cfg.Nodes[b].Zone == avoidZone
 			if sameA != sameB {
 				if sameA {
@@ -138,7 +149,7 @@ func plan(in planInput) (moves, stuck []Decision) {
 			d.Reason = ReasonLeaving
 		case !lives[d.From].ok:
 			d.Reason, d.LostSince = ReasonUnreachable, lives[d.From].since
-		case avoided(name, d.From):
+		case in.missed != nil && in.missed(name, a.Token):
 			d.Reason = ReasonNotClaiming
 		case d.From != home && failback(v) && a.Reason != ReasonOperator && settled(home) && !avoided(name, home):
 			d.Reason, d.To = ReasonFailback, home

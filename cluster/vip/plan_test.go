@@ -1,6 +1,7 @@
 package vip
 
 import (
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -51,6 +52,7 @@ func TestPlan(t *testing.T) {
 		wantStk []string
 		leaving []string
 		avoid   []string // "vip/node": the node did not claim the vip lately
+		missed  []string // "vip@token": that token's holder did not claim it
 	}{
 		{
 			name: "unassigned vip goes home",
@@ -175,7 +177,24 @@ func TestPlan(t *testing.T) {
 			assign: []*fsm.Assignment{held("a", "n1", 7)},
 			live:   allLive,
 			avoid:  []string{"a/n1"},
+			missed: []string{"a@7"},
 			want:   []Decision{{VIP: "a", From: "n1", To: "n2", Reason: ReasonNotClaiming, CAS: 7}},
+		},
+		{
+			name:   "an operator's move to a node kept away is tried",
+			vips:   []*fsm.VIP{eip("a", "n1")},
+			assign: []*fsm.Assignment{{VIP: "a", Holder: "n2", Token: 9, Reason: ReasonOperator}},
+			live:   allLive,
+			avoid:  []string{"a/n2"},
+			missed: []string{"a@7"},
+		},
+		{
+			name:   "a node kept away is the last resort",
+			vips:   []*fsm.VIP{eip("a", "n1", func(s *fsm.VIPSpec) { s.Candidates = []string{"n1", "n2"} })},
+			assign: []*fsm.Assignment{{VIP: "a", Holder: "n2", Token: 9, Reason: ReasonNotClaiming}},
+			live:   without(allLive, "n2"),
+			avoid:  []string{"a/n1"},
+			want:   []Decision{{VIP: "a", From: "n2", To: "n1", Reason: ReasonUnreachable, CAS: 9, LostSince: now.Add(-time.Second)}},
 		},
 		{
 			name:   "no failback to a home that did not claim",
@@ -203,12 +222,12 @@ func TestPlan(t *testing.T) {
 			},
 		},
 		{
-			name:    "holder that did not claim and nowhere else to go: stuck",
-			vips:    []*fsm.VIP{eip("a", "n1", func(s *fsm.VIPSpec) { s.Candidates = []string{"n1", "n4"} })},
-			assign:  []*fsm.Assignment{held("a", "n1", 7)},
-			live:    without(allLive, "n4"),
-			avoid:   []string{"a/n1"},
-			wantStk: []string{"a"},
+			name:   "holder that did not claim and nowhere else to go: it stays",
+			vips:   []*fsm.VIP{eip("a", "n1", func(s *fsm.VIPSpec) { s.Candidates = []string{"n1", "n4"} })},
+			assign: []*fsm.Assignment{held("a", "n1", 7)},
+			live:   without(allLive, "n4"),
+			avoid:  []string{"a/n1"},
+			missed: []string{"a@7"},
 		},
 		{
 			name:  "unmanaged provider ignored",
@@ -247,6 +266,7 @@ func TestPlan(t *testing.T) {
 				managed:  func(v *fsm.VIP) bool { return v.Spec.Provider != fsm.ProviderLinux },
 				leaving:  func(id string) bool { return slices.Contains(tt.leaving, id) },
 				avoid:    func(vip, id string) bool { return slices.Contains(tt.avoid, vip+"/"+id) },
+				missed:   func(vip string, token uint64) bool { return slices.Contains(tt.missed, fmt.Sprintf("%s@%d", vip, token)) },
 			})
 			if !slices.Equal(got, tt.want) {
 				t.Errorf("moves:\n got %+v\nwant %+v", got, tt.want)

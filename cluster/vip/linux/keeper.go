@@ -261,6 +261,9 @@ func (k *Keeper) reconcile() {
 		if ok && a.Token >= grants[name] {
 			continue
 		}
+		if w := k.waiting[name]; w != nil && w.seen {
+			continue // assigned here at an older token: said above
+		}
 		have := "no assignment"
 		if ok {
 			have = fmt.Sprintf("token %d for node %s", a.Token, a.Holder)

@@ -250,6 +250,13 @@ func TestKeeperSaysWhyAnAssignedVIPStaysUnclaimed(t *testing.T) {
 		t.Fatalf("the end of the wait for token 8 does not say it was not claimed:\n%s", s)
 	}
 
+	// Assigned here at token 9 while the leader grants 10: the states differ.
+	store.assign("n1", 9)
+	k.SetGrants(0, map[string]uint64{"web": 10})
+	eventually(t, 5*time.Second, "a warning naming the other token", warnedOf("9",
+		`"reason":"the leader granted token 10, not 9 (the two replicated states differ)"`))
+	store.assign("n2", 9)
+
 	// A grant of a token this node has not applied yet: its state lags.
 	k.SetGrants(0, map[string]uint64{"web": 12})
 	eventually(t, 5*time.Second, "a warning naming the lagging state", warnedOf("12",
