@@ -54,8 +54,9 @@ import (
 //
 // RAFTER_SOAK_DURATION sets how long the nemesis runs (default 60s; `make
 // soak` runs 10m), RAFTER_SOAK_SEED replays a run's faults,
-// RAFTER_SOAK_FAULTS (comma separated) picks the fault kinds, and
-// RAFTER_SOAK_LOG_LEVEL sets the agents' --log-level.
+// RAFTER_SOAK_FAULTS (comma separated) picks the fault kinds,
+// RAFTER_SOAK_LOG_LEVEL sets the agents' --log-level, and
+// RAFTER_SOAK_KEEP_LOGS=1 keeps their logs after a run that passed too.
 func TestChaosSoak(t *testing.T) {
 	cfg := soakConfig(t)
 	t.Logf("soak: duration %s, seed %d (RAFTER_SOAK_SEED=%d replays), faults %s",
@@ -269,13 +270,17 @@ func soakConfig(t *testing.T) soakCfg {
 
 // keepLogsOnFailure copies the agents' whole logs out of the test's
 // temporary directory when the test fails (the rig shows only their
-// tails): into $RAFTER_ARTIFACTS/soak-SEED, or a directory it logs.
+// tails), after a goroutine dump of each, or always with
+// RAFTER_SOAK_KEEP_LOGS=1: into $RAFTER_ARTIFACTS/soak-SEED, or a
+// directory it logs.
 func keepLogsOnFailure(t *testing.T, r *Rig, seed uint64) {
 	t.Cleanup(func() {
-		if !t.Failed() {
+		if !t.Failed() && os.Getenv("RAFTER_SOAK_KEEP_LOGS") != "1" {
 			return
 		}
-		dumpStacks(r)
+		if t.Failed() {
+			dumpStacks(r)
+		}
 		dir := filepath.Join(os.Getenv("RAFTER_ARTIFACTS"), fmt.Sprintf("soak-%d", seed))
 		if os.Getenv("RAFTER_ARTIFACTS") == "" {
 			d, err := os.MkdirTemp("", fmt.Sprintf("rafter-soak-%d-", seed))
