@@ -194,16 +194,21 @@ func TestLinuxMoverWaitsForTheHolder(t *testing.T) {
 	}
 }
 
-// A hand-over that takes long is said at WARN once, with what holds the
-// grant up, and its end at INFO.
-func TestLinuxMoverSaysWhatItWaitsFor(t *testing.T) {
-	cfg := linuxConfig()
-	now := time.Now()
-	rep := &fakeReports{leading: true, r: map[string]probe.Report{
+// n1StillHolds: every node reported just now, and n1 that it still holds
+// VIP "a" under an old token, so the leader grants "a" to nobody else.
+func n1StillHolds(now time.Time) *fakeReports {
+	return &fakeReports{leading: true, r: map[string]probe.Report{
 		"n1": {Arrived: now, Reported: true, Holding: map[string]uint64{"a": 10}},
 		"n2": {Arrived: now, Reported: true},
 		"n3": {Arrived: now, Reported: true},
 	}}
+}
+
+// A hand-over that takes long is said at WARN once, with what holds the
+// grant up, and its end at INFO.
+func TestLinuxMoverSaysWhatItWaitsFor(t *testing.T) {
+	cfg, now := linuxConfig(), time.Now()
+	rep := n1StillHolds(now)
 	var logs testutil.SyncBuffer
 	store := &fenceStore{cfg: cfg}
 	m := &vip.LinuxMover{
@@ -248,13 +253,8 @@ func TestLinuxMoverSaysWhatItWaitsFor(t *testing.T) {
 // ClaimTimeout, and never while the leader still waits for another node
 // to let go: that wait is not the target's fault.
 func TestLinuxMoverGivesUpOnceGranted(t *testing.T) {
-	cfg := linuxConfig()
-	now := time.Now()
-	rep := &fakeReports{leading: true, r: map[string]probe.Report{
-		"n1": {Arrived: now, Reported: true, Holding: map[string]uint64{"a": 10}},
-		"n2": {Arrived: now, Reported: true},
-		"n3": {Arrived: now, Reported: true},
-	}}
+	cfg, now := linuxConfig(), time.Now()
+	rep := n1StillHolds(now)
 	const claimTimeout = 100 * time.Millisecond
 	m := &vip.LinuxMover{
 		Fence: vip.NewFence(&fenceStore{cfg: cfg}), Reports: rep, Poll: time.Millisecond,

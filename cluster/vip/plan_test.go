@@ -266,7 +266,9 @@ func TestPlan(t *testing.T) {
 				managed:  func(v *fsm.VIP) bool { return v.Spec.Provider != fsm.ProviderLinux },
 				leaving:  func(id string) bool { return slices.Contains(tt.leaving, id) },
 				avoid:    func(vip, id string) bool { return slices.Contains(tt.avoid, vip+"/"+id) },
-				missed:   func(vip string, token uint64) bool { return slices.Contains(tt.missed, fmt.Sprintf("%s@%d", vip, token)) },
+				missed: func(vip string, token uint64) bool {
+					return slices.Contains(tt.missed, fmt.Sprintf("%s@%d", vip, token))
+				},
 			})
 			if !slices.Equal(got, tt.want) {
 				t.Errorf("moves:\n got %+v\nwant %+v", got, tt.want)
