@@ -204,7 +204,7 @@ func (t *term) notClaimed(vip, node string, token uint64, now time.Time, err err
 	a.until = now.Add(d)
 	t.avoid[k] = a
 	t.missed[vip] = token
-	t.c.log.Warn("vip not claimed by its holder in time; giving it to another node", "vip", vip, "node", node, "token", token,
+	t.c.log.Warn("vip not claimed by its holder in time; giving it to another node if one may hold it", "vip", vip, "node", node, "token", token,
 		"kept_away_for", d, "failed_claims", a.strikes, "err", err,
 		"action", "check that node's log (`linux vip assigned to this node is still not claimed` says why); it gets the vip back after that time")
 }
