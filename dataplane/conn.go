@@ -159,6 +159,8 @@ func (l yieldListener) Accept() (net.Conn, error) {
 type upstreamConn struct {
 	yieldConn
 	addr upstreamAddr
+	// held is the request written by the response read (sendread.go).
+	held heldRequest
 }
 
 // upstreamAddr is a backend connection's remote address plus how long the
@@ -178,6 +180,7 @@ func newUpstreamConn(c net.Conn, dial time.Duration) *upstreamConn {
 	uc.addr.Addr = c.RemoteAddr()
 	uc.addr.dial = dial
 	uc.addr.fresh.Store(true)
+	uc.initHold()
 	return uc
 }
 

@@ -15,6 +15,7 @@ import (
 type pooledConn interface {
 	comparable
 	Conn() net.Conn
+	LastUseTime() time.Time
 }
 
 // transport sends one attempt of a request over a backend HostClient's
@@ -91,10 +92,20 @@ func (t *transport[C]) roundTrip(req *fasthttp.Request, resp *fasthttp.Response,
 		t.discard(cc)
 		return err
 	}
+	uc, _ := conn.(*upstreamConn)
+	hold := uc != nil && !req.IsBodyStream() && uc.startHold(start, cc.LastUseTime())
 	bw := hc.AcquireWriter(conn)
 	err = req.Write(bw)
 	if err == nil {
+		if hold {
+			// A request written in one piece goes out with the
+			// response's read (sendread.go).
+			uc.holdFlush()
+		}
 		err = bw.Flush()
+		if hold {
+			uc.held.hold = false // in case the flush wrote nothing
+		}
 	}
 	hc.ReleaseWriter(bw)
 	if err != nil {

@@ -1,0 +1,245 @@
+package dataplane
+
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// A request to a backend is written by the read of its response.
+//
+// A read on a Go connection reads first and waits for the poller only when
+// that read finds nothing (EAGAIN). The read of a response right after
+// its request was written always finds nothing, since the backend has not
+// answered yet: one system call per request for nothing, and on a virtual
+// machine a system call costs microseconds (an EAGAIN read took 2.5 µs on
+// the benchmark machine, as much as a tenth of the proxy's CPU per
+// request). HAProxy does not make it: its poller tells it when the answer
+// is in.
+//
+// The runtime's poller cannot be asked whether a socket became readable:
+// a read, a RawConn's included, first forgets what the poller recorded,
+// and only reading tells. What the poller records after that is kept,
+// though. So the request is written inside the RawConn's read, after the
+// forgetting: the answer, which cannot come before its request, wakes the
+// read, and the socket is read once, when the answer is there.
+//
+// What the poller recorded before is lost: an end or bytes that the
+// backend sent while the connection sat idle in the pool. A backend that
+// closed the connection answers the request with a reset, which wakes the
+// read. One that only stopped writing (a lingering close) or sent bytes
+// unasked would leave the read waiting for what is already there; so the
+// read's deadline is first brought to holdCheck after the request's start,
+// and past it the socket is read as any other, whatever the poller says.
+// The exchange's own deadline is put back as soon as the read returns.
+//
+// A request is held only
+//   - on a connection back from the pool within holdIdle, far less than
+//     any backend's idle timeout;
+//   - when it goes out in one write: its head and a body that fits the
+//     writer's buffer, nothing streamed, so that the backend cannot have
+//     answered a part of it;
+//   - on a plain TCP connection (TLS reads and writes records of its own).
+const (
+	holdIdle  = time.Second
+	holdCheck = 20 * time.Millisecond
+)
+
+// heldRequest is an upstreamConn's request held for the response read.
+// Only the exchange that holds the connection uses it.
+type heldRequest struct {
+	rc syscall.RawConn
+	// hold is set by the round trip just before it flushes a request that
+	// may be held: the next Write is that request.
+	hold bool
+	// writes counts Writes; the round trip reads it to tell whether a
+	// request went out in parts.
+	writes uint32
+	// buf is the held request (a copy: a Write may not keep its argument)
+	// and off how much of it is written; pending is set until it is.
+	buf     []byte
+	off     int
+	pending bool
+	// check is holdCheck after the request's start.
+	check time.Time
+	// p, n and err are the read in progress for fn, which is made once so
+	// that no read allocates a closure.
+	p   []byte
+	n   int
+	err error
+	fn  func(fd uintptr) bool
+}
+
+// Events of a held request, for testHookHold.
+const (
+	holdSent    = iota // the request was written by its response's read
+	holdEmpty          // a read found nothing after a wake-up
+	holdRecheck        // holdCheck passed: the socket is read as usual
+	holdPartial        // the socket took part of the request; the rest is written as usual
+)
+
+// testHookHold, when set by a test, is told every event of a held request.
+var testHookHold atomic.Pointer[func(event int)]
+
+func heldEvent(e int) {
+	if hook := testHookHold.Load(); hook != nil {
+		(*hook)(e)
+	}
+}
+
+// initHold lets c hold requests when it is a plain socket.
+func (c *upstreamConn) initHold() {
+	sc, ok := c.Conn.(syscall.Conn)
+	if !ok {
+		return
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return
+	}
+	c.held.rc = rc
+	c.held.fn = c.sendRead
+}
+
+// startHold reports whether the request started at start on c, whose
+// previous exchange ended at lastUse (zero for a new connection), may be
+// held for its response's read. If so it counts the writes from now on.
+func (c *upstreamConn) startHold(start, lastUse time.Time) bool {
+	if c.held.rc == nil || lastUse.IsZero() || start.Sub(lastUse) >= holdIdle {
+		return false
+	}
+	c.held.writes = 0
+	c.held.check = start.Add(holdCheck)
+	return true
+}
+
+// holdFlush is called before the flush of a request for which startHold
+// said yes: the flush's write is held unless the request was written in
+// part already.
+func (c *upstreamConn) holdFlush() {
+	c.held.hold = c.held.writes == 0
+}
+
+func (c *upstreamConn) Write(p []byte) (int, error) {
+	h := &c.held
+	if h.hold {
+		h.hold = false
+		h.buf = append(h.buf[:0], p...)
+		h.off = 0
+		h.pending = true
+		return len(p), nil
+	}
+	h.writes++
+	return c.yieldConn.Write(p)
+}
+
+func (c *upstreamConn) Read(p []byte) (int, error) {
+	if !c.held.pending {
+		return c.yieldConn.Read(p)
+	}
+	return c.sendAndRead(p)
+}
+
+// sendAndRead writes the held request and reads the first bytes of the
+// answer into p.
+func (c *upstreamConn) sendAndRead(p []byte) (int, error) {
+	h := &c.held
+	var until time.Time // the exchange's read deadline
+	if ns := c.readDL.Load(); ns != 0 {
+		until = time.Unix(0, ns)
+	}
+	short := until.IsZero() || h.check.Before(until)
+	if short {
+		if err := c.Conn.SetReadDeadline(h.check); err != nil {
+			h.pending = false
+			return 0, err
+		}
+	}
+	h.p = p
+	err := h.rc.Read(h.fn)
+	n, rerr := h.n, h.err
+	h.p, h.n, h.err = nil, 0, nil
+	rest := h.buf[h.off:]
+	written := !h.pending
+	h.pending = false
+	if short {
+		if derr := c.Conn.SetReadDeadline(until); derr != nil && err == nil {
+			err = derr
+		}
+	}
+	switch {
+	case err != nil && short && isTimeout(err) && (until.IsZero() || time.Now().Before(until)):
+		heldEvent(holdRecheck)
+	case err != nil:
+		var oe *net.OpError
+		if errors.As(err, &oe) {
+			oe.Op = "read" // the RawConn's name is "raw-read"
+		}
+		return 0, err
+	case rerr != nil:
+		return 0, rerr
+	case written:
+		return n, nil
+	default:
+		heldEvent(holdPartial)
+	}
+	if !written {
+		if _, err := c.Conn.Write(rest); err != nil {
+			return 0, err
+		}
+	}
+	return c.Conn.Read(p)
+}
+
+// sendRead is sendAndRead's step inside the RawConn's read: first the
+// request's write, after which there is nothing to read yet, so the read
+// waits; then, woken, the read.
+func (c *upstreamConn) sendRead(fd uintptr) bool {
+	h := &c.held
+	if h.pending {
+		for h.off < len(h.buf) {
+			n, err := syscall.Write(int(fd), h.buf[h.off:])
+			switch err {
+			case nil:
+				h.off += n
+			case syscall.EINTR:
+			case syscall.EAGAIN:
+				return true // the rest waits for room outside
+			default:
+				h.err = c.opError("write", err)
+				h.pending = false
+				return true
+			}
+		}
+		h.pending = false
+		heldEvent(holdSent)
+		return false
+	}
+	if len(h.p) == 0 {
+		return true
+	}
+	n, err := syscall.Read(int(fd), h.p)
+	for err == syscall.EINTR {
+		n, err = syscall.Read(int(fd), h.p)
+	}
+	switch {
+	case err == syscall.EAGAIN:
+		heldEvent(holdEmpty)
+		return false
+	case err != nil:
+		h.err = c.opError("read", err)
+	case n == 0:
+		h.err = io.EOF
+	default:
+		h.n = n
+	}
+	return true
+}
+
+func (c *upstreamConn) opError(op string, err error) error {
+	return &net.OpError{Op: op, Net: "tcp", Source: c.Conn.LocalAddr(), Addr: c.addr.Addr, Err: os.NewSyscallError(op, err)}
+}

@@ -1,0 +1,361 @@
+package dataplane
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rafterlb/rafter/fsm"
+)
+
+// holdEvents counts the events of held requests while a test runs.
+type holdEvents struct{ sent, empty, recheck, partial atomic.Int64 }
+
+func watchHolds(t *testing.T) *holdEvents {
+	ev := &holdEvents{}
+	hook := func(e int) {
+		switch e {
+		case holdSent:
+			ev.sent.Add(1)
+		case holdEmpty:
+			ev.empty.Add(1)
+		case holdRecheck:
+			ev.recheck.Add(1)
+		case holdPartial:
+			ev.partial.Add(1)
+		}
+	}
+	testHookHold.Store(&hook)
+	t.Cleanup(func() { testHookHold.Store(nil) })
+	return ev
+}
+
+// closingBackend answers every request with "ok" from a plain TCP server,
+// each after the first on a connection slow later, and then calls after
+// (unless nil) with the connection and the request's number on it (from
+// 1); after may end the connection in any way.
+func closingBackend(t *testing.T, slow time.Duration, after func(c *net.TCPConn, n int)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var conns []net.Conn
+	t.Cleanup(func() {
+		_ = ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			_ = c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for n := 1; ; n++ {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					_, _ = io.Copy(io.Discard, req.Body)
+					if n > 1 {
+						time.Sleep(slow)
+					}
+					if _, err := io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"); err != nil {
+						return
+					}
+					if after != nil {
+						after(c.(*net.TCPConn), n)
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// Requests on a reused backend connection go out with the read of their
+// answer, and that read finds the answer at its first try: no read that
+// finds nothing (EAGAIN) per request. Bodies of every size, on several
+// client connections in turn, reach the backend as they were sent, none
+// with bytes of an earlier one held on the same connection.
+func TestHeldRequestsAreReadOnce(t *testing.T) {
+	ev := watchHolds(t)
+	be := newBackend(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Id", r.Header.Get("X-Id"))
+		_, _ = io.WriteString(w, r.Header.Get("X-Id"))
+	})
+	d := startDataplane(t, newFakeSource(simpleConfig(be.addr).build()), nil)
+	clients := []*keepAliveConn{dialKeepAlive(t, d.ListenerAddr("web")), dialKeepAlive(t, d.ListenerAddr("web"))}
+	// 6000 bytes do not fit the writer's buffer: such a request goes out
+	// in parts, not held.
+	sizes := []int{0, 3000, 10, 2500, 0, 1, 6000, 3500, 200, 0}
+	const n = 60
+	for i := range n {
+		id := "r" + strconv.Itoa(i)
+		size := sizes[i%len(sizes)]
+		body := strings.Repeat(string(rune('a'+i%26)), size)
+		req := fmt.Sprintf("POST /echo HTTP/1.1\r\nHost: app\r\nX-Id: %s\r\nContent-Length: %d\r\n\r\n%s", id, size, body)
+		if size == 0 && i%2 == 0 {
+			req = fmt.Sprintf("GET /echo HTTP/1.1\r\nHost: app\r\nX-Id: %s\r\n\r\n", id)
+		}
+		resp, got := clients[i%len(clients)].do(req)
+		if resp.StatusCode != 200 || got != id || resp.Header.Get("X-Id") != id {
+			t.Fatalf("request %s: status %d, body %q, X-Id %q", id, resp.StatusCode, got, resp.Header.Get("X-Id"))
+		}
+	}
+	reqs := be.requests()
+	if len(reqs) != n {
+		t.Fatalf("the backend saw %d requests, want %d", len(reqs), n)
+	}
+	for i, r := range reqs {
+		size := sizes[i%len(sizes)]
+		if size == 0 && i%2 == 0 {
+			size = -1 // a GET
+		}
+		want := strings.Repeat(string(rune('a'+i%26)), max(size, 0))
+		if r.Header.Get("X-Id") != "r"+strconv.Itoa(i) || r.Body != want {
+			t.Fatalf("request %d reached the backend as X-Id %q with a body of %d bytes, want r%d with %d", i, r.Header.Get("X-Id"), len(r.Body), i, len(want))
+		}
+	}
+	// Nor is the first request on a backend connection: it is new.
+	want := int64(n - n/len(sizes) - 2)
+	if sent := ev.sent.Load(); sent < want || sent > int64(n-n/len(sizes)) {
+		t.Errorf("%d of %d requests were written by their answer's read, want %d to %d", sent, n, want, n-n/len(sizes))
+	}
+	if empty := ev.empty.Load(); empty > ev.sent.Load()/10 {
+		t.Errorf("%d reads of %d held requests found nothing: the read did not wait for the answer", empty, ev.sent.Load())
+	}
+}
+
+// A request held on a connection that the backend ended while it sat in
+// the pool, in each of the ways a backend ends one, is answered without
+// waiting for the request timeout: the poller lost the end, but the reset
+// that answers the request, or the look at the socket after holdCheck,
+// finds it.
+func TestHeldRequestOnAConnectionTheBackendEnded(t *testing.T) {
+	cases := []struct {
+		name    string
+		end     func(c *net.TCPConn)
+		sent    int64 // 0 when the write fails: the reset came before it
+		recheck bool  // the end is found by the look after holdCheck
+	}{
+		{"close", func(c *net.TCPConn) { _ = c.Close() }, 1, false},
+		{"reset", func(c *net.TCPConn) { _ = c.SetLinger(0); _ = c.Close() }, 0, false},
+		{"lingering close", func(c *net.TCPConn) { _ = c.CloseWrite(); _, _ = io.Copy(io.Discard, c) }, 1, true},
+		{"unasked answer", func(c *net.TCPConn) {
+			time.Sleep(30 * time.Millisecond) // after the first answer was read
+			_, _ = io.WriteString(c, "HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+			_, _ = io.Copy(io.Discard, c)
+		}, 1, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ev := watchHolds(t)
+			addr := closingBackend(t, 0, func(c *net.TCPConn, n int) {
+				if n == 1 {
+					tc.end(c)
+				}
+			})
+			cfg := simpleConfig(addr)
+			rs := cfg.routes["app"]
+			rs.Timeouts = fsm.RouteTimeouts{Request: fsm.Duration(10 * time.Second)}
+			cfg.routes["app"] = rs
+			d := startDataplane(t, newFakeSource(cfg.build()), nil)
+			k := dialKeepAlive(t, d.ListenerAddr("web"))
+			if resp, body := k.do("GET /1 HTTP/1.1\r\nHost: app\r\n\r\n"); resp.StatusCode != 200 || body != "ok" {
+				t.Fatalf("first request: %d %q", resp.StatusCode, body)
+			}
+			time.Sleep(100 * time.Millisecond) // the end reaches the pooled connection
+			start := time.Now()
+			resp, body := k.do("GET /2 HTTP/1.1\r\nHost: app\r\n\r\n")
+			took := time.Since(start)
+			t.Logf("second request: %d %q after %v; held %d, rechecked %d", resp.StatusCode, body, took, ev.sent.Load(), ev.recheck.Load())
+			if took > 3*time.Second {
+				t.Errorf("the second request took %v: it waited for the request timeout", took)
+			}
+			if ev.sent.Load() != tc.sent {
+				t.Errorf("%d held requests written, want %d", ev.sent.Load(), tc.sent)
+			}
+			if tc.recheck && ev.recheck.Load() != 1 {
+				t.Errorf("%d looks after holdCheck, want 1", ev.recheck.Load())
+			}
+		})
+	}
+}
+
+// A held request whose answer takes longer than holdCheck gets it, and one
+// whose answer does not come ends at the request timeout, not at
+// holdCheck.
+func TestHeldRequestWaitsForASlowAnswer(t *testing.T) {
+	cases := []struct {
+		name            string
+		slow, timeout   time.Duration
+		status          int
+		atLeast, atMost time.Duration
+	}{
+		{"answer after 150ms", 150 * time.Millisecond, 10 * time.Second, 200, 150 * time.Millisecond, 5 * time.Second},
+		// A deadline may fall short by timeout/deadlineSlack (armDeadline).
+		{"answer after the timeout", 3 * time.Second, 400 * time.Millisecond, 504, 350 * time.Millisecond, 2500 * time.Millisecond},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ev := watchHolds(t)
+			cfg := simpleConfig(closingBackend(t, tc.slow, nil))
+			rs := cfg.routes["app"]
+			rs.Timeouts = fsm.RouteTimeouts{Request: fsm.Duration(tc.timeout)}
+			cfg.routes["app"] = rs
+			d := startDataplane(t, newFakeSource(cfg.build()), nil)
+			k := dialKeepAlive(t, d.ListenerAddr("web"))
+			if resp, _ := k.do("GET /1 HTTP/1.1\r\nHost: app\r\n\r\n"); resp.StatusCode != 200 {
+				t.Fatalf("first request: %d", resp.StatusCode)
+			}
+			start := time.Now()
+			resp, _ := k.do("GET /2 HTTP/1.1\r\nHost: app\r\n\r\n")
+			took := time.Since(start)
+			if resp.StatusCode != tc.status || took < tc.atLeast || took > tc.atMost {
+				t.Errorf("second request: %d after %v, want %d after %v to %v", resp.StatusCode, took, tc.status, tc.atLeast, tc.atMost)
+			}
+			if ev.sent.Load() != 1 || ev.recheck.Load() != 1 {
+				t.Errorf("held %d, looked after holdCheck %d: want 1 and 1", ev.sent.Load(), ev.recheck.Load())
+			}
+		})
+	}
+}
+
+// A held request that the socket takes only in part (its buffer is full)
+// goes out whole and in order, the rest written as any write, and its
+// answer is read.
+func TestHeldRequestWrittenInPart(t *testing.T) {
+	ev := watchHolds(t)
+	// Small buffers on both sides (the accepted socket inherits the
+	// listener's) keep the kernel from taking it all.
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 8192) })
+		return errors.Join(err, serr)
+	}}
+	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	const size = 1 << 20 // more than the socket buffers hold
+	want := make([]byte, size)
+	for i := range want {
+		want[i] = byte(i % 251)
+	}
+	got := make(chan []byte, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			got <- nil
+			return
+		}
+		defer c.Close()
+		time.Sleep(100 * time.Millisecond) // the buffers fill meanwhile
+		b := make([]byte, size)
+		_, err = io.ReadFull(c, b)
+		if err == nil {
+			_, err = io.WriteString(c, "answer")
+		}
+		if err != nil {
+			b = nil
+		}
+		got <- b
+		_, _ = io.Copy(io.Discard, c)
+	}()
+	raw, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := raw.(*net.TCPConn).SetWriteBuffer(8192); err != nil {
+		t.Fatal(err)
+	}
+	uc := newUpstreamConn(raw, 0)
+	defer uc.Close()
+	if err := uc.SetDeadline(time.Now().Add(10 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if !uc.startHold(time.Now(), time.Now()) {
+		t.Fatal("a TCP connection used just now may not hold a request")
+	}
+	// No look after holdCheck: this test is about the write alone, on
+	// machines of any speed.
+	uc.held.check = time.Now().Add(time.Minute)
+	uc.holdFlush()
+	if n, err := uc.Write(want); n != size || err != nil {
+		t.Fatalf("held write: %d, %v", n, err)
+	}
+	p := make([]byte, 16)
+	n, err := io.ReadAtLeast(uc, p, len("answer"))
+	if err != nil || string(p[:n]) != "answer" {
+		t.Fatalf("answer: %q, %v", p[:n], err)
+	}
+	if b := <-got; !bytes.Equal(b, want) {
+		t.Fatalf("the peer got %d bytes, not the %d written in order", len(b), size)
+	}
+	if ev.partial.Load() != 1 {
+		t.Errorf("%d requests written in part, want 1", ev.partial.Load())
+	}
+}
+
+// Only a plain socket back from the pool within holdIdle holds a request.
+func TestWhichRequestsAreHeld(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	raw, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tcp := newUpstreamConn(raw, 0)
+	defer tcp.Close()
+	now := time.Now()
+	for _, tc := range []struct {
+		name    string
+		c       *upstreamConn
+		lastUse time.Time
+		want    bool
+	}{
+		{"used 10ms ago", tcp, now.Add(-10 * time.Millisecond), true},
+		{"idle for holdIdle", tcp, now.Add(-holdIdle), false},
+		{"idle for a minute", tcp, now.Add(-time.Minute), false},
+		{"new", tcp, time.Time{}, false},
+		{"no socket (TLS, a wrapper)", newUpstreamConn(readyConn{}, 0), now.Add(-10 * time.Millisecond), false},
+	} {
+		if got := tc.c.startHold(now, tc.lastUse); got != tc.want {
+			t.Errorf("%s: startHold = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
