@@ -161,6 +161,9 @@ type upstreamConn struct {
 	addr upstreamAddr
 	// held is the request written by the response read (sendread.go).
 	held heldRequest
+	// sent and got count the bytes written and read since the round trip
+	// of the current exchange set them to zero.
+	sent, got int
 }
 
 // upstreamAddr is a backend connection's remote address plus how long the

@@ -152,9 +152,11 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// isTimeout reports whether err is a timeout: a net.Error's, or
+// fasthttp.ErrTimeout, which is not a net.Error.
 func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
+	var te interface{ Timeout() bool }
+	return errors.As(err, &te) && te.Timeout()
 }
 
 // idleDeadline applies a route's idle timeout to a streamed request body:

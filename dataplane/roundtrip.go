@@ -75,25 +75,66 @@ func upstreamRoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fas
 const deadlineSlack = 64
 
 func (t *transport[C]) roundTrip(req *fasthttp.Request, resp *fasthttp.Response, start time.Time, timeout time.Duration, lease *upstreamLease) error {
-	hc := t.hc
 	// A lease left from an earlier attempt would otherwise be lost with
 	// its connection slot.
 	lease.end(false)
+	for stale := 0; ; stale++ {
+		again, err := t.try(req, resp, start, timeout, lease)
+		if !again || stale == staleTries {
+			return err
+		}
+		if stale == 0 {
+			// The pool's other idle connections are likely as old, or
+			// the backend restarted: let the next try dial.
+			t.hc.CloseIdleConnections()
+		}
+	}
+}
+
+// staleTries is how many times a request is sent again because the
+// connection it went on had been ended by the backend while it sat in the
+// pool (see try).
+const staleTries = 2
+
+// try is one round trip on one connection. again reports a failure on a
+// connection from the pool that the backend had ended meanwhile (its idle
+// timeout is shorter than the pool's, or it restarted), before any byte
+// of an answer came, when the request may be sent again on another: an
+// idempotent method with a body held in memory, or any request whose
+// first write the connection refused (then the backend has none of it).
+// That is what net/http's transport does; HAProxy watches its idle
+// connections and drops the ones a server closes.
+func (t *transport[C]) try(req *fasthttp.Request, resp *fasthttp.Response, start time.Time, timeout time.Duration, lease *upstreamLease) (again bool, err error) {
+	hc := t.hc
 	resp.Reset()
 	resp.StreamBody = true
 	closeConn := req.ConnectionClose()
 	cc, err := t.acquire(timeout, closeConn)
 	if err != nil {
-		return err
+		return false, err
 	}
 	conn := cc.Conn()
 	resp.ParseNetConn(conn)
 	if err := armDeadline(conn, start, timeout); err != nil {
 		t.discard(cc)
-		return err
+		return false, err
 	}
 	uc, _ := conn.(*upstreamConn)
-	hold := uc != nil && !req.IsBodyStream() && uc.startHold(start, cc.LastUseTime())
+	lastUse := cc.LastUseTime()
+	// A streamed body cannot be sent again; writing the request closes
+	// the stream, so it is looked at before.
+	streamed := req.IsBodyStream()
+	stale := func(err error) bool {
+		if uc == nil || lastUse.IsZero() || streamed || uc.got > 0 || isTimeout(err) {
+			return false
+		}
+		return uc.sent == 0 || isIdempotentMethod(req.Header.Method())
+	}
+	hold := false
+	if uc != nil {
+		uc.sent, uc.got = 0, 0
+		hold = !streamed && uc.startHold(start, lastUse)
+	}
 	bw := hc.AcquireWriter(conn)
 	err = req.Write(bw)
 	if err == nil {
@@ -110,7 +151,7 @@ func (t *transport[C]) roundTrip(req *fasthttp.Request, resp *fasthttp.Response,
 	hc.ReleaseWriter(bw)
 	if err != nil {
 		t.discard(cc)
-		return timeoutAsErrTimeout(err)
+		return stale(err), timeoutAsErrTimeout(err)
 	}
 	if req.Header.IsHead() {
 		resp.SkipBody = true
@@ -120,15 +161,16 @@ func (t *transport[C]) roundTrip(req *fasthttp.Request, resp *fasthttp.Response,
 	if err := resp.ReadLimitBody(br, hc.MaxResponseBodySize); err != nil {
 		hc.ReleaseReader(br)
 		t.discard(cc)
+		again := stale(err)
 		if err == io.EOF {
-			return fasthttp.ErrConnectionClosed
+			return again, fasthttp.ErrConnectionClosed
 		}
-		return timeoutAsErrTimeout(err)
+		return again, timeoutAsErrTimeout(err)
 	}
 	reuse := !closeConn && !resp.ConnectionClose()
 	if resp.BodyStream() != nil && resp.Header.ContentLength() != 0 {
 		*lease = upstreamLease{owner: t, cc: cc, br: br, reuse: reuse}
-		return nil
+		return false, nil
 	}
 	// No body, or an empty one: nothing is left to read, so the
 	// connection goes back now and the response carries no stream.
@@ -139,7 +181,7 @@ func (t *transport[C]) roundTrip(req *fasthttp.Request, resp *fasthttp.Response,
 	} else {
 		t.discard(cc)
 	}
-	return nil
+	return false, nil
 }
 
 func timeoutAsErrTimeout(err error) error {

@@ -134,14 +134,19 @@ func (c *upstreamConn) Write(p []byte) (int, error) {
 		return len(p), nil
 	}
 	h.writes++
-	return c.yieldConn.Write(p)
+	n, err := c.yieldConn.Write(p)
+	c.sent += n
+	return n, err
 }
 
-func (c *upstreamConn) Read(p []byte) (int, error) {
-	if !c.held.pending {
-		return c.yieldConn.Read(p)
+func (c *upstreamConn) Read(p []byte) (n int, err error) {
+	if c.held.pending {
+		n, err = c.sendAndRead(p)
+	} else {
+		n, err = c.yieldConn.Read(p)
 	}
-	return c.sendAndRead(p)
+	c.got += n
+	return n, err
 }
 
 // sendAndRead writes the held request and reads the first bytes of the
@@ -164,6 +169,7 @@ func (c *upstreamConn) sendAndRead(p []byte) (int, error) {
 	n, rerr := h.n, h.err
 	h.p, h.n, h.err = nil, 0, nil
 	rest := h.buf[h.off:]
+	c.sent += h.off
 	written := !h.pending
 	h.pending = false
 	if short {
@@ -188,7 +194,9 @@ func (c *upstreamConn) sendAndRead(p []byte) (int, error) {
 		heldEvent(holdPartial)
 	}
 	if !written {
-		if _, err := c.Conn.Write(rest); err != nil {
+		n, err := c.Conn.Write(rest)
+		c.sent += n
+		if err != nil {
 			return 0, err
 		}
 	}

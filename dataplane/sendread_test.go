@@ -42,11 +42,15 @@ func watchHolds(t *testing.T) *holdEvents {
 	return ev
 }
 
-// closingBackend answers every request with "ok" from a plain TCP server,
-// each after the first on a connection slow later, and then calls after
-// (unless nil) with the connection and the request's number on it (from
-// 1); after may end the connection in any way.
-func closingBackend(t *testing.T, slow time.Duration, after func(c *net.TCPConn, n int)) string {
+// okAnswer is closingBackend's answer.
+const okAnswer = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+// closingBackend answers every request from a plain TCP server, each after
+// the first on a connection slow later, with answer(n) for the request's
+// number n on the connection (from 1; okAnswer when answer is nil), and
+// then calls after (unless nil) with the connection and n; after may end
+// the connection in any way.
+func closingBackend(t *testing.T, slow time.Duration, answer func(n int) string, after func(c *net.TCPConn, n int)) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -89,7 +93,11 @@ func closingBackend(t *testing.T, slow time.Duration, after func(c *net.TCPConn,
 					if n > 1 {
 						time.Sleep(slow)
 					}
-					if _, err := io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"); err != nil {
+					a := okAnswer
+					if answer != nil {
+						a = answer(n)
+					}
+					if _, err := io.WriteString(c, a); err != nil {
 						return
 					}
 					if after != nil {
@@ -180,7 +188,7 @@ func TestHeldRequestOnAConnectionTheBackendEnded(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			ev := watchHolds(t)
-			addr := closingBackend(t, 0, func(c *net.TCPConn, n int) {
+			addr := closingBackend(t, 0, nil, func(c *net.TCPConn, n int) {
 				if n == 1 {
 					tc.end(c)
 				}
@@ -229,7 +237,7 @@ func TestHeldRequestWaitsForASlowAnswer(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			ev := watchHolds(t)
-			cfg := simpleConfig(closingBackend(t, tc.slow, nil))
+			cfg := simpleConfig(closingBackend(t, tc.slow, nil, nil))
 			rs := cfg.routes["app"]
 			rs.Timeouts = fsm.RouteTimeouts{Request: fsm.Duration(tc.timeout)}
 			cfg.routes["app"] = rs
@@ -357,5 +365,73 @@ func TestWhichRequestsAreHeld(t *testing.T) {
 		if got := tc.c.startHold(now, tc.lastUse); got != tc.want {
 			t.Errorf("%s: startHold = %v, want %v", tc.name, got, tc.want)
 		}
+	}
+}
+
+// A backend that closes idle keep-alive connections (its idle timeout is
+// shorter than the pool's) costs no request a 502: a GET on a connection
+// it closed is sent again on another, and a POST whose bytes the closed
+// connection refused at once (a reset came before it) is sent again too.
+// A POST the backend may have received is not, and gets its 502.
+func TestRequestOnAStaleConnectionIsSentAgain(t *testing.T) {
+	closeIt := func(c *net.TCPConn) { _ = c.Close() }
+	cases := []struct {
+		name, method string
+		end          func(c *net.TCPConn) // after the first answer
+		second       string               // the second answer, if not okAnswer
+		want         int
+	}{
+		{"GET, closed", "GET", closeIt, "", 200},
+		{"GET, reset", "GET", func(c *net.TCPConn) { _ = c.SetLinger(0); _ = c.Close() }, "", 200},
+		{"GET, lingering close", "GET", func(c *net.TCPConn) { _ = c.CloseWrite(); _, _ = io.Copy(io.Discard, c) }, "", 200},
+		{"POST, reset", "POST", func(c *net.TCPConn) { _ = c.SetLinger(0); _ = c.Close() }, "", 200},
+		{"POST, closed", "POST", closeIt, "", 502},
+		// An answer that began is no stale connection: the backend failed.
+		{"GET, answer cut", "GET", nil, "HTTP/1.1 200 OK\r\nContent-Le", 502},
+		// A body too long to keep (more than bufferBodyLimit, and more
+		// than the server reads whole) streams from the client once and
+		// cannot be sent again.
+		{"PUT, streamed body, closed", "PUT", closeIt, "", 502},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var conns atomic.Int64
+			answer := func(n int) string {
+				if n == 2 && tc.second != "" {
+					return tc.second
+				}
+				return okAnswer
+			}
+			addr := closingBackend(t, 0, answer, func(c *net.TCPConn, n int) {
+				switch {
+				case n == 1 && tc.end != nil:
+					tc.end(c)
+				case n == 2 && tc.second != "":
+					_ = c.Close()
+				}
+			})
+			d := startDataplane(t, newFakeSource(simpleConfig(addr).build()), func(o *Options) {
+				o.Dial = func(addr string, timeout time.Duration) (net.Conn, error) {
+					conns.Add(1)
+					return net.DialTimeout("tcp", addr, timeout)
+				}
+			})
+			k := dialKeepAlive(t, d.ListenerAddr("web"))
+			if resp, _ := k.do("GET /1 HTTP/1.1\r\nHost: app\r\n\r\n"); resp.StatusCode != 200 {
+				t.Fatalf("first request: %d", resp.StatusCode)
+			}
+			time.Sleep(100 * time.Millisecond) // the end reaches the pooled connection
+			reqBody := "body"
+			if strings.Contains(tc.name, "streamed") {
+				reqBody = strings.Repeat("b", 1<<20)
+			}
+			resp, body := k.do(fmt.Sprintf("%s /2 HTTP/1.1\r\nHost: app\r\nContent-Length: %d\r\n\r\n%s", tc.method, len(reqBody), reqBody))
+			if resp.StatusCode != tc.want {
+				t.Fatalf("%s on the connection the backend ended: %d %q, want %d", tc.method, resp.StatusCode, body, tc.want)
+			}
+			if want := map[int]int64{200: 2, 502: 1}[tc.want]; conns.Load() != want {
+				t.Errorf("%d backend connections dialled, want %d", conns.Load(), want)
+			}
+		})
 	}
 }
