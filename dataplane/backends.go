@@ -84,7 +84,9 @@ func (b *backendState) newClient(ct time.Duration, proxyHdr []byte) *fasthttp.Ho
 			return b.connect(a, ct, proxyHdr, nil)
 		},
 	}
-	hc.Transport = newTransport(hc, hc.AcquireConn, hc.ReleaseConn, hc.CloseConn)
+	tr := newTransport(hc, hc.AcquireConn, hc.ReleaseConn, hc.CloseConn)
+	tr.stale = func() { b.obs.failure("stale") }
+	hc.Transport = tr
 	return hc
 }
 

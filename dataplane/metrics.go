@@ -135,7 +135,9 @@ func (m *metrics) dropPool(name string) {
 
 // Upstream error kinds, as counted in rafter_upstream_errors_total and
 // rafter_backend_errors_total.
-var errorKinds = [...]string{"connect", "conn_limit", "timeout", "reset", "truncated", "idle_timeout"}
+// stale is no failure of the exchange: a connection from the pool that the
+// backend had closed, on which the request was sent again (roundtrip.go).
+var errorKinds = [...]string{"connect", "conn_limit", "timeout", "reset", "truncated", "idle_timeout", "stale"}
 
 func errorKindIndex(kind string) int {
 	for i, k := range errorKinds {
@@ -277,7 +279,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"pool", "backend", "class"}),
 		backendErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "rafter_backend_errors_total",
-			Help: "Failed exchanges with a backend, by pool, backend and kind (connect, conn_limit, timeout, reset, truncated, idle_timeout).",
+			Help: "Failed exchanges with a backend, by pool, backend and kind (connect, conn_limit, timeout, reset, truncated, idle_timeout; stale: a pooled connection the backend had closed, the request sent again on another).",
 		}, []string{"pool", "backend", "kind"}),
 		backendLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "rafter_backend_response_seconds", Help: "Time from sending a request to a backend to its response head, by pool and backend.",

@@ -36,6 +36,9 @@ type transport[C pooledConn] struct {
 	acquire func(timeout time.Duration, connectionClose bool) (C, error)
 	release func(C)
 	discard func(C)
+	// stale, unless nil, counts a request sent again because its
+	// connection had been closed by the backend.
+	stale func()
 }
 
 // newTransport is called as newTransport(hc, hc.AcquireConn,
@@ -82,6 +85,9 @@ func (t *transport[C]) roundTrip(req *fasthttp.Request, resp *fasthttp.Response,
 		again, err := t.try(req, resp, start, timeout, lease)
 		if !again || stale == staleTries {
 			return err
+		}
+		if t.stale != nil {
+			t.stale()
 		}
 		if stale == 0 {
 			// The pool's other idle connections are likely as old, or

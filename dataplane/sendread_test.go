@@ -432,6 +432,10 @@ func TestRequestOnAStaleConnectionIsSentAgain(t *testing.T) {
 			if want := map[int]int64{200: 2, 502: 1}[tc.want]; conns.Load() != want {
 				t.Errorf("%d backend connections dialled, want %d", conns.Load(), want)
 			}
+			stale := counterValue(t, d.metrics.backendErrors.WithLabelValues("app", addr, "stale"))
+			if want := map[int]float64{200: 1, 502: 0}[tc.want]; stale != want {
+				t.Errorf("rafter_backend_errors_total{kind=\"stale\"} = %v, want %v", stale, want)
+			}
 		})
 	}
 }
