@@ -161,16 +161,28 @@ func killPID(pid int) {
 	})
 }
 
-// alive: pid runs (a zombie, which nobody here may reap, does not).
+// alive: a thread of pid runs. A zombie, which nobody here may reap, does
+// not; but a thread group leader that has exited stays a zombie while its
+// other threads finish exiting, holding the process's files (the pipe on
+// which the process it started waits for it to exit), so every thread
+// counts.
 func alive(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
 	if err != nil {
 		return false
 	}
-	// pid (comm) STATE ...: comm may hold spaces, so read after the last ')'.
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	return i >= 0 && i+2 < len(s) && s[i+2] != 'Z'
+	for _, task := range tasks {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/stat", pid, task.Name()))
+		if err != nil {
+			continue
+		}
+		// tid (comm) STATE ...: comm may hold spaces, so read after the last ')'.
+		s := string(b)
+		if i := strings.LastIndexByte(s, ')'); i >= 0 && i+2 < len(s) && s[i+2] != 'Z' && s[i+2] != 'X' {
+			return true
+		}
+	}
+	return false
 }
 
 // logUpgradeLines shows the hand-over as the agent's log tells it.
