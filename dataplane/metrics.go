@@ -134,9 +134,9 @@ func (m *metrics) dropPool(name string) {
 }
 
 // Upstream error kinds, as counted in rafter_upstream_errors_total and
-// rafter_backend_errors_total.
-// stale is no failure of the exchange: a connection from the pool that the
-// backend had closed, on which the request was sent again (roundtrip.go).
+// rafter_backend_errors_total. stale, counted in the second only, is no
+// failure of the exchange: a connection from the pool that the backend had
+// closed, on which the request was sent again (roundtrip.go).
 var errorKinds = [...]string{"connect", "conn_limit", "timeout", "reset", "truncated", "idle_timeout", "stale"}
 
 func errorKindIndex(kind string) int {
