@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"bufio"
+	"errors"
 	"io"
 	"net"
 	"time"
@@ -82,7 +83,7 @@ func (t *transport[C]) roundTrip(req *fasthttp.Request, resp *fasthttp.Response,
 	// its connection slot.
 	lease.end(false)
 	for stale := 0; ; stale++ {
-		again, err := t.try(req, resp, start, timeout, lease)
+		again, err := t.try(req, resp, start, timeout, lease, stale < staleTries)
 		if !again || stale == staleTries {
 			return err
 		}
@@ -110,7 +111,15 @@ const staleTries = 2
 // first write the connection refused (then the backend has none of it).
 // That is what net/http's transport does; HAProxy watches its idle
 // connections and drops the ones a server closes.
-func (t *transport[C]) try(req *fasthttp.Request, resp *fasthttp.Response, start time.Time, timeout time.Duration, lease *upstreamLease) (again bool, err error) {
+//
+// A 408 read on a connection from the pool is taken the same way, for any
+// request with its body in memory, unless resend is false (the last try,
+// whose 408 the client gets): backends send one unasked on a connection
+// they time out (Node.js, Apache), and it lies in the socket before the
+// request that reads it. A 408 also says the request was not acted on
+// (RFC 9110, 15.5.9), so that request may go again even when it was a
+// real answer.
+func (t *transport[C]) try(req *fasthttp.Request, resp *fasthttp.Response, start time.Time, timeout time.Duration, lease *upstreamLease, resend bool) (again bool, err error) {
 	hc := t.hc
 	resp.Reset()
 	resp.StreamBody = true
@@ -173,6 +182,12 @@ func (t *transport[C]) try(req *fasthttp.Request, resp *fasthttp.Response, start
 		}
 		return again, timeoutAsErrTimeout(err)
 	}
+	if resend && resp.StatusCode() == fasthttp.StatusRequestTimeout && !lastUse.IsZero() && !streamed {
+		_ = resp.CloseBodyStream()
+		hc.ReleaseReader(br)
+		t.discard(cc)
+		return true, errUnasked408
+	}
 	reuse := !closeConn && !resp.ConnectionClose()
 	if resp.BodyStream() != nil && resp.Header.ContentLength() != 0 {
 		*lease = upstreamLease{owner: t, cc: cc, br: br, reuse: reuse}
@@ -189,6 +204,10 @@ func (t *transport[C]) try(req *fasthttp.Request, resp *fasthttp.Response, start
 	}
 	return false, nil
 }
+
+// errUnasked408 is try's error for a 408 on a connection from the pool; the
+// request then goes again, so no caller sees it.
+var errUnasked408 = errors.New("backend answered 408 on a pooled connection")
 
 func timeoutAsErrTimeout(err error) error {
 	if x, ok := err.(interface{ Timeout() bool }); ok && x.Timeout() {

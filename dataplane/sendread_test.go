@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/rafterlb/rafter/fsm"
+	"github.com/valyala/fasthttp"
 )
 
 // holdEvents counts the events of held requests while a test runs.
@@ -210,6 +211,10 @@ func TestHeldRequestOnAConnectionTheBackendEnded(t *testing.T) {
 			if took > 3*time.Second {
 				t.Errorf("the second request took %v: it waited for the request timeout", took)
 			}
+			// The unasked 408 was the backend's, not this request's answer.
+			if resp.StatusCode != 200 || body != "ok" {
+				t.Errorf("second request: %d %q, want 200 \"ok\"", resp.StatusCode, body)
+			}
 			if ev.sent.Load() != tc.sent {
 				t.Errorf("%d held requests written, want %d", ev.sent.Load(), tc.sent)
 			}
@@ -375,29 +380,53 @@ func TestWhichRequestsAreHeld(t *testing.T) {
 // A POST the backend may have received is not, and gets its 502.
 func TestRequestOnAStaleConnectionIsSentAgain(t *testing.T) {
 	closeIt := func(c *net.TCPConn) { _ = c.Close() }
+	const answer408 = "HTTP/1.1 408 Request Timeout\r\nContent-Length: 7\r\nConnection: close\r\n\r\ntimeout"
+	// unasked408 is what Node.js and Apache do when a connection's idle
+	// timeout passes: a 408 nobody asked for, and the close.
+	unasked408 := func(c *net.TCPConn) {
+		time.Sleep(30 * time.Millisecond) // after the first answer was read
+		_, _ = io.WriteString(c, answer408)
+		_ = c.CloseWrite()
+		_, _ = io.Copy(io.Discard, c)
+	}
 	cases := []struct {
 		name, method string
 		end          func(c *net.TCPConn) // after the first answer
-		second       string               // the second answer, if not okAnswer
+		second       string               // the second answer on the first connection, if not okAnswer
+		later        string               // every answer after the first, on any connection, if set
 		want         int
+		dials        int64
+		stale        float64
 	}{
-		{"GET, closed", "GET", closeIt, "", 200},
-		{"GET, reset", "GET", func(c *net.TCPConn) { _ = c.SetLinger(0); _ = c.Close() }, "", 200},
-		{"GET, lingering close", "GET", func(c *net.TCPConn) { _ = c.CloseWrite(); _, _ = io.Copy(io.Discard, c) }, "", 200},
-		{"POST, reset", "POST", func(c *net.TCPConn) { _ = c.SetLinger(0); _ = c.Close() }, "", 200},
-		{"POST, closed", "POST", closeIt, "", 502},
+		{"GET, closed", "GET", closeIt, "", "", 200, 2, 1},
+		{"GET, reset", "GET", func(c *net.TCPConn) { _ = c.SetLinger(0); _ = c.Close() }, "", "", 200, 2, 1},
+		{"GET, lingering close", "GET", func(c *net.TCPConn) { _ = c.CloseWrite(); _, _ = io.Copy(io.Discard, c) }, "", "", 200, 2, 1},
+		{"POST, reset", "POST", func(c *net.TCPConn) { _ = c.SetLinger(0); _ = c.Close() }, "", "", 200, 2, 1},
+		{"POST, closed", "POST", closeIt, "", "", 502, 1, 0},
 		// An answer that began is no stale connection: the backend failed.
-		{"GET, answer cut", "GET", nil, "HTTP/1.1 200 OK\r\nContent-Le", 502},
+		{"GET, answer cut", "GET", nil, "HTTP/1.1 200 OK\r\nContent-Le", "", 502, 1, 0},
+		// A 408 on a pooled connection, unasked or not, says the request
+		// was not acted on: it goes again, whatever its method.
+		{"GET, unasked 408", "GET", unasked408, "", "", 200, 2, 1},
+		{"POST, unasked 408", "POST", unasked408, "", "", 200, 2, 1},
+		{"POST, 408 answer", "POST", nil, answer408, "", 200, 2, 1},
+		// A 408 on a new connection is the backend's answer: the client
+		// gets it.
+		{"GET, 408 on every connection", "GET", nil, "", answer408, 408, 2, 1},
 		// A body too long to keep (more than bufferBodyLimit, and more
 		// than the server reads whole) streams from the client once and
 		// cannot be sent again.
-		{"PUT, streamed body, closed", "PUT", closeIt, "", 502},
+		{"PUT, streamed body, closed", "PUT", closeIt, "", "", 502, 1, 0},
+		{"PUT, streamed body, unasked 408", "PUT", unasked408, "", "", 408, 1, 0},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			var conns atomic.Int64
+			var conns, requests atomic.Int64
 			answer := func(n int) string {
-				if n == 2 && tc.second != "" {
+				switch {
+				case requests.Add(1) > 1 && tc.later != "":
+					return tc.later
+				case n == 2 && tc.second != "":
 					return tc.second
 				}
 				return okAnswer
@@ -429,13 +458,51 @@ func TestRequestOnAStaleConnectionIsSentAgain(t *testing.T) {
 			if resp.StatusCode != tc.want {
 				t.Fatalf("%s on the connection the backend ended: %d %q, want %d", tc.method, resp.StatusCode, body, tc.want)
 			}
-			if want := map[int]int64{200: 2, 502: 1}[tc.want]; conns.Load() != want {
-				t.Errorf("%d backend connections dialled, want %d", conns.Load(), want)
+			if conns.Load() != tc.dials {
+				t.Errorf("%d backend connections dialled, want %d", conns.Load(), tc.dials)
 			}
 			stale := counterValue(t, d.metrics.backendErrors.WithLabelValues("app", addr, "stale"))
-			if want := map[int]float64{200: 1, 502: 0}[tc.want]; stale != want {
-				t.Errorf("rafter_backend_errors_total{kind=\"stale\"} = %v, want %v", stale, want)
+			if stale != tc.stale {
+				t.Errorf("rafter_backend_errors_total{kind=\"stale\"} = %v, want %v", stale, tc.stale)
 			}
 		})
+	}
+}
+
+// A 408 on a pooled connection sends the request again only while tries
+// are left; the last try's 408 is the answer the client gets.
+func TestA408OnTheLastTryIsTheAnswer(t *testing.T) {
+	for _, resend := range []bool{true, false} {
+		addr := closingBackend(t, 0, nil, func(c *net.TCPConn, n int) {
+			if n == 1 {
+				time.Sleep(30 * time.Millisecond) // after the first answer was read
+				_, _ = io.WriteString(c, "HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+				_ = c.CloseWrite()
+				_, _ = io.Copy(io.Discard, c)
+			}
+		})
+		hc := &fasthttp.HostClient{Addr: addr, StreamResponseBody: true}
+		tr := newTransport(hc, hc.AcquireConn, hc.ReleaseConn, hc.CloseConn)
+		req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+		req.SetRequestURI("http://app/1")
+		var lease upstreamLease
+		if err := tr.roundTrip(req, resp, time.Now(), 5*time.Second, &lease); err != nil || resp.StatusCode() != 200 {
+			t.Fatalf("first request: %v %d", err, resp.StatusCode())
+		}
+		_ = resp.CloseBodyStream()
+		lease.end(true)
+		time.Sleep(100 * time.Millisecond) // the 408 reaches the pooled connection
+		req.SetRequestURI("http://app/2")
+		again, err := tr.try(req, resp, time.Now(), 5*time.Second, &lease, resend)
+		if resend && (!again || err == nil) {
+			t.Errorf("try with tries left: again %v, err %v; want a try on another connection", again, err)
+		}
+		if !resend && (again || err != nil || resp.StatusCode() != 408) {
+			t.Errorf("last try: again %v, err %v, status %d; want the 408 as the answer", again, err, resp.StatusCode())
+		}
+		_ = resp.CloseBodyStream()
+		lease.end(false)
+		fasthttp.ReleaseRequest(req)
+		fasthttp.ReleaseResponse(resp)
 	}
 }
