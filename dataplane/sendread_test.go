@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"strconv"
@@ -504,5 +505,83 @@ func TestA408OnTheLastTryIsTheAnswer(t *testing.T) {
 		lease.end(false)
 		fasthttp.ReleaseRequest(req)
 		fasthttp.ReleaseResponse(resp)
+	}
+}
+
+// Answers that come around holdCheck, when the watcher may end the wait
+// as the answer arrives, each reach their own request, and the exchange's
+// deadline is back after every one: a later slow answer still gets its
+// 200, and one past the route timeout its 504 at the timeout.
+func TestHeldAnswersAroundTheCheck(t *testing.T) {
+	ev := watchHolds(t)
+	const n = 40
+	rng := rand.New(rand.NewPCG(1, 2))
+	var delays [n + 3]time.Duration
+	for i := 2; i <= n; i++ {
+		// Between 10 and 50 ms: the first look at 20 ms or the second.
+		delays[i] = 10*time.Millisecond + time.Duration(rng.IntN(40000))*time.Microsecond
+	}
+	delays[n+1] = 300 * time.Millisecond
+	delays[n+2] = 3 * time.Second
+	addr := closingBackend(t, 0, func(i int) string {
+		time.Sleep(delays[min(i, len(delays)-1)])
+		body := "ok-" + strconv.Itoa(i)
+		return fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+	}, nil)
+	cfg := simpleConfig(addr)
+	rs := cfg.routes["app"]
+	rs.Timeouts = fsm.RouteTimeouts{Request: fsm.Duration(time.Second)}
+	cfg.routes["app"] = rs
+	d := startDataplane(t, newFakeSource(cfg.build()), nil)
+	k := dialKeepAlive(t, d.ListenerAddr("web"))
+	for i := 1; i <= n+1; i++ {
+		resp, body := k.do(fmt.Sprintf("GET /%d HTTP/1.1\r\nHost: app\r\n\r\n", i))
+		if want := "ok-" + strconv.Itoa(i); resp.StatusCode != 200 || body != want {
+			t.Fatalf("request %d: %d %q, want 200 %q", i, resp.StatusCode, body, want)
+		}
+	}
+	if ev.recheck.Load() == 0 {
+		t.Errorf("no wait was ended by the watcher in %d answers of 10-50 ms", n)
+	}
+	start := time.Now()
+	resp, _ := k.do(fmt.Sprintf("GET /%d HTTP/1.1\r\nHost: app\r\n\r\n", n+2))
+	// A deadline may fall short by timeout/deadlineSlack (armDeadline).
+	if took := time.Since(start); resp.StatusCode != 504 || took < 900*time.Millisecond || took > 2500*time.Millisecond {
+		t.Errorf("an answer past the 1s timeout: %d after %v, want 504 at the timeout", resp.StatusCode, took)
+	}
+	t.Logf("%d held, %d woken by the watcher", ev.sent.Load(), ev.recheck.Load())
+}
+
+// The watcher stops once no held read has waited for holdWatchQuiet looks,
+// so an idle proxy is not woken every holdCheck, and the next held read
+// starts it again: a lingering close is still found at once.
+func TestHoldWatcherStopsAndStartsAgain(t *testing.T) {
+	ev := watchHolds(t)
+	addr := closingBackend(t, 0, nil, func(c *net.TCPConn, n int) {
+		if n == 1 {
+			_ = c.CloseWrite()
+			_, _ = io.Copy(io.Discard, c)
+		}
+	})
+	cfg := simpleConfig(addr)
+	rs := cfg.routes["app"]
+	rs.Timeouts = fsm.RouteTimeouts{Request: fsm.Duration(10 * time.Second)}
+	cfg.routes["app"] = rs
+	d := startDataplane(t, newFakeSource(cfg.build()), nil)
+	k := dialKeepAlive(t, d.ListenerAddr("web"))
+	for round := 1; round <= 2; round++ {
+		waitFor(t, "the hold watcher to stop", func() bool { return !holdWatcher.running.Load() })
+		if resp, _ := k.do("GET /1 HTTP/1.1\r\nHost: app\r\n\r\n"); resp.StatusCode != 200 {
+			t.Fatalf("round %d, first request: %d", round, resp.StatusCode)
+		}
+		time.Sleep(100 * time.Millisecond) // the end reaches the pooled connection
+		start := time.Now()
+		resp, body := k.do("GET /2 HTTP/1.1\r\nHost: app\r\n\r\n")
+		if took := time.Since(start); resp.StatusCode != 200 || body != "ok" || took > 3*time.Second {
+			t.Fatalf("round %d, on the connection the backend ended: %d %q after %v", round, resp.StatusCode, body, took)
+		}
+		if ev.recheck.Load() != int64(round) {
+			t.Fatalf("round %d: %d waits ended by the watcher, want %d", round, ev.recheck.Load(), round)
+		}
 	}
 }
