@@ -148,7 +148,7 @@ func (t *transport[C]) try(req *fasthttp.Request, resp *fasthttp.Response, start
 	hold := false
 	if uc != nil {
 		uc.sent, uc.got = 0, 0
-		hold = !streamed && uc.startHold(start, lastUse)
+		hold = !streamed && uc.startHold(start, lastUse, timeout)
 	}
 	bw := hc.AcquireWriter(conn)
 	err = req.Write(bw)

@@ -50,8 +50,9 @@ import (
 //     answered a part of it;
 //   - on a plain TCP connection (TLS reads and writes records of its own).
 const (
-	holdIdle  = time.Second
-	holdCheck = 20 * time.Millisecond
+	holdIdle     = time.Second
+	holdCheck    = 20 * time.Millisecond
+	holdShortest = 4 * holdCheck
 )
 
 // heldRequest is an upstreamConn's request held for the response read.
@@ -71,9 +72,9 @@ type heldRequest struct {
 	pending bool
 	// check is holdCheck after the request's start.
 	check time.Time
-	// watch is check in Unix nanoseconds while the read of a held request
-	// waits, 0 otherwise; watchWaking and watchWoken while the watcher
-	// ends that wait (holdWatch).
+	// watch is check as holdClock reads it while the read of a held
+	// request waits, 0 otherwise; watchWaking and watchWoken while the
+	// watcher ends that wait (holdWatch).
 	watch atomic.Int64
 	// p, n and err are the read in progress for fn, which is made once so
 	// that no read allocates a closure.
@@ -124,9 +125,16 @@ func (c *upstreamConn) Close() error {
 
 // startHold reports whether the request started at start on c, whose
 // previous exchange ended at lastUse (zero for a new connection), may be
-// held for its response's read. If so it counts the writes from now on.
-func (c *upstreamConn) startHold(start, lastUse time.Time) bool {
-	if c.held.rc == nil || lastUse.IsZero() || start.Sub(lastUse) >= holdIdle {
+// held for its response's read, timeout being the exchange's (0: none).
+// If so it counts the writes from now on.
+//
+// A timeout shorter than holdShortest is not held: it could end the wait
+// before the watcher does, so that an end the backend sent while the
+// connection was idle would fail the request as a timeout instead of
+// being found, and the request sent again (roundtrip.go).
+func (c *upstreamConn) startHold(start, lastUse time.Time, timeout time.Duration) bool {
+	if c.held.rc == nil || lastUse.IsZero() || start.Sub(lastUse) >= holdIdle ||
+		(timeout > 0 && timeout < holdShortest) {
 		return false
 	}
 	c.held.writes = 0
@@ -170,15 +178,20 @@ func (c *upstreamConn) Read(p []byte) (n int, err error) {
 // answer into p.
 func (c *upstreamConn) sendAndRead(p []byte) (int, error) {
 	h := &c.held
-	var until time.Time // the exchange's read deadline
+	// The exchange's read deadline, to put back after a wake: the one
+	// armDeadline set, which keeps its monotonic clock reading, when it is
+	// the one applied.
+	var until time.Time
 	if ns := c.readDL.Load(); ns != 0 {
-		until = time.Unix(0, ns)
+		if until = c.addr.armed; deadlineNanos(until) != ns {
+			until = time.Unix(0, ns)
+		}
 	}
 	// An exchange deadline before the check ends the wait first.
 	watched := until.IsZero() || h.check.Before(until)
 	var check int64
 	if watched {
-		check = h.check.UnixNano()
+		check = holdClock(h.check)
 		h.watch.Store(check)
 		holdWatcher.start()
 	}
@@ -277,6 +290,13 @@ func (c *upstreamConn) opError(op string, err error) error {
 	return &net.OpError{Op: op, Net: "tcp", Source: c.Conn.LocalAddr(), Addr: c.addr.Addr, Err: os.NewSyscallError(op, err)}
 }
 
+// holdEpoch and holdClock give the watch values: monotonic nanoseconds
+// since the package started, which a step of the wall clock does not move,
+// and which are positive for any time after that.
+var holdEpoch = time.Now()
+
+func holdClock(t time.Time) int64 { return int64(t.Sub(holdEpoch)) }
+
 // Values of heldRequest.watch besides a check time and 0.
 const (
 	watchWaking = -1 // the watcher is ending the wait
@@ -351,7 +371,7 @@ func (w *holdWatch) arm() {
 // look ends the waits past their check and schedules the next look, or
 // stops after holdWatchQuiet that found no held read.
 func (w *holdWatch) look() {
-	now := time.Now().UnixNano()
+	now := holdClock(time.Now())
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.wake(now) {

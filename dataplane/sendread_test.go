@@ -319,7 +319,7 @@ func TestHeldRequestWrittenInPart(t *testing.T) {
 	if err := uc.SetDeadline(time.Now().Add(10 * time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	if !uc.startHold(time.Now(), time.Now()) {
+	if !uc.startHold(time.Now(), time.Now(), 0) {
 		t.Fatal("a TCP connection used just now may not hold a request")
 	}
 	// No look after holdCheck: this test is about the write alone, on
@@ -360,15 +360,18 @@ func TestWhichRequestsAreHeld(t *testing.T) {
 		name    string
 		c       *upstreamConn
 		lastUse time.Time
+		timeout time.Duration
 		want    bool
 	}{
-		{"used 10ms ago", tcp, now.Add(-10 * time.Millisecond), true},
-		{"idle for holdIdle", tcp, now.Add(-holdIdle), false},
-		{"idle for a minute", tcp, now.Add(-time.Minute), false},
-		{"new", tcp, time.Time{}, false},
-		{"no socket (TLS, a wrapper)", newUpstreamConn(readyConn{}, 0), now.Add(-10 * time.Millisecond), false},
+		{"used 10ms ago", tcp, now.Add(-10 * time.Millisecond), 0, true},
+		{"used 10ms ago, a 10s timeout", tcp, now.Add(-10 * time.Millisecond), 10 * time.Second, true},
+		{"a timeout the wait could end before the watcher", tcp, now.Add(-10 * time.Millisecond), holdShortest - time.Millisecond, false},
+		{"idle for holdIdle", tcp, now.Add(-holdIdle), 0, false},
+		{"idle for a minute", tcp, now.Add(-time.Minute), 0, false},
+		{"new", tcp, time.Time{}, 0, false},
+		{"no socket (TLS, a wrapper)", newUpstreamConn(readyConn{}, 0), now.Add(-10 * time.Millisecond), 0, false},
 	} {
-		if got := tc.c.startHold(now, tc.lastUse); got != tc.want {
+		if got := tc.c.startHold(now, tc.lastUse, tc.timeout); got != tc.want {
 			t.Errorf("%s: startHold = %v, want %v", tc.name, got, tc.want)
 		}
 	}
