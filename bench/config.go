@@ -17,6 +17,8 @@ const (
 	// RafterB is a second rafter build, run exactly like Rafter from
 	// Config.RafterBBin, so two builds are compared in one interleaved run.
 	RafterB = "rafter-b"
+	// Floor is the fasthttp floor (floor.go), built from this module.
+	Floor = "fasthttp"
 )
 
 // Config is one benchmark suite.
@@ -197,8 +199,8 @@ func (c Config) Validate() error {
 	}
 	seen := map[string]bool{}
 	for i, p := range c.Proxies {
-		if p != HAProxy && p != Nginx && p != Rafter && p != RafterB {
-			return bad(fmt.Sprintf("proxies[%d]", i), "unknown proxy %q (haproxy, nginx, rafter, rafter-b)", p)
+		if p != HAProxy && p != Nginx && p != Rafter && p != RafterB && p != Floor {
+			return bad(fmt.Sprintf("proxies[%d]", i), "unknown proxy %q (haproxy, nginx, rafter, rafter-b, fasthttp)", p)
 		}
 		if p == RafterB && c.RafterBBin == "" {
 			return bad(fmt.Sprintf("proxies[%d]", i), "%q needs the binary it runs (--rafter-b)", p)

@@ -123,6 +123,22 @@ func pinSelf(core int) error {
 // buildRafter builds ./cmd/rafter of the module in the current directory
 // the way `make package` builds the binary operators run: static (no cgo),
 // without symbol tables. The harness measures what is shipped.
+// buildFloor builds the fasthttp floor (floorproxy) into dir; like
+// buildRafter it runs from the repository's root.
+func buildFloor(ctx context.Context, dir string) (string, error) {
+	out, err := filepath.Abs(filepath.Join(dir, "floorproxy"))
+	if err != nil {
+		return "", err
+	}
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w", "-o", out, "./floorproxy")
+	cmd.Dir = "bench"
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build ./bench/floorproxy: %w: %s", err, LogTailBytes(b, 800))
+	}
+	return out, nil
+}
+
 func buildRafter(ctx context.Context, dir string) (string, error) {
 	out := filepath.Join(dir, "bin", "rafter")
 	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w", "-o", out, "./cmd/rafter")

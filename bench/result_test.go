@@ -230,6 +230,11 @@ func TestConfigValidate(t *testing.T) {
 	if err := ab.Validate(); err != nil {
 		t.Fatalf("rafter-b with its binary: %v", err)
 	}
+	floor := QuickConfig()
+	floor.Proxies = []string{HAProxy, Rafter, Floor}
+	if err := floor.Validate(); err != nil {
+		t.Fatalf("the fasthttp floor: %v", err)
+	}
 	tests := []struct {
 		field string
 		edit  func(c *Config)

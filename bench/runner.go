@@ -217,6 +217,17 @@ func startProxy(ctx context.Context, cfg Config, name, rafterBin, dir, backend s
 			}
 			return applyManifest(ctx, adminURL, info.ConfigText, 20*time.Second)
 		}
+	case Floor:
+		bin, err := buildFloor(ctx, dir)
+		if err != nil {
+			return nil, info, err
+		}
+		spec.Path = bin
+		spec.Args = []string{"--listen", setup.Listen, "--backend", backend,
+			"--timeout", setup.RequestTimeout.String(), "--idle", setup.IdleTimeout.String(),
+			"--max-conns", strconv.Itoa(setup.MaxConns)}
+		spec.Env = []string{"GOMAXPROCS=1"}
+		info.Version = floorVersion()
 	default:
 		return nil, info, fmt.Errorf("unknown proxy %q", name)
 	}
