@@ -44,6 +44,17 @@ func watchHolds(t *testing.T) *holdEvents {
 	return ev
 }
 
+// dialWithTimeout starts a data plane whose route to backend addr has the
+// request timeout given, and opens a keep-alive connection to it.
+func dialWithTimeout(t *testing.T, addr string, timeout time.Duration) *keepAliveConn {
+	cfg := simpleConfig(addr)
+	rs := cfg.routes["app"]
+	rs.Timeouts = fsm.RouteTimeouts{Request: fsm.Duration(timeout)}
+	cfg.routes["app"] = rs
+	d := startDataplane(t, newFakeSource(cfg.build()), nil)
+	return dialKeepAlive(t, d.ListenerAddr("web"))
+}
+
 // okAnswer is closingBackend's answer.
 const okAnswer = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
@@ -195,12 +206,7 @@ func TestHeldRequestOnAConnectionTheBackendEnded(t *testing.T) {
 					tc.end(c)
 				}
 			})
-			cfg := simpleConfig(addr)
-			rs := cfg.routes["app"]
-			rs.Timeouts = fsm.RouteTimeouts{Request: fsm.Duration(10 * time.Second)}
-			cfg.routes["app"] = rs
-			d := startDataplane(t, newFakeSource(cfg.build()), nil)
-			k := dialKeepAlive(t, d.ListenerAddr("web"))
+			k := dialWithTimeout(t, addr, 10*time.Second)
 			if resp, body := k.do("GET /1 HTTP/1.1\r\nHost: app\r\n\r\n"); resp.StatusCode != 200 || body != "ok" {
 				t.Fatalf("first request: %d %q", resp.StatusCode, body)
 			}
@@ -243,12 +249,7 @@ func TestHeldRequestWaitsForASlowAnswer(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			ev := watchHolds(t)
-			cfg := simpleConfig(closingBackend(t, tc.slow, nil, nil))
-			rs := cfg.routes["app"]
-			rs.Timeouts = fsm.RouteTimeouts{Request: fsm.Duration(tc.timeout)}
-			cfg.routes["app"] = rs
-			d := startDataplane(t, newFakeSource(cfg.build()), nil)
-			k := dialKeepAlive(t, d.ListenerAddr("web"))
+			k := dialWithTimeout(t, closingBackend(t, tc.slow, nil, nil), tc.timeout)
 			if resp, _ := k.do("GET /1 HTTP/1.1\r\nHost: app\r\n\r\n"); resp.StatusCode != 200 {
 				t.Fatalf("first request: %d", resp.StatusCode)
 			}
@@ -531,12 +532,7 @@ func TestHeldAnswersAroundTheCheck(t *testing.T) {
 		body := "ok-" + strconv.Itoa(i)
 		return fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
 	}, nil)
-	cfg := simpleConfig(addr)
-	rs := cfg.routes["app"]
-	rs.Timeouts = fsm.RouteTimeouts{Request: fsm.Duration(time.Second)}
-	cfg.routes["app"] = rs
-	d := startDataplane(t, newFakeSource(cfg.build()), nil)
-	k := dialKeepAlive(t, d.ListenerAddr("web"))
+	k := dialWithTimeout(t, addr, time.Second)
 	for i := 1; i <= n+1; i++ {
 		resp, body := k.do(fmt.Sprintf("GET /%d HTTP/1.1\r\nHost: app\r\n\r\n", i))
 		if want := "ok-" + strconv.Itoa(i); resp.StatusCode != 200 || body != want {
@@ -566,12 +562,7 @@ func TestHoldWatcherStopsAndStartsAgain(t *testing.T) {
 			_, _ = io.Copy(io.Discard, c)
 		}
 	})
-	cfg := simpleConfig(addr)
-	rs := cfg.routes["app"]
-	rs.Timeouts = fsm.RouteTimeouts{Request: fsm.Duration(10 * time.Second)}
-	cfg.routes["app"] = rs
-	d := startDataplane(t, newFakeSource(cfg.build()), nil)
-	k := dialKeepAlive(t, d.ListenerAddr("web"))
+	k := dialWithTimeout(t, addr, 10*time.Second)
 	for round := 1; round <= 2; round++ {
 		waitFor(t, "the hold watcher to stop", func() bool { return !holdWatcher.running.Load() })
 		if resp, _ := k.do("GET /1 HTTP/1.1\r\nHost: app\r\n\r\n"); resp.StatusCode != 200 {
