@@ -76,6 +76,9 @@ type heldRequest struct {
 	// request waits, 0 otherwise; watchWaking and watchWoken while the
 	// watcher ends that wait (holdWatch).
 	watch atomic.Int64
+	// slot is the connection's index in holdWatcher.conns, -1 once
+	// removed; under holdWatcher.mu.
+	slot int
 	// p, n and err are the read in progress for fn, which is made once so
 	// that no read allocates a closure.
 	p   []byte
@@ -310,7 +313,6 @@ const (
 type holdWatch struct {
 	mu    sync.Mutex
 	conns []*upstreamConn
-	slots map[*upstreamConn]int
 	timer *time.Timer
 	// running is set from start until the watcher stops; quiet counts the
 	// looks in a row that found no held read, under mu.
@@ -325,26 +327,23 @@ var holdWatcher holdWatch
 func (w *holdWatch) add(c *upstreamConn) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.slots == nil {
-		w.slots = make(map[*upstreamConn]int)
-	}
-	w.slots[c] = len(w.conns)
+	c.held.slot = len(w.conns)
 	w.conns = append(w.conns, c)
 }
 
 func (w *holdWatch) remove(c *upstreamConn) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	i, ok := w.slots[c]
-	if !ok {
+	i := c.held.slot
+	if i < 0 {
 		return
 	}
 	last := len(w.conns) - 1
 	w.conns[i] = w.conns[last]
-	w.slots[w.conns[i]] = i
+	w.conns[i].held.slot = i
 	w.conns[last] = nil
 	w.conns = w.conns[:last]
-	delete(w.slots, c)
+	c.held.slot = -1
 }
 
 // start makes the watcher look within holdCheck, unless it runs. It is
@@ -355,11 +354,6 @@ func (w *holdWatch) start() {
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.arm()
-}
-
-// arm schedules the next look; under mu, with running set.
-func (w *holdWatch) arm() {
 	w.quiet = 0
 	if w.timer == nil {
 		w.timer = time.AfterFunc(holdCheck, w.look)

@@ -579,3 +579,46 @@ func TestHoldWatcherStopsAndStartsAgain(t *testing.T) {
 		}
 	}
 }
+
+// The watcher sees every open plain backend connection, and none after it
+// closed: a close in any order leaves the others where the watcher finds
+// them, and a second close changes nothing.
+func TestHoldWatcherSeesTheOpenConnections(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var conns []*upstreamConn
+	for range 4 {
+		raw, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, newUpstreamConn(raw, 0))
+	}
+	watched := func() map[*upstreamConn]bool {
+		holdWatcher.mu.Lock()
+		defer holdWatcher.mu.Unlock()
+		m := map[*upstreamConn]bool{}
+		for i, c := range holdWatcher.conns {
+			if c.held.slot != i {
+				t.Errorf("a connection at %d says it is at %d", i, c.held.slot)
+			}
+			m[c] = true
+		}
+		return m
+	}
+	for _, k := range []int{1, 0, 1, 3, 2} {
+		_ = conns[k].Close()
+		w := watched()
+		for i, c := range conns {
+			if open := c.held.slot >= 0; w[c] != open {
+				t.Errorf("after closing %d: connection %d watched %v, open %v", k, i, w[c], open)
+			}
+		}
+		if w[conns[k]] {
+			t.Errorf("connection %d is watched after its close", k)
+		}
+	}
+}
