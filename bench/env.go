@@ -123,28 +123,28 @@ func pinSelf(core int) error {
 // buildRafter builds ./cmd/rafter of the module in the current directory
 // the way `make package` builds the binary operators run: static (no cgo),
 // without symbol tables. The harness measures what is shipped.
-// buildFloor builds the fasthttp floor (floorproxy) into dir; like
-// buildRafter it runs from the repository's root.
+func buildRafter(ctx context.Context, dir string) (string, error) {
+	return goBuild(ctx, "", "./cmd/rafter", filepath.Join(dir, "bin", "rafter"))
+}
+
+// buildFloor builds the fasthttp floor (floorproxy) into dir, the same
+// way; like buildRafter it runs from the repository's root.
 func buildFloor(ctx context.Context, dir string) (string, error) {
 	out, err := filepath.Abs(filepath.Join(dir, "floorproxy"))
 	if err != nil {
 		return "", err
 	}
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w", "-o", out, "./floorproxy")
-	cmd.Dir = "bench"
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build ./bench/floorproxy: %w: %s", err, LogTailBytes(b, 800))
-	}
-	return out, nil
+	return goBuild(ctx, "bench", "./floorproxy", out)
 }
 
-func buildRafter(ctx context.Context, dir string) (string, error) {
-	out := filepath.Join(dir, "bin", "rafter")
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w", "-o", out, "./cmd/rafter")
+// goBuild builds pkg of the module in moduleDir ("": the current
+// directory) to out, static and without symbol tables.
+func goBuild(ctx context.Context, moduleDir, pkg, out string) (string, error) {
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w", "-o", out, pkg)
+	cmd.Dir = moduleDir
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build ./cmd/rafter: %w: %s", err, LogTailBytes(b, 800))
+		return "", fmt.Errorf("go build %s: %w: %s", filepath.Join(moduleDir, pkg), err, LogTailBytes(b, 800))
 	}
 	return out, nil
 }
