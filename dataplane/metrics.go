@@ -136,7 +136,8 @@ func (m *metrics) dropPool(name string) {
 // Upstream error kinds, as counted in rafter_upstream_errors_total and
 // rafter_backend_errors_total. stale, counted in the second only, is no
 // failure of the exchange: a connection from the pool that the backend had
-// closed, on which the request was sent again (roundtrip.go).
+// closed or answered 408 on, the request sent again on another
+// (roundtrip.go).
 var errorKinds = [...]string{"connect", "conn_limit", "timeout", "reset", "truncated", "idle_timeout", "stale"}
 
 func errorKindIndex(kind string) int {
@@ -279,7 +280,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"pool", "backend", "class"}),
 		backendErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "rafter_backend_errors_total",
-			Help: "Failed exchanges with a backend, by pool, backend and kind (connect, conn_limit, timeout, reset, truncated, idle_timeout; stale: a pooled connection the backend had closed, the request sent again on another).",
+			Help: "Failed exchanges with a backend, by pool, backend and kind (connect, conn_limit, timeout, reset, truncated, idle_timeout; stale: a pooled connection the backend had closed or answered 408 on, the request sent again on another).",
 		}, []string{"pool", "backend", "kind"}),
 		backendLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "rafter_backend_response_seconds", Help: "Time from sending a request to a backend to its response head, by pool and backend.",
