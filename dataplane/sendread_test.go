@@ -55,6 +55,19 @@ func dialWithTimeout(t *testing.T, addr string, timeout time.Duration) *keepAliv
 	return dialKeepAlive(t, d.ListenerAddr("web"))
 }
 
+// dialUpstream opens a plain backend connection to ln, closed when the
+// test ends.
+func dialUpstream(t *testing.T, ln net.Listener) *upstreamConn {
+	t.Helper()
+	raw, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	uc := newUpstreamConn(raw, 0)
+	t.Cleanup(func() { _ = uc.Close() })
+	return uc
+}
+
 // okAnswer is closingBackend's answer.
 const okAnswer = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
@@ -308,15 +321,10 @@ func TestHeldRequestWrittenInPart(t *testing.T) {
 		got <- b
 		_, _ = io.Copy(io.Discard, c)
 	}()
-	raw, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
+	uc := dialUpstream(t, ln)
+	if err := uc.Conn.(*net.TCPConn).SetWriteBuffer(8192); err != nil {
 		t.Fatal(err)
 	}
-	if err := raw.(*net.TCPConn).SetWriteBuffer(8192); err != nil {
-		t.Fatal(err)
-	}
-	uc := newUpstreamConn(raw, 0)
-	defer uc.Close()
 	if err := uc.SetDeadline(time.Now().Add(10 * time.Second)); err != nil {
 		t.Fatal(err)
 	}
@@ -350,12 +358,7 @@ func TestWhichRequestsAreHeld(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	raw, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	tcp := newUpstreamConn(raw, 0)
-	defer tcp.Close()
+	tcp := dialUpstream(t, ln)
 	now := time.Now()
 	for _, tc := range []struct {
 		name    string
@@ -591,11 +594,7 @@ func TestHoldWatcherSeesTheOpenConnections(t *testing.T) {
 	defer ln.Close()
 	var conns []*upstreamConn
 	for range 4 {
-		raw, err := net.Dial("tcp", ln.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		conns = append(conns, newUpstreamConn(raw, 0))
+		conns = append(conns, dialUpstream(t, ln))
 	}
 	watched := func() map[*upstreamConn]bool {
 		holdWatcher.mu.Lock()
