@@ -19,6 +19,8 @@ const (
 	RafterB = "rafter-b"
 	// Floor is the fasthttp floor (floor.go), built from this module.
 	Floor = "fasthttp"
+	// RawFloor is the raw Go floor (rawfloor.go), built with Floor.
+	RawFloor = "go"
 )
 
 // Config is one benchmark suite.
@@ -199,8 +201,8 @@ func (c Config) Validate() error {
 	}
 	seen := map[string]bool{}
 	for i, p := range c.Proxies {
-		if p != HAProxy && p != Nginx && p != Rafter && p != RafterB && p != Floor {
-			return bad(fmt.Sprintf("proxies[%d]", i), "unknown proxy %q (haproxy, nginx, rafter, rafter-b, fasthttp)", p)
+		if p != HAProxy && p != Nginx && p != Rafter && p != RafterB && p != Floor && p != RawFloor {
+			return bad(fmt.Sprintf("proxies[%d]", i), "unknown proxy %q (haproxy, nginx, rafter, rafter-b, fasthttp, go)", p)
 		}
 		if p == RafterB && c.RafterBBin == "" {
 			return bad(fmt.Sprintf("proxies[%d]", i), "%q needs the binary it runs (--rafter-b)", p)

@@ -127,10 +127,10 @@ func buildRafter(ctx context.Context, dir string) (string, error) {
 	return goBuild(ctx, "", "./cmd/rafter", filepath.Join(dir, "bin", "rafter"))
 }
 
-// buildFloor builds the fasthttp floor (floorproxy) into dir, the same
-// way; like buildRafter it runs from the repository's root.
-func buildFloor(ctx context.Context, dir string) (string, error) {
-	out, err := filepath.Abs(filepath.Join(dir, "floorproxy"))
+// buildFloor builds the floors' command (floorproxy) to dir/name, the
+// same way; like buildRafter it runs from the repository's root.
+func buildFloor(ctx context.Context, dir, name string) (string, error) {
+	out, err := filepath.Abs(filepath.Join(dir, name))
 	if err != nil {
 		return "", err
 	}

@@ -17,37 +17,17 @@ import (
 // adds X-Forwarded-For as HAProxy's option forwardfor does, drops the
 // client's Connection field, and answers 502 when the backend is gone.
 func TestFloorProxies(t *testing.T) {
-	seen := make(chan http.Header, 4)
-	backend := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
-		h := http.Header{}
-		for k, v := range ctx.Request.Header.All() {
-			h.Add(string(k), string(v))
-		}
-		seen <- h
+	b := startFloorBackend(t, func(ctx *fasthttp.RequestCtx) {
 		fmt.Fprintf(ctx, "path %s body %d", ctx.Path(), len(ctx.Request.Body()))
-	}}
-	bln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = backend.Serve(bln) }()
-	t.Cleanup(func() { _ = backend.Shutdown() })
+	})
+	seen, backend, bln := b.seen, b.srv, b.ln
 
-	fln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	fln := listenLoopback(t)
 	floor := FloorServer(bln.Addr().String(), 5*time.Second, 5*time.Second, 16)
 	go func() { _ = floor.Serve(fln) }()
 	t.Cleanup(func() { _ = floor.Shutdown() })
 
-	c, err := net.DialTimeout("tcp", fln.Addr().String(), 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-	br := bufio.NewReader(c)
+	c, br := dialFloor(t, fln)
 	for i, req := range []string{
 		"GET /1024 HTTP/1.1\r\nHost: app\r\nConnection: keep-alive\r\n\r\n",
 		"POST /post HTTP/1.1\r\nHost: app\r\nContent-Length: 5\r\n\r\nhello",
@@ -87,4 +67,49 @@ func TestFloorProxies(t *testing.T) {
 	if resp.StatusCode != 502 {
 		t.Errorf("with the backend gone: %d, want 502", resp.StatusCode)
 	}
+}
+
+// floorBackend is a fasthttp backend that reports each request's header.
+type floorBackend struct {
+	srv  *fasthttp.Server
+	ln   net.Listener
+	seen chan http.Header
+}
+
+func startFloorBackend(t *testing.T, answer fasthttp.RequestHandler) *floorBackend {
+	t.Helper()
+	b := &floorBackend{ln: listenLoopback(t), seen: make(chan http.Header, 16)}
+	b.srv = &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+		h := http.Header{}
+		for k, v := range ctx.Request.Header.All() {
+			h.Add(string(k), string(v))
+		}
+		b.seen <- h
+		answer(ctx)
+	}}
+	go func() { _ = b.srv.Serve(b.ln) }()
+	t.Cleanup(func() { _ = b.srv.Shutdown() })
+	return b
+}
+
+func listenLoopback(t *testing.T) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	return ln
+}
+
+// dialFloor opens a client connection to ln with a deadline for the test.
+func dialFloor(t *testing.T, ln net.Listener) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", ln.Addr().String(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	return c, bufio.NewReader(c)
 }

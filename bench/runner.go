@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -217,8 +218,8 @@ func startProxy(ctx context.Context, cfg Config, name, rafterBin, dir, backend s
 			}
 			return applyManifest(ctx, adminURL, info.ConfigText, 20*time.Second)
 		}
-	case Floor:
-		bin, err := buildFloor(ctx, dir)
+	case Floor, RawFloor:
+		bin, err := buildFloor(ctx, dir, "floorproxy-"+name)
 		if err != nil {
 			return nil, info, err
 		}
@@ -228,6 +229,10 @@ func startProxy(ctx context.Context, cfg Config, name, rafterBin, dir, backend s
 			"--max-conns", strconv.Itoa(setup.MaxConns)}
 		spec.Env = []string{"GOMAXPROCS=1"}
 		info.Version = floorVersion()
+		if name == RawFloor {
+			spec.Args = append(spec.Args, "--raw")
+			info.Version = runtime.Version()
+		}
 	default:
 		return nil, info, fmt.Errorf("unknown proxy %q", name)
 	}

@@ -84,7 +84,7 @@ func parse(args []string, stderr io.Writer) (bench.Config, options, error) {
 	work := fs.String("work-dir", "", "keep configs, data and logs here instead of a removed temporary directory")
 	rafterBin := fs.String("rafter", "", "rafter binary (default: go build ./cmd/rafter)")
 	rafterB := fs.String("rafter-b", "", "a second rafter binary, run as the proxy rafter-b when --proxies names it (e.g. haproxy,rafter,rafter-b)")
-	proxies := fs.String("proxies", "", "comma-separated proxies, reference first in the report (default haproxy,nginx,rafter); fasthttp adds the floor, a bare fasthttp proxy")
+	proxies := fs.String("proxies", "", "comma-separated proxies, reference first in the report (default haproxy,nginx,rafter); fasthttp adds the fasthttp floor, a bare fasthttp proxy; go the raw Go floor, a proxy with no HTTP library")
 	noInstall := fs.Bool("no-install", false, "do not apt-get install missing haproxy, nginx, wrk")
 	noCluster := fs.Bool("no-cluster", false, "skip the three-node propagation and apply figures")
 	scalingOnly := fs.Bool("scaling-only", false, "run only the 2-core scaling comparison (fixed-answer HAProxy and rafter at 1 and 2 cores): a few minutes")
