@@ -258,6 +258,15 @@ func (n *Node) observeLoop() {
 				if id := string(d.LeaderID); id != "" && id != n.cfg.NodeID {
 					n.lastLeader.Store(&id)
 				}
+				if string(d.LeaderID) != n.cfg.NodeID {
+					n.metrics.raft.notLeading()
+				}
+			case raft.PeerObservation:
+				if d.Removed {
+					n.metrics.raft.peerLeft(string(d.Peer.ID))
+				} else {
+					n.metrics.raft.peerJoined(string(d.Peer.ID))
+				}
 			}
 		}
 	}

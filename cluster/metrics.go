@@ -73,6 +73,11 @@ type raftSink struct {
 	timeouts    *prometheus.CounterVec
 	heartbeat   *prometheus.HistogramVec
 	appendRPC   *prometheus.HistogramVec
+	// gone holds the peers that left the configuration while this node
+	// led: raft replicates to a removed peer up to the removal and reports
+	// those last round trips after it, which must not bring its series
+	// back. Replaced whole, never modified.
+	gone atomic.Pointer[map[string]bool]
 }
 
 func newRaftSink() *raftSink {
@@ -138,14 +143,67 @@ func (s *raftSink) sample(key []string, val float32, labels []gometrics.Label) {
 	case keyIs(key, "raft", "fsm", "apply"), keyIs(key, "raft", "fsm", "applyBatch"):
 		s.fsmApply.Observe(secs)
 	case keyIs(key, "raft", "replication", "heartbeat"):
-		if p := peerLabel(labels); p != "" {
+		if p := s.peer(labels); p != "" {
 			s.heartbeat.WithLabelValues(p).Observe(secs)
 		}
 	case keyIs(key, "raft", "replication", "appendEntries", "rpc"):
-		if p := peerLabel(labels); p != "" {
+		if p := s.peer(labels); p != "" {
 			s.appendRPC.WithLabelValues(p).Observe(secs)
 		}
 	}
+}
+
+// peer is the peer a replication sample is about, "" when there is none
+// or it has left the configuration.
+func (s *raftSink) peer(labels []gometrics.Label) string {
+	p := peerLabel(labels)
+	if gone := s.gone.Load(); gone != nil && (*gone)[p] {
+		return ""
+	}
+	return p
+}
+
+// The per-peer series are the leader's view of its current followers:
+// a peer's go when it leaves the configuration, and all of them when the
+// node stops leading, so that neither a removed member nor a past term
+// leaves series behind. A peer that joins (again) is counted afresh.
+
+// peerLeft drops id's series and ignores its late samples.
+func (s *raftSink) peerLeft(id string) {
+	s.setGone(id, true)
+	s.heartbeat.DeleteLabelValues(id)
+	s.appendRPC.DeleteLabelValues(id)
+}
+
+// peerJoined counts id's samples again.
+func (s *raftSink) peerJoined(id string) {
+	s.setGone(id, false)
+}
+
+// notLeading drops every per-peer series.
+func (s *raftSink) notLeading() {
+	s.heartbeat.Reset()
+	s.appendRPC.Reset()
+}
+
+// setGone is called from the node's one observer loop only.
+func (s *raftSink) setGone(id string, gone bool) {
+	cur := s.gone.Load()
+	if cur != nil && (*cur)[id] == gone || cur == nil && !gone {
+		return
+	}
+	next := make(map[string]bool)
+	if cur != nil {
+		for p := range *cur {
+			next[p] = true
+		}
+	}
+	if gone {
+		next[id] = true
+	} else {
+		delete(next, id)
+	}
+	s.gone.Store(&next)
 }
 
 // keyIs compares a go-metrics key with parts without joining it (raft

@@ -93,3 +93,47 @@ func TestRaftMetricsHubAttribution(t *testing.T) {
 		t.Error("the one node left did not get the sample")
 	}
 }
+
+// A peer that left loses its series and its late samples are dropped
+// until it joins again; a node that stops leading drops every peer's.
+func TestRaftSinkForgetsPeers(t *testing.T) {
+	h := &metricsHub{}
+	s := newRaftSink()
+	h.attach(s)
+	sample := func(peer string) {
+		l := []gometrics.Label{{Name: "peer_id", Value: peer}}
+		h.AddSampleWithLabels([]string{"raft", "replication", "heartbeat"}, 1, l)
+		h.AddSampleWithLabels([]string{"raft", "replication", "appendEntries", "rpc"}, 1, l)
+	}
+	series := func() int { return collected(s.heartbeat) + collected(s.appendRPC) }
+	sample("n2")
+	sample("n3")
+	if n := series(); n != 4 {
+		t.Fatalf("%d series, want 4", n)
+	}
+	s.peerLeft("n2")
+	sample("n2")
+	if n := series(); n != 2 {
+		t.Fatalf("after n2 left: %d series, want n3's 2", n)
+	}
+	if histCount(t, s.heartbeat.WithLabelValues("n3")) != 1 {
+		t.Fatal("n3's series changed when n2 left")
+	}
+	s.peerJoined("n2")
+	sample("n2")
+	if n := histCount(t, s.heartbeat.WithLabelValues("n2")); n != 1 {
+		t.Fatalf("n2 joined again: %d heartbeat samples, want 1", n)
+	}
+	s.notLeading()
+	if n := series(); n != 0 {
+		t.Fatalf("after leadership ended: %d series, want 0", n)
+	}
+}
+
+// collected counts the series c has.
+func collected(c prometheus.Collector) int {
+	ch := make(chan prometheus.Metric, 64)
+	c.Collect(ch)
+	close(ch)
+	return len(ch)
+}
