@@ -245,15 +245,26 @@ func (t *term) run() {
 		changed := t.c.cfg.Store.Changed()
 		t.step()
 		t.publish()
+		// With no VIP there is nothing a tick could find: wait for the
+		// state to change instead of waking the node 1/Tick times a second.
+		var ticks <-chan time.Time
+		if t.busy() {
+			ticks = tick.C
+		}
 		select {
 		case <-t.ctx.Done():
 			return
-		case <-tick.C:
+		case <-ticks:
 		case <-changed:
 		case r := <-t.results:
 			t.handle(r)
 		}
 	}
+}
+
+// busy reports whether the term has VIPs to watch or moves under way.
+func (t *term) busy() bool {
+	return len(t.jobs) > 0 || len(t.c.cfg.Store.Config().VIPs) > 0
 }
 
 // publish makes the term's view available to Controller.Status.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -234,5 +235,41 @@ func TestControllerMovesAVIPItsHolderDoesNotClaim(t *testing.T) {
 	r.mover.mu.Unlock()
 	if refused != 1 {
 		t.Fatalf("%d moves to the node that did not claim; want 1 (no failback while it is kept away)", refused)
+	}
+}
+
+// countingStore counts the controller's reads of the replicated state: one
+// pass of its loop reads it several times.
+type countingStore struct {
+	vip.Store
+	reads *atomic.Int64
+}
+
+func (s *countingStore) Config() *fsm.Config {
+	s.reads.Add(1)
+	return s.Store.Config()
+}
+
+// A leader with no VIP does not wake every tick: its loop waits for the
+// state to change. Once a VIP exists it ticks again.
+func TestControllerWithoutVIPsDoesNotTick(t *testing.T) {
+	var reads atomic.Int64
+	r := newCtrlRig(t, 0, func(c *vip.Config) { c.Store = &countingStore{Store: c.Store, reads: &reads} })
+	r.c.Leader(t)
+	pollT(t, "a spell of 300ms with no pass of the loop", func() bool {
+		before := reads.Load()
+		time.Sleep(300 * time.Millisecond)
+		return reads.Load() == before
+	})
+
+	r.put(t, "dns-only", fsm.VIPSpec{Provider: fsm.ProviderNone, HomeNode: "node3"})
+	pollT(t, "the vip in place", func() bool {
+		st := r.status(t)
+		return len(st) == 1 && st[0].InPlace
+	})
+	before := reads.Load()
+	time.Sleep(500 * time.Millisecond) // 25 ticks of 20ms
+	if n := reads.Load() - before; n < 3 {
+		t.Fatalf("with a vip, %d reads of the state in 500ms; want the loop to tick", n)
 	}
 }
