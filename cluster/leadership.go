@@ -261,7 +261,9 @@ func (n *Node) observeLoop() {
 				if string(d.LeaderID) != n.cfg.NodeID {
 					n.metrics.raft.notLeading()
 				}
-			case raft.PeerObservation:
+			}
+		case o := <-n.peerObsCh:
+			if d, ok := o.Data.(raft.PeerObservation); ok {
 				if d.Removed {
 					n.metrics.raft.peerLeft(string(d.Peer.ID))
 				} else {

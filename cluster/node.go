@@ -65,8 +65,14 @@ type Node struct {
 
 	observer *raft.Observer
 	obsCh    chan raft.Observation
-	metrics  *nodeMetrics
-	health   peerHealth
+	// peerObserver reports replication starting and stopping per peer, on
+	// a channel of its own: notePrior reads obsCh's length to know that no
+	// leader observation waits, and a new leader's peer observations would
+	// always be waiting behind its own.
+	peerObserver *raft.Observer
+	peerObsCh    chan raft.Observation
+	metrics      *nodeMetrics
+	health       peerHealth
 
 	peersMu sync.Mutex
 	peers   map[string]PeerInfo // what forming and AddVoter learned about servers
@@ -90,6 +96,8 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		subs:  make(map[int]chan leading.Leadership),
 		peers: make(map[string]PeerInfo),
 		obsCh: make(chan raft.Observation, 128),
+
+		peerObsCh: make(chan raft.Observation, 32),
 		// Unbuffered: drainNotify reads the term of a gain while Raft
 		// waits to hand it over.
 		notifyCh: make(chan bool),
@@ -154,12 +162,17 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 
 	n.observer = raft.NewObserver(n.obsCh, false, func(o *raft.Observation) bool {
 		switch o.Data.(type) {
-		case raft.FailedHeartbeatObservation, raft.ResumedHeartbeatObservation, raft.LeaderObservation, raft.PeerObservation:
+		case raft.FailedHeartbeatObservation, raft.ResumedHeartbeatObservation, raft.LeaderObservation:
 			return true
 		}
 		return false
 	})
 	r.RegisterObserver(n.observer)
+	n.peerObserver = raft.NewObserver(n.peerObsCh, false, func(o *raft.Observation) bool {
+		_, ok := o.Data.(raft.PeerObservation)
+		return ok
+	})
+	r.RegisterObserver(n.peerObserver)
 
 	n.goTracked(n.leaveOnCorruption)
 	n.goTracked(n.observeLoop)
@@ -317,6 +330,7 @@ func (n *Node) Close() error {
 			errs = append(errs, fmt.Errorf("cluster: raft shutdown: %w", err))
 		}
 		n.raft.DeregisterObserver(n.observer)
+		n.raft.DeregisterObserver(n.peerObserver)
 		raftMetricsHub.detach(n.metrics.raft)
 		n.wg.Wait()
 		n.http.CloseIdleConnections()

@@ -116,3 +116,31 @@ func TestFormerLeaderDropsPeerSeries(t *testing.T) {
 		return n != nil && len(peerSeries(t, regs[c.ID(n)])[heartbeatSeries]) == 2
 	})
 }
+
+// The per-peer observations must not hide a new leader's bound on its
+// predecessor's last contact (PriorContact), which VIP failover uses:
+// that bound is published only when no leader observation waits behind
+// the new leader's, and a new leader's peer observations always follow
+// its own. Both nodes left see the gap and the bound.
+func TestPriorContactAfterFailoverWithPeerSeries(t *testing.T) {
+	for i := 0; i < 3; i++ {
+		c, _ := clusterWithRegistries(t, 3)
+		old := c.ID(c.Leader(t))
+		c.Kill(old)
+		eventually(t, "a new leader", func() bool {
+			n := currentLeader(c)
+			return n != nil && c.ID(n) != old
+		})
+		for _, id := range c.IDs() {
+			if id == old {
+				continue
+			}
+			n := c.Node(id)
+			eventually(t, id+"'s bound on "+old+"'s last contact", func() bool {
+				pc, ok := n.PriorContact()
+				return ok && pc.At.Before(time.Now()) && !pc.At.IsZero()
+			})
+		}
+		c.Close()
+	}
+}
