@@ -90,13 +90,12 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	hlog := newHCLogAdapter(cfg.Logger, level)
 
 	n := &Node{
-		cfg:   cfg,
-		log:   cfg.Logger,
-		fsm:   fsm.New(),
-		subs:  make(map[int]chan leading.Leadership),
-		peers: make(map[string]PeerInfo),
-		obsCh: make(chan raft.Observation, 128),
-
+		cfg:       cfg,
+		log:       cfg.Logger,
+		fsm:       fsm.New(),
+		subs:      make(map[int]chan leading.Leadership),
+		peers:     make(map[string]PeerInfo),
+		obsCh:     make(chan raft.Observation, 128),
 		peerObsCh: make(chan raft.Observation, 32),
 		// Unbuffered: drainNotify reads the term of a gain while Raft
 		// waits to hand it over.
