@@ -231,9 +231,9 @@ func TestConfigValidate(t *testing.T) {
 		t.Fatalf("rafter-b with its binary: %v", err)
 	}
 	floor := QuickConfig()
-	floor.Proxies = []string{HAProxy, Rafter, Floor}
+	floor.Proxies = []string{HAProxy, Rafter, Floor, RawFloor}
 	if err := floor.Validate(); err != nil {
-		t.Fatalf("the fasthttp floor: %v", err)
+		t.Fatalf("the fasthttp and raw Go floors: %v", err)
 	}
 	tests := []struct {
 		field string
