@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"net"
 	"strconv"
 	"time"
@@ -31,6 +32,9 @@ var (
 	errRawHead    = errors.New("head too large or malformed")
 	errRawBody    = errors.New("request with a body")
 	errRawChunked = errors.New("answer without Content-Length")
+	// errAnswered: the client is gone or has part of the answer, so no
+	// error reply can follow.
+	errAnswered = errors.New("answer begun or client gone")
 )
 
 // ServeRawFloor serves the raw floor on ln until ln fails.
@@ -110,7 +114,7 @@ func (f *rawFloorConn) serve() {
 		}
 		if err := f.exchange(head, method); err != nil {
 			f.closeUp()
-			if !errors.Is(err, errClientGone) {
+			if !errors.Is(err, errAnswered) {
 				f.reply("502 Bad Gateway")
 			}
 			return
@@ -119,10 +123,7 @@ func (f *rawFloorConn) serve() {
 	}
 }
 
-var (
-	crlfcrlf      = []byte("\r\n\r\n")
-	errClientGone = errors.New("client gone")
-)
+var crlfcrlf = []byte("\r\n\r\n")
 
 // exchange sends one request head to the backend and copies its answer to
 // the client.
@@ -164,14 +165,14 @@ func (f *rawFloorConn) exchange(head []byte, method []byte) error {
 	}
 	for {
 		if _, err := f.client.Write(f.answer[:n]); err != nil {
-			return errClientGone
+			return errAnswered
 		}
 		if left == 0 {
 			return nil
 		}
 		n, err = f.up.Read(f.answer[:min(left, len(f.answer))])
 		if err != nil {
-			return err
+			return fmt.Errorf("%w: %w", errAnswered, err)
 		}
 		left -= n
 	}

@@ -90,3 +90,34 @@ func TestRawFloor(t *testing.T) {
 		t.Errorf("with the backend gone: %d, want 502", resp.StatusCode)
 	}
 }
+
+// An answer the backend cuts short reaches the client as it came, and the
+// connection closes: no error reply is written after part of an answer.
+func TestRawFloorCutAnswer(t *testing.T) {
+	const cut = "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort"
+	bln := listenLoopback(t)
+	go func() {
+		c, err := bln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		buf := make([]byte, 4096)
+		if _, err := c.Read(buf); err == nil {
+			_, _ = io.WriteString(c, cut)
+		}
+	}()
+	ln := listenLoopback(t)
+	go func() { _ = ServeRawFloor(ln, bln.Addr().String(), 5*time.Second, 5*time.Second) }()
+	c, br := dialFloor(t, ln)
+	if _, err := io.WriteString(c, "GET /x HTTP/1.1\r\nHost: app\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(br)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != cut {
+		t.Fatalf("client got %q, want the cut answer %q and the end", got, cut)
+	}
+}
